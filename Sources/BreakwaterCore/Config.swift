@@ -1,0 +1,306 @@
+/// The whole configuration of one Breakwater process, as read from the conf file.
+///
+/// Every value has the default that DESIGN.md documents, so `Config()` is the effective
+/// configuration of an empty file. Parsing and validation live in `Config+TOML.swift`.
+public struct Config: Sendable, Equatable {
+    /// `[server]`: the client-facing listener and its limits.
+    public var server = ServerConfig()
+    /// `[upstream]`: the API servers Breakwater forwards to.
+    public var upstream = UpstreamConfig()
+    /// `[admin]`: the stats listener.
+    public var admin = AdminConfig()
+    /// `[clients]`: how a client is identified and how many are tracked.
+    public var clients = ClientsConfig()
+    /// `[backoff]`: the defaults of every route.
+    public var backoff = BackoffPolicy()
+    /// `[[route]]`, in file order; the first whose `path` prefixes the request path wins.
+    public var routes: [RouteConfig] = []
+    /// `[redis]`: present only when the tracker is shared between replicas.
+    public var redis: RedisConfig? = nil
+
+    /// The defaults of DESIGN.md.
+    public init() {}
+}
+
+/// `[server]`.
+public struct ServerConfig: Sendable, Equatable {
+    /// `listen`: where clients connect.
+    public var listen = HostPort(host: "0.0.0.0", port: 8080)
+    /// `workers`: event loops, each on its own thread; 0 means one per core.
+    public var workers = 0
+    /// `max_header_bytes`: request line plus headers; larger gets 431.
+    public var maxHeaderBytes = 16_384
+    /// `max_body_bytes`: request body; larger gets 413.
+    public var maxBodyBytes = 10_000_000
+    /// `header_timeout`: the whole request head must arrive within this, counted from its first byte.
+    public var headerTimeout: Duration = .seconds(10)
+    /// `idle_timeout`: how long a keep-alive connection may wait for its next request.
+    public var idleTimeout: Duration = .seconds(60)
+    /// `grace_period`: on SIGTERM/SIGINT, how long in-flight requests may take to finish.
+    public var gracePeriod: Duration = .seconds(10)
+    /// `access_log`: nil (off), "stderr", or a file path.
+    public var accessLog: String? = nil
+
+    /// The defaults of DESIGN.md.
+    public init() {}
+}
+
+/// `[upstream]`.
+public struct UpstreamConfig: Sendable, Equatable {
+    /// `servers`: one or more `host:port`, used round-robin.
+    public var servers = [HostPort(host: "127.0.0.1", port: 9000)]
+    /// `connect_timeout`: a connection not established by then is a connect error (502).
+    public var connectTimeout: Duration = .seconds(2)
+    /// `timeout`: an upstream silent for this long is a timeout (504).
+    public var timeout: Duration = .seconds(30)
+    /// `max_connections`: per worker and server, in use plus idle.
+    public var maxConnections = 512
+    /// `retries`: retries of a transient failure of an idempotent request.
+    public var retries = 2
+    /// `retry_base`: the first retry waits up to this long (full jitter), doubling after.
+    public var retryBase: Duration = .milliseconds(100)
+    /// `retry_on`: upstream statuses that are retried (a refused connection always is).
+    public var retryOn: Set<Int> = [502, 503, 504]
+    /// `retry_budget`: retries may add at most this fraction of the requests of the last 10 s.
+    public var retryBudget = 0.2
+
+    /// The defaults of DESIGN.md.
+    public init() {}
+}
+
+/// `[admin]`.
+public struct AdminConfig: Sendable, Equatable {
+    /// `listen`: the stats endpoint; loopback by default.
+    public var listen = HostPort(host: "127.0.0.1", port: 9901)
+
+    /// The defaults of DESIGN.md.
+    public init() {}
+}
+
+/// `[clients]`.
+public struct ClientsConfig: Sendable, Equatable {
+    /// `key`: the identity parts of a client, used by routes that set no `key` of their own.
+    public var key: [KeyPart] = [.ip]
+    /// `trusted_proxies`: peers whose `X-Forwarded-For` is believed.
+    public var trustedProxies: [CIDR] = []
+    /// `ipv6_prefix`: IPv6 peers are grouped by this many leading bits.
+    public var ipv6Prefix = 64
+    /// `hash_key`: the secret of the keyed hash; empty means random per start.
+    public var hashKey = ""
+    /// `max_clients`: the bound of the tracker table.
+    public var maxClients = 1_000_000
+
+    /// The defaults of DESIGN.md.
+    public init() {}
+}
+
+/// One part of a client's identity.
+public enum KeyPart: Sendable, Equatable, Hashable, CustomStringConvertible {
+    /// The peer address, or the right-most untrusted `X-Forwarded-For` hop behind a trusted proxy.
+    case ip
+    /// The value of a request header (name stored lower-case), hashed; missing falls back to `ip`.
+    case header(String)
+    /// The route's name, so one client is tracked separately per route.
+    case route
+
+    /// The spelling used in the conf file: `ip`, `header:NAME`, `route`.
+    public var description: String {
+        switch self {
+        case .ip: return "ip"
+        case .header(let name): return "header:\(name)"
+        case .route: return "route"
+        }
+    }
+}
+
+/// Whether the tracker's decisions are enforced or only counted.
+public enum BackoffMode: String, Sendable, Equatable {
+    /// Blocked clients get 429.
+    case enforce
+    /// Everything is computed and counted, but requests are forwarded anyway.
+    case dryRun = "dry-run"
+}
+
+/// How the window grows with consecutive errors.
+public enum BackoffStrategy: String, Sendable, Equatable {
+    /// `base * factor^(n-1)`.
+    case exponential
+    /// `base * n`.
+    case linear
+}
+
+/// Which upstream outcomes are errors (`on`).
+public struct ErrorSet: Sendable, Equatable {
+    /// HTTP statuses that count as errors.
+    public var statuses: Set<Int>
+    /// A refused or failed connection counts (`"connect"`).
+    public var connect: Bool
+    /// An upstream timeout counts (`"timeout"`).
+    public var timeout: Bool
+
+    /// Builds a set from its three parts.
+    public init(statuses: Set<Int>, connect: Bool, timeout: Bool) {
+        self.statuses = statuses
+        self.connect = connect
+        self.timeout = timeout
+    }
+
+    /// `[401, 403, 500, 502, 503, 504, "connect", "timeout"]`.
+    public static let `default` = ErrorSet(statuses: [401, 403, 500, 502, 503, 504], connect: true, timeout: true)
+}
+
+/// `[backoff]`, and the per-route overrides of it.
+public struct BackoffPolicy: Sendable, Equatable {
+    /// `on`: what counts as an error.
+    public var on = ErrorSet.default
+    /// `strategy`.
+    public var strategy = BackoffStrategy.exponential
+    /// `base`: the first window.
+    public var base: Duration = .milliseconds(500)
+    /// `factor`: growth per error with the exponential strategy.
+    public var factor = 2.0
+    /// `max`: no window is longer.
+    public var max: Duration = .seconds(600)
+    /// `jitter`: a window is shortened by up to this fraction, at random.
+    public var jitter = 0.2
+    /// `threshold`: consecutive errors before the first window.
+    public var threshold = 1
+    /// `reset_after`: an entry untouched this long is forgotten.
+    public var resetAfter: Duration = .seconds(900)
+    /// `mode`.
+    public var mode = BackoffMode.enforce
+
+    /// The defaults of DESIGN.md.
+    public init() {}
+}
+
+/// A plain request rate, `"10r/s"` or `"600r/m"`.
+public struct Rate: Sendable, Equatable, CustomStringConvertible {
+    /// Requests per second.
+    public var perSecond: Double
+
+    /// A rate of `perSecond` requests each second.
+    public init(perSecond: Double) { self.perSecond = perSecond }
+
+    /// The conf-file spelling.
+    public var description: String {
+        perSecond >= 1 || perSecond == 0
+            ? "\(Rate.trim(perSecond))r/s" : "\(Rate.trim(perSecond * 60))r/m"
+    }
+
+    private static func trim(_ v: Double) -> String {
+        v == v.rounded() ? String(Int(v)) : String(v)
+    }
+}
+
+/// One `[[route]]`, with every [backoff] key already merged in.
+public struct RouteConfig: Sendable, Equatable {
+    /// `name`: used in metrics labels and in the `route` key part.
+    public var name: String
+    /// `path`: a prefix of the request path.
+    public var path: String
+    /// `key`: identity parts; nil means `[clients] key`.
+    public var key: [KeyPart]? = nil
+    /// The effective backoff policy: `[backoff]` with this route's `backoff = {...}` overrides.
+    public var backoff = BackoffPolicy()
+    /// `rate`: optional plain rate limit per key.
+    public var rate: Rate? = nil
+    /// `burst`: requests allowed above `rate` at once.
+    public var burst = 0
+    /// `bypass`: skip tracking; counted as bypassed.
+    public var bypass = false
+
+    /// A route with the given name and path prefix and default everything else.
+    public init(name: String, path: String) {
+        self.name = name
+        self.path = path
+    }
+}
+
+/// `[redis]`.
+public struct RedisConfig: Sendable, Equatable {
+    /// `url`: `redis://[:password@]host:port[/db]`.
+    public var url = "redis://127.0.0.1:6379"
+    /// `prefix`: prepended to every key Breakwater writes.
+    public var prefix = "breakwater:"
+    /// `timeout`: a reply slower than this counts as an error and the local tracker decides.
+    public var timeout: Duration = .milliseconds(50)
+
+    /// The defaults of DESIGN.md.
+    public init() {}
+}
+
+/// A `host:port` pair; IPv6 hosts are written `[::1]:8080`.
+public struct HostPort: Sendable, Equatable, Hashable, CustomStringConvertible {
+    /// A host name or a literal address, without brackets.
+    public var host: String
+    /// The TCP port.
+    public var port: UInt16
+
+    /// A pair from its parts.
+    public init(host: String, port: UInt16) {
+        self.host = host
+        self.port = port
+    }
+
+    /// Parses `host:port` or `[v6]:port`; nil when malformed.
+    public init?(parsing text: String) {
+        let hostPart: Substring
+        let portPart: Substring
+        if text.hasPrefix("[") {
+            guard let close = text.firstIndex(of: "]"),
+                  text[text.index(after: close)...].hasPrefix(":") else { return nil }
+            hostPart = text[text.index(after: text.startIndex)..<close]
+            portPart = text[text.index(close, offsetBy: 2)...]
+        } else {
+            guard let colon = text.lastIndex(of: ":") else { return nil }
+            hostPart = text[..<colon]
+            portPart = text[text.index(after: colon)...]
+            if hostPart.contains(":") { return nil }
+        }
+        guard !hostPart.isEmpty, let port = UInt16(portPart) else { return nil }
+        self.init(host: String(hostPart), port: port)
+    }
+
+    /// `host:port`, bracketing IPv6 hosts.
+    public var description: String {
+        host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+    }
+}
+
+/// An address range such as `10.0.0.0/8` or `fd00::/8`.
+public struct CIDR: Sendable, Equatable, Hashable, CustomStringConvertible {
+    /// The network address as 16 bytes (IPv4 as IPv4-mapped IPv6).
+    public var network: IPAddress
+    /// Prefix length in bits, counted on the 128-bit form.
+    public var prefixLength: Int
+
+    /// A range from a network and a prefix length in bits of the 128-bit form.
+    public init(network: IPAddress, prefixLength: Int) {
+        self.network = network.masked(to: prefixLength)
+        self.prefixLength = prefixLength
+    }
+
+    /// Parses `a.b.c.d/n`, `v6/n`, or a single address; nil when malformed.
+    public init?(parsing text: String) {
+        let parts = text.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count <= 2, let address = IPAddress(parsing: String(parts[0])) else { return nil }
+        let width = address.isIPv4 ? 32 : 128
+        var bits = width
+        if parts.count == 2 {
+            guard let n = Int(parts[1]), (0...width).contains(n) else { return nil }
+            bits = n
+        }
+        self.init(network: address, prefixLength: address.isIPv4 ? bits + 96 : bits)
+    }
+
+    /// Whether `address` lies inside this range.
+    public func contains(_ address: IPAddress) -> Bool {
+        address.masked(to: prefixLength) == network
+    }
+
+    /// The conf-file spelling.
+    public var description: String {
+        network.isIPv4 ? "\(network)/\(prefixLength - 96)" : "\(network)/\(prefixLength)"
+    }
+}

@@ -1,0 +1,22 @@
+#ifndef BREAKWATER_CLIBEVENT_SHIM_H
+#define BREAKWATER_CLIBEVENT_SHIM_H
+
+/* libc first: Swift's Glibc module must own fd_set before libevent sees it. */
+#include <sys/types.h>
+#include <sys/select.h>
+#include <sys/time.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <stdint.h>
+
+#include <event2/event.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/listener.h>
+#include <event2/thread.h>
+#include <event2/util.h>
+
+#endif

@@ -1,0 +1,2 @@
+import BreakwaterServer
+print(Engine.libeventVersion())

@@ -1,0 +1,3 @@
+import Testing
+@testable import BreakwaterCore
+@Test func versionIsSet() { #expect(!Breakwater.version.isEmpty) }
