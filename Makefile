@@ -1,0 +1,43 @@
+# Breakwater: `make run` starts the proxy in front of the demo API; `make test` runs every test.
+SWIFT ?= swift
+CONF ?= conf/breakwater.conf
+
+.PHONY: all build release run test test-unit tsan check bench clean deps-build deps-test deps-bench
+
+all: build
+
+deps-build:
+	@scripts/install-deps.sh build
+
+deps-test:
+	@scripts/install-deps.sh test
+
+deps-bench:
+	@scripts/install-deps.sh bench
+
+build: deps-build
+	$(SWIFT) build
+
+release: deps-build
+	$(SWIFT) build -c release --product breakwater
+
+run: release
+	scripts/run-demo.sh .build/release/breakwater $(CONF)
+
+check: build
+	.build/debug/breakwater check --config $(CONF)
+
+test: deps-test
+	$(SWIFT) build --build-tests
+	$(SWIFT) test --skip-build --parallel --num-workers 2
+	$(MAKE) tsan
+
+# The shared tracker under ThreadSanitizer: many threads, shared keys.
+tsan: deps-build
+	$(SWIFT) test --scratch-path .build-tsan --sanitize=thread --filter 'BreakwaterCoreTests'
+
+bench: deps-bench release
+	bench/proxy.sh
+
+clean:
+	rm -rf .build .build-tsan
