@@ -29,7 +29,7 @@ check: build
 
 test: deps-test
 	$(SWIFT) build --build-tests
-	$(SWIFT) test --skip-build --parallel --num-workers 2
+	$(SWIFT) test --skip-build
 	$(MAKE) tsan
 
 # The shared tracker under ThreadSanitizer: many threads, shared keys.

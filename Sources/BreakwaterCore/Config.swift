@@ -30,8 +30,8 @@ public struct ServerConfig: Sendable, Equatable {
     public var workers = 0
     /// `max_header_bytes`: request line plus headers; larger gets 431.
     public var maxHeaderBytes = 16_384
-    /// `max_body_bytes`: request body; larger gets 413.
-    public var maxBodyBytes = 10_000_000
+    /// `max_body_bytes`: request body; larger gets 413. "10MB" in nginx units, 10 MiB.
+    public var maxBodyBytes = 10 << 20
     /// `header_timeout`: the whole request head must arrive within this, counted from its first byte.
     public var headerTimeout: Duration = .seconds(10)
     /// `idle_timeout`: how long a keep-alive connection may wait for its next request.

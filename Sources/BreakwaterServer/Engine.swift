@@ -1,2 +1,0 @@
-import CLibevent
-public enum Engine { public static func libeventVersion() -> String { String(cString: event_get_version()) } }
