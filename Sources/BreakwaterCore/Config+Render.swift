@@ -1,0 +1,100 @@
+extension Config {
+    /// The effective configuration as a conf file: every key with its value, defaults included,
+    /// and each route with its fully merged backoff policy. `breakwater check` prints this so an
+    /// operator sees what will actually run, not what the file happened to spell out.
+    ///
+    /// The output parses back to an equal `Config`. Values a conf file cannot set explicitly
+    /// (no `[redis]`, a route without its own `key` or `rate`) appear as comments. Secrets
+    /// (`hash_key`, a Redis password) are printed as they are, like the file that holds them.
+    public func render() -> String {
+        var out = ["# Breakwater effective configuration: defaults filled in, routes merged with [backoff].", ""]
+        func set(_ key: String, _ value: String) { out.append("\(key) = \(value)") }
+
+        out.append("[server]")
+        set("listen", quote(server.listen.description))
+        set("workers", "\(server.workers)")
+        set("max_header_bytes", size(server.maxHeaderBytes))
+        set("max_body_bytes", size(server.maxBodyBytes))
+        set("header_timeout", duration(server.headerTimeout))
+        set("idle_timeout", duration(server.idleTimeout))
+        set("grace_period", duration(server.gracePeriod))
+        set("access_log", quote(server.accessLog ?? "off"))
+
+        out += ["", "[upstream]"]
+        set("servers", list(upstream.servers.map { quote($0.description) }))
+        set("connect_timeout", duration(upstream.connectTimeout))
+        set("timeout", duration(upstream.timeout))
+        set("max_connections", "\(upstream.maxConnections)")
+        set("retries", "\(upstream.retries)")
+        set("retry_base", duration(upstream.retryBase))
+        set("retry_on", list(upstream.retryOn.sorted().map(String.init)))
+        set("retry_budget", "\(upstream.retryBudget)")
+
+        out += ["", "[admin]"]
+        set("listen", quote(admin.listen.description))
+
+        out += ["", "[clients]"]
+        set("key", keyList(clients.key))
+        set("trusted_proxies", list(clients.trustedProxies.map { quote($0.description) }))
+        set("ipv6_prefix", "\(clients.ipv6Prefix)")
+        set("hash_key", quote(clients.hashKey))
+        set("max_clients", "\(clients.maxClients)")
+
+        out += ["", "[backoff]"]
+        for (key, value) in pairs(backoff) { set(key, value) }
+
+        for route in routes {
+            out += ["", "[[route]]"]
+            set("name", quote(route.name))
+            set("path", quote(route.path))
+            if route.bypass {
+                out.append("# not tracked nor rate-limited: key, backoff, rate and burst do not apply")
+            } else {
+                if let key = route.key { set("key", keyList(key)) } else {
+                    out.append("# key: not set, so [clients] key = \(keyList(clients.key)) applies")
+                }
+                set("backoff", "{ " + pairs(route.backoff).map { "\($0) = \($1)" }.joined(separator: ", ") + " }")
+                if let rate = route.rate {
+                    set("rate", quote(rate.confText))
+                    set("burst", "\(route.burst)")
+                } else {
+                    out.append("# rate, burst: not set, no request-rate limit")
+                }
+            }
+            set("bypass", "\(route.bypass)")
+        }
+
+        out.append("")
+        if let redis {
+            out.append("[redis]")
+            set("url", quote(redis.url))
+            set("prefix", quote(redis.prefix))
+            set("timeout", duration(redis.timeout))
+        } else {
+            out.append("# [redis]: not set, each replica tracks clients on its own")
+        }
+        return out.joined(separator: "\n") + "\n"
+    }
+
+    /// The keys of one backoff policy in conf-file order, shared by `[backoff]` and the routes'
+    /// inline tables so both print the same way.
+    private func pairs(_ p: BackoffPolicy) -> [(String, String)] {
+        let on = p.on.statuses.sorted().map(String.init)
+            + (p.on.connect ? [quote("connect")] : []) + (p.on.timeout ? [quote("timeout")] : [])
+        return [
+            ("on", list(on)), ("strategy", quote(p.strategy.rawValue)), ("base", duration(p.base)),
+            ("factor", "\(p.factor)"), ("max", duration(p.max)), ("jitter", "\(p.jitter)"),
+            ("threshold", "\(p.threshold)"), ("reset_after", duration(p.resetAfter)), ("mode", quote(p.mode.rawValue)),
+        ]
+    }
+
+    private func list(_ items: [String]) -> String { "[" + items.joined(separator: ", ") + "]" }
+    private func keyList(_ parts: [KeyPart]) -> String { list(parts.map { quote($0.description) }) }
+    private func duration(_ d: Duration) -> String { quote(d.confText) }
+
+    /// A size with a binary unit when exact (`"10MiB"`), else the plain integer.
+    private func size(_ bytes: Int) -> String {
+        let text = ByteSize.format(bytes)
+        return text.allSatisfy(\.isNumber) || text.hasPrefix("-") ? text : quote(text)
+    }
+}

@@ -1,0 +1,213 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import TOMLKit
+
+// load(path) → parse(text) → validate(): the conf file's way in. Every key of DESIGN.md is read
+// here, with its default coming from the model in Config.swift when the file leaves it out.
+
+extension Config {
+    /// Reads, parses and validates the conf file at `path`; the error names `path` as given.
+    ///
+    /// An unreadable file is a `ConfigError` with key `"file"`, so the command line reports it
+    /// the same way as a bad value. Files over 16 MiB are refused: no honest conf file is that
+    /// big, and a path such as `/dev/zero` must not hang a reload.
+    public static func load(path: String) throws -> Config {
+        try parse(readFile(path), file: path)
+    }
+
+    /// Parses and validates conf-file text; `file` is only used to name the source in errors.
+    ///
+    /// Sections may come in any order: every route's `backoff = {...}` is merged over the whole
+    /// `[backoff]` section even when that section comes later in the file.
+    public static func parse(_ text: String, file: String) throws -> Config {
+        if let nul = text.firstIndex(of: "\0") {
+            let line = text[..<nul].filter { $0 == "\n" }.count + 1
+            throw ConfigError(file: file, key: "syntax", message: "line \(line): a NUL byte", allowed: "a TOML 1.0 text file")
+        }
+        let root: TOMLTable
+        do {
+            root = try TOMLTable(string: text)
+        } catch let e as TOMLParseError {
+            let at = e.source.begin
+            throw ConfigError(file: file, key: "syntax", message: "line \(at.line), column \(at.column): \(e.description)",
+                              allowed: "a TOML 1.0 document (https://toml.io/en/v1.0.0)")
+        }
+        let top = try TableReader(root, path: "", file: file,
+                                  known: ["server", "upstream", "admin", "clients", "backoff", "route", "redis"])
+        func section(_ name: String, _ known: [String]) throws -> TableReader? {
+            try top.table(name, "a table [\(name)]").map { try TableReader($0, path: name, file: file, known: known) }
+        }
+
+        var config = Config()
+        if let r = try section("server", ["listen", "workers", "max_header_bytes", "max_body_bytes", "header_timeout",
+                                          "idle_timeout", "grace_period", "access_log"]) {
+            try readServer(r, into: &config.server)
+        }
+        if let r = try section("upstream", ["servers", "connect_timeout", "timeout", "max_connections", "retries",
+                                            "retry_base", "retry_on", "retry_budget"]) {
+            try readUpstream(r, into: &config.upstream)
+        }
+        if let r = try section("admin", ["listen"]) {
+            assign(&config.admin.listen, try r.parsed("listen", Allowed.listen, HostPort.init(parsing:)))
+        }
+        if let r = try section("clients", ["key", "trusted_proxies", "ipv6_prefix", "hash_key", "max_clients"]) {
+            let c = r
+            assign(&config.clients.key, try c.list("key", Allowed.key, keyPart))
+            assign(&config.clients.trustedProxies, try c.list("trusted_proxies", Allowed.trustedProxies, CIDR.init(parsing:)))
+            assign(&config.clients.ipv6Prefix, try c.int("ipv6_prefix", Allowed.ipv6Prefix))
+            assign(&config.clients.hashKey, try c.string("hash_key", Allowed.hashKey))
+            assign(&config.clients.maxClients, try c.int("max_clients", Allowed.maxClients))
+        }
+        if let r = try section("backoff", backoffKeys) {
+            try readBackoff(r, into: &config.backoff)
+        }
+        if top.has("route") {
+            config.routes = try readRoutes(top, file: file, defaults: config.backoff)
+        }
+        if let r = try section("redis", ["url", "prefix", "timeout"]) {
+            var redis = RedisConfig()
+            assign(&redis.url, try r.string("url", Allowed.redisURL))
+            assign(&redis.prefix, try r.string("prefix", Allowed.string))
+            assign(&redis.timeout, try r.duration("timeout"))
+            config.redis = redis
+        }
+        try config.validate(file: file)
+        return config
+    }
+
+    /// The keys of `[backoff]`, which a route's `backoff = {...}` may also set.
+    static let backoffKeys = ["on", "strategy", "base", "factor", "max", "jitter", "threshold", "reset_after", "mode"]
+
+    private static func readServer(_ r: TableReader, into s: inout ServerConfig) throws {
+        assign(&s.listen, try r.parsed("listen", Allowed.listen, HostPort.init(parsing:)))
+        assign(&s.workers, try r.int("workers", Allowed.workers))
+        assign(&s.maxHeaderBytes, try r.size("max_header_bytes", Allowed.maxHeaderBytes))
+        assign(&s.maxBodyBytes, try r.size("max_body_bytes", Allowed.maxBodyBytes))
+        assign(&s.headerTimeout, try r.duration("header_timeout"))
+        assign(&s.idleTimeout, try r.duration("idle_timeout"))
+        assign(&s.gracePeriod, try r.duration("grace_period", Allowed.durationOrZero))
+        // "off" exists so that the effective config can spell "no access log" as a value.
+        if let log = try r.string("access_log", Allowed.accessLog) { s.accessLog = log == "off" ? nil : log }
+    }
+
+    private static func readUpstream(_ r: TableReader, into u: inout UpstreamConfig) throws {
+        assign(&u.servers, try r.list("servers", Allowed.servers, HostPort.init(parsing:)))
+        assign(&u.connectTimeout, try r.duration("connect_timeout"))
+        assign(&u.timeout, try r.duration("timeout"))
+        assign(&u.maxConnections, try r.int("max_connections", Allowed.maxConnections))
+        assign(&u.retries, try r.int("retries", Allowed.retries))
+        assign(&u.retryBase, try r.duration("retry_base", Allowed.durationOrZero))
+        if let items = try r.array("retry_on", Allowed.retryOn) {
+            u.retryOn = Set(try items.map { item in
+                guard let status = item.int else { throw r.error("retry_on", describe(item, withType: true), Allowed.retryOn) }
+                return status
+            })
+        }
+        assign(&u.retryBudget, try r.number("retry_budget", Allowed.retryBudget))
+    }
+
+    /// Applies the keys present in `r` over `p`; keys the table leaves out keep `p`'s values,
+    /// which is how a route inherits the `[backoff]` section. A route's `on` replaces the
+    /// section's list rather than adding to it, so a route can also stop counting a status.
+    static func readBackoff(_ r: TableReader, into p: inout BackoffPolicy) throws {
+        if let items = try r.array("on", Allowed.on) {
+            var set = ErrorSet(statuses: [], connect: false, timeout: false)
+            for item in items {
+                switch (item.int, item.string) {
+                case (let status?, _): set.statuses.insert(status)
+                case (_, "connect"): set.connect = true
+                case (_, "timeout"): set.timeout = true
+                default: throw r.error("on", describe(item, withType: item.string == nil), Allowed.on)
+                }
+            }
+            p.on = set
+        }
+        assign(&p.strategy, try r.parsed("strategy", Allowed.strategy, BackoffStrategy.init(rawValue:)))
+        assign(&p.base, try r.duration("base"))
+        assign(&p.factor, try r.number("factor", Allowed.factor))
+        assign(&p.max, try r.duration("max", Allowed.max))
+        assign(&p.jitter, try r.number("jitter", Allowed.jitter))
+        assign(&p.threshold, try r.int("threshold", Allowed.threshold))
+        assign(&p.resetAfter, try r.duration("reset_after"))
+        assign(&p.mode, try r.parsed("mode", Allowed.mode, BackoffMode.init(rawValue:)))
+    }
+
+    private static func readRoutes(_ top: TableReader, file: String, defaults: BackoffPolicy) throws -> [RouteConfig] {
+        let shape = "[[route]] entries, each a table with name and path"
+        guard let items = try top.array("route", shape) else { return [] }
+        return try items.enumerated().map { i, item in
+            let at = "route[\(i)]"
+            guard let table = item.table else {
+                throw ConfigError(file: file, key: at, message: "got \(describe(item, withType: true))", allowed: shape)
+            }
+            let r = try TableReader(table, path: at, file: file,
+                                    known: ["name", "path", "key", "backoff", "rate", "burst", "bypass"])
+            func required(_ key: String, _ allowed: String) throws -> String {
+                guard let v = try r.string(key, allowed) else {
+                    throw ConfigError(file: file, key: r.name(key), message: "missing", allowed: allowed)
+                }
+                return v
+            }
+            var route = RouteConfig(name: try required("name", Allowed.routeName), path: try required("path", Allowed.routePath))
+            route.key = try r.list("key", Allowed.key, keyPart)
+            route.backoff = defaults
+            if let t = try r.table("backoff", "a table of [backoff] keys, such as { base = \"1s\", max = \"30m\" }") {
+                try readBackoff(TableReader(t, path: "\(at).backoff", file: file, known: backoffKeys), into: &route.backoff)
+            }
+            route.rate = try r.parsed("rate", Allowed.rate, Rate.init(parsing:))
+            assign(&route.burst, try r.int("burst", Allowed.burst))
+            if r.has("burst") && route.rate == nil {
+                throw r.error("burst", "burst = \(route.burst) without a rate", Allowed.burst)
+            }
+            assign(&route.bypass, try r.bool("bypass", Allowed.bypass))
+            if route.bypass, let extra = ["key", "backoff", "rate", "burst"].first(where: r.has) {
+                throw ConfigError(file: file, key: r.name(extra),
+                                  message: "\(extra) on a route with bypass = true, which is never tracked nor limited",
+                                  allowed: Allowed.bypass)
+            }
+            return route
+        }
+    }
+}
+
+/// One `clients.key` / route `key` part; header names are lower-cased because header lookup is
+/// case-insensitive and the identity code compares stored names as they are.
+func keyPart(_ text: String) -> KeyPart? {
+    switch text {
+    case "ip": return .ip
+    case "route": return .route
+    case _ where text.hasPrefix("header:") && text.count > 7: return .header(String(text.dropFirst(7)).lowercased())
+    default: return nil
+    }
+}
+
+/// Overwrites a default only when the file set the key.
+func assign<T>(_ target: inout T, _ value: T?) {
+    if let value { target = value }
+}
+
+/// The file's text, or a `ConfigError` with key `"file"` saying why not (errno's words).
+func readFile(_ path: String) throws -> String {
+    func fail(_ why: String) -> ConfigError {
+        ConfigError(file: path, key: "file", message: "cannot read: \(why)",
+                    allowed: "a readable UTF-8 TOML file of at most 16 MiB")
+    }
+    guard let f = fopen(path, "rb") else { throw fail(String(cString: strerror(errno))) }
+    defer { fclose(f) }
+    var bytes: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 65_536)
+    while true {
+        let n = fread(&chunk, 1, chunk.count, f)
+        bytes += chunk[..<n]
+        if bytes.count > 16 << 20 { throw fail("larger than 16 MiB") }
+        if n < chunk.count {
+            if ferror(f) != 0 { throw fail(String(cString: strerror(errno))) }
+            break
+        }
+    }
+    guard let text = String(validating: bytes, as: UTF8.self) else { throw fail("not valid UTF-8") }
+    return text
+}

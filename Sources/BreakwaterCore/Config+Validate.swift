@@ -1,0 +1,232 @@
+/// What each key accepts, in words. The parser quotes these when a value has the wrong type and
+/// `validate` quotes them when it is out of range, so both errors promise the same thing.
+enum Allowed {
+    static let sections = "the sections [server], [upstream], [admin], [clients], [backoff], [[route]], [redis]"
+    static let listen = "\"host:port\" (IPv6 as \"[::1]:8080\"; port 0 picks a free port)"
+    static let workers = "an integer from 0 (one per core) to 1024"
+    static let maxHeaderBytes = "a size from 1024 to 1048576 bytes, as an integer or a string such as \"16KB\" (K = 1024)"
+    static let maxBodyBytes = "a size of at least 1 byte, as an integer or a string such as \"10MB\" (M = 1024*1024)"
+    static let duration = "a duration above zero: a number and a unit (ns, us, ms, s, m, h, d), such as \"500ms\" or \"1.5s\""
+    static let durationOrZero = "a duration of zero or more: a number and a unit (ns, us, ms, s, m, h, d), such as \"10s\""
+    static let accessLog = "\"stderr\", \"off\", or a file path"
+    static let servers = "one or more \"host:port\" strings (port 1 to 65535), such as [\"127.0.0.1:9000\"]"
+    static let maxConnections = "an integer from 1 to 1000000"
+    static let retries = "an integer from 0 to 10"
+    static let retryOn = "an array of HTTP statuses from 500 to 599 (a refused connection is always retried)"
+    static let retryBudget = "a number from 0.0 to 1.0 (a fraction of requests)"
+    static let key = "a non-empty array of distinct parts: \"ip\", \"header:NAME\", \"route\""
+    static let trustedProxies = "an array of CIDR strings such as \"10.0.0.0/8\" or \"fd00::/8\""
+    static let ipv6Prefix = "an integer from 1 to 128"
+    static let hashKey = "\"\" (random per start, only without [redis]) or a secret of at least 16 characters"
+    static let maxClients = "an integer from 1 to 1000000000"
+    static let on = "an array of HTTP statuses (100 to 599) and the words \"connect\" and \"timeout\""
+    static let strategy = "\"exponential\" or \"linear\""
+    static let factor = "a number from 1.0 up"
+    static let max = "a duration no shorter than base"
+    static let jitter = "a number from 0.0 up to, but not including, 1.0"
+    static let threshold = "an integer from 1 up"
+    static let mode = "\"enforce\" or \"dry-run\""
+    static let routeName = "a unique name of letters, digits, '_', '.' and '-', other than \"default\" (the fallback route)"
+    static let routePath = "a path starting with \"/\", without spaces, '?' or '#', that no earlier route already matches"
+    static let rate = "a rate above zero such as \"10r/s\" or \"600r/m\""
+    static let burst = "an integer from 0 up, and only together with rate"
+    static let bypass = "true or false; a bypass route takes only name and path"
+    static let redisURL = "\"redis://[[user]:password@]host[:port][/db]\" (port 6379 and db 0 by default)"
+    static let string = "a string"
+}
+
+extension Config {
+    /// Checks every range and every rule that spans keys, so a `Config` built in code is held to
+    /// the same contract as one read from a file. Throws the first problem found, naming `file`.
+    ///
+    /// `[backoff]` is checked before the routes: a bad value there is reported at its own key,
+    /// not at the first route that inherited it.
+    public func validate(file: String) throws {
+        let c = Checker(file: file)
+        let s = server
+        try c.listen(s.listen, "server.listen")
+        try c.check((0...1024).contains(s.workers), "server.workers", "\(s.workers)", Allowed.workers)
+        try c.check((1024...1_048_576).contains(s.maxHeaderBytes), "server.max_header_bytes",
+                    "\(s.maxHeaderBytes)", Allowed.maxHeaderBytes)
+        try c.check(s.maxBodyBytes >= 1, "server.max_body_bytes", "\(s.maxBodyBytes)", Allowed.maxBodyBytes)
+        try c.positive(s.headerTimeout, "server.header_timeout")
+        try c.positive(s.idleTimeout, "server.idle_timeout")
+        try c.check(s.gracePeriod >= .zero, "server.grace_period", quote(s.gracePeriod.confText), Allowed.durationOrZero)
+        if let log = s.accessLog {
+            try c.check(!log.isEmpty && log != "off", "server.access_log", quote(log), Allowed.accessLog)
+        }
+
+        let u = upstream
+        try c.check(!u.servers.isEmpty, "upstream.servers", "[]", Allowed.servers)
+        for server in u.servers {
+            try c.check(server.port != 0 && validHost(server.host), "upstream.servers", quote("\(server)"), Allowed.servers)
+            try c.check(!Self.loopsBack(s.listen, server), "upstream.servers",
+                        "\(quote("\(server)")), which is server.listen: Breakwater would forward to itself",
+                        "the address of the API server behind Breakwater")
+        }
+        try c.positive(u.connectTimeout, "upstream.connect_timeout")
+        try c.positive(u.timeout, "upstream.timeout")
+        try c.check((1...1_000_000).contains(u.maxConnections), "upstream.max_connections",
+                    "\(u.maxConnections)", Allowed.maxConnections)
+        try c.check((0...10).contains(u.retries), "upstream.retries", "\(u.retries)", Allowed.retries)
+        try c.check(u.retryBase >= .zero, "upstream.retry_base", quote(u.retryBase.confText), Allowed.durationOrZero)
+        for status in u.retryOn.sorted() {
+            try c.check((500...599).contains(status), "upstream.retry_on", "\(status)", Allowed.retryOn)
+        }
+        try c.check((0...1).contains(u.retryBudget), "upstream.retry_budget", "\(u.retryBudget)", Allowed.retryBudget)
+
+        try c.listen(admin.listen, "admin.listen")
+        try c.check(!Self.clash(s.listen, admin.listen), "admin.listen",
+                    "\(quote("\(admin.listen)")), which clashes with server.listen \(quote("\(s.listen)"))",
+                    "an address and port of its own")
+
+        let cl = clients
+        try c.keyParts(cl.key, "clients.key")
+        try c.check((1...128).contains(cl.ipv6Prefix), "clients.ipv6_prefix", "\(cl.ipv6Prefix)", Allowed.ipv6Prefix)
+        try c.check(cl.hashKey.isEmpty || cl.hashKey.count >= 16, "clients.hash_key",
+                    "a secret of \(cl.hashKey.count) characters", Allowed.hashKey)
+        try c.check(!cl.hashKey.isEmpty || redis == nil, "clients.hash_key",
+                    "\"\" while [redis] shares the tracker: each replica would hash keys its own way",
+                    "a secret of at least 16 characters, the same on every replica")
+        try c.check((1...1_000_000_000).contains(cl.maxClients), "clients.max_clients",
+                    "\(cl.maxClients)", Allowed.maxClients)
+
+        try c.backoff(backoff, "backoff")
+        var names: Set<String> = []
+        for (i, route) in routes.enumerated() {
+            let at = "route[\(i)]"
+            let nameOK = !route.name.isEmpty && route.name != "default"
+                && route.name.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "_.-".contains($0)) }
+            try c.check(nameOK, "\(at).name", quote(route.name), Allowed.routeName)
+            try c.check(names.insert(route.name).inserted, "\(at).name",
+                        "\(quote(route.name)), already the name of an earlier route", Allowed.routeName)
+            let pathOK = route.path.hasPrefix("/") && !route.path.unicodeScalars.contains {
+                $0.properties.isWhitespace || $0.value < 0x20 || $0.value == 0x7f || $0 == "?" || $0 == "#"
+            }
+            try c.check(pathOK, "\(at).path", quote(route.path), Allowed.routePath)
+            if let j = routes[..<i].firstIndex(where: { Self.covers($0.path, route.path) }) {
+                let earlier = "route[\(j)] (\(quote(routes[j].name)), path \(quote(routes[j].path)))"
+                try c.check(false, "\(at).path",
+                            "\(quote(route.path)), which \(earlier) already matches, so this route would never be used",
+                            Allowed.routePath + " (list longer paths first)")
+            }
+            if let key = route.key { try c.keyParts(key, "\(at).key") }
+            try c.backoff(route.backoff, "\(at).backoff")
+            if let rate = route.rate {
+                try c.check(rate.perSecond.isFinite && rate.perSecond > 0, "\(at).rate", quote(rate.confText), Allowed.rate)
+            }
+            try c.check(route.burst >= 0 && (route.burst == 0 || route.rate != nil), "\(at).burst",
+                        route.rate == nil ? "\(route.burst) without a rate" : "\(route.burst)", Allowed.burst)
+            try c.check(!route.bypass || route.rate == nil, "\(at).rate",
+                        "\(quote(route.rate?.confText ?? "")) on a route with bypass = true", Allowed.bypass)
+        }
+
+        if let r = redis {
+            try c.check(RedisURL(parsing: r.url) != nil, "redis.url", quote(r.url), Allowed.redisURL)
+            try c.positive(r.timeout, "redis.timeout")
+        }
+    }
+
+    /// Whether a request for `later` would always be taken by a route on `earlier` first. Only
+    /// matches at a segment boundary count, so the rule holds whether the router compares raw
+    /// prefixes or whole segments (`/api` does not cover `/api2`, but does cover `/api/v1`).
+    static func covers(_ earlier: String, _ later: String) -> Bool {
+        guard later.hasPrefix(earlier) else { return false }
+        return earlier == later || earlier.hasSuffix("/") || later.dropFirst(earlier.count).hasPrefix("/")
+    }
+
+    /// Whether two listeners would fight over one socket. Port 0 never clashes because the
+    /// kernel picks a different free port for each; a wildcard host holds the port on every address.
+    static func clash(_ a: HostPort, _ b: HostPort) -> Bool {
+        guard a.port == b.port, a.port != 0 else { return false }
+        return a.host == b.host || wildcards.contains(a.host) || wildcards.contains(b.host)
+    }
+
+    /// Whether forwarding to `upstream` would reach this very listener, an endless loop that
+    /// exhausts file descriptors before anyone sees an error.
+    static func loopsBack(_ listen: HostPort, _ upstream: HostPort) -> Bool {
+        guard listen.port == upstream.port, listen.port != 0 else { return false }
+        let local = wildcards.union(["127.0.0.1", "::1", "localhost"])
+        return listen.host == upstream.host || wildcards.contains(upstream.host)
+            || (wildcards.contains(listen.host) && local.contains(upstream.host))
+    }
+
+    /// Hosts that bind every local address.
+    static let wildcards: Set = ["0.0.0.0", "::"]
+}
+
+/// A host name or literal address that a resolver could accept; catches typos such as spaces
+/// or stray slashes before they turn into a confusing bind or connect error.
+func validHost(_ host: String) -> Bool {
+    if IPAddress(parsing: host) != nil { return true }
+    return !host.isEmpty && !host.hasPrefix("-") && !host.hasPrefix(".")
+        && host.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "-._".contains($0)) }
+}
+
+/// A TOML basic string, so that values quoted in messages and in `render()` read back the same.
+func quote(_ text: String) -> String {
+    var out = "\""
+    for scalar in text.unicodeScalars {
+        switch scalar {
+        case "\"": out += "\\\""
+        case "\\": out += "\\\\"
+        case "\n": out += "\\n"
+        case "\t": out += "\\t"
+        case _ where scalar.value < 0x20 || scalar.value == 0x7f:
+            let hex = String(scalar.value, radix: 16, uppercase: true)
+            out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+        default: out.unicodeScalars.append(scalar)
+        }
+    }
+    return out + "\""
+}
+
+/// The range checks shared by `[backoff]` and every route's merged policy.
+struct Checker {
+    /// The file named in every error.
+    let file: String
+
+    /// Throws `got GOT; allowed: ALLOWED` at `key` unless `ok`.
+    func check(_ ok: Bool, _ key: String, _ got: String, _ allowed: String) throws {
+        if !ok { throw ConfigError(file: file, key: key, message: "got \(got)", allowed: allowed) }
+    }
+
+    /// Durations where zero would mean "never wait" or "wait forever", both of them bugs.
+    func positive(_ d: Duration, _ key: String) throws {
+        try check(d > .zero, key, quote(d.confText), Allowed.duration)
+    }
+
+    /// A listener address with a plausible host.
+    func listen(_ hp: HostPort, _ key: String) throws {
+        try check(validHost(hp.host), key, quote("\(hp)"), Allowed.listen)
+    }
+
+    /// Key parts as the identity code expects them: at least one, distinct, header names valid
+    /// HTTP tokens in lower case (header lookup is case-insensitive, so the stored form is fixed).
+    func keyParts(_ parts: [KeyPart], _ key: String) throws {
+        try check(!parts.isEmpty, key, "[]", Allowed.key)
+        for (i, part) in parts.enumerated() {
+            try check(!parts[..<i].contains(part), key, "\(quote(part.description)) twice", Allowed.key)
+            if case .header(let name) = part {
+                let token = !name.isEmpty && name == name.lowercased()
+                    && name.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "!#$%&'*+-.^_`|~".contains($0)) }
+                try check(token, key, quote(part.description), Allowed.key + " (NAME an HTTP header name)")
+            }
+        }
+    }
+
+    /// The rules of DESIGN.md's tracker: a window that can never be shorter than zero nor longer
+    /// than `max`, jitter that cannot cancel a window out, growth that never shrinks it.
+    func backoff(_ p: BackoffPolicy, _ path: String) throws {
+        for status in p.on.statuses.sorted() {
+            try check((100...599).contains(status), "\(path).on", "\(status)", Allowed.on)
+        }
+        try positive(p.base, "\(path).base")
+        try check(p.factor.isFinite && p.factor >= 1, "\(path).factor", "\(p.factor)", Allowed.factor)
+        try check(p.max >= p.base, "\(path).max",
+                  "\(quote(p.max.confText)), shorter than base \(quote(p.base.confText))", Allowed.max)
+        try check(p.jitter >= 0 && p.jitter < 1, "\(path).jitter", "\(p.jitter)", Allowed.jitter)
+        try check(p.threshold >= 1, "\(path).threshold", "\(p.threshold)", Allowed.threshold)
+        try positive(p.resetAfter, "\(path).reset_after")
+    }
+}
