@@ -40,7 +40,7 @@ struct Serve: ParsableCommand {
             logger.info("stopping: draining requests in flight", metadata: ["signal": "\(signal)"])
             server.shutdown()
             logger.info("stopped")
-            exit(0)
+            Glibc.exit(0)
         }
         onSignals([SIGHUP]) { _ in
             do {
@@ -90,7 +90,7 @@ struct DemoAPICommand: ParsableCommand {
         try api.start(listen: address)
         onSignals([SIGTERM, SIGINT]) { _ in
             api.shutdown()
-            exit(0)
+            Glibc.exit(0)
         }
         dispatchMain()
     }
@@ -113,7 +113,10 @@ private func loadOrExit(_ path: String) throws -> Config {
 }
 
 private enum FileHandleStderr {
-    static func write(_ text: String) { fputs(text, stderr) }
+    static func write(_ text: String) {
+        var text = text
+        text.withUTF8 { _ = Glibc.write(2, $0.baseAddress, $0.count) }
+    }
 }
 
 /// Runs `handler` on a private queue for each of `signals` (their default action is disabled).

@@ -1,0 +1,400 @@
+private import CLibevent
+import BreakwaterCore
+
+/// One accepted client connection: reads requests (head, then body), hands each to the handler,
+/// writes the response the handler produces, keeps the connection alive or closes it.
+/// Every bufferevent callback lands here; the worker's connection table owns the object.
+final class ClientConnection {
+    private enum State {
+        /// Waiting for the first byte of the next request (idle timeout runs).
+        case idle
+        /// Head partly received (header timeout runs from its first byte).
+        case head
+        /// Head parsed, body arriving.
+        case body
+        /// Request handed to the handler; response not finished.
+        case dispatched
+        /// Last response queued; close once it is written.
+        case closing
+        case closed
+    }
+
+    private enum BodyReader {
+        case length(Int)
+        case chunked(ChunkedDecoder)
+    }
+
+    let peer: IPAddress
+    unowned let listener: Listener
+    var worker: Worker { listener.worker }
+    private let bev: OpaquePointer
+    private var timer: OpaquePointer?
+    private var state = State.idle
+    private var processing = false
+
+    private var pendingHead: HTTPHead?
+    private var bodyReader = BodyReader.length(0)
+    private var body: OpaquePointer?
+
+    // The request being answered.
+    private var keepAlive = true
+    private var minorVersion = 1
+    private var chunkedResponse = false
+    /// The handler's side of the current exchange, told when the client leaves or drains.
+    var exchange: ClientExchange?
+
+    /// Output above this many bytes makes `sendBody` report back-pressure.
+    static let highWater = 1 << 20
+
+    private init(bev: OpaquePointer, peer: IPAddress, listener: Listener) {
+        self.bev = bev
+        self.peer = peer
+        self.listener = listener
+    }
+
+    /// Wraps an accepted socket and starts reading from it.
+    static func open(fd: Int32, peer: IPAddress, listener: Listener) {
+        let worker = listener.worker
+        guard let bev = bufferevent_socket_new(worker.base, fd, Int32(BEV_OPT_CLOSE_ON_FREE.rawValue)) else {
+            evutil_closesocket(fd)
+            return
+        }
+        let connection = ClientConnection(bev: bev, peer: peer, listener: listener)
+        let context = Unmanaged.passUnretained(connection).toOpaque()
+        connection.timer = event_new(worker.base, -1, 0, { _, _, context in
+            Unmanaged<ClientConnection>.fromOpaque(context!).takeUnretainedValue().timedOut()
+        }, context)
+        bufferevent_setcb(bev, { _, context in
+            Unmanaged<ClientConnection>.fromOpaque(context!).takeUnretainedValue().readable()
+        }, { _, context in
+            Unmanaged<ClientConnection>.fromOpaque(context!).takeUnretainedValue().writable()
+        }, { _, events, context in
+            Unmanaged<ClientConnection>.fromOpaque(context!).takeUnretainedValue().event(events)
+        }, context)
+        worker.connections[ObjectIdentifier(connection)] = connection
+        connection.arm(listener.limits.idleTimeout)
+        bufferevent_enable(bev, Int16(EV_READ | EV_WRITE))
+    }
+
+    // MARK: callbacks
+
+    private func readable() {
+        if state == .dispatched {
+            // Pipelined bytes wait for the current response; stop reading if they pile up.
+            if evbuffer_get_length(bufferevent_get_input(bev)) > listener.limits.maxHeaderBytes * 2 {
+                bufferevent_disable(bev, Int16(EV_READ))
+            }
+            return
+        }
+        process()
+    }
+
+    private func writable() {
+        if state == .closing {
+            close()
+        } else {
+            exchange?.clientDrained()
+        }
+    }
+
+    private func event(_ events: Int16) {
+        if Int32(events) & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT) != 0 {
+            close()
+        }
+    }
+
+    private func timedOut() {
+        switch state {
+        case .idle, .closing, .closed, .dispatched:
+            close()
+        case .head, .body:
+            fail(408, "Request Timeout")
+        }
+    }
+
+    // MARK: reading requests
+
+    /// Parses as many complete requests as the input holds, one at a time.
+    private func process() {
+        guard !processing else { return }
+        processing = true
+        defer { processing = false }
+        let input = bufferevent_get_input(bev)!
+        let limits = listener.limits
+        while true {
+            switch state {
+            case .idle, .head:
+                if state == .idle {
+                    skipLeadingCRLF(input)
+                    if evbuffer_get_length(input) == 0 { return }
+                    state = .head
+                    arm(limits.headerTimeout)
+                }
+                guard let head = readHead(input, limits: limits) else { return }
+                guard startRequest(head, input: input, limits: limits) else { return }
+            case .body:
+                guard readBody(input, limits: limits) else { return }
+            case .dispatched, .closing, .closed:
+                return
+            }
+        }
+    }
+
+    private func skipLeadingCRLF(_ input: OpaquePointer) {
+        while evbuffer_get_length(input) > 0 {
+            var c: UInt8 = 0
+            evbuffer_copyout(input, &c, 1)
+            guard c == 0x0d || c == 0x0a else { return }
+            evbuffer_drain(input, 1)
+        }
+    }
+
+    /// The parsed head once it is complete; nil while incomplete or after answering an error.
+    private func readHead(_ input: OpaquePointer, limits: ConnectionLimits) -> HTTPHead? {
+        let available = evbuffer_get_length(input)
+        let end = evbuffer_search(input, "\r\n\r\n", 4, nil)
+        guard end.pos >= 0 else {
+            if available > limits.maxHeaderBytes {
+                let firstLine = evbuffer_search(input, "\r\n", 2, nil)
+                if firstLine.pos < 0 { fail(414, "URI Too Long") } else { fail(431, "Request Header Fields Too Large") }
+            } else if evbuffer_search(input, "\n\n", 2, nil).pos >= 0 {
+                fail(400, "Bad Request")
+            }
+            return nil
+        }
+        let length = Int(end.pos) + 4
+        guard length <= limits.maxHeaderBytes else {
+            fail(431, "Request Header Fields Too Large")
+            return nil
+        }
+        let bytes = [UInt8](unsafeUninitializedCapacity: length) { buffer, count in
+            count = Int(evbuffer_remove(input, buffer.baseAddress, length))
+        }
+        do {
+            return try HTTPHead.parseRequest(bytes)
+        } catch .versionNotSupported {
+            fail(505, "HTTP Version Not Supported")
+        } catch .tooManyHeaders {
+            fail(431, "Request Header Fields Too Large")
+        } catch {
+            fail(400, "Bad Request")
+        }
+        return nil
+    }
+
+    /// Validates framing and either dispatches (no body) or starts reading the body.
+    private func startRequest(_ head: HTTPHead, input: OpaquePointer, limits: ConnectionLimits) -> Bool {
+        let framing: RequestFraming
+        switch RequestFraming.of(head) {
+        case .failure(let status):
+            fail(status.code, status.reason)
+            return false
+        case .success(let f):
+            framing = f
+        }
+        minorVersion = head.minorVersion
+        keepAlive = head.minorVersion == 1
+            ? !head.listContains("connection", token: "close")
+            : head.listContains("connection", token: "keep-alive")
+        switch framing {
+        case .none:
+            dispatch(head, body: nil)
+            return true
+        case .length(let n):
+            guard n <= limits.maxBodyBytes else {
+                fail(413, "Content Too Large")
+                return false
+            }
+            bodyReader = .length(n)
+        case .chunked:
+            bodyReader = .chunked(ChunkedDecoder())
+        }
+        if head.minorVersion == 1, head.listContains("expect", token: "100-continue"),
+           evbuffer_get_length(input) == 0 {
+            writeRaw("HTTP/1.1 100 Continue\r\n\r\n")
+        }
+        pendingHead = head
+        body = evbuffer_new()
+        state = .body
+        arm(limits.headerTimeout)
+        return true
+    }
+
+    /// Moves body bytes from the input; dispatches when complete. False while waiting or failed.
+    private func readBody(_ input: OpaquePointer, limits: ConnectionLimits) -> Bool {
+        guard let body else { return false }
+        switch bodyReader {
+        case .length(let remaining):
+            let n = min(remaining, evbuffer_get_length(input))
+            if n > 0 { evbuffer_remove_buffer(input, body, n) }
+            bodyReader = .length(remaining - n)
+            if remaining - n > 0 {
+                if n > 0 { arm(limits.headerTimeout) }
+                return false
+            }
+        case .chunked(var decoder):
+            let before = evbuffer_get_length(body)
+            let progress = decoder.decode(input, into: body, limit: limits.maxBodyBytes)
+            bodyReader = .chunked(decoder)
+            if evbuffer_get_length(body) > limits.maxBodyBytes {
+                fail(413, "Content Too Large")
+                return false
+            }
+            switch progress {
+            case .error:
+                fail(400, "Bad Request")
+                return false
+            case .needMore:
+                if evbuffer_get_length(body) > before { arm(limits.headerTimeout) }
+                return false
+            case .done:
+                break
+            }
+        }
+        let head = pendingHead!
+        pendingHead = nil
+        self.body = nil
+        dispatch(head, body: body)
+        return true
+    }
+
+    private func dispatch(_ head: HTTPHead, body: OpaquePointer?) {
+        state = .dispatched
+        disarm()
+        let request = HTTPRequest(head: head, body: body, peer: peer)
+        listener.handler.handle(request, on: self)
+    }
+
+    // MARK: timers
+
+    private func arm(_ duration: Duration) {
+        var tv = timeval(duration)
+        event_add(timer, &tv)
+    }
+
+    private func disarm() { event_del(timer) }
+
+    // MARK: closing
+
+    /// Closes now if no request is in progress (used while draining).
+    func closeIfIdle() {
+        if state == .idle { close() }
+    }
+
+    /// Closes the socket and forgets the connection; a pending exchange is told.
+    func close() {
+        guard state != .closed else { return }
+        state = .closed
+        if let exchange {
+            self.exchange = nil
+            exchange.clientClosed()
+        }
+        bufferevent_free(bev)
+        if let timer { event_free(timer) }
+        timer = nil
+        if let body { evbuffer_free(body) }
+        body = nil
+        let worker = self.worker
+        worker.connections[ObjectIdentifier(self)] = nil
+        worker.checkDrained()
+    }
+
+    /// Answers an unusable request and closes after the answer is written.
+    private func fail(_ status: Int, _ reason: String) {
+        keepAlive = false
+        minorVersion = 1
+        state = .dispatched
+        disarm()
+        respond(status: status, reason: reason, headers: [("Content-Type", "text/plain")],
+                body: Array("\(status) \(reason)\n".utf8))
+    }
+
+    // MARK: writing responses
+
+    private func writeRaw(_ text: String) {
+        var text = text
+        text.withUTF8 { _ = evbuffer_add(bufferevent_get_output(bev), $0.baseAddress, $0.count) }
+    }
+
+    /// Writes a status line and headers (each line CRLF-terminated, no blank line yet); this adds
+    /// the framing and Connection headers that only the connection can decide.
+    func beginResponse(_ head: [UInt8], framing: BodyFraming) {
+        guard state == .dispatched else { return }
+        var out = head
+        chunkedResponse = false
+        switch framing {
+        case .none:
+            break
+        case .length(let n):
+            out += "Content-Length: \(n)\r\n".utf8
+        case .stream:
+            if minorVersion == 1 {
+                chunkedResponse = true
+                out += "Transfer-Encoding: chunked\r\n".utf8
+            } else {
+                keepAlive = false
+            }
+        }
+        if worker.draining { keepAlive = false }
+        if !keepAlive {
+            out += "Connection: close\r\n".utf8
+        } else if minorVersion == 0 {
+            out += "Connection: keep-alive\r\n".utf8
+        }
+        out += "\r\n".utf8
+        out.withUnsafeBytes { _ = evbuffer_add(bufferevent_get_output(bev), $0.baseAddress, $0.count) }
+    }
+
+    /// Appends body bytes taken from `buffer` (which is left empty). True when the client is
+    /// slow and the caller should pause until `clientDrained`.
+    @discardableResult
+    func sendBody(_ buffer: OpaquePointer) -> Bool {
+        let output = bufferevent_get_output(bev)!
+        let n = evbuffer_get_length(buffer)
+        guard state == .dispatched, n > 0 else { return false }
+        if chunkedResponse { writeRaw(String(n, radix: 16) + "\r\n") }
+        evbuffer_add_buffer(output, buffer)
+        if chunkedResponse { writeRaw("\r\n") }
+        return evbuffer_get_length(output) > Self.highWater
+    }
+
+    /// Appends body bytes.
+    func sendBody(_ bytes: [UInt8]) {
+        guard state == .dispatched, !bytes.isEmpty else { return }
+        if chunkedResponse { writeRaw(String(bytes.count, radix: 16) + "\r\n") }
+        bytes.withUnsafeBytes { _ = evbuffer_add(bufferevent_get_output(bev), $0.baseAddress, $0.count) }
+        if chunkedResponse { writeRaw("\r\n") }
+    }
+
+    /// Completes the response; the connection then waits for the next request or closes.
+    func endResponse() {
+        guard state == .dispatched else { return }
+        exchange = nil
+        if chunkedResponse { writeRaw("0\r\n\r\n") }
+        if keepAlive {
+            state = .idle
+            arm(listener.limits.idleTimeout)
+            bufferevent_enable(bev, Int16(EV_READ))
+            if !processing, evbuffer_get_length(bufferevent_get_input(bev)) > 0 { process() }
+        } else {
+            state = .closing
+            bufferevent_disable(bev, Int16(EV_READ))
+            if evbuffer_get_length(bufferevent_get_output(bev)) == 0 { close() }
+        }
+    }
+
+    /// Cuts the connection mid-response so the client cannot mistake a partial body for a whole one.
+    func abortResponse() {
+        exchange = nil
+        close()
+    }
+
+    /// A complete response in one call.
+    func respond(status: Int, reason: String, headers: [(String, String)], body: [UInt8]) {
+        var head = Array("HTTP/1.1 \(status) \(reason)\r\n".utf8)
+        for (name, value) in headers { head += "\(name): \(value)\r\n".utf8 }
+        beginResponse(head, framing: .length(body.count))
+        sendBody(body)
+        endResponse()
+    }
+}

@@ -1,0 +1,254 @@
+/// One header line of a parsed head: byte offsets into `HTTPHead.bytes`.
+struct HeaderField {
+    var nameStart: Int32
+    var nameEnd: Int32
+    var valueStart: Int32
+    var valueEnd: Int32
+}
+
+/// Why a head was refused; each case maps to the status the client gets.
+enum HTTPParseError: Error, Equatable {
+    /// Malformed request or status line, header, or framing: 400 (502 for an upstream).
+    case malformed(String)
+    /// An HTTP version other than 1.x: 505.
+    case versionNotSupported
+    /// More header lines than a sane client sends: 431.
+    case tooManyHeaders
+}
+
+/// A parsed request or response head. The raw bytes are kept once; every name, value and the
+/// start line are ranges into them, so forwarding writes slices instead of rebuilding strings.
+struct HTTPHead {
+    /// The head as received, up to and including the blank line.
+    let bytes: [UInt8]
+    /// Header lines in order.
+    private(set) var fields: [HeaderField] = []
+    /// Request: method. Response: protocol version.
+    private(set) var first: Range<Int> = 0..<0
+    /// Request: request-target. Response: reason phrase.
+    private(set) var second: Range<Int> = 0..<0
+    /// The minor HTTP version (0 or 1).
+    private(set) var minorVersion = 1
+    /// Response status code; 0 for requests.
+    private(set) var status = 0
+
+    static let maxFields = 256
+
+    private init(bytes: [UInt8]) { self.bytes = bytes }
+
+    /// Parses `method SP target SP HTTP/1.x CRLF headers CRLF`.
+    static func parseRequest(_ bytes: [UInt8]) throws(HTTPParseError) -> HTTPHead {
+        var head = HTTPHead(bytes: bytes)
+        let lineEnd = try head.lineEnd(from: 0)
+        var i = 0
+        let methodStart = i
+        while i < lineEnd, isTokenChar(bytes[i]) { i += 1 }
+        guard i > methodStart, i < lineEnd, bytes[i] == 0x20 else { throw .malformed("bad method") }
+        head.first = methodStart..<i
+        i += 1
+        let targetStart = i
+        while i < lineEnd, bytes[i] > 0x20, bytes[i] < 0x7f { i += 1 }
+        guard i > targetStart, i < lineEnd, bytes[i] == 0x20 else { throw .malformed("bad request target") }
+        head.second = targetStart..<i
+        let t = bytes[targetStart]
+        guard t == UInt8(ascii: "/") || t == UInt8(ascii: "*") || head.isAbsoluteForm else {
+            throw .malformed("bad request target")
+        }
+        head.minorVersion = try parseVersion(bytes, from: i + 1, to: lineEnd)
+        try head.parseFields(from: lineEnd + 2)
+        return head
+    }
+
+    /// Parses `HTTP/1.x SP 3DIGIT [SP reason] CRLF headers CRLF`.
+    static func parseResponse(_ bytes: [UInt8]) throws(HTTPParseError) -> HTTPHead {
+        var head = HTTPHead(bytes: bytes)
+        let lineEnd = try head.lineEnd(from: 0)
+        guard lineEnd >= 12, bytes[8] == 0x20 else { throw .malformed("bad status line") }
+        head.minorVersion = try parseVersion(bytes, from: 0, to: 8)
+        head.first = 0..<8
+        var status = 0
+        for i in 9..<12 {
+            let d = bytes[i] &- 0x30
+            guard d < 10 else { throw .malformed("bad status code") }
+            status = status * 10 + Int(d)
+        }
+        guard status >= 100 else { throw .malformed("bad status code") }
+        head.status = status
+        if lineEnd > 12 {
+            guard bytes[12] == 0x20 else { throw .malformed("bad status line") }
+            head.second = 13..<lineEnd
+        } else {
+            head.second = 12..<12
+        }
+        try head.parseFields(from: lineEnd + 2)
+        return head
+    }
+
+    private var isAbsoluteForm: Bool {
+        let prefix = bytes[second].prefix(8).map { $0 | 0x20 }
+        return prefix.starts(with: Array("http://".utf8)) || prefix.starts(with: Array("https://".utf8))
+    }
+
+    private static func parseVersion(_ b: [UInt8], from start: Int, to end: Int) throws(HTTPParseError) -> Int {
+        guard end - start == 8, b[start] == 0x48, b[start + 1] == 0x54, b[start + 2] == 0x54,
+              b[start + 3] == 0x50, b[start + 4] == 0x2f, b[start + 6] == 0x2e
+        else { throw .malformed("bad HTTP version") }
+        let major = b[start + 5] &- 0x30
+        let minor = b[start + 7] &- 0x30
+        guard major < 10, minor < 10 else { throw .malformed("bad HTTP version") }
+        guard major == 1 else { throw .versionNotSupported }
+        return minor == 0 ? 0 : 1
+    }
+
+    /// The index of the CR of the line starting at `start`; a bare LF or CR is malformed.
+    private func lineEnd(from start: Int) throws(HTTPParseError) -> Int {
+        var i = start
+        let n = bytes.count
+        while i < n {
+            let c = bytes[i]
+            if c == 0x0d {
+                guard i + 1 < n, bytes[i + 1] == 0x0a else { throw .malformed("bare CR") }
+                return i
+            }
+            if c == 0x0a { throw .malformed("bare LF") }
+            i += 1
+        }
+        throw .malformed("unterminated line")
+    }
+
+    private mutating func parseFields(from start: Int) throws(HTTPParseError) {
+        var i = start
+        while true {
+            let end = try lineEnd(from: i)
+            if end == i { return }
+            guard fields.count < Self.maxFields else { throw .tooManyHeaders }
+            let c = bytes[i]
+            if c == 0x20 || c == 0x09 { throw .malformed("obsolete line folding") }
+            var j = i
+            while j < end, Self.isTokenChar(bytes[j]) { j += 1 }
+            guard j > i, j < end, bytes[j] == UInt8(ascii: ":") else { throw .malformed("bad header name") }
+            let nameEnd = j
+            j += 1
+            while j < end, bytes[j] == 0x20 || bytes[j] == 0x09 { j += 1 }
+            let valueStart = j
+            var valueEnd = j
+            while j < end {
+                let v = bytes[j]
+                if v < 0x20 && v != 0x09 || v == 0x7f { throw .malformed("control character in header value") }
+                j += 1
+                if v != 0x20 && v != 0x09 { valueEnd = j }
+            }
+            fields.append(HeaderField(nameStart: Int32(i), nameEnd: Int32(nameEnd),
+                                      valueStart: Int32(valueStart), valueEnd: Int32(valueEnd)))
+            i = end + 2
+        }
+    }
+
+    /// RFC 9110 tchar.
+    static func isTokenChar(_ c: UInt8) -> Bool {
+        switch c {
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+             UInt8(ascii: "0")...UInt8(ascii: "9"):
+            return true
+        case UInt8(ascii: "!"), UInt8(ascii: "#"), UInt8(ascii: "$"), UInt8(ascii: "%"), UInt8(ascii: "&"),
+             UInt8(ascii: "'"), UInt8(ascii: "*"), UInt8(ascii: "+"), UInt8(ascii: "-"), UInt8(ascii: "."),
+             UInt8(ascii: "^"), UInt8(ascii: "_"), UInt8(ascii: "`"), UInt8(ascii: "|"), UInt8(ascii: "~"):
+            return true
+        default:
+            return false
+        }
+    }
+}
+
+extension HTTPHead {
+    /// Whether field `f`'s name equals `lowercased` ignoring ASCII case.
+    func nameIs(_ f: HeaderField, _ lowercased: String) -> Bool {
+        let length = Int(f.nameEnd - f.nameStart)
+        var matched = true
+        var count = 0
+        lowercased.utf8.withContiguousStorageIfAvailable { key in
+            count = key.count
+            guard count == length else { matched = false; return }
+            var i = Int(f.nameStart)
+            for k in key {
+                if bytes[i] | 0x20 != k && bytes[i] != k { matched = false; return }
+                i += 1
+            }
+        }
+        return matched && count == length
+    }
+
+    /// Whether the field's name starts with `lowercasedPrefix` ignoring ASCII case.
+    func nameHasPrefix(_ f: HeaderField, _ lowercasedPrefix: String) -> Bool {
+        let key = Array(lowercasedPrefix.utf8)
+        guard Int(f.nameEnd - f.nameStart) >= key.count else { return false }
+        for (offset, k) in key.enumerated() where bytes[Int(f.nameStart) + offset] | 0x20 != k { return false }
+        return true
+    }
+
+    /// The name of a field as written.
+    func name(_ f: HeaderField) -> String {
+        String(decoding: bytes[Int(f.nameStart)..<Int(f.nameEnd)], as: UTF8.self)
+    }
+
+    /// The value of a field, trimmed of surrounding whitespace.
+    func value(_ f: HeaderField) -> String {
+        String(decoding: bytes[Int(f.valueStart)..<Int(f.valueEnd)], as: UTF8.self)
+    }
+
+    /// All values of a header joined by ", " (RFC 9110 5.3), nil when absent.
+    func combined(_ lowercased: String) -> String? {
+        var result: String?
+        for f in fields where nameIs(f, lowercased) {
+            if result == nil { result = value(f) } else { result! += ", " + value(f) }
+        }
+        return result
+    }
+
+    /// How many lines carry this header.
+    func count(_ lowercased: String) -> Int {
+        fields.reduce(0) { $0 + (nameIs($1, lowercased) ? 1 : 0) }
+    }
+
+    /// Whether a comma-separated header such as Connection lists `token` (case-insensitive).
+    func listContains(_ lowercased: String, token: String) -> Bool {
+        guard let all = combined(lowercased) else { return false }
+        return all.split(separator: ",").contains {
+            $0.trimmingASCIISpaces().lowercased() == token
+        }
+    }
+
+    /// The request method as written.
+    var method: String { String(decoding: bytes[first], as: UTF8.self) }
+
+    /// The request target as written.
+    var target: String { String(decoding: bytes[second], as: UTF8.self) }
+
+    /// The origin-form path and query of the target (absolute-form reduced to its path).
+    var originTarget: ArraySlice<UInt8> {
+        let t = bytes[second]
+        guard t.first != UInt8(ascii: "/"), t.first != UInt8(ascii: "*") else { return t }
+        let afterScheme = t.index(t.startIndex, offsetBy: t.prefix(8).last == UInt8(ascii: "/") ? 8 : 7)
+        guard let slash = t[afterScheme...].firstIndex(of: UInt8(ascii: "/")) else {
+            return ArraySlice("/".utf8)
+        }
+        return t[slash...]
+    }
+
+    /// The path part of the target, without the query.
+    var path: Substring {
+        let t = originTarget
+        let end = t.firstIndex(of: UInt8(ascii: "?")) ?? t.endIndex
+        return Substring(decoding: t[t.startIndex..<end], as: UTF8.self)
+    }
+}
+
+extension StringProtocol {
+    /// The text without leading and trailing spaces and tabs.
+    func trimmingASCIISpaces() -> Substring {
+        var s = Substring(self)
+        while let c = s.first, c == " " || c == "\t" { s.removeFirst() }
+        while let c = s.last, c == " " || c == "\t" { s.removeLast() }
+        return s
+    }
+}

@@ -1,0 +1,82 @@
+/// Rewrites heads on their way through the proxy: hop-by-hop headers stay on their hop,
+/// X-Forwarded-For / X-Forwarded-Proto / Via say who forwarded, everything else passes unchanged.
+enum ProxyHeaders {
+    /// The Via token Breakwater adds.
+    static let via = "1.1 breakwater"
+
+    /// RFC 9110 7.6.1 hop-by-hop fields, plus those we re-frame ourselves.
+    private static func isHopByHop(_ head: HTTPHead, _ f: HeaderField) -> Bool {
+        head.nameIs(f, "connection") || head.nameIs(f, "keep-alive") || head.nameIs(f, "te")
+            || head.nameIs(f, "trailer") || head.nameIs(f, "transfer-encoding") || head.nameIs(f, "upgrade")
+            || head.nameHasPrefix(f, "proxy-") || head.nameIs(f, "content-length")
+    }
+
+    /// Names listed in the Connection header are hop-by-hop too.
+    private static func connectionTokens(_ head: HTTPHead) -> [String] {
+        guard let value = head.combined("connection") else { return [] }
+        return value.split(separator: ",").map { $0.trimmingASCIISpaces().lowercased() }.filter { !$0.isEmpty }
+    }
+
+    private static func appendLine(_ out: inout [UInt8], _ head: HTTPHead, _ f: HeaderField) {
+        out += head.bytes[Int(f.nameStart)..<Int(f.valueEnd)]
+        out += [0x0d, 0x0a]
+    }
+
+    /// The head sent upstream for `request`, with a Content-Length for the buffered body.
+    static func upstreamRequest(_ request: HTTPRequest, clientAddress: String) -> [UInt8] {
+        let head = request.head
+        var out = [UInt8]()
+        out.reserveCapacity(head.bytes.count + 96)
+        out += head.bytes[head.first]
+        out.append(0x20)
+        out += head.originTarget
+        out += " HTTP/1.1\r\n".utf8
+        let listed = connectionTokens(head)
+        var forwardedFor: String?
+        var via: String?
+        for f in head.fields {
+            if isHopByHop(head, f) || head.nameIs(f, "expect") { continue }
+            if !listed.isEmpty, listed.contains(where: { head.nameIs(f, $0) }) { continue }
+            if head.nameIs(f, "x-forwarded-for") {
+                forwardedFor = forwardedFor.map { $0 + ", " + head.value(f) } ?? head.value(f)
+                continue
+            }
+            if head.nameIs(f, "via") {
+                via = via.map { $0 + ", " + head.value(f) } ?? head.value(f)
+                continue
+            }
+            if head.nameIs(f, "x-forwarded-proto") { continue }
+            appendLine(&out, head, f)
+        }
+        out += "X-Forwarded-For: \(forwardedFor.map { $0 + ", " } ?? "")\(clientAddress)\r\n".utf8
+        out += "X-Forwarded-Proto: http\r\n".utf8
+        out += "Via: \(via.map { $0 + ", " } ?? "")\(Self.via)\r\n".utf8
+        let length = request.bodyLength
+        if length > 0 || head.count("content-length") > 0 || head.count("transfer-encoding") > 0 {
+            out += "Content-Length: \(length)\r\n".utf8
+        }
+        out += "\r\n".utf8
+        return out
+    }
+
+    /// The status line and headers relayed to the client; framing is added by the connection.
+    /// A response without a body keeps its Content-Length (HEAD tells the size of the GET).
+    static func clientResponse(_ head: HTTPHead, keepLength: Bool) -> [UInt8] {
+        var out = [UInt8]()
+        out.reserveCapacity(head.bytes.count + 32)
+        out += "HTTP/1.1 \(head.status) ".utf8
+        out += head.bytes[head.second]
+        out += [0x0d, 0x0a]
+        let listed = connectionTokens(head)
+        for f in head.fields {
+            if keepLength && head.nameIs(f, "content-length") {
+                appendLine(&out, head, f)
+                continue
+            }
+            if isHopByHop(head, f) { continue }
+            if !listed.isEmpty, listed.contains(where: { head.nameIs(f, $0) }) { continue }
+            appendLine(&out, head, f)
+        }
+        return out
+    }
+}

@@ -1,0 +1,285 @@
+private import CLibevent
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// How an upstream exchange failed.
+enum UpstreamFailure: Equatable {
+    /// The connection could not be made (refused, unreachable).
+    case connect
+    /// Connecting, or waiting for the response, took longer than allowed.
+    case timeout
+    /// The connection closed or broke before any response byte arrived.
+    case closedBeforeResponse
+    /// The response head was malformed or too large.
+    case badResponse
+    /// The connection broke after the response had started.
+    case brokenResponse
+}
+
+/// The side of an upstream exchange that consumes the response.
+protocol UpstreamExchange: AnyObject {
+    /// The response head arrived; `framing` says whether a body follows.
+    func upstreamHead(_ head: HTTPHead, framing: BodyFraming)
+    /// Body bytes arrived in `buffer`; the receiver must take them all.
+    func upstreamBody(_ buffer: OpaquePointer)
+    /// The response is complete.
+    func upstreamEnd()
+    /// The exchange failed; no further calls follow.
+    func upstreamFailed(_ failure: UpstreamFailure)
+}
+
+/// One keep-alive connection to an upstream server; carries one exchange at a time.
+final class UpstreamConnection {
+    private enum State { case connecting, idle, busy, closed }
+    private enum ResponseBody {
+        case none
+        case length(Int)
+        case chunked(ChunkedDecoder)
+        case untilClose
+    }
+
+    let server: UpstreamServer
+    unowned let pool: UpstreamPool
+    private let bev: OpaquePointer
+    private var state = State.connecting
+    private var exchange: UpstreamExchange?
+    private var head: HTTPHead?
+    private var body = ResponseBody.none
+    private var reusable = false
+    private var scratch: OpaquePointer?
+    private var expectNoBody = false
+    /// Whether this connection carried an exchange before the current one.
+    private(set) var reused = false
+    private var receivedAny = false
+
+    static let maxHeadBytes = 65_536
+
+    init(server: UpstreamServer, pool: UpstreamPool) throws {
+        self.server = server
+        self.pool = pool
+        let flags = Int32(BEV_OPT_CLOSE_ON_FREE.rawValue)
+        bev = try check(bufferevent_socket_new(pool.worker.base, -1, flags), "bufferevent_socket_new")
+        let context = Unmanaged.passUnretained(self).toOpaque()
+        bufferevent_setcb(bev, { _, context in
+            Unmanaged<UpstreamConnection>.fromOpaque(context!).takeUnretainedValue().readable()
+        }, nil, { _, events, context in
+            Unmanaged<UpstreamConnection>.fromOpaque(context!).takeUnretainedValue().event(events)
+        }, context)
+        var connectTimeout = timeval(pool.settings.connectTimeout)
+        bufferevent_set_timeouts(bev, nil, &connectTimeout)
+        let rc = server.address.withSockaddr { sa, length in
+            bufferevent_socket_connect(bev, UnsafeMutablePointer(mutating: sa), Int32(length))
+        }
+        if rc < 0 {
+            bufferevent_free(bev)
+            throw LibeventError(call: "connect(\(server.endpoint))", errno: Glibc.errno)
+        }
+        bufferevent_enable(bev, Int16(EV_READ | EV_WRITE))
+    }
+
+    /// Sends a request; the response is delivered to `exchange`.
+    func send(head requestHead: [UInt8], body requestBody: OpaquePointer?, expectNoBody: Bool, to exchange: UpstreamExchange) {
+        self.exchange = exchange
+        self.expectNoBody = expectNoBody
+        head = nil
+        receivedAny = false
+        if state == .idle {
+            state = .busy
+            var timeout = timeval(pool.settings.timeout)
+            bufferevent_set_timeouts(bev, &timeout, &timeout)
+        }
+        let output = bufferevent_get_output(bev)
+        requestHead.withUnsafeBytes { _ = evbuffer_add(output, $0.baseAddress, $0.count) }
+        if let requestBody { evbuffer_add_buffer_reference(output, requestBody) }
+        bufferevent_enable(bev, Int16(EV_READ))
+    }
+
+    /// Stops reading the response (the client is slow).
+    func pause() { bufferevent_disable(bev, Int16(EV_READ)) }
+
+    /// Resumes reading the response.
+    func resume() { if state == .busy { bufferevent_enable(bev, Int16(EV_READ)) } }
+
+    /// Abandons the exchange: the connection cannot be reused mid-response.
+    func cancel() {
+        exchange = nil
+        close()
+    }
+
+    /// Parked in the pool: any byte or EOF now means the server closed it.
+    func parked() {
+        state = .idle
+        reused = true
+        bufferevent_set_timeouts(bev, nil, nil)
+    }
+
+    // MARK: callbacks
+
+    private func event(_ raw: Int16) {
+        let events = Int32(raw)
+        if events & BEV_EVENT_CONNECTED != 0 {
+            state = .busy
+            var timeout = timeval(pool.settings.timeout)
+            bufferevent_set_timeouts(bev, &timeout, &timeout)
+            var one: Int32 = 1
+            setsockopt(bufferevent_getfd(bev), Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+            pool.connected(self)
+            return
+        }
+        let failure: UpstreamFailure
+        if state == .connecting {
+            failure = events & BEV_EVENT_TIMEOUT != 0 ? .timeout : .connect
+            pool.connectFailed(self, timedOut: failure == .timeout)
+        } else if events & BEV_EVENT_TIMEOUT != 0 {
+            failure = .timeout
+        } else if head == nil {
+            failure = receivedAny ? .badResponse : .closedBeforeResponse
+        } else if case .untilClose = body, events & BEV_EVENT_EOF != 0 {
+            flushUntilClose()
+            finish(reusable: false)
+            return
+        } else {
+            failure = .brokenResponse
+        }
+        let exchange = self.exchange
+        self.exchange = nil
+        close()
+        exchange?.upstreamFailed(failure)
+    }
+
+    private func readable() {
+        let input = bufferevent_get_input(bev)!
+        guard let exchange, state == .busy else {
+            close()   // bytes from an idle server are out of protocol
+            return
+        }
+        if evbuffer_get_length(input) > 0 { receivedAny = true }
+        if head == nil {
+            guard readHead(input, exchange) else { return }
+        }
+        relayBody(input, exchange)
+    }
+
+    /// Parses the head; false while incomplete or after failing the exchange.
+    private func readHead(_ input: OpaquePointer, _ exchange: UpstreamExchange) -> Bool {
+        while head == nil {
+            let end = evbuffer_search(input, "\r\n\r\n", 4, nil)
+            guard end.pos >= 0, Int(end.pos) + 4 <= Self.maxHeadBytes else {
+                if end.pos >= 0 || evbuffer_get_length(input) > Self.maxHeadBytes { fail(.badResponse) }
+                return false
+            }
+            let length = Int(end.pos) + 4
+            let bytes = [UInt8](unsafeUninitializedCapacity: length) { buffer, count in
+                count = Int(evbuffer_remove(input, buffer.baseAddress, length))
+            }
+            guard let parsed = try? HTTPHead.parseResponse(bytes), parsed.status != 101 else {
+                fail(.badResponse)
+                return false
+            }
+            if parsed.status < 200 { continue }   // interim responses (100 Continue) are not relayed
+            guard let framing = responseBody(parsed) else {
+                fail(.badResponse)
+                return false
+            }
+            head = parsed
+            body = framing
+            reusable = Self.keepsAlive(parsed)
+            switch framing {
+            case .none: exchange.upstreamHead(parsed, framing: .none)
+            case .length(let n): exchange.upstreamHead(parsed, framing: .length(n))
+            case .chunked, .untilClose: exchange.upstreamHead(parsed, framing: .stream)
+            }
+        }
+        return self.exchange != nil
+    }
+
+    private func relayBody(_ input: OpaquePointer, _ exchange: UpstreamExchange) {
+        switch body {
+        case .none:
+            finish(reusable: reusable && evbuffer_get_length(input) == 0)
+        case .length(let remaining):
+            let n = min(remaining, evbuffer_get_length(input))
+            if n > 0 {
+                let chunk = takeScratch()
+                evbuffer_remove_buffer(input, chunk, n)
+                exchange.upstreamBody(chunk)
+            }
+            body = .length(remaining - n)
+            if remaining == n { finish(reusable: reusable && evbuffer_get_length(input) == 0) }
+        case .chunked(var decoder):
+            let chunk = takeScratch()
+            let progress = decoder.decode(input, into: chunk)
+            body = .chunked(decoder)
+            if evbuffer_get_length(chunk) > 0 { exchange.upstreamBody(chunk) }
+            guard self.exchange != nil else { return }
+            switch progress {
+            case .needMore: break
+            case .done: finish(reusable: reusable && evbuffer_get_length(input) == 0)
+            case .error: fail(.brokenResponse)
+            }
+        case .untilClose:
+            flushUntilClose()
+        }
+    }
+
+    private func flushUntilClose() {
+        let input = bufferevent_get_input(bev)!
+        guard let exchange, evbuffer_get_length(input) > 0 else { return }
+        let chunk = takeScratch()
+        evbuffer_add_buffer(chunk, input)
+        exchange.upstreamBody(chunk)
+    }
+
+    private func takeScratch() -> OpaquePointer {
+        if scratch == nil { scratch = evbuffer_new() }
+        return scratch!
+    }
+
+    private func finish(reusable: Bool) {
+        guard let exchange else { return }
+        self.exchange = nil
+        if reusable && state == .busy {
+            pool.release(self)
+        } else {
+            close()
+        }
+        exchange.upstreamEnd()
+    }
+
+    private func fail(_ failure: UpstreamFailure) {
+        let exchange = self.exchange
+        self.exchange = nil
+        close()
+        exchange?.upstreamFailed(failure)
+    }
+
+    func close() {
+        guard state != .closed else { return }
+        let wasIdle = state == .idle
+        state = .closed
+        bufferevent_free(bev)
+        if let scratch { evbuffer_free(scratch) }
+        scratch = nil
+        pool.closed(self, wasIdle: wasIdle)
+    }
+
+    /// The framing of the response body (RFC 9112 6.3); nil when it cannot be trusted.
+    private func responseBody(_ response: HTTPHead) -> ResponseBody? {
+        if expectNoBody || response.status == 204 || response.status == 304 { return ResponseBody.none }
+        if let coding = response.combined("transfer-encoding") {
+            let last = coding.split(separator: ",").last?.trimmingASCIISpaces().lowercased()
+            return last == "chunked" ? .chunked(ChunkedDecoder()) : .untilClose
+        }
+        guard let text = response.combined("content-length") else { return .untilClose }
+        let values = Set(text.split(separator: ",").map { $0.trimmingASCIISpaces() })
+        guard values.count == 1, let n = Int(values.first!), n >= 0 else { return nil }
+        return .length(n)
+    }
+
+    private static func keepsAlive(_ response: HTTPHead) -> Bool {
+        response.minorVersion == 1
+            ? !response.listContains("connection", token: "close")
+            : response.listContains("connection", token: "keep-alive")
+    }
+}

@@ -1,0 +1,90 @@
+private import CLibevent
+import Foundation
+
+/// One event loop on its own thread. Everything a worker owns (connections, upstream pool,
+/// timers) is touched only from its thread; other threads talk to it through `execute`.
+final class Worker: @unchecked Sendable {
+    /// Position among the workers, 0-based.
+    let index: Int
+    let base: OpaquePointer
+    private var thread: Thread?
+    private let finished = DispatchSemaphore(value: 0)
+    /// Open client connections, so draining can close the idle ones.
+    var connections: [ObjectIdentifier: ClientConnection] = [:]
+    var listeners: [Listener] = []
+    /// Set while the process stops: no new requests on kept-alive connections.
+    private(set) var draining = false
+    private var drainDeadline: ContinuousClock.Instant?
+
+    init(index: Int) throws {
+        self.index = index
+        LibeventThreads.enable()
+        base = try check(event_base_new(), "event_base_new")
+    }
+
+    deinit { event_base_free(base) }
+
+    /// Runs the loop on a new thread until `stop` or `drain` ends it.
+    func start(name: String) {
+        let thread = Thread { [self] in
+            _ = event_base_loop(base, EVLOOP_NO_EXIT_ON_EMPTY)
+            finished.signal()
+        }
+        thread.name = name
+        thread.stackSize = 1 << 20
+        self.thread = thread
+        thread.start()
+    }
+
+    /// Blocks until the loop thread has ended.
+    func join() { finished.wait() }
+
+    /// Runs `block` on this worker's thread, soon; callable from any thread.
+    func execute(_ block: @escaping () -> Void) {
+        let box = Unmanaged.passRetained(Box(block)).toOpaque()
+        var now = timeval(tv_sec: 0, tv_usec: 0)
+        let rc = event_base_once(base, -1, Int16(EV_TIMEOUT), { _, _, arg in
+            let box = Unmanaged<Box>.fromOpaque(arg!).takeRetainedValue()
+            box.block()
+        }, box, &now)
+        if rc != 0 { Unmanaged<Box>.fromOpaque(box).release() }
+    }
+
+    /// Runs `block` on this worker's thread after `delay`.
+    func schedule(after delay: Duration, _ block: @escaping () -> Void) {
+        let box = Unmanaged.passRetained(Box(block)).toOpaque()
+        var tv = timeval(delay)
+        let rc = event_base_once(base, -1, Int16(EV_TIMEOUT), { _, _, arg in
+            Unmanaged<Box>.fromOpaque(arg!).takeRetainedValue().block()
+        }, box, &tv)
+        if rc != 0 { Unmanaged<Box>.fromOpaque(box).release() }
+    }
+
+    /// Stops accepting, lets requests in flight finish, then ends the loop (at the latest after `grace`).
+    func drain(grace: Duration) {
+        execute { [self] in
+            draining = true
+            drainDeadline = .now + grace
+            listeners.forEach { $0.close() }
+            listeners.removeAll()
+            for connection in connections.values { connection.closeIfIdle() }
+            checkDrained()
+        }
+    }
+
+    /// Ends the loop once no connection is left, or when the grace period is over.
+    func checkDrained() {
+        guard draining else { return }
+        if connections.isEmpty || ContinuousClock.now >= drainDeadline! {
+            for connection in connections.values { connection.close() }
+            event_base_loopexit(base, nil)
+        } else {
+            schedule(after: .milliseconds(20)) { [self] in checkDrained() }
+        }
+    }
+
+    private final class Box {
+        let block: () -> Void
+        init(_ block: @escaping () -> Void) { self.block = block }
+    }
+}

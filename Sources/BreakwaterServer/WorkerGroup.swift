@@ -1,0 +1,49 @@
+import BreakwaterCore
+import Foundation
+
+/// A fixed set of workers, each an event loop on its own thread.
+final class WorkerGroup: @unchecked Sendable {
+    let workers: [Worker]
+
+    init(count: Int) throws {
+        workers = try (0..<max(1, count)).map { try Worker(index: $0) }
+    }
+
+    /// One worker per core this process may run on (honours taskset / cpusets).
+    static func defaultCount() -> Int {
+        var mask = [UInt8](repeating: 0, count: 128)
+        if mask.withUnsafeMutableBytes({ schedGetAffinity(0, $0.count, $0.baseAddress!) }) == 0 {
+            let count = mask.reduce(0) { $0 + $1.nonzeroBitCount }
+            if count > 0 { return count }
+        }
+        return max(1, ProcessInfo.processInfo.activeProcessorCount)
+    }
+
+    /// Binds `address` on every worker (SO_REUSEPORT); port 0 becomes the port the first worker got.
+    func listen(on endpoint: HostPort, limits: ConnectionLimits, onlyFirst: Bool = false,
+                handler: (Worker) throws -> HTTPHandler) throws -> UInt16 {
+        var address = try SocketAddress(endpoint)
+        var port: UInt16 = 0
+        for worker in onlyFirst ? [workers[0]] : workers {
+            if port != 0 { address = try SocketAddress(HostPort(host: endpoint.host, port: port)) }
+            let listener = try Listener(worker: worker, address: address, limits: limits, handler: try handler(worker))
+            worker.listeners.append(listener)
+            port = listener.port
+        }
+        return port
+    }
+
+    func start(name: String) {
+        for worker in workers { worker.start(name: "\(name)-\(worker.index)") }
+    }
+
+    /// Stops accepting, lets requests in flight finish within `grace`, and waits for every loop to end.
+    func drain(grace: Duration) {
+        for worker in workers { worker.drain(grace: grace) }
+        for worker in workers { worker.join() }
+    }
+}
+
+/// Glibc hides sched_getaffinity behind _GNU_SOURCE; its ABI is stable, so it is named directly.
+@_silgen_name("sched_getaffinity")
+private func schedGetAffinity(_ pid: Int32, _ size: Int, _ mask: UnsafeMutableRawPointer) -> Int32

@@ -1,0 +1,77 @@
+import Foundation
+import Synchronization
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The real executable, as an operator runs it.
+@Suite struct CommandLineTests {
+    @Test func checkAcceptsTheShippedConfAndPrintsTheEffectiveConfig() throws {
+        let conf = Binary.packageRoot.appendingPathComponent("conf/breakwater.conf").path
+        let result = try Binary.run(["check", "--config", conf])
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stdout.contains("[server]"))
+        #expect(result.stdout.contains("[[route]]"))
+    }
+
+    @Test func checkRejectsABadFileNamingTheKey() throws {
+        let dir = try Binary.tempDirectory()
+        let file = dir.appendingPathComponent("bad.conf")
+        try "[server]\nworkers = -3\n".write(to: file, atomically: true, encoding: .utf8)
+        let result = try Binary.run(["check", "--config", file.path])
+        #expect(result.status == 1)
+        #expect(result.stderr.contains("bad.conf"))
+        #expect(result.stderr.contains("server.workers"))
+    }
+
+    @Test func serveRefusesABadFileWithANonZeroExit() throws {
+        let dir = try Binary.tempDirectory()
+        let file = dir.appendingPathComponent("typo.conf")
+        try "[server]\nlisten_addr = \"127.0.0.1:1\"\n".write(to: file, atomically: true, encoding: .utf8)
+        let result = try Binary.run(["--config", file.path])
+        #expect(result.status != 0)
+        #expect(result.stderr.contains("server.listen_addr"))
+    }
+
+    @Test func versionIsPrinted() throws {
+        let result = try Binary.run(["--version"])
+        #expect(result.status == 0)
+        #expect(!result.stdout.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty)
+    }
+
+    @Test func sigtermLetsASlowRequestFinishThenExitsZero() throws {
+        let upstream = try TestUpstream { _, socket in
+            usleep(1_000_000)
+            try TestUpstream.respond(socket, status: 200, body: Array("finished".utf8))
+            return true
+        }
+        defer { upstream.stop() }
+        let dir = try Binary.tempDirectory()
+        let port = Binary.freePort()
+        let conf = dir.appendingPathComponent("b.conf")
+        try """
+        [server]
+        listen = "127.0.0.1:\(port)"
+        workers = 2
+        grace_period = "5s"
+        [admin]
+        listen = "127.0.0.1:\(Binary.freePort())"
+        [upstream]
+        servers = ["127.0.0.1:\(upstream.port)"]
+        """.write(to: conf, atomically: true, encoding: .utf8)
+        let process = try Binary.start(["--config", conf.path], log: dir.appendingPathComponent("log"))
+        defer { if process.isRunning { process.terminate() } }
+        #expect(eventually(10) { (try? TestSocket(port: port)) != nil })
+        let socket = try TestSocket(port: port)
+        try socket.send(rawRequest("GET", "/slow"))
+        #expect(eventually { upstream.requestCount == 1 })
+        kill(process.processIdentifier, SIGTERM)
+        let response = try #require(try socket.readMessage())
+        #expect(response.status == 200)
+        #expect(response.bodyText == "finished")
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0)
+        #expect((try? TestSocket(port: port)) == nil, "no longer accepting")
+    }
+}
