@@ -25,7 +25,8 @@ final class ClientConnection {
     }
 
     let peer: IPAddress
-    unowned let listener: Listener
+    /// Strong: a draining worker drops its listeners while their connections finish.
+    let listener: Listener
     var worker: Worker { listener.worker }
     private let bev: OpaquePointer
     private var timer: OpaquePointer?

@@ -132,7 +132,7 @@ final class ProxyExchange: ClientExchange, UpstreamWaiter, UpstreamExchange {
         recorded = true
         let outcome = route.policy.on.classify(status: status)
         let floor = outcome == .error ? retryAfter.flatMap { RetryAfter.parse($0, now: Self.unixNow()) } : nil
-        handler.context.tracker.record(key, outcome: outcome, policy: route.policy, routeIndex: route.index,
+        _ = handler.context.tracker.record(key, outcome: outcome, policy: route.policy, routeIndex: route.index,
                                        upstreamRetryAfter: floor)
     }
 
@@ -142,7 +142,7 @@ final class ProxyExchange: ClientExchange, UpstreamWaiter, UpstreamExchange {
         guard !recorded, let key else { return }
         recorded = true
         if counts {
-            handler.context.tracker.record(key, outcome: .error, policy: route.policy, routeIndex: route.index,
+            _ = handler.context.tracker.record(key, outcome: .error, policy: route.policy, routeIndex: route.index,
                                            upstreamRetryAfter: nil)
         } else if isProbe {
             handler.context.tracker.abandonProbe(key)

@@ -93,8 +93,9 @@ import Testing
         #expect(try request(port: proxy.port, "GET", "/x").status == 401)
         usleep(250_000)
         let statuses = Mutex<[Int]>([])
+        let port = proxy.port
         DispatchQueue.concurrentPerform(iterations: 50) { _ in
-            let status = (try? request(port: proxy.port, "GET", "/x").status) ?? -1
+            let status = (try? request(port: port, "GET", "/x").status) ?? -1
             statuses.withLock { $0.append(status) }
         }
         let all = statuses.withLock { $0 }
