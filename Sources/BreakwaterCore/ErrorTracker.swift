@@ -1,0 +1,246 @@
+/// Why a request was answered with 429 instead of being forwarded.
+public enum RejectReason: String, Sendable {
+    /// The client is inside a backoff window.
+    case backoff
+    /// The window ended and another request of this client is the probe; wait for its outcome.
+    case probe
+    /// The plain request rate of the route was exceeded.
+    case rate
+}
+
+/// The shield's answer for one request.
+public enum Verdict: Equatable, Sendable {
+    /// Forward; the client is not blocked.
+    case forward
+    /// Forward as this window's single probe. Its outcome must reach `record`, or, if the request
+    /// never reaches the upstream (the client went away), `abandonProbe`.
+    case probe
+    /// Answer 429 with `Retry-After: RetryAfter.seconds(retryAfter)`; the upstream is untouched.
+    case reject(RejectReason, retryAfter: Duration)
+}
+
+/// `ErrorTracker.probeRetryHint`, outside the generic type so the shard can use it.
+let probeRetryHint: Duration = .seconds(1)
+
+/// One tracked client as `/stats` shows it.
+public struct TrackedClient: Sendable, Equatable {
+    /// The hashed identity.
+    public var key: ClientKey
+    /// Windows imposed in the current streak (n of `delay(n)`); 0 while below the threshold.
+    public var level: Int
+    /// Upstream errors since the last success.
+    public var consecutiveErrors: Int
+    /// End of the current (or last) window on the tracker's clock, in nanoseconds; `Int64.min` if none.
+    public var windowEnd: Int64
+    /// The last request seen for this key, on the tracker's clock.
+    public var lastSeen: Int64
+    /// The route of the last recorded error.
+    public var routeIndex: Int
+    /// Whether a probe request is on its way to the upstream.
+    public var probeInFlight: Bool
+}
+
+/// The backoff state of every client, shared by all worker threads.
+///
+/// The rules are DESIGN.md's "The tracker"; in short:
+/// - `check` decides (forward, probe, reject) and never moves a window: refused requests never
+///   extend it (haproxy #615).
+/// - `record` moves the state, and only upstream answers reach it: an error counts, and once the
+///   threshold is reached opens the next window of the streak; a success deletes the entry.
+/// - An error that arrives while a window is still open came from a request forwarded before that
+///   window began (50 parallel requests all answered 401): it counts in `consecutiveErrors` but
+///   does not open a further window, so parallelism does not multiply the backoff. The next
+///   level is reached only by an error after the window ended (normally the probe's).
+/// - An entry is forgotten `reset_after` after its last error or its window end, whichever is
+///   later, so a client at a `max` longer than `reset_after` still stays at `max` forever.
+/// - At most `maxClients` entries; see `ErrorTracker+Eviction.swift` for which go first.
+///
+/// The table is split into shards by key, each behind its own lock, so workers rarely contend.
+/// `check` for a key that is not tracked (the common case) takes one lock, probes one bucket array
+/// and allocates nothing.
+public final class ErrorTracker<Clock: TrackerClock>: Sendable {
+    /// How long a `.reject(.probe, …)` tells the client to wait: the probe's outcome is usually a
+    /// round trip away, so a short hint; the client is answered again by `check` when it returns.
+    public static var probeRetryHint: Duration { BreakwaterCore.probeRetryHint }
+
+    /// The longest upstream `Retry-After` honoured as a window floor: a broken upstream date must
+    /// not lock a client out for years. Longer values are treated as this.
+    public static var upstreamFloorLimit: Duration { .seconds(86_400) }
+
+    private let clock: Clock
+    private let shards: [LockedValue<TrackerShard>]
+    private let shardShift: UInt64
+    private let probeLeaseNs: Int64
+    private let random: (@Sendable () -> Double)?
+
+    /// A tracker with jitter from a per-shard SplitMix64 seeded from `seed`.
+    ///
+    /// - Parameters:
+    ///   - maxClients: the bound of the table (`[clients] max_clients`); at least 1.
+    ///   - clock: monotonic nanoseconds; `ManualClock` in tests.
+    ///   - seed: the jitter seed; pass a random value in production, a constant in tests.
+    ///   - shards: rounded up to a power of two, and down so every shard can hold an entry.
+    ///   - probeLease: a probe whose outcome is neither recorded nor abandoned within this time is
+    ///     presumed lost and the next request may probe. Make it longer than the upstream
+    ///     `timeout` times (`retries` + 1), so a slow probe is not doubled.
+    public init(maxClients: Int, clock: Clock, seed: UInt64, shards: Int = 64,
+                probeLease: Duration = .seconds(120)) {
+        self.clock = clock
+        random = nil
+        probeLeaseNs = Swift.max(1, probeLease.clampedNanoseconds)
+        (self.shards, shardShift) = ErrorTracker.makeShards(maxClients: maxClients, shards: shards, seed: seed)
+    }
+
+    /// A tracker whose jitter draws come from `random`, which must return values in [0, 1) and be
+    /// safe to call from several threads (it is called under a shard's lock). Tests pass
+    /// `{ 0 }` for windows of exactly `delay(n)` or `{ 0.999 }` for the shortest.
+    public init(maxClients: Int, clock: Clock, shards: Int = 64, probeLease: Duration = .seconds(120),
+                random: @escaping @Sendable () -> Double) {
+        self.clock = clock
+        self.random = random
+        probeLeaseNs = Swift.max(1, probeLease.clampedNanoseconds)
+        (self.shards, shardShift) = ErrorTracker.makeShards(maxClients: maxClients, shards: shards, seed: 0)
+    }
+
+    private static func makeShards(maxClients: Int, shards: Int, seed: UInt64)
+        -> ([LockedValue<TrackerShard>], UInt64) {
+        let bound = Swift.max(1, maxClients)
+        var count = 1
+        while count < shards && count * 2 <= bound { count <<= 1 }
+        var seeds = SplitMix64(seed: seed)
+        let list = (0..<count).map { i in
+            // Spread the remainder so the shard limits add up to exactly `maxClients`.
+            let limit = bound / count + (i < bound % count ? 1 : 0)
+            return LockedValue(TrackerShard(limit: limit, seed: seeds.next()))
+        }
+        return (list, UInt64(64 - count.trailingZeroBitCount))
+    }
+
+    @inline(__always)
+    private func shard(for hash: UInt64) -> LockedValue<TrackerShard> {
+        // Top bits pick the shard; the index uses the low bits, so the two stay independent.
+        shards.count == 1 ? shards[0] : shards[Int(truncatingIfNeeded: hash >> shardShift)]
+    }
+
+    /// The verdict for a request of `key`. Does not look at `policy.mode`: in dry-run the server
+    /// forwards anyway and counts what would have happened.
+    ///
+    /// `.probe` marks the probe in flight: the request must be forwarded, and its outcome passed
+    /// to `record` (or `abandonProbe` if it never reaches the upstream). `policy` is not consulted:
+    /// windows and expiry were fixed when the errors were recorded, so a reload never stretches or
+    /// cuts a window already imposed.
+    public func check(_ key: ClientKey, policy: BackoffPolicy) -> Verdict {
+        let hash = mix64(key.value)
+        return shard(for: hash).withLock { shard in
+            guard let slot = shard.find(key.value, hash: hash) else { return .forward }
+            return shard.check(slot: slot, now: clock.now(), probeLeaseNs: probeLeaseNs)
+        }
+    }
+
+    /// Records the upstream's answer to a forwarded request of `key` and returns the window it
+    /// imposed, if any (for the window histogram).
+    ///
+    /// Error: `consecutiveErrors + 1`; at or past the threshold and outside an open window, the
+    /// next level's window `delay(level)` jittered, at least `upstreamRetryAfter`. Inside an open
+    /// window the error only counts, but an upstream `Retry-After` reaching past the window
+    /// still extends it. Success: the entry is deleted. Either way the probe is no longer in flight.
+    public func record(_ key: ClientKey, outcome: Outcome, policy: BackoffPolicy, routeIndex: Int,
+                       upstreamRetryAfter: Duration?) -> Duration? {
+        let hash = mix64(key.value)
+        return shard(for: hash).withLock { shard in
+            let now = clock.now()
+            switch outcome {
+            case .success:
+                if let slot = shard.find(key.value, hash: hash) { shard.remove(slot: slot) }
+                return nil
+            case .error:
+                let floor = upstreamRetryAfter.map {
+                    Swift.min(Swift.max(0, $0.clampedNanoseconds), ErrorTracker.upstreamFloorLimit.clampedNanoseconds)
+                }
+                let imposed = shard.recordError(key: key.value, hash: hash, now: now, policy: policy,
+                                                routeIndex: routeIndex, floorNs: floor, random: random)
+                return imposed.map { .nanoseconds($0) }
+            }
+        }
+    }
+
+    /// The probe request of `key` will not reach the upstream (the client went away, or the
+    /// request was refused before forwarding): let the next request probe.
+    public func abandonProbe(_ key: ClientKey) {
+        let hash = mix64(key.value)
+        shard(for: hash).withLock { shard in
+            if let slot = shard.find(key.value, hash: hash) { shard.clearProbe(slot: slot) }
+        }
+    }
+
+    /// Admin reset: forgets `key`; true if it was tracked.
+    public func forget(_ key: ClientKey) -> Bool {
+        let hash = mix64(key.value)
+        return shard(for: hash).withLock { shard in
+            guard let slot = shard.find(key.value, hash: hash) else { return false }
+            shard.remove(slot: slot)
+            return true
+        }
+    }
+
+    /// The state of one key, or nil if it is not tracked (or has expired).
+    public func client(_ key: ClientKey) -> TrackedClient? {
+        let hash = mix64(key.value)
+        return shard(for: hash).withLock { shard in
+            guard let slot = shard.find(key.value, hash: hash) else { return nil }
+            let entry = shard.entries[slot]
+            return entry.expiresAt <= clock.now() ? nil : entry.snapshot
+        }
+    }
+
+    /// Entries in the table, including expired ones not yet purged (see `purgeExpired`).
+    public var trackedCount: Int {
+        shards.reduce(0) { sum, shard in sum + shard.withLock { $0.entries.count } }
+    }
+
+    /// Clients inside a window right now.
+    public var blockedCount: Int {
+        let now = clock.now()
+        return shards.reduce(0) { sum, shard in sum + shard.withLock { $0.blockedCount(now: now) } }
+    }
+
+    /// Entries dropped to keep the table within `maxClients` (expired ones are not counted).
+    public var evictions: Int {
+        shards.reduce(0) { sum, shard in sum + shard.withLock { $0.evictions } }
+    }
+
+    /// The `n` tracked clients with the highest level (then most consecutive errors), highest first.
+    ///
+    /// Walks the whole table one shard lock at a time: for `/stats`, not for the request path.
+    public func top(_ n: Int) -> [TrackedClient] {
+        guard n > 0 else { return [] }
+        let now = clock.now()
+        var best: [TrackedClient] = []
+        for shard in shards {
+            shard.withLock { $0.collectTop(n, now: now, into: &best) }
+        }
+        return best
+    }
+
+    /// Deletes every entry past its `reset_after`; returns how many. Expired entries are also
+    /// dropped lazily when touched and when room is needed, so this only keeps `trackedCount`
+    /// honest: call it from a timer every few seconds, never from the request path.
+    @discardableResult
+    public func purgeExpired() -> Int {
+        let now = clock.now()
+        return shards.reduce(0) { sum, shard in sum + shard.withLock { $0.purgeExpired(now: now) } }
+    }
+
+    /// The first internal inconsistency found, or nil; for tests.
+    func integrityProblem() -> String? {
+        for shard in shards {
+            if let problem = shard.withLock({ $0.integrityProblem() }) { return problem }
+        }
+        return nil
+    }
+
+    /// Bytes held by the table's arrays (entries and index), for the memory-bound test and `/stats`.
+    public var tableBytes: Int {
+        shards.reduce(0) { sum, shard in sum + shard.withLock { $0.byteCount } }
+    }
+}

@@ -1,0 +1,350 @@
+import Testing
+@testable import BreakwaterCore
+
+/// The tracker's rules, driven by a manual clock: nothing here sleeps.
+@Suite struct ErrorTrackerTests {
+    let clock = ManualClock()
+    let key = ClientKey(value: 0xA11CE)
+
+    /// A tracker with no jitter unless `u` says otherwise, so windows are exactly `delay(n)`.
+    func tracker(maxClients: Int = 1_000, u: Double = 0) -> ErrorTracker<ManualClock> {
+        ErrorTracker(maxClients: maxClients, clock: clock, shards: 4, random: { u })
+    }
+
+    func policy(threshold: Int = 1, strategy: BackoffStrategy = .exponential, base: Duration = .milliseconds(500),
+                max: Duration = .seconds(600), resetAfter: Duration = .seconds(900)) -> BackoffPolicy {
+        var p = BackoffPolicy()
+        p.threshold = threshold
+        p.strategy = strategy
+        p.base = base
+        p.max = max
+        p.resetAfter = resetAfter
+        return p
+    }
+
+    func fail(_ t: ErrorTracker<ManualClock>, _ key: ClientKey, _ p: BackoffPolicy, retryAfter: Duration? = nil) -> Duration? {
+        t.record(key, outcome: .error, policy: p, routeIndex: 0, upstreamRetryAfter: retryAfter)
+    }
+
+    func succeed(_ t: ErrorTracker<ManualClock>, _ key: ClientKey, _ p: BackoffPolicy) {
+        _ = t.record(key, outcome: .success, policy: p, routeIndex: 0, upstreamRetryAfter: nil)
+    }
+
+    /// Runs one probe cycle: wait out the window, take the probe, fail it; returns the new window.
+    func failProbe(_ t: ErrorTracker<ManualClock>, _ p: BackoffPolicy, after window: Duration) -> Duration? {
+        clock.advance(by: window)
+        #expect(t.check(key, policy: p) == .probe)
+        return fail(t, key, p)
+    }
+
+    @Test func unknownClientIsForwarded() {
+        let t = tracker()
+        #expect(t.check(key, policy: policy()) == .forward)
+        #expect(t.trackedCount == 0)
+    }
+
+    @Test func firstErrorBlocksForBaseThenOneProbe() {
+        let t = tracker()
+        let p = policy()
+        #expect(fail(t, key, p) == .milliseconds(500))
+        #expect(t.check(key, policy: p) == .reject(.backoff, retryAfter: .milliseconds(500)))
+        clock.advance(by: .milliseconds(200))
+        #expect(t.check(key, policy: p) == .reject(.backoff, retryAfter: .milliseconds(300)))
+        clock.advance(by: .milliseconds(300))
+        #expect(t.check(key, policy: p) == .probe)
+        #expect(t.check(key, policy: p) == .reject(.probe, retryAfter: .seconds(1)))
+    }
+
+    @Test func exponentialWindowsDoubleUpToMax() {
+        let t = tracker()
+        let p = policy(max: .seconds(8))
+        var windows = [fail(t, key, p)!]
+        for _ in 0..<6 { windows.append(failProbe(t, p, after: windows.last!)!) }
+        #expect(windows == [.milliseconds(500), .seconds(1), .seconds(2), .seconds(4), .seconds(8), .seconds(8), .seconds(8)])
+        #expect(t.client(key)?.level == 7)
+    }
+
+    @Test func linearWindowsGrowOneBaseAtATime() {
+        // Coder's prebuilds: 1x, 2x, 3x the interval.
+        let t = tracker()
+        let p = policy(strategy: .linear, base: .seconds(30), max: .seconds(3_600))
+        var windows = [fail(t, key, p)!]
+        for _ in 0..<3 { windows.append(failProbe(t, p, after: windows.last!)!) }
+        #expect(windows == [.seconds(30), .seconds(60), .seconds(90), .seconds(120)])
+    }
+
+    @Test func thresholdThreeNeedsThreeErrorsBeforeTheFirstWindow() {
+        let t = tracker()
+        let p = policy(threshold: 3)
+        #expect(fail(t, key, p) == nil)
+        #expect(t.check(key, policy: p) == .forward)
+        #expect(fail(t, key, p) == nil)
+        #expect(t.check(key, policy: p) == .forward)
+        #expect(fail(t, key, p) == .milliseconds(500))
+        #expect(t.check(key, policy: p) == .reject(.backoff, retryAfter: .milliseconds(500)))
+        #expect(failProbe(t, p, after: .milliseconds(500)) == .seconds(1))
+        #expect(t.client(key)?.consecutiveErrors == 4)
+        #expect(t.client(key)?.level == 2)
+    }
+
+    @Test func jitteredWindowsStayWithinTheJitterFraction() {
+        let t = ErrorTracker(maxClients: 100, clock: clock, seed: 99, shards: 1)
+        let p = policy(max: .seconds(60))
+        var seen = Set<Duration>()
+        for i in 0..<200 {
+            let k = ClientKey(value: UInt64(i))
+            var window = fail(t, k, p)!
+            for _ in 0..<12 {
+                clock.advance(by: window)
+                #expect(t.check(k, policy: p) == .probe)
+                window = fail(t, k, p)!
+            }
+            // Level 13: far past the cap, still spread over [0.8 max, max].
+            #expect(window <= .seconds(60) && window >= .seconds(48))
+            seen.insert(window)
+        }
+        #expect(seen.count > 150)
+    }
+
+    @Test func successClearsAtOnceAndTheNextFailureStartsFromBase() {
+        // NetBird: state left over from before a long healthy period must not decide anything.
+        let t = tracker()
+        let p = policy()
+        var window = fail(t, key, p)!
+        for _ in 0..<5 { window = failProbe(t, p, after: window)! }
+        #expect(window == .seconds(16))
+        clock.advance(by: window)
+        #expect(t.check(key, policy: p) == .probe)
+        succeed(t, key, p)
+        #expect(t.client(key) == nil)
+        #expect(t.check(key, policy: p) == .forward)
+        clock.advance(by: .seconds(30 * 86_400))
+        #expect(fail(t, key, p) == .milliseconds(500))
+    }
+
+    @Test func idleEntryIsForgottenAfterResetAfter() {
+        // Wave: a period of stability resets the backoff.
+        let t = tracker()
+        let p = policy(threshold: 3, resetAfter: .seconds(60))
+        _ = fail(t, key, p)
+        _ = fail(t, key, p)
+        clock.advance(by: .seconds(59))
+        #expect(t.client(key)?.consecutiveErrors == 2)
+        clock.advance(by: .seconds(1))
+        #expect(t.client(key) == nil)
+        #expect(t.check(key, policy: p) == .forward)
+        #expect(fail(t, key, p) == nil, "the count started again from zero")
+    }
+
+    @Test func resetAfterCountsFromTheWindowEnd() {
+        // max (30 min) longer than reset_after (15 min): the client must stay at max, not be
+        // forgotten while it waits out its own window.
+        let t = tracker()
+        let p = policy(base: .seconds(1_800), max: .seconds(1_800), resetAfter: .seconds(900))
+        _ = fail(t, key, p)
+        #expect(failProbe(t, p, after: .seconds(1_800)) == .seconds(1_800))
+        #expect(t.client(key)?.level == 2)
+        clock.advance(by: .seconds(1_800 + 899))
+        #expect(t.check(key, policy: p) == .probe)
+    }
+
+    @Test func tenThousandFailuresStillBlockForMaxAndStillProbe() {
+        // Never give up: no overflow, no exhaustion, one probe per window forever.
+        let t = tracker()
+        let p = policy(max: .seconds(600))
+        var window = fail(t, key, p)!
+        for _ in 1..<10_000 {
+            clock.advance(by: window)
+            #expect(t.check(key, policy: p) == .probe)
+            window = fail(t, key, p)!
+            #expect(window <= .seconds(600))
+        }
+        #expect(window == .seconds(600))
+        #expect(t.client(key)?.consecutiveErrors == 10_000)
+        #expect(t.check(key, policy: p) == .reject(.backoff, retryAfter: .seconds(600)))
+        clock.advance(by: .seconds(600))
+        #expect(t.check(key, policy: p) == .probe)
+        #expect(t.check(key, policy: p) == .reject(.probe, retryAfter: .seconds(1)))
+    }
+
+    @Test func upstreamRetryAfterIsAFloorOnTheWindow() {
+        let t = tracker()
+        let p = policy()
+        #expect(fail(t, key, p, retryAfter: .seconds(30)) == .seconds(30))
+        #expect(t.check(key, policy: p) == .reject(.backoff, retryAfter: .seconds(30)))
+        // A shorter upstream hint does not shorten our own window.
+        #expect(failProbe(t, p, after: .seconds(30)) == .seconds(1))
+        clock.advance(by: .seconds(1))
+        #expect(t.check(key, policy: p) == .probe)
+        #expect(fail(t, key, p, retryAfter: .milliseconds(10)) == .seconds(2))
+    }
+
+    @Test func absurdUpstreamRetryAfterIsCapped() {
+        let t = tracker()
+        #expect(fail(t, key, policy(), retryAfter: .seconds(Int64.max)) == .seconds(86_400))
+    }
+
+    @Test func rejectedRequestsNeverExtendTheWindow() {
+        // haproxy #615: hammering during a window must not push its end further away.
+        let t = tracker()
+        let p = policy()
+        _ = fail(t, key, p)
+        for _ in 0..<1_000 {
+            _ = t.check(key, policy: p)
+            clock.advance(by: .microseconds(400))
+        }
+        #expect(clock.now() == 400_000_000)
+        #expect(t.check(key, policy: p) == .reject(.backoff, retryAfter: .milliseconds(100)))
+        clock.advance(by: .milliseconds(100))
+        #expect(t.check(key, policy: p) == .probe)
+    }
+
+    @Test func errorsFromRequestsForwardedBeforeTheWindowDoNotEscalate() {
+        // 50 parallel requests all answered 401: one window, not 50 levels.
+        let t = tracker()
+        let p = policy()
+        #expect(fail(t, key, p) == .milliseconds(500))
+        for _ in 1..<50 { #expect(fail(t, key, p) == nil) }
+        let state = t.client(key)!
+        #expect(state.consecutiveErrors == 50)
+        #expect(state.level == 1)
+        #expect(t.check(key, policy: p) == .reject(.backoff, retryAfter: .milliseconds(500)))
+    }
+
+    @Test func upstreamRetryAfterExtendsAnOpenWindow() {
+        let t = tracker()
+        let p = policy()
+        _ = fail(t, key, p)
+        #expect(fail(t, key, p, retryAfter: .seconds(10)) == .seconds(10))
+        #expect(fail(t, key, p, retryAfter: .seconds(5)) == nil)
+        #expect(t.check(key, policy: p) == .reject(.backoff, retryAfter: .seconds(10)))
+    }
+
+    @Test func abandonedProbeLetsTheNextRequestProbe() {
+        let t = tracker()
+        let p = policy()
+        _ = fail(t, key, p)
+        clock.advance(by: .milliseconds(500))
+        #expect(t.check(key, policy: p) == .probe)
+        #expect(t.check(key, policy: p) == .reject(.probe, retryAfter: .seconds(1)))
+        t.abandonProbe(key)
+        #expect(t.check(key, policy: p) == .probe)
+        #expect(t.client(key)?.probeInFlight == true)
+    }
+
+    @Test func lostProbeIsReplacedAfterTheLease() {
+        let t = ErrorTracker(maxClients: 10, clock: clock, shards: 1, probeLease: .seconds(90), random: { 0 })
+        let p = policy()
+        _ = fail(t, key, p)
+        clock.advance(by: .milliseconds(500))
+        #expect(t.check(key, policy: p) == .probe)
+        clock.advance(by: .seconds(89))
+        #expect(t.check(key, policy: p) == .reject(.probe, retryAfter: .seconds(1)))
+        clock.advance(by: .seconds(1))
+        #expect(t.check(key, policy: p) == .probe)
+    }
+
+    @Test func successOfAnyRequestClearsTheProbe() {
+        let t = tracker()
+        let p = policy()
+        _ = fail(t, key, p)
+        clock.advance(by: .milliseconds(500))
+        #expect(t.check(key, policy: p) == .probe)
+        succeed(t, key, p)
+        #expect(t.check(key, policy: p) == .forward)
+    }
+
+    @Test func forgetIsTheAdminReset() {
+        let t = tracker()
+        let p = policy()
+        _ = fail(t, key, p)
+        #expect(t.forget(key))
+        #expect(!t.forget(key))
+        #expect(t.check(key, policy: p) == .forward)
+    }
+
+    @Test func countsAndTopReflectTheTable() {
+        let t = tracker()
+        let p = policy(threshold: 2)
+        let a = ClientKey(value: 1), b = ClientKey(value: 2), c = ClientKey(value: 3)
+        _ = fail(t, a, p)
+        for _ in 0..<2 { _ = fail(t, b, p) }
+        for _ in 0..<2 { _ = fail(t, c, p) }
+        clock.advance(by: .milliseconds(500))
+        #expect(t.check(c, policy: p) == .probe)
+        _ = t.record(c, outcome: .error, policy: p, routeIndex: 7, upstreamRetryAfter: nil)
+        #expect(t.trackedCount == 3)
+        #expect(t.blockedCount == 1)
+        let top = t.top(2)
+        #expect(top.map(\.key) == [c, b])
+        #expect(top[0].level == 2 && top[0].consecutiveErrors == 3 && top[0].routeIndex == 7)
+        #expect(top[0].windowEnd == clock.now() + 1_000_000_000)
+        #expect(t.top(10).count == 3)
+        #expect(t.top(0).isEmpty)
+    }
+
+    @Test func purgeDropsExpiredEntries() {
+        let t = tracker()
+        let p = policy(threshold: 5, resetAfter: .seconds(10))
+        for i in 0..<100 { _ = fail(t, ClientKey(value: UInt64(i)), p) }
+        clock.advance(by: .seconds(5))
+        for i in 0..<10 { _ = fail(t, ClientKey(value: UInt64(i)), p) }
+        clock.advance(by: .seconds(5))
+        #expect(t.purgeExpired() == 90)
+        #expect(t.trackedCount == 10)
+        #expect(t.integrityProblem() == nil)
+    }
+
+    @Test func evictionKeepsBlockedClientsWhileIdleOnesGo() {
+        let t = tracker(maxClients: 64)
+        let p = policy(threshold: 3)
+        let blockedKeys = (0..<8).map { ClientKey(value: 0xB10C_0000 + UInt64($0)) }
+        for k in blockedKeys { for _ in 0..<3 { _ = fail(t, k, p) } }
+        // A flood of fresh keys, each with one error: far more than the table holds.
+        for i in 0..<10_000 { _ = fail(t, ClientKey(value: UInt64(i)), p) }
+        #expect(t.trackedCount <= 64)
+        #expect(t.evictions >= 10_000 - 64)
+        #expect(t.integrityProblem() == nil)
+        for k in blockedKeys {
+            #expect(t.check(k, policy: p) == .reject(.backoff, retryAfter: .milliseconds(500)))
+        }
+    }
+
+    @Test func evictionPrefersEndedWindowsOverOpenOnes() {
+        let t = tracker(maxClients: 16)
+        let p = policy(threshold: 1)
+        let longBlocked = (0..<4).map { ClientKey(value: 0xB10C_0000 + UInt64($0)) }
+        for k in longBlocked { _ = fail(t, k, p, retryAfter: .seconds(3_600)) }
+        // Fresh keys whose short windows end before the next wave arrives.
+        for wave in 0..<50 {
+            for i in 0..<16 { _ = fail(t, ClientKey(value: UInt64(wave * 100 + i)), p) }
+            clock.advance(by: .seconds(1))
+        }
+        #expect(t.trackedCount == 16)
+        #expect(t.integrityProblem() == nil)
+        for k in longBlocked { #expect(t.client(k) != nil) }
+    }
+
+    @Test func tableStaysUnder96BytesPerClient() {
+        let count = 100_000
+        let t = ErrorTracker(maxClients: count, clock: clock, seed: 1)
+        let p = policy()
+        for i in 0..<(2 * count) { _ = fail(t, ClientKey(value: UInt64(i) &* 0x9E37_79B9_7F4A_7C15), p) }
+        // Each shard holds its share of the bound, so a full table is within a few % of it.
+        #expect(t.trackedCount <= count)
+        #expect(t.trackedCount >= count * 97 / 100)
+        #expect(MemoryLayout<TrackerEntry>.stride == 64)
+        let perClient = Double(t.tableBytes) / Double(count)
+        #expect(perClient <= 96, "\(perClient) bytes per client")
+    }
+
+    @Test func sameSeedGivesTheSameWindows() {
+        let p = policy()
+        func windows(seed: UInt64) -> [Duration] {
+            let t = ErrorTracker(maxClients: 100, clock: ManualClock(), seed: seed, shards: 1)
+            return (0..<20).map { t.record(ClientKey(value: UInt64($0)), outcome: .error, policy: p, routeIndex: 0, upstreamRetryAfter: nil)! }
+        }
+        #expect(windows(seed: 5) == windows(seed: 5))
+        #expect(windows(seed: 5) != windows(seed: 6))
+    }
+}
