@@ -1,0 +1,111 @@
+/// One route with everything the request path needs, resolved once per config load.
+public struct ResolvedRoute: Sendable {
+    /// Position in `RouteTable.routes`: the `[[route]]` file order, the implicit default last.
+    public let index: Int
+    /// `name`; "default" for the implicit route.
+    public let name: String
+    /// `path` prefix; empty for the implicit route, which matches everything.
+    public let path: String
+    /// Identity parts: the route's `key`, else `[clients] key`; header names lower-case.
+    public let keyParts: [KeyPart]
+    /// The effective backoff policy.
+    public let policy: BackoffPolicy
+    /// The plain rate limit, if any.
+    public let rate: Rate?
+    /// Requests allowed above `rate` at once.
+    public let burst: Int
+    /// Skip the shield on purpose (counted as bypassed).
+    public let bypass: Bool
+    /// `policy.on` as a bitmap.
+    public let classifier: StatusClassifier
+
+    /// A route from its parts.
+    public init(index: Int, name: String, path: String, keyParts: [KeyPart], policy: BackoffPolicy,
+                rate: Rate?, burst: Int, bypass: Bool) {
+        self.index = index
+        self.name = name
+        self.path = path
+        self.keyParts = keyParts.map {
+            if case .header(let header) = $0 { return .header(header.lowercased()) }
+            return $0
+        }
+        self.policy = policy
+        self.rate = rate
+        self.burst = burst
+        self.bypass = bypass
+        classifier = StatusClassifier(policy.on)
+    }
+
+    /// Whether an upstream status is an error for this route: O(1), no hashing.
+    @inline(__always)
+    public func classify(status: Int) -> Outcome {
+        classifier.classify(status: status)
+    }
+}
+
+/// Picks the route of a request: the first `[[route]]` whose `path` is a prefix of the request
+/// path, else the implicit route "default" built from `[clients] key` and `[backoff]`.
+///
+/// Prefixes are compared byte for byte, like nginx's prefix locations: "/healthz" also matches
+/// "/healthz2"; write "/api/" to mean the directory. Pass the path without the query string (a
+/// prefix ending in the path still matches a full target, but one spanning "?" would not).
+public struct RouteTable: Sendable {
+    /// The routes in file order, then the implicit default at `routes.count - 1`, so a route's
+    /// `index` equals its position in `Config.routes`.
+    public let routes: [ResolvedRoute]
+    // Route prefixes as bytes, in order, without the default.
+    private let prefixes: [[UInt8]]
+
+    /// The table of `config`.
+    public init(config: Config) {
+        var resolved = config.routes.enumerated().map { i, route in
+            ResolvedRoute(index: i, name: route.name, path: route.path, keyParts: route.key ?? config.clients.key,
+                          policy: route.backoff, rate: route.rate, burst: route.burst, bypass: route.bypass)
+        }
+        resolved.append(ResolvedRoute(index: config.routes.count, name: "default", path: "",
+                                      keyParts: config.clients.key, policy: config.backoff,
+                                      rate: nil, burst: 0, bypass: false))
+        routes = resolved
+        prefixes = config.routes.map { Array($0.path.utf8) }
+    }
+
+    /// The implicit route, used when no `[[route]]` matches.
+    public var defaultRoute: ResolvedRoute { routes[routes.count - 1] }
+
+    /// The route for a request path.
+    public func match(_ path: some StringProtocol) -> ResolvedRoute {
+        let found = path.utf8.withContiguousStorageIfAvailable { match(pathBytes: UnsafeRawBufferPointer($0)) }
+        if let found { return found }
+        return match(pathBytes: Array(path.utf8))
+    }
+
+    /// The route for a request path given as raw bytes (as evhttp hands it over), without copying.
+    public func match(pathBytes: UnsafeRawBufferPointer) -> ResolvedRoute {
+        routes[matchIndex(pathBytes)]
+    }
+
+    private func match(pathBytes bytes: [UInt8]) -> ResolvedRoute {
+        bytes.withUnsafeBytes { match(pathBytes: $0) }
+    }
+
+    private func matchIndex(_ path: UnsafeRawBufferPointer) -> Int {
+        for (i, prefix) in prefixes.enumerated() where prefix.count <= path.count {
+            let same = prefix.withUnsafeBytes { p in
+                p.isEmpty || memcmpEqual(p, path, count: p.count)
+            }
+            if same { return i }
+        }
+        return routes.count - 1
+    }
+}
+
+/// Whether the first `count` bytes of `a` and `b` are equal.
+@inline(__always)
+private func memcmpEqual(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer, count: Int) -> Bool {
+    var i = 0
+    while i < count {
+        if a[i] != b[i] { return false }
+        i += 1
+    }
+    return true
+}
