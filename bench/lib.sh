@@ -1,0 +1,180 @@
+# shellcheck shell=bash
+# Shared helpers for the scripts in bench/. Source it; it defines functions and one EXIT trap.
+#
+#   free_ports N           print N distinct free TCP ports on 127.0.0.1, one a line
+#   wait_port PORT PID S   wait until 127.0.0.1:PORT accepts, PID stays alive, at most S seconds
+#   track_pid PID NAME     kill PID (TERM, then KILL) when the script exits, however it exits
+#   untrack_pid PID        forget a tracked process that has exited
+#   stop_pid PID NAME      stop a process now: SIGTERM, then SIGKILL after 5 s
+#   proc_ticks PID         utime+stime of PID and its child processes, in clock ticks
+#   cpu_ticks N            "busy total" clock ticks of CPU N so far, from /proc/stat
+#   median X...            the median of the numbers given (mean of the middle two for an even count)
+#   ensure_tool CMD PKG    install the Debian package PKG when CMD is missing
+#
+# Every address used is 127.0.0.1: these scripts load only this machine's loopback.
+
+BENCH_HOST=127.0.0.1
+
+bench_log() { printf '%s\n' "$*" >&2; }
+bench_die() { bench_log "error: $*"; exit 1; }
+
+# Ports: bind port 0 on the loopback and let the kernel choose. All N sockets are held open
+# together, so the ports are distinct; they are free when this returns (a small race remains
+# until the caller binds them, which is why every server start is checked with wait_port).
+free_ports() {
+    local count=$1
+    if command -v python3 >/dev/null 2>&1; then
+        python3 - "$count" "$BENCH_HOST" <<'EOF'
+import socket, sys
+count, host = int(sys.argv[1]), sys.argv[2]
+socks = []
+for _ in range(count):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind((host, 0))
+    socks.append(s)
+for s in socks:
+    print(s.getsockname()[1])
+for s in socks:
+    s.close()
+EOF
+        return
+    fi
+    # Without python3: random ports from the range above the usual ephemeral one, checked with ss.
+    local found=() port tries=0
+    while [ "${#found[@]}" -lt "$count" ]; do
+        tries=$((tries + 1))
+        [ "$tries" -gt 1000 ] && bench_die "no free port found"
+        port=$((20000 + RANDOM % 12000))
+        case " ${found[*]} " in *" $port "*) continue ;; esac
+        if ! ss -Htan "sport = :$port" 2>/dev/null | grep -q .; then
+            found+=("$port")
+        fi
+    done
+    printf '%s\n' "${found[@]}"
+}
+
+# True when something accepts connections on 127.0.0.1:PORT.
+port_open() {
+    (exec 3<>"/dev/tcp/$BENCH_HOST/$1") 2>/dev/null
+}
+
+wait_port() {
+    local port=$1 pid=$2 seconds=${3:-15} waited=0
+    while ! port_open "$port"; do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            bench_log "process $pid exited before listening on $BENCH_HOST:$port"
+            return 1
+        fi
+        sleep 0.1
+        waited=$((waited + 1))
+        if [ "$waited" -ge $((seconds * 10)) ]; then
+            bench_log "nothing listens on $BENCH_HOST:$port after ${seconds}s"
+            return 1
+        fi
+    done
+}
+
+# Processes this script started, stopped on exit: on success, on error, on Ctrl-C, on SIGTERM.
+BENCH_PIDS=()
+BENCH_NAMES=()
+BENCH_CLEANUP_HOOKS=()
+
+track_pid() {
+    BENCH_PIDS+=("$1")
+    BENCH_NAMES+=("${2:-process}")
+}
+
+# Forget PID (it has exited and was waited for), so its number is never signalled after reuse.
+untrack_pid() {
+    local i
+    for i in "${!BENCH_PIDS[@]}"; do
+        if [ "${BENCH_PIDS[$i]}" = "$1" ]; then
+            unset 'BENCH_PIDS[i]' 'BENCH_NAMES[i]'
+        fi
+    done
+    BENCH_PIDS=("${BENCH_PIDS[@]}")
+    BENCH_NAMES=("${BENCH_NAMES[@]}")
+}
+
+# Stop PID: SIGTERM, up to 5 s to exit, then SIGKILL. Says so when a process needed SIGKILL.
+stop_pid() {
+    local pid=$1 name=${2:-process} i
+    kill -0 "$pid" 2>/dev/null || return 0
+    kill -TERM "$pid" 2>/dev/null
+    for i in $(seq 1 50); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        bench_log "note: $name (pid $pid) still running 5s after SIGTERM; sending SIGKILL"
+        kill -KILL "$pid" 2>/dev/null
+    fi
+    wait "$pid" 2>/dev/null || true
+}
+
+bench_cleanup() {
+    local status=$? i hook
+    trap - EXIT INT TERM
+    for ((i = ${#BENCH_PIDS[@]} - 1; i >= 0; i--)); do
+        stop_pid "${BENCH_PIDS[$i]}" "${BENCH_NAMES[$i]}"
+    done
+    for hook in "${BENCH_CLEANUP_HOOKS[@]}"; do
+        eval "$hook"
+    done
+    exit "$status"
+}
+trap bench_cleanup EXIT
+trap 'bench_log "interrupted"; exit 130' INT
+trap 'bench_log "terminated"; exit 143' TERM
+
+# Run a command when the script exits (after the processes are stopped), e.g. removing a temp dir.
+on_exit() { BENCH_CLEANUP_HOOKS+=("$1"); }
+
+# utime + stime (fields 14 and 15 of /proc/PID/stat, all threads included) of PID and of its
+# direct children (nginx's workers), in clock ticks; see `getconf CLK_TCK`.
+proc_ticks() {
+    local pid=$1 total=0 child t
+    t=$(stat_ticks "$pid") || { echo 0; return; }
+    total=$t
+    for child in $(pgrep -P "$pid" 2>/dev/null); do
+        t=$(stat_ticks "$child") && total=$((total + t))
+    done
+    echo "$total"
+}
+
+stat_ticks() {
+    local stat rest
+    stat=$(cat /proc/"$1"/stat 2>/dev/null) || return 1
+    # The command name (field 2) may hold spaces; fields after its closing parenthesis are fixed.
+    rest=${stat##*) }
+    # rest starts at field 3 (state); utime is field 14, stime field 15.
+    # shellcheck disable=SC2086 # split into fields on purpose
+    set -- $rest
+    echo $(( ${12} + ${13} ))
+}
+
+cpu_ticks() {
+    awk -v cpu="cpu$1" '$1 == cpu { print $2 + $3 + $4 + $7 + $8 + $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9 }' /proc/stat
+}
+
+median() {
+    printf '%s\n' "$@" | sort -g | awk '
+        { v[NR] = $1 }
+        END {
+            if (NR == 0) { print "nan"; exit }
+            if (NR % 2) printf "%.6g\n", v[(NR + 1) / 2]
+            else printf "%.6g\n", (v[NR / 2] + v[NR / 2 + 1]) / 2
+        }'
+}
+
+ensure_tool() {
+    local cmd=$1 pkg=$2 sudo=""
+    if command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ]; then
+        return 0
+    fi
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    bench_log "$cmd not found: installing the Debian package $pkg"
+    if ! { $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$pkg" >&2; }; then
+        bench_die "could not install $pkg; install it and run again"
+    fi
+}
