@@ -72,7 +72,7 @@ chmod 755 "$WORK"
 OUT=bench/out/proxy-$(date +%Y%m%d-%H%M%S)
 mkdir -p "$OUT"
 RESULTS=$OUT/results.tsv
-printf 'target\tround\treq_s\tp50_ms\tp99_ms\tcpu_us_per_req\tserver_cpu_pct\tdemo_cpu_pct\tcpu0_busy_pct\tcpu1_busy_pct\trequests\tnon2xx\tsocket_errors\n' >"$RESULTS"
+printf 'target\tround\treq_s\tp50_ms\tp99_ms\tcpu_us_per_req\tserver_cpu_pct\tdemo_cpu_pct\tcpu0_busy_pct\tcpu1_busy_pct\trequests\tnon2xx\tsocket_errors\tupstream_conns\ttime_wait_after\n' >"$RESULTS"
 
 read -r DEMO_PORT BW_PORT ADMIN_PORT NGINX_PORT <<<"$(free_ports 4 | tr '\n' ' ')"
 
@@ -129,6 +129,9 @@ track_pid "$NGINX_PID" nginx
 wait_port "$NGINX_PORT" "$NGINX_PID" || fail_with_log "$WORK/nginx-error.log" "nginx did not start"
 on_exit "cp '$WORK/nginx-error.log' '$OUT/' 2>/dev/null || true"
 
+rss_mib() { awk '/^VmRSS:/ { printf "%.1f", $2 / 1024 }' /proc/"$1"/status 2>/dev/null || echo '?'; }
+BW_RSS_START=$(rss_mib "$BW_PID")
+
 target_name() {
     case $1 in A) echo "A direct demo API" ;; B) echo "B Breakwater" ;; C) echo "C nginx" ;; esac
 }
@@ -162,6 +165,17 @@ to_ms() {
     }'
 }
 
+# Half of a wrk duration ("10s", "2m", "500ms" or plain seconds), in seconds.
+half_seconds() {
+    awk -v d="$1" 'BEGIN {
+        n = d + 0
+        if (d ~ /ms$/) n /= 1000
+        else if (d ~ /m$/) n *= 60
+        else if (d ~ /h$/) n *= 3600
+        printf "%.2f\n", n / 2
+    }'
+}
+
 # run_wrk TARGET ROUND DURATION: one wrk run; a round number of 0 is a warm-up, not recorded.
 run_wrk() {
     local t=$1 round=$2 duration=$3 port pid file
@@ -179,8 +193,15 @@ run_wrk() {
         "http://$BENCH_HOST:$port$REQUEST_PATH" >"$file" 2>&1 &
     local wrk_pid=$!
     track_pid "$wrk_pid" wrk
+    # Halfway through, count the connections open to the demo API by the process wrk talks to
+    # (B and C: the proxy's upstream pool; A: none, wrk itself is the client).
+    local upconns=0 tw=0 owners
+    sleep "$(half_seconds "$duration")"
+    owners=$(printf '%s\n' "$pid" $(pgrep -P "$pid") | paste -sd '|')
+    upconns=$(ss -Htnp state established "( dport = :$DEMO_PORT )" 2>/dev/null | grep -cE "pid=($owners)," || true)
     wait "$wrk_pid" || status=$?
     untrack_pid "$wrk_pid"
+    tw=$(ss -Htn state time-wait "( dport = :$DEMO_PORT )" 2>/dev/null | wc -l)
     wall1=$(date +%s.%N)
     ticks1=$(proc_ticks "$pid")
     demo1=$(proc_ticks "$DEMO_PID")
@@ -203,16 +224,16 @@ run_wrk() {
     awk -v t="$t" -v r="$round" -v rps="$rps" -v p50="$p50" -v p99="$p99" -v n="$requests" \
         -v dt="$((ticks1 - ticks0))" -v dd="$((demo1 - demo0))" -v hz="$CLK_TCK" \
         -v w0="$wall0" -v w1="$wall1" -v c0="$cpu0_0" -v c1="$cpu0_1" -v l0="$cpu1_0" -v l1="$cpu1_1" \
-        -v non2xx="${non2xx:-0}" -v sockerr="${sockerr:-0}" 'BEGIN {
+        -v non2xx="${non2xx:-0}" -v sockerr="${sockerr:-0}" -v up="$upconns" -v tw="$tw" 'BEGIN {
             split(c0, a, " "); split(c1, b, " "); split(l0, x, " "); split(l1, y, " ")
             wall = w1 - w0
             us = n > 0 ? dt / hz * 1e6 / n : 0
-            printf "%s\t%s\t%.1f\t%.3f\t%.3f\t%.2f\t%.1f\t%.1f\t%.1f\t%.1f\t%d\t%d\t%d\n", t, r, rps, p50, p99, us,
+            printf "%s\t%s\t%.1f\t%.3f\t%.3f\t%.2f\t%.1f\t%.1f\t%.1f\t%.1f\t%d\t%d\t%d\t%d\t%d\n", t, r, rps, p50, p99, us,
                 100 * dt / hz / wall, 100 * dd / hz / wall,
-                100 * (b[1] - a[1]) / (b[2] - a[2]), 100 * (y[1] - x[1]) / (y[2] - x[2]), n, non2xx, sockerr
+                100 * (b[1] - a[1]) / (b[2] - a[2]), 100 * (y[1] - x[1]) / (y[2] - x[2]), n, non2xx, sockerr, up, tw
         }' >>"$RESULTS"
     awk -F'\t' -v t="$t" -v r="$round" '$1 == t && $2 == r {
-        printf "  round %s %-18s %10s req/s  p50 %7s ms  p99 %7s ms  %6s us/req\n", r, name, $3, $4, $5, $6
+        printf "  round %s %-18s %10s req/s  p50 %7s ms  p99 %7s ms  %6s us/req  %3s conns to the API\n", r, name, $3, $4, $5, $6, $14
     }' name="$(target_name "$t")" "$RESULTS" >&2
 }
 
@@ -228,15 +249,21 @@ for round in $(seq 1 "$ROUNDS"); do
     done
 done
 
-# The demo API's own count: every request through every target reached it exactly once.
-DEMO_SERVED=$(curl -s --max-time 5 "http://$BENCH_HOST:$DEMO_PORT/demo/requests" || true)
+# Cross-checks: every request wrk completed reached the demo API once (wrk leaves up to
+# CONNECTIONS requests per run unfinished, so the API may count a few more).
+DEMO_SERVED=$(curl -s --max-time 5 "http://$BENCH_HOST:$DEMO_PORT/demo/requests" | tr -dc '0-9' || true)
+curl -s --max-time 5 "http://$BENCH_HOST:$ADMIN_PORT/stats" >"$OUT/breakwater-stats.json" 2>/dev/null || true
+curl -s --max-time 5 "http://$BENCH_HOST:$ADMIN_PORT/metrics" >"$OUT/breakwater-metrics.txt" 2>/dev/null || true
+BW_FORWARDED=$(grep -o '"forwarded":[0-9]*' "$OUT/breakwater-stats.json" 2>/dev/null | tr -dc '0-9' || true)
+BW_RSS_END=$(rss_mib "$BW_PID")
+WRK_TOTAL=$(awk '/ requests in / { s += $1 } END { print s + 0 }' "$OUT"/*.txt)
 
 # ---- the table --------------------------------------------------------------------------------
 col() { awk -F'\t' -v t="$1" -v c="$2" 'NR > 1 && $1 == t { print $c }' "$RESULTS"; }
 colsum() { awk -F'\t' -v t="$1" -v c="$2" 'NR > 1 && $1 == t { s += $c } END { print s + 0 }' "$RESULTS"; }
 declare -A MED
 for t in "${TARGETS[@]}"; do
-    for c in 3 4 5 6 7 8 9 10; do
+    for c in 3 4 5 6 7 8 9 10 14; do
         # shellcheck disable=SC2046
         MED[$t,$c]=$(median $(col "$t" "$c"))
     done
@@ -249,21 +276,23 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else
     echo "CPU $PROXY_CPU: the proxy under test (A: idle).  CPU $LOAD_CPU: wrk and the demo API, shared."
     echo "server = the process wrk talks to (A: the demo API; B: Breakwater; C: nginx master + worker)."
     echo
-    printf '%-18s %10s %8s %8s %11s %10s %9s %9s %9s %7s\n' \
-        target req/s "p50 ms" "p99 ms" "server" "server" "demo API" "CPU $PROXY_CPU" "CPU $LOAD_CPU" errors
-    printf '%-18s %10s %8s %8s %11s %10s %9s %9s %9s %7s\n' \
-        "" "" "" "" "CPU us/req" "CPU %" "CPU %" "busy %" "busy %" ""
+    printf '%-18s %8s %7s %7s %10s %7s %8s %7s %7s %6s %6s\n' \
+        target req/s "p50" "p99" "server" "server" "demo API" "CPU $PROXY_CPU" "CPU $LOAD_CPU" "conns" errors
+    printf '%-18s %8s %7s %7s %10s %7s %8s %7s %7s %6s %6s\n' \
+        "" "" "ms" "ms" "CPU us/req" "CPU %" "CPU %" "busy %" "busy %" "to API" ""
     for t in "${TARGETS[@]}"; do
         errors=$(($(colsum "$t" 12) + $(colsum "$t" 13)))
-        printf '%-18s %10.0f %8.3f %8.3f %11.2f %10.1f %9.1f %9.1f %9.1f %7d\n' "$(target_name "$t")" \
+        printf '%-18s %8.0f %7.2f %7.2f %10.2f %7.1f %8.1f %7.1f %7.1f %6.0f %6d\n' "$(target_name "$t")" \
             "${MED[$t,3]}" "${MED[$t,4]}" "${MED[$t,5]}" "${MED[$t,6]}" "${MED[$t,7]}" "${MED[$t,8]}" \
-            "${MED[$t,9]}" "${MED[$t,10]}" "$errors"
+            "${MED[$t,9]}" "${MED[$t,10]}" "${MED[$t,14]}" "$errors"
     done
     echo
     echo "Breakwater / nginx:      req/s $(ratio "${MED[B,3]}" "${MED[C,3]}")   p50 $(ratio "${MED[B,4]}" "${MED[C,4]}")   p99 $(ratio "${MED[B,5]}" "${MED[C,5]}")   CPU us/req $(ratio "${MED[B,6]}" "${MED[C,6]}")"
     echo "Breakwater / direct API: req/s $(ratio "${MED[B,3]}" "${MED[A,3]}")   p50 $(ratio "${MED[B,4]}" "${MED[A,4]}")   p99 $(ratio "${MED[B,5]}" "${MED[A,5]}")"
     echo "nginx / direct API:      req/s $(ratio "${MED[C,3]}" "${MED[A,3]}")   p50 $(ratio "${MED[C,4]}" "${MED[A,4]}")   p99 $(ratio "${MED[C,5]}" "${MED[A,5]}")"
-    echo "errors: non-2xx responses plus socket errors, summed over the rounds. Demo API served: ${DEMO_SERVED:-?}"
+    echo "errors: non-2xx responses plus socket errors, summed over the rounds. conns to API: the server's connections to the demo API halfway through a run."
+    echo "requests: wrk completed $WRK_TOTAL (warm-ups included); the demo API served ${DEMO_SERVED:-?}; Breakwater counted ${BW_FORWARDED:-?} forwarded"
+    echo "Breakwater resident memory: $BW_RSS_START MiB at start, $BW_RSS_END MiB after the rounds"
     echo
     # Where the ceiling was: a proxy whose core is not busy did not set the pace.
     for t in B C; do
@@ -277,6 +306,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else
                 printf "note: CPU %s was %.0f%% busy but %s used only %.0f%% of it: other processes ran there and the numbers are disturbed.\n", cpu0, busy0, name, s
         }'
     done
+    awk -F'\t' 'NR > 1 && $15 > 1000 { printf "note: %s round %s left %d connections to the demo API in TIME-WAIT: connections were not reused.\n", $1, $2, $15 }' "$RESULTS"
     awk -v busy1="${MED[A,10]}" -v cpu1="$LOAD_CPU" 'BEGIN {
         if (busy1 > 90) printf "note: in A, CPU %s (wrk + demo API) was %.0f%% busy: the direct figure is the ceiling of that shared core, not of the demo API alone.\n", cpu1, busy1
     }'
