@@ -302,6 +302,7 @@ final class ClientConnection {
 
     /// Answers an unusable request and closes after the answer is written.
     private func fail(_ status: Int, _ reason: String) {
+        listener.handler.rejected(status: status, peer: peer)
         keepAlive = false
         minorVersion = 1
         state = .dispatched

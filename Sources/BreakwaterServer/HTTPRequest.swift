@@ -5,6 +5,12 @@ import BreakwaterCore
 protocol HTTPHandler: AnyObject {
     /// Answers `request`, now or later, through `connection`'s response calls.
     func handle(_ request: HTTPRequest, on connection: ClientConnection)
+    /// The connection refused a request itself (malformed, too large, too slow) with `status`.
+    func rejected(status: Int, peer: IPAddress)
+}
+
+extension HTTPHandler {
+    func rejected(status: Int, peer: IPAddress) {}
 }
 
 /// The side of a pending response that must hear about the client.

@@ -20,9 +20,13 @@ final class Listener {
     private var listener: OpaquePointer?
     /// The port actually bound (useful when asked for port 0).
     private(set) var port: UInt16 = 0
+    /// Stays open while the worker drains (the admin listener keeps answering /healthz with 503).
+    let keepWhileDraining: Bool
 
-    init(worker: Worker, address: SocketAddress, limits: ConnectionLimits, handler: HTTPHandler) throws {
+    init(worker: Worker, address: SocketAddress, limits: ConnectionLimits, handler: HTTPHandler,
+         keepWhileDraining: Bool = false) throws {
         self.worker = worker
+        self.keepWhileDraining = keepWhileDraining
         self.limits = limits
         self.handler = handler
         let flags = UInt32(LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_REUSEABLE_PORT | LEV_OPT_CLOSE_ON_EXEC)

@@ -1,3 +1,4 @@
+private import CLibevent
 import BreakwaterCore
 #if canImport(Glibc)
 import Glibc
@@ -21,6 +22,11 @@ final class ProxyExchange: ClientExchange, UpstreamWaiter, UpstreamExchange {
     private var recorded = false
     private var freshRetries = 0
     private let started = ContinuousClock.now
+    private let pool: UpstreamPool
+    private let metrics: RouteMetrics
+    private var status = 0
+    private var upstreamTime: Duration?
+    private var bytesSent = 0
 
     init(handler: ProxyHandler, request: HTTPRequest, client: ClientConnection,
          route: ResolvedRoute, key: ClientKey?, isProbe: Bool) {
@@ -31,12 +37,15 @@ final class ProxyExchange: ClientExchange, UpstreamWaiter, UpstreamExchange {
         self.key = key
         self.isProbe = isProbe
         requestHead = ProxyHeaders.upstreamRequest(request, clientAddress: request.peer.description)
-        server = handler.pool.pickServer()
+        // Kept for the whole exchange: a reload may give the handler a new pool meanwhile.
+        pool = handler.pool
+        metrics = handler.context.routeMetrics[route.index]
+        server = pool.pickServer()
     }
 
     func start() {
         client.exchange = self
-        handler.pool.acquire(server, for: self)
+        pool.acquire(server, for: self)
     }
 
     // MARK: UpstreamWaiter
@@ -57,12 +66,18 @@ final class ProxyExchange: ClientExchange, UpstreamWaiter, UpstreamExchange {
     // MARK: UpstreamExchange
 
     func upstreamHead(_ head: HTTPHead, framing: BodyFraming) {
+        metrics.count(UpstreamClass(status: head.status))
+        let elapsed = ContinuousClock.now - started
+        metrics.upstreamDuration.record(elapsed)
+        upstreamTime = elapsed
+        status = head.status
         record(status: head.status, retryAfter: head.combined("retry-after"))
         responseStarted = true
         client.beginResponse(ProxyHeaders.clientResponse(head, keepLength: framing == .none), framing: framing)
     }
 
     func upstreamBody(_ buffer: OpaquePointer) {
+        bytesSent += evbuffer_get_length(buffer)
         if client.sendBody(buffer) { upstream?.pause() }
     }
 
@@ -70,6 +85,20 @@ final class ProxyExchange: ClientExchange, UpstreamWaiter, UpstreamExchange {
         upstream = nil
         finished = true
         client.endResponse()
+        logAccess()
+    }
+
+    private func logAccess() {
+        handler.logAccess(request, route: route, key: key, status: status, outcome: key == nil ? "bypassed" : "forwarded",
+                          upstream: upstreamTime, bytes: bytesSent)
+    }
+
+    /// Answers the client with the proxy's own error.
+    private func respond(_ code: Int, _ reason: String) {
+        status = code
+        client.respond(status: code, reason: reason, headers: [("Content-Type", "text/plain")],
+                       body: Array("\(code) \(reason)\n".utf8))
+        logAccess()
     }
 
     func upstreamFailed(_ failure: UpstreamFailure) {
@@ -78,30 +107,40 @@ final class ProxyExchange: ClientExchange, UpstreamWaiter, UpstreamExchange {
         guard !finished else { return }
         if responseStarted {
             finished = true
+            handler.logger.warning("upstream broke mid-response; client connection cut", metadata: [
+                "server": "\(server.endpoint)", "failure": "\(failure)", "route": "\(route.name)",
+            ])
             client.abortResponse()
+            logAccess()
             return
         }
         // A parked connection the server had already closed: the request never reached it.
         if failure == .closedBeforeResponse, reused, freshRetries < 1, isIdempotent {
             freshRetries += 1
-            handler.pool.acquire(server, for: self, fresh: true)
+            handler.context.metrics.retries.increment()
+            pool.acquire(server, for: self, fresh: true)
             return
         }
         finished = true
+        handler.logger.warning("upstream failed", metadata: [
+            "server": "\(server.endpoint)", "failure": "\(failure)", "route": "\(route.name)",
+            "reused_connection": "\(reused)",
+        ])
         switch failure {
         case .connect:
+            metrics.count(.connect_error)
             recordFailure(counts: route.policy.on.connect)
-            client.respond(status: 502, reason: "Bad Gateway", headers: Self.plain, body: Array("502 Bad Gateway\n".utf8))
+            respond(502, "Bad Gateway")
         case .timeout:
+            metrics.count(.timeout)
             recordFailure(counts: route.policy.on.timeout)
-            client.respond(status: 504, reason: "Gateway Timeout", headers: Self.plain, body: Array("504 Gateway Timeout\n".utf8))
+            respond(504, "Gateway Timeout")
         case .closedBeforeResponse, .badResponse, .brokenResponse:
+            metrics.count(.c5xx)
             record(status: 502, retryAfter: nil)
-            client.respond(status: 502, reason: "Bad Gateway", headers: Self.plain, body: Array("502 Bad Gateway\n".utf8))
+            respond(502, "Bad Gateway")
         }
     }
-
-    private static let plain = [("Content-Type", "text/plain")]
 
     private var isIdempotent: Bool {
         switch request.head.method {
@@ -113,12 +152,15 @@ final class ProxyExchange: ClientExchange, UpstreamWaiter, UpstreamExchange {
     // MARK: ClientExchange
 
     func clientClosed() {
+        guard !finished else { return }
         finished = true
+        status = 499   // nginx's code for "client closed the request"
+        logAccess()
         if let upstream {
             self.upstream = nil
             upstream.cancel()
         } else {
-            handler.pool.cancel(self)
+            pool.cancel(self)
         }
         if isProbe, !recorded, let key { handler.context.tracker.abandonProbe(key) }
     }
@@ -130,10 +172,11 @@ final class ProxyExchange: ClientExchange, UpstreamWaiter, UpstreamExchange {
     private func record(status: Int, retryAfter: String?) {
         guard !recorded, let key else { return }
         recorded = true
-        let outcome = route.policy.on.classify(status: status)
+        let outcome = route.classify(status: status)
         let floor = outcome == .error ? retryAfter.flatMap { RetryAfter.parse($0, now: Self.unixNow()) } : nil
-        _ = handler.context.tracker.record(key, outcome: outcome, policy: route.policy, routeIndex: route.index,
-                                       upstreamRetryAfter: floor)
+        let window = handler.context.tracker.record(key, outcome: outcome, policy: route.policy, routeIndex: route.index,
+                                                    upstreamRetryAfter: floor)
+        if let window { metrics.backoffWindow.record(window) }
     }
 
     /// A connect error or timeout is an error only when `on` lists it; otherwise it neither
@@ -142,8 +185,9 @@ final class ProxyExchange: ClientExchange, UpstreamWaiter, UpstreamExchange {
         guard !recorded, let key else { return }
         recorded = true
         if counts {
-            _ = handler.context.tracker.record(key, outcome: .error, policy: route.policy, routeIndex: route.index,
-                                           upstreamRetryAfter: nil)
+            let window = handler.context.tracker.record(key, outcome: .error, policy: route.policy,
+                                                        routeIndex: route.index, upstreamRetryAfter: nil)
+            if let window { metrics.backoffWindow.record(window) }
         } else if isProbe {
             handler.context.tracker.abandonProbe(key)
         }

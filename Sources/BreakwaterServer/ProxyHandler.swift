@@ -1,4 +1,5 @@
 import BreakwaterCore
+import Logging
 
 /// What every worker of one proxy shares: the config in force and the shield's state.
 /// Replaced as a whole on reload, except the tracker and rate limiter, which carry over.
@@ -8,32 +9,50 @@ final class ProxyContext: Sendable {
     let identity: ClientIdentity
     let tracker: ErrorTracker<SystemClock>
     let rateLimiter: RateLimiter<SystemClock>
+    let metrics: ProxyMetrics
+    /// Metric handles by route index (the implicit default route last).
+    let routeMetrics: [RouteMetrics]
+    /// Requests refused before routing (malformed, too large) count under route "none".
+    let unroutedMetrics: RouteMetrics
 
-    init(config: Config, hasher: KeyedHasher, tracker: ErrorTracker<SystemClock>, rateLimiter: RateLimiter<SystemClock>) {
+    init(config: Config, hasher: KeyedHasher, tracker: ErrorTracker<SystemClock>, rateLimiter: RateLimiter<SystemClock>,
+         metrics: ProxyMetrics) {
         self.config = config
         self.routes = RouteTable(config: config)
         self.identity = ClientIdentity(clients: config.clients, hasher: hasher)
         self.tracker = tracker
         self.rateLimiter = rateLimiter
+        self.metrics = metrics
+        routeMetrics = routes.routes.map { metrics.route($0.name) }
+        unroutedMetrics = metrics.route("none")
     }
 }
 
 /// The proxy's request path on one worker: route, identity, the shield check, then forwarding.
 final class ProxyHandler: HTTPHandler {
-    let pool: UpstreamPool
+    /// Connections to the upstream servers; replaced when a reload changes [upstream].
+    var pool: UpstreamPool
     /// The context in force on this worker. A reload replaces it from the worker's own thread,
     /// so reading it takes no lock; an exchange keeps the route it started with.
     var context: ProxyContext
+    /// This worker's access log buffer, nil when `server.access_log` is off.
+    var accessLog: AccessLog?
+    /// The error log: upstream failures, with the server and what went wrong.
+    let logger: Logger
 
-    init(worker: Worker, context: ProxyContext) throws {
+    init(worker: Worker, context: ProxyContext, accessLog: AccessLog?, logger: Logger) throws {
         self.context = context
+        self.accessLog = accessLog
+        self.logger = logger
         pool = try UpstreamPool(worker: worker, config: context.config.upstream)
     }
 
     func handle(_ request: HTTPRequest, on connection: ClientConnection) {
         let context = self.context
         let route = context.routes.match(request.head.path)
+        let metrics = context.routeMetrics[route.index]
         if route.bypass {
+            metrics.count(.bypassed, totals: context.metrics.totals)
             ProxyExchange(handler: self, request: request, client: connection, route: route, key: nil, isProbe: false).start()
             return
         }
@@ -46,19 +65,54 @@ final class ProxyHandler: HTTPHandler {
         switch context.tracker.check(key, policy: route.policy) {
         case .reject(let reason, let retryAfter):
             if enforce {
+                let outcome: RequestOutcome = reason == .probe ? .probe_wait : .shielded
+                metrics.count(outcome, totals: context.metrics.totals)
                 ShieldResponse.send(reason: reason, retryAfter: retryAfter, on: connection)
+                logAccess(request, route: route, key: key, status: 429, outcome: outcome.rawValue, upstream: nil, bytes: 0)
                 return
             }
+            metrics.countDryRun()
         case .probe:
             isProbe = true
         case .forward:
             break
         }
-        if let rate = route.rate, let wait = context.rateLimiter.check(key, rate: rate, burst: route.burst), enforce {
-            if isProbe { context.tracker.abandonProbe(key) }
-            ShieldResponse.send(reason: .rate, retryAfter: wait, on: connection)
-            return
+        if let rate = route.rate, let wait = context.rateLimiter.check(key.scoped(to: route.index), rate: rate, burst: route.burst) {
+            if enforce {
+                if isProbe { context.tracker.abandonProbe(key) }
+                metrics.count(.rate_limited, totals: context.metrics.totals)
+                ShieldResponse.send(reason: .rate, retryAfter: wait, on: connection)
+                logAccess(request, route: route, key: key, status: 429, outcome: "rate_limited", upstream: nil, bytes: 0)
+                return
+            }
+            metrics.countDryRun()
         }
+        metrics.count(.forwarded, totals: context.metrics.totals)
         ProxyExchange(handler: self, request: request, client: connection, route: route, key: key, isProbe: isProbe).start()
+    }
+
+    func rejected(status: Int, peer: IPAddress) {
+        context.unroutedMetrics.count(.rejected, totals: context.metrics.totals)
+        accessLog?.log(client: peer.description, method: "-", path: "-", status: status, outcome: "rejected",
+                       route: "none", upstream: nil, bytes: 0)
+    }
+
+    /// One access log line. A client identified by a header (a token) is logged by its hashed
+    /// key, and its path only up to the route prefix, so no secret reaches the log.
+    func logAccess(_ request: HTTPRequest, route: ResolvedRoute, key: ClientKey?, status: Int, outcome: String,
+                   upstream: Duration?, bytes: Int) {
+        guard let accessLog else { return }
+        let secretKeyed = route.keyParts.contains { if case .header = $0 { return true } else { return false } }
+        let client: String
+        let path: Substring
+        if secretKeyed, let key {
+            client = "key:\(key)"
+            path = Substring(route.path + "…")
+        } else {
+            client = context.identity.clientAddress(peer: request.peer, forwardedFor: request.head.combined("x-forwarded-for")).description
+            path = request.head.path
+        }
+        accessLog.log(client: client, method: request.head.method, path: path, status: status, outcome: outcome,
+                      route: route.name, upstream: upstream, bytes: bytes)
     }
 }

@@ -10,12 +10,15 @@ public final class ProxyServer: @unchecked Sendable {
     public private(set) var config: Config
     /// The port the proxy listens on (the real one when the config asked for port 0).
     public private(set) var port: UInt16 = 0
+    /// The port of the admin listener.
+    public private(set) var adminPort: UInt16 = 0
     private let logger: Logger
     private let group: WorkerGroup
     private var handlers: [ProxyHandler] = []
     private let hasher: KeyedHasher
     private let tracker: ErrorTracker<SystemClock>
     private let rateLimiter: RateLimiter<SystemClock>
+    let metrics = ProxyMetrics()
 
     /// Prepares workers and the shared tracker; nothing listens until `start`.
     public init(config: Config, logger: Logger) throws {
@@ -34,34 +37,65 @@ public final class ProxyServer: @unchecked Sendable {
     public func start() throws {
         signal(SIGPIPE, SIG_IGN)
         let context = makeContext(config)
+        let sink = try config.server.accessLog.map { try AccessLogSink(target: $0) }
         port = try group.listen(on: config.server.listen, limits: Self.limits(config.server)) { worker in
-            let handler = try ProxyHandler(worker: worker, context: context)
+            let handler = try ProxyHandler(worker: worker, context: context, accessLog: sink.map { AccessLog(sink: $0, worker: worker) },
+                                           logger: logger)
             handlers.append(handler)
             return handler
         }
+        adminPort = try group.listen(on: config.admin.listen, limits: ConnectionLimits(), onlyFirst: true, keepWhileDraining: true) {
+            AdminHandler(proxy: handlers[0], worker: $0)
+        }
         group.start(name: "breakwater")
+        schedulePurge(on: group.workers[0])
         logger.info("breakwater listening", metadata: [
             "listen": "\(HostPort(host: config.server.listen.host, port: port))",
+            "admin": "\(HostPort(host: config.admin.listen.host, port: adminPort))",
             "workers": "\(group.workers.count)",
             "upstreams": "\(config.upstream.servers.map(\.description).joined(separator: ","))",
         ])
     }
 
-    /// Applies a new config to new requests; the tracker's state carries over. Returns the keys
-    /// that changed but need a restart to take effect (listen addresses, workers, upstream pool).
+    /// Applies a new config to new requests; the tracker's state and open connections carry over.
+    /// Returns the keys that changed but need a restart to take effect (listeners, workers, the
+    /// tracker's size and hash key); those keep their running values. Throws, changing nothing,
+    /// when an upstream server cannot be resolved.
     @discardableResult
-    public func reload(_ newConfig: Config) -> [String] {
+    public func reload(_ newConfig: Config) throws -> [String] {
+        var applied = newConfig
         var needsRestart: [String] = []
-        if newConfig.server.listen != config.server.listen { needsRestart.append("server.listen") }
-        if newConfig.server.workers != config.server.workers { needsRestart.append("server.workers") }
-        if newConfig.admin.listen != config.admin.listen { needsRestart.append("admin.listen") }
-        if newConfig.upstream != config.upstream { needsRestart.append("upstream") }
-        if newConfig.clients.maxClients != config.clients.maxClients { needsRestart.append("clients.max_clients") }
-        if newConfig.clients.hashKey != config.clients.hashKey { needsRestart.append("clients.hash_key") }
-        config = newConfig
-        let context = makeContext(newConfig)
+        func keep<T: Equatable>(_ name: String, _ path: WritableKeyPath<Config, T>) {
+            if applied[keyPath: path] != config[keyPath: path] {
+                needsRestart.append(name)
+                applied[keyPath: path] = config[keyPath: path]
+            }
+        }
+        keep("server.listen", \.server.listen)
+        keep("server.workers", \.server.workers)
+        keep("admin.listen", \.admin.listen)
+        keep("clients.max_clients", \.clients.maxClients)
+        keep("clients.hash_key", \.clients.hashKey)
+        let upstreamChanged = applied.upstream != config.upstream
+        if upstreamChanged {
+            for server in applied.upstream.servers { _ = try SocketAddress(server) }
+        }
+        let logChanged = applied.server.accessLog != config.server.accessLog
+        let sink = logChanged ? try applied.server.accessLog.map { try AccessLogSink(target: $0) } : nil
+        config = applied
+        let context = makeContext(applied)
         for (worker, handler) in zip(group.workers, handlers) {
-            worker.execute { handler.context = context }
+            worker.execute {
+                handler.context = context
+                if logChanged {
+                    handler.accessLog?.flush()
+                    handler.accessLog = sink.map { AccessLog(sink: $0, worker: worker) }
+                }
+                if upstreamChanged, let pool = try? UpstreamPool(worker: worker, config: applied.upstream) {
+                    handler.pool.closeIdle()
+                    handler.pool = pool
+                }
+            }
         }
         return needsRestart
     }
@@ -69,10 +103,20 @@ public final class ProxyServer: @unchecked Sendable {
     /// Stops accepting, lets in-flight requests finish (up to `server.grace_period`), and returns when all loops ended.
     public func shutdown() {
         group.drain(grace: config.server.gracePeriod)
+        for handler in handlers { handler.accessLog?.flush() }
+    }
+
+    /// Drops expired tracker entries every few seconds so the gauges stay exact between requests.
+    private func schedulePurge(on worker: Worker) {
+        worker.schedule(after: .seconds(5)) { [weak self] in
+            guard let self, !worker.draining else { return }
+            tracker.purgeExpired()
+            schedulePurge(on: worker)
+        }
     }
 
     private func makeContext(_ config: Config) -> ProxyContext {
-        ProxyContext(config: config, hasher: hasher, tracker: tracker, rateLimiter: rateLimiter)
+        ProxyContext(config: config, hasher: hasher, tracker: tracker, rateLimiter: rateLimiter, metrics: metrics)
     }
 
     static func limits(_ server: ServerConfig) -> ConnectionLimits {

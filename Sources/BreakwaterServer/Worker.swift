@@ -15,6 +15,7 @@ final class Worker: @unchecked Sendable {
     /// Set while the process stops: no new requests on kept-alive connections.
     private(set) var draining = false
     private var drainDeadline: ContinuousClock.Instant?
+    private var exiting = false
 
     init(index: Int) throws {
         self.index = index
@@ -65,17 +66,21 @@ final class Worker: @unchecked Sendable {
         execute { [self] in
             draining = true
             drainDeadline = .now + grace
-            listeners.forEach { $0.close() }
-            listeners.removeAll()
-            for connection in connections.values { connection.closeIfIdle() }
+            for listener in listeners where !listener.keepWhileDraining { listener.close() }
+            listeners.removeAll { !$0.keepWhileDraining }
+            for connection in connections.values where !connection.listener.keepWhileDraining { connection.closeIfIdle() }
             checkDrained()
         }
     }
 
     /// Ends the loop once no connection is left, or when the grace period is over.
     func checkDrained() {
-        guard draining else { return }
-        if connections.isEmpty || ContinuousClock.now >= drainDeadline! {
+        guard draining, !exiting else { return }
+        let busy = connections.values.contains { !$0.listener.keepWhileDraining }
+        if !busy || ContinuousClock.now >= drainDeadline! {
+            exiting = true
+            listeners.forEach { $0.close() }
+            listeners.removeAll()
             for connection in connections.values { connection.close() }
             event_base_loopexit(base, nil)
         } else {

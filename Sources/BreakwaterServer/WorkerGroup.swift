@@ -1,9 +1,11 @@
 import BreakwaterCore
 import Foundation
+import Synchronization
 
 /// A fixed set of workers, each an event loop on its own thread.
 final class WorkerGroup: @unchecked Sendable {
     let workers: [Worker]
+    private let drained = Mutex(false)
 
     init(count: Int) throws {
         workers = try (0..<max(1, count)).map { try Worker(index: $0) }
@@ -20,13 +22,15 @@ final class WorkerGroup: @unchecked Sendable {
     }
 
     /// Binds `address` on every worker (SO_REUSEPORT); port 0 becomes the port the first worker got.
-    func listen(on endpoint: HostPort, limits: ConnectionLimits, onlyFirst: Bool = false,
+    /// A `keepWhileDraining` listener (admin) stays open while the others drain.
+    func listen(on endpoint: HostPort, limits: ConnectionLimits, onlyFirst: Bool = false, keepWhileDraining: Bool = false,
                 handler: (Worker) throws -> HTTPHandler) throws -> UInt16 {
         var address = try SocketAddress(endpoint)
         var port: UInt16 = 0
         for worker in onlyFirst ? [workers[0]] : workers {
             if port != 0 { address = try SocketAddress(HostPort(host: endpoint.host, port: port)) }
-            let listener = try Listener(worker: worker, address: address, limits: limits, handler: try handler(worker))
+            let listener = try Listener(worker: worker, address: address, limits: limits, handler: try handler(worker),
+                                        keepWhileDraining: keepWhileDraining)
             worker.listeners.append(listener)
             port = listener.port
         }
@@ -39,6 +43,7 @@ final class WorkerGroup: @unchecked Sendable {
 
     /// Stops accepting, lets requests in flight finish within `grace`, and waits for every loop to end.
     func drain(grace: Duration) {
+        guard !drained.withLock({ let was = $0; $0 = true; return was }) else { return }
         for worker in workers { worker.drain(grace: grace) }
         for worker in workers { worker.join() }
     }

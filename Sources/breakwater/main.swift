@@ -45,7 +45,7 @@ struct Serve: ParsableCommand {
         onSignals([SIGHUP]) { _ in
             do {
                 let fresh = try Config.load(path: path)
-                for key in server.reload(fresh) {
+                for key in try server.reload(fresh) {
                     logger.warning("reload: \(key) changed; it takes effect only after a restart")
                 }
                 logger.info("reloaded", metadata: ["config": "\(path)"])

@@ -79,9 +79,9 @@ import Testing
         let body = (0..<size).map { _ in UInt8.random(in: 0...255, using: &generator) }
         let response = try request(port: proxy.port, "POST", "/upload", body: body)
         #expect(response.status == 200)
-        #expect(upstream.requests.first?.body == body)
+        #expect(upstream.requests.first.map { checksum($0.body) } == checksum(body))
         #expect(response.body.count == size)
-        #expect(response.body == body)
+        #expect(checksum(response.body) == checksum(body))
     }
 
     @Test func chunkedRequestBodyIsForwardedWithALength() throws {
@@ -149,4 +149,9 @@ import Testing
         let response = try request(port: proxy.port, "GET", "/")
         #expect(response.header("Content-Type") == nil)
     }
+}
+
+/// FNV-1a over the bytes: a mismatch shows as two numbers, not megabytes of output.
+func checksum(_ bytes: [UInt8]) -> UInt64 {
+    bytes.reduce(0xcbf2_9ce4_8422_2325) { ($0 ^ UInt64($1)) &* 0x0100_0000_01b3 }
 }

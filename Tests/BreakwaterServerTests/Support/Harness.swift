@@ -17,7 +17,7 @@ final class Harness {
         config.server.gracePeriod = .seconds(2)
         configure(&config)
         var logger = Logger(label: "test")
-        logger.logLevel = .warning
+        logger.logLevel = ProcessInfo.processInfo.environment["BREAKWATER_TEST_LOG"] == nil ? .critical : .debug
         server = try ProxyServer(config: config, logger: logger)
         try server.start()
     }

@@ -1,0 +1,101 @@
+import BreakwaterCore
+import Foundation
+
+/// The admin listener: `/metrics`, `/stats`, `/healthz`, `POST /clients/reset?key=HASH`, nothing else.
+/// It runs on the first worker and reads that worker's proxy context, so it needs no lock.
+final class AdminHandler: HTTPHandler {
+    private let proxy: ProxyHandler
+    private let worker: Worker
+
+    init(proxy: ProxyHandler, worker: Worker) {
+        self.proxy = proxy
+        self.worker = worker
+    }
+
+    func handle(_ request: HTTPRequest, on connection: ClientConnection) {
+        let context = proxy.context
+        let method = request.head.method
+        switch String(request.head.path) {
+        case "/metrics":
+            guard method == "GET" || method == "HEAD" else { return notAllowed(connection, "GET") }
+            connection.respond(status: 200, reason: "OK", headers: [("Content-Type", "text/plain; version=0.0.4; charset=utf-8")],
+                               body: context.metrics.render(tracker: context.tracker))
+        case "/stats":
+            guard method == "GET" || method == "HEAD" else { return notAllowed(connection, "GET") }
+            connection.respond(status: 200, reason: "OK", headers: [("Content-Type", "application/json")],
+                               body: stats(context))
+        case "/healthz":
+            if worker.draining {
+                connection.respond(status: 503, reason: "Service Unavailable", headers: [("Content-Type", "text/plain")],
+                                   body: Array("draining\n".utf8))
+            } else {
+                connection.respond(status: 200, reason: "OK", headers: [("Content-Type", "text/plain")], body: Array("ok\n".utf8))
+            }
+        case "/clients/reset":
+            guard method == "POST" else { return notAllowed(connection, "POST") }
+            reset(request, context, connection)
+        default:
+            connection.respond(status: 404, reason: "Not Found", headers: [("Content-Type", "text/plain")],
+                               body: Array("404 Not Found\n".utf8))
+        }
+    }
+
+    private func notAllowed(_ connection: ClientConnection, _ allowed: String) {
+        connection.respond(status: 405, reason: "Method Not Allowed", headers: [("Allow", allowed), ("Content-Type", "text/plain")],
+                           body: Array("405 Method Not Allowed\n".utf8))
+    }
+
+    private func reset(_ request: HTTPRequest, _ context: ProxyContext, _ connection: ClientConnection) {
+        let query = URLComponents(string: request.head.target)?.queryItems ?? []
+        guard let text = query.first(where: { $0.name == "key" })?.value, let key = ClientKey(hex: text) else {
+            connection.respond(status: 400, reason: "Bad Request", headers: [("Content-Type", "text/plain")],
+                               body: Array("expected ?key=<16 hex digits, as /stats shows it>\n".utf8))
+            return
+        }
+        if context.tracker.forget(key) {
+            connection.respond(status: 200, reason: "OK", headers: [("Content-Type", "application/json")],
+                               body: Array(#"{"reset":"\#(key)"}"#.utf8))
+        } else {
+            connection.respond(status: 404, reason: "Not Found", headers: [("Content-Type", "application/json")],
+                               body: Array(#"{"error":"unknown key","key":"\#(key)"}"#.utf8))
+        }
+    }
+
+    private struct Stats: Encodable {
+        struct Offender: Encodable {
+            var key: String
+            var route: String
+            var level: Int
+            var consecutive_errors: Int
+            var window_remaining_seconds: Double
+            var probe_in_flight: Bool
+        }
+        var uptime_seconds: Double
+        var requests: [String: Int]
+        var tracked_clients: Int
+        var blocked_clients: Int
+        var evictions: Int
+        var top: [Offender]
+    }
+
+    private func stats(_ context: ProxyContext) -> [UInt8] {
+        let now = SystemClock().now()
+        let routes = context.routes.routes
+        let uptime = ContinuousClock.now - context.metrics.started
+        let top = context.tracker.top(20).map { client in
+            Stats.Offender(key: client.key.description,
+                           route: routes.indices.contains(client.routeIndex) ? routes[client.routeIndex].name : "?",
+                           level: client.level, consecutive_errors: client.consecutiveErrors,
+                           window_remaining_seconds: Double(max(0, client.windowEnd - now)) / 1e9,
+                           probe_in_flight: client.probeInFlight)
+        }
+        let stats = Stats(
+            uptime_seconds: Double(uptime.components.seconds) + Double(uptime.components.attoseconds) / 1e18,
+            requests: Dictionary(uniqueKeysWithValues: RequestOutcome.allCases.map { ($0.rawValue, context.metrics.totals.value($0)) }),
+            tracked_clients: context.tracker.trackedCount, blocked_clients: context.tracker.blockedCount,
+            evictions: context.tracker.evictions, top: top)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        return Array((try? encoder.encode(stats)) ?? Data("{}".utf8)) + [0x0a]
+    }
+}

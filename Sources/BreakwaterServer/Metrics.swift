@@ -1,0 +1,146 @@
+import BreakwaterCore
+import Prometheus
+import Atomics
+import Synchronization
+
+/// What happened to a request at the proxy (the `outcome` label).
+enum RequestOutcome: String, CaseIterable {
+    case forwarded, shielded, probe_wait, rate_limited, bypassed, rejected
+}
+
+/// What the upstream did (the `class` label).
+enum UpstreamClass: String, CaseIterable {
+    case c2xx = "2xx", c3xx = "3xx", c4xx = "4xx", c5xx = "5xx", connect_error, timeout
+
+    init(status: Int) {
+        switch status {
+        case ..<300: self = .c2xx
+        case ..<400: self = .c3xx
+        case ..<500: self = .c4xx
+        default: self = .c5xx
+        }
+    }
+}
+
+/// The metric handles of one route, created once so the hot path never looks anything up.
+final class RouteMetrics: Sendable {
+    let name: String
+    private let requests: [Counter]
+    private let upstream: [Counter]
+    private let dryRun: Counter
+    let upstreamDuration: DurationHistogram
+    let backoffWindow: DurationHistogram
+
+    init(name: String, registry: PrometheusCollectorRegistry) {
+        self.name = name
+        requests = RequestOutcome.allCases.map {
+            registry.makeCounter(descriptor: .breakwater("requests", "total", "Requests by route and what the proxy did with them."),
+                                 labels: [("route", name), ("outcome", $0.rawValue)])
+        }
+        upstream = UpstreamClass.allCases.map {
+            registry.makeCounter(descriptor: .breakwater("upstream_responses", "total", "Upstream outcomes by route: status class, connect_error or timeout."),
+                                 labels: [("route", name), ("class", $0.rawValue)])
+        }
+        dryRun = registry.makeCounter(descriptor: .breakwater("dry_run", "total", "Requests forwarded in dry-run mode that enforce mode would have answered with 429."),
+                                      labels: [("route", name)])
+        upstreamDuration = registry.makeDurationHistogram(
+            descriptor: .breakwater("upstream_request_duration", "seconds", "Time from forwarding a request to the upstream's response head."),
+            labels: [("route", name)],
+            buckets: [.milliseconds(1), .microseconds(2500), .milliseconds(5), .milliseconds(10), .milliseconds(25),
+                      .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1),
+                      .milliseconds(2500), .seconds(5), .seconds(10), .seconds(30)])
+        backoffWindow = registry.makeDurationHistogram(
+            descriptor: .breakwater("backoff_window", "seconds", "Backoff windows imposed on clients."), labels: [("route", name)],
+            buckets: [.milliseconds(500), .seconds(1), .seconds(2), .seconds(4), .seconds(8), .seconds(16), .seconds(30),
+                      .seconds(60), .seconds(120), .seconds(300), .seconds(600), .seconds(1800)])
+    }
+
+    func count(_ outcome: RequestOutcome, totals: Totals) {
+        requests[outcome.index].increment()
+        totals.add(outcome)
+    }
+
+    func count(_ upstreamClass: UpstreamClass) { upstream[upstreamClass.index].increment() }
+
+    func countDryRun() { dryRun.increment() }
+}
+
+/// Request totals per outcome for `/stats` (Prometheus counters cannot be read back).
+final class Totals: Sendable {
+    private let counts = RequestOutcome.allCases.map { _ in ManagedAtomic<Int>(0) }
+
+    func add(_ outcome: RequestOutcome) { counts[outcome.index].wrappingIncrement(ordering: .relaxed) }
+
+    func value(_ outcome: RequestOutcome) -> Int { counts[outcome.index].load(ordering: .relaxed) }
+}
+
+extension RequestOutcome {
+    var index: Int { Self.allCases.firstIndex(of: self)! }
+}
+
+extension UpstreamClass {
+    var index: Int { Self.allCases.firstIndex(of: self)! }
+}
+
+/// Every metric of one proxy process: the registry, per-route handles, and process gauges
+/// refreshed at scrape time.
+final class ProxyMetrics: Sendable {
+    let registry = PrometheusCollectorRegistry()
+    let totals = Totals()
+    private let routes = Mutex<[String: RouteMetrics]>([:])
+    private let trackedClients: Gauge
+    private let blockedClients: Gauge
+    private let evictions: Counter
+    private let evictionsSeen = Mutex(0)
+    let retries: Counter
+    let redisErrors: Counter
+    private let residentMemory: Gauge
+    private let openFDs: Gauge
+    private let startTime: Gauge
+    let started = ContinuousClock.now
+
+    init() {
+        trackedClients = registry.makeGauge(descriptor: .breakwater("tracked", "clients", "Clients in the tracker table."))
+        blockedClients = registry.makeGauge(descriptor: .breakwater("blocked", "clients", "Clients inside a backoff window."))
+        evictions = registry.makeCounter(descriptor: .breakwater("evictions", "total", "Tracker entries evicted to stay within max_clients."))
+        retries = registry.makeCounter(descriptor: .breakwater("upstream_retries", "total", "Requests sent to the upstream again after a transient failure."))
+        redisErrors = registry.makeCounter(descriptor: .breakwater("redis_errors", "total", "Redis calls that failed or timed out (the local tracker decided)."))
+        residentMemory = registry.makeGauge(descriptor: .init(namespace: "process", metricName: "resident_memory", unitName: "bytes", helpText: "Resident memory size in bytes."))
+        openFDs = registry.makeGauge(descriptor: .init(namespace: "process", metricName: "open", unitName: "fds", helpText: "Number of open file descriptors."))
+        startTime = registry.makeGauge(descriptor: .init(namespace: "process", metricName: "start_time", unitName: "seconds", helpText: "Start time of the process since the Unix epoch in seconds."))
+        startTime.set(Double(ProcessStats.startTime()))
+        registry.makeGauge(descriptor: .breakwater("build", "info", "Always 1; the version label says which build runs."),
+                           labels: [("version", Breakwater.version)]).set(Int64(1))
+    }
+
+    /// The handles of route `name`, created on first use (at start and reload, not per request).
+    func route(_ name: String) -> RouteMetrics {
+        routes.withLock { table in
+            if let existing = table[name] { return existing }
+            let made = RouteMetrics(name: name, registry: registry)
+            table[name] = made
+            return made
+        }
+    }
+
+    /// The exposition text, with gauges refreshed from the tracker and the process.
+    func render(tracker: ErrorTracker<SystemClock>) -> [UInt8] {
+        trackedClients.set(Double(tracker.trackedCount))
+        blockedClients.set(Double(tracker.blockedCount))
+        let total = tracker.evictions
+        evictionsSeen.withLock { seen in
+            if total > seen { evictions.increment(by: Int64(total - seen)) }
+            seen = max(seen, total)
+        }
+        residentMemory.set(Double(ProcessStats.residentBytes()))
+        openFDs.set(Double(ProcessStats.openFileDescriptors()))
+        return registry.emitToBuffer()
+    }
+}
+
+extension MetricNameDescriptor {
+    /// `breakwater_NAME_UNIT` with its help text.
+    static func breakwater(_ name: String, _ unit: String, _ help: String) -> MetricNameDescriptor {
+        MetricNameDescriptor(namespace: "breakwater", metricName: name, unitName: unit, helpText: help)
+    }
+}
