@@ -4,7 +4,7 @@
 set -euo pipefail
 
 build=(libevent-dev pkg-config)
-test=("${build[@]}" curl)
+test=("${build[@]}" curl prometheus)
 bench=("${build[@]}" curl wrk nginx-light haproxy python3-matplotlib)
 
 case "${1:-build}" in
