@@ -3,8 +3,8 @@
 # Usage: scripts/install-deps.sh build|test|bench
 set -euo pipefail
 
-build=(libevent-dev pkg-config)
-test=("${build[@]}" curl prometheus)
+build=(libevent-dev libhiredis-dev pkg-config)
+test=("${build[@]}" curl prometheus redis-server)
 bench=("${build[@]}" curl wrk nginx-light haproxy python3-matplotlib)
 
 case "${1:-build}" in
