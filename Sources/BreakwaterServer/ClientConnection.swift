@@ -385,10 +385,17 @@ final class ClientConnection {
         }
     }
 
-    /// Cuts the connection mid-response so the client cannot mistake a partial body for a whole one.
+    /// Ends the connection mid-response so the client cannot mistake a partial body for a whole
+    /// one: what was relayed is still delivered, then the connection closes without the framing's end.
     func abortResponse() {
         exchange = nil
-        close()
+        guard state == .dispatched, evbuffer_get_length(bufferevent_get_output(bev)) > 0 else {
+            close()
+            return
+        }
+        state = .closing
+        bufferevent_disable(bev, Int16(EV_READ))
+        arm(listener.limits.idleTimeout)
     }
 
     /// A complete response in one call.

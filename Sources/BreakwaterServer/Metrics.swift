@@ -28,6 +28,7 @@ final class RouteMetrics: Sendable {
     private let requests: [Counter]
     private let upstream: [Counter]
     private let dryRun: Counter
+    private let retries: [Counter]
     let upstreamDuration: DurationHistogram
     let backoffWindow: DurationHistogram
 
@@ -40,6 +41,10 @@ final class RouteMetrics: Sendable {
         upstream = UpstreamClass.allCases.map {
             registry.makeCounter(descriptor: .breakwater("upstream_responses", "total", "Upstream outcomes by route: status class, connect_error or timeout."),
                                  labels: [("route", name), ("class", $0.rawValue)])
+        }
+        retries = RetryPolicy.Reason.allCases.map {
+            registry.makeCounter(descriptor: .breakwater("upstream_retries", "total", "Requests sent to the upstream again after a transient failure."),
+                                 labels: [("route", name), ("reason", $0.rawValue)])
         }
         dryRun = registry.makeCounter(descriptor: .breakwater("dry_run", "total", "Requests forwarded in dry-run mode that enforce mode would have answered with 429."),
                                       labels: [("route", name)])
@@ -63,6 +68,10 @@ final class RouteMetrics: Sendable {
     func count(_ upstreamClass: UpstreamClass) { upstream[upstreamClass.index].increment() }
 
     func countDryRun() { dryRun.increment() }
+
+    func countRetry(_ reason: RetryPolicy.Reason) {
+        retries[RetryPolicy.Reason.allCases.firstIndex(of: reason)!].increment()
+    }
 }
 
 /// Request totals per outcome for `/stats` (Prometheus counters cannot be read back).
@@ -92,8 +101,9 @@ final class ProxyMetrics: Sendable {
     private let blockedClients: Gauge
     private let evictions: Counter
     private let evictionsSeen = Mutex(0)
-    let retries: Counter
     let redisErrors: Counter
+    /// Upstream servers and their health, for `breakwater_upstream_server_up`.
+    private let servers = Mutex<[(UpstreamHealth, Gauge)]>([])
     private let residentMemory: Gauge
     private let openFDs: Gauge
     private let startTime: Gauge
@@ -103,7 +113,6 @@ final class ProxyMetrics: Sendable {
         trackedClients = registry.makeGauge(descriptor: .breakwater("tracked", "clients", "Clients in the tracker table."))
         blockedClients = registry.makeGauge(descriptor: .breakwater("blocked", "clients", "Clients inside a backoff window."))
         evictions = registry.makeCounter(descriptor: .breakwater("evictions", "total", "Tracker entries evicted to stay within max_clients."))
-        retries = registry.makeCounter(descriptor: .breakwater("upstream_retries", "total", "Requests sent to the upstream again after a transient failure."))
         redisErrors = registry.makeCounter(descriptor: .breakwater("redis_errors", "total", "Redis calls that failed or timed out (the local tracker decided)."))
         residentMemory = registry.makeGauge(descriptor: .init(namespace: "process", metricName: "resident_memory", unitName: "bytes", helpText: "Resident memory size in bytes."))
         openFDs = registry.makeGauge(descriptor: .init(namespace: "process", metricName: "open", unitName: "fds", helpText: "Number of open file descriptors."))
@@ -123,8 +132,20 @@ final class ProxyMetrics: Sendable {
         }
     }
 
+    /// Adds upstream servers to the `breakwater_upstream_server_up` gauge.
+    func watch(_ health: [UpstreamHealth]) {
+        servers.withLock { list in
+            for h in health where !list.contains(where: { $0.0 === h }) {
+                let gauge = registry.makeGauge(descriptor: .breakwater("upstream_server", "up", "1 while the upstream server is in rotation, 0 while it is skipped after failures."),
+                                               labels: [("server", h.endpoint.description)])
+                list.append((h, gauge))
+            }
+        }
+    }
+
     /// The exposition text, with gauges refreshed from the tracker and the process.
     func render(tracker: ErrorTracker<SystemClock>) -> [UInt8] {
+        for (health, gauge) in servers.withLock({ $0 }) { gauge.set(Int64(health.isUp() ? 1 : 0)) }
         trackedClients.set(Double(tracker.trackedCount))
         blockedClients.set(Double(tracker.blockedCount))
         let total = tracker.evictions

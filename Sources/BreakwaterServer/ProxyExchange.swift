@@ -21,6 +21,9 @@ final class ProxyExchange: ClientExchange, UpstreamWaiter, UpstreamExchange {
     private var finished = false
     private var recorded = false
     private var freshRetries = 0
+    /// Retries taken so far (not counting a resend after a stale keep-alive connection).
+    private var retries = 0
+    private let idempotent: Bool
     private let started = ContinuousClock.now
     private let pool: UpstreamPool
     private let metrics: RouteMetrics
@@ -41,10 +44,12 @@ final class ProxyExchange: ClientExchange, UpstreamWaiter, UpstreamExchange {
         pool = handler.pool
         metrics = handler.context.routeMetrics[route.index]
         server = pool.pickServer()
+        idempotent = RetryPolicy.isIdempotent(method: request.head.method, hasIdempotencyKey: request.head.count("idempotency-key") > 0)
     }
 
     func start() {
         client.exchange = self
+        handler.retryBudget.recordRequest(now: SystemClock().now())
         pool.acquire(server, for: self)
     }
 
@@ -67,6 +72,14 @@ final class ProxyExchange: ClientExchange, UpstreamWaiter, UpstreamExchange {
 
     func upstreamHead(_ head: HTTPHead, framing: BodyFraming) {
         metrics.count(UpstreamClass(status: head.status))
+        server.health.succeeded()
+        if handler.retryPolicy.statuses.contains(head.status), retry(.status, detail: "\(head.status)") {
+            // This answer is discarded: the connection cannot be reused mid-body, so it goes.
+            let connection = upstream
+            upstream = nil
+            connection?.cancel()
+            return
+        }
         let elapsed = ContinuousClock.now - started
         metrics.upstreamDuration.record(elapsed)
         upstreamTime = elapsed
@@ -115,12 +128,14 @@ final class ProxyExchange: ClientExchange, UpstreamWaiter, UpstreamExchange {
             return
         }
         // A parked connection the server had already closed: the request never reached it.
-        if failure == .closedBeforeResponse, reused, freshRetries < 1, isIdempotent {
+        if failure == .closedBeforeResponse, reused, freshRetries < 1, idempotent {
             freshRetries += 1
-            handler.context.metrics.retries.increment()
             pool.acquire(server, for: self, fresh: true)
             return
         }
+        if failure == .connect || failure == .timeout { server.health.failed() }
+        if failure == .connect, retry(.connect, detail: "connect") { return }
+        if failure == .closedBeforeResponse, retry(.reset, detail: "reset") { return }
         finished = true
         handler.logger.warning("upstream failed", metadata: [
             "server": "\(server.endpoint)", "failure": "\(failure)", "route": "\(route.name)",
@@ -142,11 +157,32 @@ final class ProxyExchange: ClientExchange, UpstreamWaiter, UpstreamExchange {
         }
     }
 
-    private var isIdempotent: Bool {
-        switch request.head.method {
-        case "GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE": return true
-        default: return request.head.count("idempotency-key") > 0
+    // MARK: retries
+
+    /// Sends the request again after a transient failure, if the request is idempotent, retries
+    /// are left, the worker's budget allows one, and the wait fits in the request's timeout.
+    /// Another server is preferred. The shield sees only the final attempt's outcome.
+    private func retry(_ reason: RetryPolicy.Reason, detail: String) -> Bool {
+        let policy = handler.retryPolicy
+        guard idempotent, !responseStarted, retries < policy.retries else { return false }
+        let remaining = pool.settings.timeout - (ContinuousClock.now - started)
+        guard let wait = policy.wait(attempt: retries + 1, u: Double.random(in: 0..<1), remaining: remaining),
+              handler.retryBudget.takeRetry(now: SystemClock().now())
+        else { return false }
+        retries += 1
+        metrics.countRetry(reason)
+        handler.logger.info("retrying upstream request", metadata: [
+            "route": "\(route.name)", "attempt": "\(retries + 1)", "reason": "\(detail)",
+            "wait_ms": "\(wait.components.seconds * 1000 + wait.components.attoseconds / 1_000_000_000_000_000)",
+            "server": "\(server.endpoint)",
+        ])
+        let failed = server
+        handler.worker.schedule(after: wait) { [self] in
+            guard !finished else { return }
+            server = pool.pickServer(excluding: failed)
+            pool.acquire(server, for: self)
         }
+        return true
     }
 
     // MARK: ClientExchange

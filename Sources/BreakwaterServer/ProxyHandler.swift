@@ -14,6 +14,8 @@ final class ProxyContext: Sendable {
     let routeMetrics: [RouteMetrics]
     /// Requests refused before routing (malformed, too large) count under route "none".
     let unroutedMetrics: RouteMetrics
+    /// `[upstream]` retry settings.
+    let retryPolicy: RetryPolicy
 
     init(config: Config, hasher: KeyedHasher, tracker: ErrorTracker<SystemClock>, rateLimiter: RateLimiter<SystemClock>,
          metrics: ProxyMetrics) {
@@ -25,6 +27,7 @@ final class ProxyContext: Sendable {
         self.metrics = metrics
         routeMetrics = routes.routes.map { metrics.route($0.name) }
         unroutedMetrics = metrics.route("none")
+        retryPolicy = RetryPolicy(config.upstream)
     }
 }
 
@@ -39,12 +42,19 @@ final class ProxyHandler: HTTPHandler {
     var accessLog: AccessLog?
     /// The error log: upstream failures, with the server and what went wrong.
     let logger: Logger
+    unowned let worker: Worker
+    /// This worker's share of the retry budget (each worker counts its own requests).
+    var retryBudget: RetryBudget
+    /// When to retry, from the config in force.
+    var retryPolicy: RetryPolicy { context.retryPolicy }
 
-    init(worker: Worker, context: ProxyContext, accessLog: AccessLog?, logger: Logger) throws {
+    init(worker: Worker, context: ProxyContext, accessLog: AccessLog?, logger: Logger, health: [UpstreamHealth]) throws {
+        self.worker = worker
+        retryBudget = RetryBudget(fraction: context.config.upstream.retryBudget)
         self.context = context
         self.accessLog = accessLog
         self.logger = logger
-        pool = try UpstreamPool(worker: worker, config: context.config.upstream)
+        pool = try UpstreamPool(worker: worker, config: context.config.upstream, health: health)
     }
 
     func handle(_ request: HTTPRequest, on connection: ClientConnection) {

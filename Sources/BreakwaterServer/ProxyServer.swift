@@ -19,6 +19,8 @@ public final class ProxyServer: @unchecked Sendable {
     private let tracker: ErrorTracker<SystemClock>
     private let rateLimiter: RateLimiter<SystemClock>
     let metrics = ProxyMetrics()
+    /// Health of each upstream server, shared by all workers; kept by endpoint across reloads.
+    private var health: [UpstreamHealth] = []
 
     /// Prepares workers and the shared tracker; nothing listens until `start`.
     public init(config: Config, logger: Logger) throws {
@@ -37,10 +39,13 @@ public final class ProxyServer: @unchecked Sendable {
     public func start() throws {
         signal(SIGPIPE, SIG_IGN)
         let context = makeContext(config)
+        health = Self.health(for: config.upstream, keeping: [])
+        metrics.watch(health)
+        let health = self.health
         let sink = try config.server.accessLog.map { try AccessLogSink(target: $0) }
         port = try group.listen(on: config.server.listen, limits: Self.limits(config.server)) { worker in
             let handler = try ProxyHandler(worker: worker, context: context, accessLog: sink.map { AccessLog(sink: $0, worker: worker) },
-                                           logger: logger)
+                                           logger: logger, health: health)
             handlers.append(handler)
             return handler
         }
@@ -79,7 +84,10 @@ public final class ProxyServer: @unchecked Sendable {
         let upstreamChanged = applied.upstream != config.upstream
         if upstreamChanged {
             for server in applied.upstream.servers { _ = try SocketAddress(server) }
+            health = Self.health(for: applied.upstream, keeping: health)
+            metrics.watch(health)
         }
+        let health = self.health
         let logChanged = applied.server.accessLog != config.server.accessLog
         let sink = logChanged ? try applied.server.accessLog.map { try AccessLogSink(target: $0) } : nil
         config = applied
@@ -87,11 +95,12 @@ public final class ProxyServer: @unchecked Sendable {
         for (worker, handler) in zip(group.workers, handlers) {
             worker.execute {
                 handler.context = context
+                handler.retryBudget.fraction = applied.upstream.retryBudget
                 if logChanged {
                     handler.accessLog?.flush()
                     handler.accessLog = sink.map { AccessLog(sink: $0, worker: worker) }
                 }
-                if upstreamChanged, let pool = try? UpstreamPool(worker: worker, config: applied.upstream) {
+                if upstreamChanged, let pool = try? UpstreamPool(worker: worker, config: applied.upstream, health: health) {
                     handler.pool.closeIdle()
                     handler.pool = pool
                 }
@@ -104,6 +113,10 @@ public final class ProxyServer: @unchecked Sendable {
     public func shutdown() {
         group.drain(grace: config.server.gracePeriod)
         for handler in handlers { handler.accessLog?.flush() }
+    }
+
+    private static func health(for upstream: UpstreamConfig, keeping old: [UpstreamHealth]) -> [UpstreamHealth] {
+        upstream.servers.map { endpoint in old.first { $0.endpoint == endpoint } ?? UpstreamHealth(endpoint: endpoint) }
     }
 
     /// Drops expired tracker entries every few seconds so the gauges stay exact between requests.

@@ -1,19 +1,57 @@
+import Atomics
 import BreakwaterCore
 
-/// One configured upstream server, resolved once.
+/// Whether an upstream server is in rotation; shared by every worker, so one worker's discovery
+/// spares the others. A server that refuses a connection or times out is skipped for a window
+/// that grows exponentially with jitter (the shield's own backoff, applied to upstream hosts),
+/// and is back on its first success.
+final class UpstreamHealth: Sendable {
+    let endpoint: HostPort
+    private let failures = ManagedAtomic<Int>(0)
+    private let downUntil = ManagedAtomic<Int64>(0)
+    private static let policy: BackoffPolicy = {
+        var p = BackoffPolicy()
+        p.base = .seconds(1)
+        p.max = .seconds(30)
+        p.jitter = 0.2
+        return p
+    }()
+
+    init(endpoint: HostPort) { self.endpoint = endpoint }
+
+    /// True unless a recent failure put the server out of rotation.
+    func isUp(now: Int64 = SystemClock().now()) -> Bool { downUntil.load(ordering: .relaxed) <= now }
+
+    /// A response or a connection: back in rotation, backoff forgotten.
+    func succeeded() {
+        if failures.load(ordering: .relaxed) != 0 {
+            failures.store(0, ordering: .relaxed)
+            downUntil.store(0, ordering: .relaxed)
+        }
+    }
+
+    /// A refused connection or a timeout: out of rotation for the next window.
+    func failed() {
+        let level = failures.wrappingIncrementThenLoad(ordering: .relaxed)
+        let window = Self.policy.window(level: level, u: Double.random(in: 0..<1))
+        let (seconds, atto) = window.components
+        downUntil.store(SystemClock().now() + seconds * 1_000_000_000 + atto / 1_000_000_000, ordering: .relaxed)
+    }
+}
+
+/// One configured upstream server as one worker's pool sees it: resolved once.
 final class UpstreamServer {
     let endpoint: HostPort
     let address: SocketAddress
     /// Position in `upstream.servers`.
     let index: Int
-    /// While in the future, new connections avoid this server (it refused or timed out).
-    var downUntil: ContinuousClock.Instant?
-    var consecutiveFailures = 0
+    let health: UpstreamHealth
 
-    init(endpoint: HostPort, index: Int) throws {
-        self.endpoint = endpoint
-        self.address = try SocketAddress(endpoint)
+    init(health: UpstreamHealth, index: Int) throws {
+        self.endpoint = health.endpoint
+        self.address = try SocketAddress(health.endpoint)
         self.index = index
+        self.health = health
     }
 }
 
@@ -54,26 +92,28 @@ final class UpstreamPool {
     private var queues: [[UpstreamWaiter]]
     private var sweeping = false
 
-    init(worker: Worker, config: UpstreamConfig) throws {
+    init(worker: Worker, config: UpstreamConfig, health: [UpstreamHealth]) throws {
         self.worker = worker
         settings = UpstreamSettings(config)
-        servers = try config.servers.enumerated().map { try UpstreamServer(endpoint: $1, index: $0) }
+        servers = try health.enumerated().map { try UpstreamServer(health: $1, index: $0) }
         idle = Array(repeating: [], count: servers.count)
         open = Array(repeating: 0, count: servers.count)
         queues = Array(repeating: [], count: servers.count)
     }
 
-    /// The next server in round-robin order, skipping servers marked down while another is up.
+    /// The next server in round-robin order, skipping `excluded` and servers out of rotation
+    /// while another is in; when all are out, round-robin over all of them.
     func pickServer(excluding excluded: UpstreamServer? = nil) -> UpstreamServer {
-        let now = ContinuousClock.now
+        let now = SystemClock().now()
         for _ in 0..<servers.count {
             let server = servers[next % servers.count]
             next &+= 1
             if server === excluded && servers.count > 1 { continue }
-            if let until = server.downUntil, until > now { continue }
-            return server
+            if server.health.isUp(now: now) { return server }
         }
-        return servers[next % servers.count]
+        let fallback = servers[next % servers.count]
+        next &+= 1
+        return fallback
     }
 
     /// Hands `waiter` a connection to `server`: parked, new, or (at the limit) when one frees up.
@@ -107,18 +147,12 @@ final class UpstreamPool {
     }
 
     func connected(_ connection: UpstreamConnection) {
-        let server = connection.server
-        server.consecutiveFailures = 0
-        server.downUntil = nil
+        connection.server.health.succeeded()
         guard let (_, waiter) = connecting.removeValue(forKey: ObjectIdentifier(connection)) else { return }
         waiter.connectionReady(connection)
     }
 
     func connectFailed(_ connection: UpstreamConnection, timedOut: Bool) {
-        let server = connection.server
-        server.consecutiveFailures += 1
-        let backoff = Duration.milliseconds(250 * (1 << min(server.consecutiveFailures - 1, 6)))
-        server.downUntil = .now + backoff
         if let (_, waiter) = connecting.removeValue(forKey: ObjectIdentifier(connection)) {
             waiter.connectionFailed(timedOut ? .timeout : .connect)
         }

@@ -157,6 +157,7 @@ import Testing
             var health = RouteConfig(name: "health", path: "/healthz")
             health.bypass = true
             $0.routes = [health]
+            $0.upstream.retries = 0
         }
         for _ in 0..<5 { #expect(try request(port: proxy.port, "GET", "/healthz").status == 503) }
         #expect(upstream.requestCount == 5)

@@ -4,7 +4,7 @@ import Glibc
 #endif
 
 /// A blocking TCP socket with a read buffer, for tests that speak raw HTTP.
-final class TestSocket {
+final class TestSocket: @unchecked Sendable {
     let fd: Int32
     private var buffer: [UInt8] = []
 

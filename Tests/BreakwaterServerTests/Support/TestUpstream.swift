@@ -13,7 +13,9 @@ final class TestUpstream: @unchecked Sendable {
     let port: UInt16
     private let listenFD: Int32
     private let handler: Handler
-    private let state = Mutex<(requests: [TestMessage], sockets: [Int32], accepted: Int)>(([], [], 0))
+    /// Open connections are held here so their fds cannot be closed and reused by another test
+    /// while `stop` may still shut them down.
+    private let state = Mutex<(requests: [TestMessage], sockets: [ObjectIdentifier: TestSocket], accepted: Int, stopped: Bool)>(([], [:], 0, false))
 
     /// Binds a free loopback port (port 0) and starts accepting; `handler` returns whether to keep the connection.
     init(port requested: UInt16 = 0, handler: @escaping Handler = TestUpstream.ok) throws {
@@ -47,27 +49,38 @@ final class TestUpstream: @unchecked Sendable {
     var requestCount: Int { state.withLock { $0.requests.count } }
     var connectionsAccepted: Int { state.withLock { $0.accepted } }
 
-    /// Stops accepting and cuts every open connection.
+    /// Stops accepting and cuts every open connection. The listening fd is closed by the accept
+    /// thread itself once it has left accept(), so its number cannot be reused under it.
     func stop() {
+        let sockets = state.withLock { state -> [TestSocket] in
+            state.stopped = true
+            return Array(state.sockets.values)
+        }
         shutdown(listenFD, Int32(SHUT_RDWR))
-        Glibc.close(listenFD)
-        for fd in state.withLock({ $0.sockets }) { shutdown(fd, Int32(SHUT_RDWR)) }
+        for socket in sockets { shutdown(socket.fd, Int32(SHUT_RDWR)) }
     }
 
     private func acceptLoop() {
+        defer { Glibc.close(listenFD) }
         while true {
             let fd = accept(listenFD, nil, nil)
             if fd < 0 { return }
-            state.withLock {
-                $0.sockets.append(fd)
-                $0.accepted += 1
+            let socket = TestSocket(fd: fd)
+            let stopped = state.withLock { state -> Bool in
+                if !state.stopped {
+                    state.sockets[ObjectIdentifier(socket)] = socket
+                    state.accepted += 1
+                }
+                return state.stopped
             }
-            let thread = Thread { [self] in serve(TestSocket(fd: fd)) }
+            if stopped { return }
+            let thread = Thread { [self] in serve(socket) }
             thread.start()
         }
     }
 
     private func serve(_ socket: TestSocket) {
+        defer { _ = state.withLock { $0.sockets.removeValue(forKey: ObjectIdentifier(socket)) } }
         while true {
             guard let request = try? socket.readMessage(isRequest: true) else { return }
             state.withLock { $0.requests.append(request) }
