@@ -3,8 +3,8 @@ import BreakwaterCore
 
 /// One accepted client connection: reads requests (head, then body), hands each to the handler,
 /// writes the response the handler produces, keeps the connection alive or closes it.
-/// Every bufferevent callback lands here; the worker's connection table owns the object.
-final class ClientConnection {
+/// Every socket callback lands here; the worker's connection table owns the object.
+final class ClientConnection: SocketDelegate {
     private enum State {
         /// Waiting for the first byte of the next request (idle timeout runs).
         case idle
@@ -28,7 +28,7 @@ final class ClientConnection {
     /// Strong: a draining worker drops its listeners while their connections finish.
     let listener: Listener
     var worker: Worker { listener.worker }
-    private let bev: OpaquePointer
+    private let socket: Socket
     private var timer: OpaquePointer?
     private var state = State.idle
     private var processing = false
@@ -47,8 +47,8 @@ final class ClientConnection {
     /// Output above this many bytes makes `sendBody` report back-pressure.
     static let highWater = 1 << 20
 
-    private init(bev: OpaquePointer, peer: IPAddress, listener: Listener) {
-        self.bev = bev
+    private init(socket: Socket, peer: IPAddress, listener: Listener) {
+        self.socket = socket
         self.peer = peer
         self.listener = listener
     }
@@ -56,41 +56,30 @@ final class ClientConnection {
     /// Wraps an accepted socket and starts reading from it.
     static func open(fd: Int32, peer: IPAddress, listener: Listener) {
         let worker = listener.worker
-        guard let bev = bufferevent_socket_new(worker.base, fd, Int32(BEV_OPT_CLOSE_ON_FREE.rawValue)) else {
-            evutil_closesocket(fd)
-            return
-        }
-        let connection = ClientConnection(bev: bev, peer: peer, listener: listener)
+        let connection = ClientConnection(socket: Socket(fd: fd, base: worker.base), peer: peer, listener: listener)
+        connection.socket.delegate = connection
         let context = Unmanaged.passUnretained(connection).toOpaque()
         connection.timer = event_new(worker.base, -1, 0, { _, _, context in
             Unmanaged<ClientConnection>.fromOpaque(context!).takeUnretainedValue().timedOut()
         }, context)
-        bufferevent_setcb(bev, { _, context in
-            Unmanaged<ClientConnection>.fromOpaque(context!).takeUnretainedValue().readable()
-        }, { _, context in
-            Unmanaged<ClientConnection>.fromOpaque(context!).takeUnretainedValue().writable()
-        }, { _, events, context in
-            Unmanaged<ClientConnection>.fromOpaque(context!).takeUnretainedValue().event(events)
-        }, context)
         worker.connections[ObjectIdentifier(connection)] = connection
         connection.arm(listener.limits.idleTimeout)
-        bufferevent_enable(bev, Int16(EV_READ | EV_WRITE))
     }
 
     // MARK: callbacks
 
-    private func readable() {
+    func socketReadable(_ socket: Socket) {
         if state == .dispatched {
             // Pipelined bytes wait for the current response; stop reading if they pile up.
-            if evbuffer_get_length(bufferevent_get_input(bev)) > listener.limits.maxHeaderBytes * 2 {
-                bufferevent_disable(bev, Int16(EV_READ))
+            if evbuffer_get_length(socket.input) > listener.limits.maxHeaderBytes * 2 {
+                socket.setReading(false)
             }
             return
         }
         process()
     }
 
-    private func writable() {
+    func socketDrained(_ socket: Socket) {
         if state == .closing {
             close()
         } else {
@@ -98,10 +87,8 @@ final class ClientConnection {
         }
     }
 
-    private func event(_ events: Int16) {
-        if Int32(events) & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT) != 0 {
-            close()
-        }
+    func socketEvent(_ socket: Socket, _ event: SocketEvent) {
+        close()
     }
 
     private func timedOut() {
@@ -120,7 +107,7 @@ final class ClientConnection {
         guard !processing else { return }
         processing = true
         defer { processing = false }
-        let input = bufferevent_get_input(bev)!
+        let input = socket.input
         let limits = listener.limits
         while true {
             switch state {
@@ -213,6 +200,7 @@ final class ClientConnection {
         if head.minorVersion == 1, head.listContains("expect", token: "100-continue"),
            evbuffer_get_length(input) == 0 {
             writeRaw("HTTP/1.1 100 Continue\r\n\r\n")
+            socket.flush()
         }
         pendingHead = head
         body = evbuffer_new()
@@ -290,7 +278,7 @@ final class ClientConnection {
             self.exchange = nil
             exchange.clientClosed()
         }
-        bufferevent_free(bev)
+        socket.close()
         if let timer { event_free(timer) }
         timer = nil
         if let body { evbuffer_free(body) }
@@ -315,7 +303,7 @@ final class ClientConnection {
 
     private func writeRaw(_ text: String) {
         var text = text
-        text.withUTF8 { _ = evbuffer_add(bufferevent_get_output(bev), $0.baseAddress, $0.count) }
+        text.withUTF8 { _ = evbuffer_add(socket.output, $0.baseAddress, $0.count) }
     }
 
     /// Writes a status line and headers (each line CRLF-terminated, no blank line yet); this adds
@@ -344,19 +332,22 @@ final class ClientConnection {
             out += "Connection: keep-alive\r\n".utf8
         }
         out += "\r\n".utf8
-        out.withUnsafeBytes { _ = evbuffer_add(bufferevent_get_output(bev), $0.baseAddress, $0.count) }
+        out.withUnsafeBytes { _ = evbuffer_add(socket.output, $0.baseAddress, $0.count) }
+        // A streamed body may be slow to come: the head goes now. Otherwise it leaves with the body.
+        if framing == .stream { socket.flush() }
     }
 
     /// Appends body bytes taken from `buffer` (which is left empty). True when the client is
     /// slow and the caller should pause until `clientDrained`.
     @discardableResult
     func sendBody(_ buffer: OpaquePointer) -> Bool {
-        let output = bufferevent_get_output(bev)!
+        let output = socket.output
         let n = evbuffer_get_length(buffer)
         guard state == .dispatched, n > 0 else { return false }
         if chunkedResponse { writeRaw(String(n, radix: 16) + "\r\n") }
         evbuffer_add_buffer(output, buffer)
         if chunkedResponse { writeRaw("\r\n") }
+        socket.flush()
         return evbuffer_get_length(output) > Self.highWater
     }
 
@@ -364,7 +355,7 @@ final class ClientConnection {
     func sendBody(_ bytes: [UInt8]) {
         guard state == .dispatched, !bytes.isEmpty else { return }
         if chunkedResponse { writeRaw(String(bytes.count, radix: 16) + "\r\n") }
-        bytes.withUnsafeBytes { _ = evbuffer_add(bufferevent_get_output(bev), $0.baseAddress, $0.count) }
+        bytes.withUnsafeBytes { _ = evbuffer_add(socket.output, $0.baseAddress, $0.count) }
         if chunkedResponse { writeRaw("\r\n") }
     }
 
@@ -373,15 +364,16 @@ final class ClientConnection {
         guard state == .dispatched else { return }
         exchange = nil
         if chunkedResponse { writeRaw("0\r\n\r\n") }
+        socket.flush()
         if keepAlive {
             state = .idle
             arm(listener.limits.idleTimeout)
-            bufferevent_enable(bev, Int16(EV_READ))
-            if !processing, evbuffer_get_length(bufferevent_get_input(bev)) > 0 { process() }
+            socket.setReading(true)
+            if !processing, evbuffer_get_length(socket.input) > 0 { process() }
         } else {
             state = .closing
-            bufferevent_disable(bev, Int16(EV_READ))
-            if evbuffer_get_length(bufferevent_get_output(bev)) == 0 { close() }
+            socket.setReading(false)
+            if evbuffer_get_length(socket.output) == 0 { close() }
         }
     }
 
@@ -389,12 +381,13 @@ final class ClientConnection {
     /// one: what was relayed is still delivered, then the connection closes without the framing's end.
     func abortResponse() {
         exchange = nil
-        guard state == .dispatched, evbuffer_get_length(bufferevent_get_output(bev)) > 0 else {
+        socket.flush()
+        guard state == .dispatched, evbuffer_get_length(socket.output) > 0 else {
             close()
             return
         }
         state = .closing
-        bufferevent_disable(bev, Int16(EV_READ))
+        socket.setReading(false)
         arm(listener.limits.idleTimeout)
     }
 

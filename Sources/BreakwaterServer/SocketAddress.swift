@@ -11,7 +11,7 @@ struct SocketAddress: @unchecked Sendable, CustomStringConvertible {
     /// Resolves `host:port` (numeric or a name; the first answer wins).
     init(_ endpoint: HostPort) throws {
         var hints = addrinfo()
-        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        hints.ai_socktype = Socket.streamType
         hints.ai_flags = AI_NUMERICSERV
         var result: UnsafeMutablePointer<addrinfo>?
         let rc = getaddrinfo(endpoint.host, String(endpoint.port), &hints, &result)

@@ -30,7 +30,7 @@ protocol UpstreamExchange: AnyObject {
 }
 
 /// One keep-alive connection to an upstream server; carries one exchange at a time.
-final class UpstreamConnection {
+final class UpstreamConnection: SocketDelegate {
     private enum State { case connecting, idle, busy, closed }
     private enum ResponseBody {
         case none
@@ -41,7 +41,7 @@ final class UpstreamConnection {
 
     let server: UpstreamServer
     unowned let pool: UpstreamPool
-    private let bev: OpaquePointer
+    private let socket: Socket
     private var state = State.connecting
     private var exchange: UpstreamExchange?
     private var head: HTTPHead?
@@ -58,24 +58,9 @@ final class UpstreamConnection {
     init(server: UpstreamServer, pool: UpstreamPool) throws {
         self.server = server
         self.pool = pool
-        let flags = Int32(BEV_OPT_CLOSE_ON_FREE.rawValue)
-        bev = try check(bufferevent_socket_new(pool.worker.base, -1, flags), "bufferevent_socket_new")
-        let context = Unmanaged.passUnretained(self).toOpaque()
-        bufferevent_setcb(bev, { _, context in
-            Unmanaged<UpstreamConnection>.fromOpaque(context!).takeUnretainedValue().readable()
-        }, nil, { _, events, context in
-            Unmanaged<UpstreamConnection>.fromOpaque(context!).takeUnretainedValue().event(events)
-        }, context)
-        var connectTimeout = timeval(pool.settings.connectTimeout)
-        bufferevent_set_timeouts(bev, nil, &connectTimeout)
-        let rc = server.address.withSockaddr { sa, length in
-            bufferevent_socket_connect(bev, UnsafeMutablePointer(mutating: sa), Int32(length))
-        }
-        if rc < 0 {
-            bufferevent_free(bev)
-            throw LibeventError(call: "connect(\(server.endpoint))", errno: Glibc.errno)
-        }
-        bufferevent_enable(bev, Int16(EV_READ | EV_WRITE))
+        socket = try Socket.connect(to: server.address, base: pool.worker.base)
+        socket.delegate = self
+        socket.setTimeout(pool.settings.connectTimeout)
     }
 
     /// Sends a request; the response is delivered to `exchange`.
@@ -86,20 +71,19 @@ final class UpstreamConnection {
         receivedAny = false
         if state == .idle {
             state = .busy
-            var timeout = timeval(pool.settings.timeout)
-            bufferevent_set_timeouts(bev, &timeout, &timeout)
+            socket.setTimeout(pool.settings.timeout)
         }
-        let output = bufferevent_get_output(bev)
-        requestHead.withUnsafeBytes { _ = evbuffer_add(output, $0.baseAddress, $0.count) }
-        if let requestBody { evbuffer_add_buffer_reference(output, requestBody) }
-        bufferevent_enable(bev, Int16(EV_READ))
+        requestHead.withUnsafeBytes { _ = evbuffer_add(socket.output, $0.baseAddress, $0.count) }
+        if let requestBody { evbuffer_add_buffer_reference(socket.output, requestBody) }
+        socket.setReading(true)
+        socket.flush()
     }
 
     /// Stops reading the response (the client is slow).
-    func pause() { bufferevent_disable(bev, Int16(EV_READ)) }
+    func pause() { socket.setReading(false) }
 
     /// Resumes reading the response.
-    func resume() { if state == .busy { bufferevent_enable(bev, Int16(EV_READ)) } }
+    func resume() { if state == .busy { socket.setReading(true) } }
 
     /// Abandons the exchange: the connection cannot be reused mid-response.
     func cancel() {
@@ -111,31 +95,27 @@ final class UpstreamConnection {
     func parked() {
         state = .idle
         reused = true
-        bufferevent_set_timeouts(bev, nil, nil)
+        socket.setTimeout(nil)
     }
 
-    // MARK: callbacks
+    // MARK: SocketDelegate
 
-    private func event(_ raw: Int16) {
-        let events = Int32(raw)
-        if events & BEV_EVENT_CONNECTED != 0 {
+    func socketEvent(_ socket: Socket, _ event: SocketEvent) {
+        if event == .connected {
             state = .busy
-            var timeout = timeval(pool.settings.timeout)
-            bufferevent_set_timeouts(bev, &timeout, &timeout)
-            var one: Int32 = 1
-            setsockopt(bufferevent_getfd(bev), Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+            socket.setTimeout(pool.settings.timeout)
             pool.connected(self)
             return
         }
         let failure: UpstreamFailure
         if state == .connecting {
-            failure = events & BEV_EVENT_TIMEOUT != 0 ? .timeout : .connect
+            failure = event == .timeout ? .timeout : .connect
             pool.connectFailed(self, timedOut: failure == .timeout)
-        } else if events & BEV_EVENT_TIMEOUT != 0 {
+        } else if event == .timeout {
             failure = .timeout
         } else if head == nil {
             failure = receivedAny ? .badResponse : .closedBeforeResponse
-        } else if case .untilClose = body, events & BEV_EVENT_EOF != 0 {
+        } else if case .untilClose = body, event == .eof {
             flushUntilClose()
             finish(reusable: false)
             return
@@ -148,8 +128,10 @@ final class UpstreamConnection {
         exchange?.upstreamFailed(failure)
     }
 
-    private func readable() {
-        let input = bufferevent_get_input(bev)!
+    func socketDrained(_ socket: Socket) {}
+
+    func socketReadable(_ socket: Socket) {
+        let input = socket.input
         guard let exchange, state == .busy else {
             close()   // bytes from an idle server are out of protocol
             return
@@ -224,7 +206,7 @@ final class UpstreamConnection {
     }
 
     private func flushUntilClose() {
-        let input = bufferevent_get_input(bev)!
+        let input = socket.input
         guard let exchange, evbuffer_get_length(input) > 0 else { return }
         let chunk = takeScratch()
         evbuffer_add_buffer(chunk, input)
@@ -258,7 +240,7 @@ final class UpstreamConnection {
         guard state != .closed else { return }
         let wasIdle = state == .idle
         state = .closed
-        bufferevent_free(bev)
+        socket.close()
         if let scratch { evbuffer_free(scratch) }
         scratch = nil
         pool.closed(self, wasIdle: wasIdle)

@@ -26,6 +26,7 @@ final class WorkerGroup: @unchecked Sendable {
     func listen(on endpoint: HostPort, limits: ConnectionLimits, onlyFirst: Bool = false, keepWhileDraining: Bool = false,
                 handler: (Worker) throws -> HTTPHandler) throws -> UInt16 {
         var address = try SocketAddress(endpoint)
+        if endpoint.port != 0 { try Self.ensureFree(address) }
         var port: UInt16 = 0
         for worker in onlyFirst ? [workers[0]] : workers {
             if port != 0 { address = try SocketAddress(HostPort(host: endpoint.host, port: port)) }
@@ -35,6 +36,19 @@ final class WorkerGroup: @unchecked Sendable {
             port = listener.port
         }
         return port
+    }
+
+    /// SO_REUSEPORT lets any process of the same user bind the same port and silently take a
+    /// share of its connections. Binding once without it first turns that into a clear error.
+    private static func ensureFree(_ address: SocketAddress) throws {
+        let family = Int32(address.withSockaddr { sa, _ in sa.pointee.sa_family })
+        let fd = socket(family, Socket.streamType, 0)
+        guard fd >= 0 else { return }
+        defer { close(fd) }
+        var one: Int32 = 1
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        let rc = address.withSockaddr { sa, length in bind(fd, sa, length) }
+        if rc != 0 { throw LibeventError(call: "bind(\(address))", errno: errno) }
     }
 
     func start(name: String) {

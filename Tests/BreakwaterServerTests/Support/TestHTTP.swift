@@ -74,7 +74,7 @@ func request(port: UInt16, _ method: String = "GET", _ target: String, headers: 
     let socket = try TestSocket(port: port, host: host)
     try socket.send(rawRequest(method, target, headers: headers, body: body))
     guard let response = try socket.readMessage(headRequest: method == "HEAD") else {
-        throw TestSocket.Failure(description: "connection closed without a response")
+        throw TestSocket.Failure(description: "\(method) \(target) on port \(port): connection closed without a response")
     }
     return response
 }

@@ -1,0 +1,233 @@
+private import CLibevent
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What happened on a socket, apart from bytes arriving.
+enum SocketEvent: Equatable {
+    /// A non-blocking connect completed.
+    case connected
+    /// The peer closed its side.
+    case eof
+    /// A system call failed; errno.
+    case error(Int32)
+    /// The inactivity timer fired.
+    case timeout
+}
+
+/// The owner of a socket hears about it through this.
+protocol SocketDelegate: AnyObject {
+    /// New bytes are in `socket.input`.
+    func socketReadable(_ socket: Socket)
+    /// The output buffer emptied after the kernel had pushed back.
+    func socketDrained(_ socket: Socket)
+    /// Connected, closed by the peer, failed or timed out.
+    func socketEvent(_ socket: Socket, _ event: SocketEvent)
+}
+
+/// A non-blocking TCP socket on one worker's loop, with an input and an output evbuffer.
+///
+/// Why not bufferevent: it asks the kernel how much is readable (an ioctl) before every read, and
+/// adds then removes its write event around every write (two epoll_ctl calls). Here the read event
+/// stays registered, reads go straight into the input buffer, and writes are tried at once, waiting
+/// for EPOLLOUT only when the kernel's buffer is full: a proxied request costs one read and one
+/// write on each side, as in nginx.
+final class Socket {
+    let fd: Int32
+    /// Bytes received and not yet consumed.
+    let input: OpaquePointer
+    /// Bytes queued for the peer; `flush` sends them.
+    let output: OpaquePointer
+    /// Weak, and loaded strong for each callback, so a delegate that drops itself mid-callback stays valid until it returns.
+    weak var delegate: SocketDelegate?
+    private var readEvent: OpaquePointer?
+    private var writeEvent: OpaquePointer?
+    private var timer: OpaquePointer?
+    private var timeout: Duration?
+    private let base: OpaquePointer
+    private var reading = false
+    private var waitingToWrite = false
+    private var connecting: Bool
+    private var failed: Int32 = 0
+    private(set) var closed = false
+
+    static let readSize = 16_384
+    /// SOCK_STREAM, spelled once: Glibc's and the C modules' views of <sys/socket.h> disagree on
+    /// which of them exports it.
+    static let streamType = Int32(SOCK_STREAM.rawValue)
+
+    /// Wraps a connected (or connecting) non-blocking socket; reading starts at once.
+    init(fd: Int32, base: OpaquePointer, connecting: Bool = false) {
+        self.fd = fd
+        self.base = base
+        self.connecting = connecting
+        input = evbuffer_new()
+        output = evbuffer_new()
+        let context = Unmanaged.passUnretained(self).toOpaque()
+        readEvent = event_new(base, fd, Int16(EV_READ | EV_PERSIST), { _, _, context in
+            Unmanaged<Socket>.fromOpaque(context!).takeUnretainedValue().readReady()
+        }, context)
+        writeEvent = event_new(base, fd, Int16(EV_WRITE | EV_PERSIST), { _, _, context in
+            Unmanaged<Socket>.fromOpaque(context!).takeUnretainedValue().writeReady()
+        }, context)
+        if connecting {
+            waitingToWrite = true
+            event_add(writeEvent, nil)
+        } else {
+            setReading(true)
+        }
+    }
+
+    /// Starts a non-blocking connect to `address`.
+    static func connect(to address: SocketAddress, base: OpaquePointer) throws -> Socket {
+        let family = Int32(address.withSockaddr { sa, _ in sa.pointee.sa_family })
+        let fd = Glibc.socket(family, streamType | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw LibeventError(call: "socket", errno: errno) }
+        let rc = address.withSockaddr { sa, length in Glibc.connect(fd, sa, length) }
+        if rc < 0 && errno != EINPROGRESS {
+            let error = errno
+            Glibc.close(fd)
+            throw LibeventError(call: "connect(\(address))", errno: error)
+        }
+        setNoDelay(fd)
+        return Socket(fd: fd, base: base, connecting: true)
+    }
+
+    /// Disables Nagle: requests and responses are written whole, and waiting only adds latency.
+    static func setNoDelay(_ fd: Int32) {
+        var one: Int32 = 1
+        setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+    }
+
+    deinit {
+        close()
+        evbuffer_free(input)
+        evbuffer_free(output)
+    }
+
+    /// Reading on or off (off: back-pressure, the peer's bytes wait in the kernel).
+    func setReading(_ on: Bool) {
+        guard !closed, !connecting, on != reading else { return }
+        reading = on
+        if on { event_add(readEvent, nil) } else { event_del(readEvent) }
+    }
+
+    /// An inactivity limit: the delegate hears `.timeout` when no byte moves for `duration`; nil: none.
+    func setTimeout(_ duration: Duration?) {
+        timeout = duration
+        guard !closed else { return }
+        if duration != nil, timer == nil {
+            timer = event_new(base, -1, 0, { _, _, context in
+                Unmanaged<Socket>.fromOpaque(context!).takeUnretainedValue().timedOut()
+            }, Unmanaged.passUnretained(self).toOpaque())
+        }
+        if let duration {
+            var tv = timeval(duration)
+            event_add(timer, &tv)
+        } else if timer != nil {
+            event_del(timer)
+        }
+    }
+
+    private func touch() {
+        guard let timeout else { return }
+        var tv = timeval(timeout)
+        event_add(timer, &tv)
+    }
+
+    /// Sends what `output` holds, as far as the kernel takes it now; the rest goes when it can.
+    func flush() {
+        guard !closed, !connecting, !waitingToWrite, failed == 0 else { return }
+        write()
+    }
+
+    /// Closes the socket; no callback follows.
+    func close() {
+        guard !closed else { return }
+        closed = true
+        for event in [readEvent, writeEvent, timer] where event != nil { event_free(event) }
+        readEvent = nil
+        writeEvent = nil
+        timer = nil
+        Glibc.close(fd)
+    }
+
+    // MARK: events
+
+    private func readReady() {
+        if failed != 0 {
+            let error = failed
+            failed = 0
+            setReading(false)
+            delegate?.socketEvent(self, .error(error))
+            return
+        }
+        var vec = iovec()
+        guard evbuffer_reserve_space(input, Self.readSize, &vec, 1) == 1 else { return }
+        let n = recv(fd, vec.iov_base, vec.iov_len, 0)
+        if n > 0 {
+            vec.iov_len = n
+            evbuffer_commit_space(input, &vec, 1)
+            touch()
+            delegate?.socketReadable(self)
+        } else if n == 0 {
+            setReading(false)
+            delegate?.socketEvent(self, .eof)
+        } else if errno != EAGAIN && errno != EINTR {
+            let error = errno
+            setReading(false)
+            delegate?.socketEvent(self, .error(error))
+        }
+    }
+
+    private func writeReady() {
+        if connecting {
+            var error: Int32 = 0
+            var length = socklen_t(MemoryLayout<Int32>.size)
+            getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length)
+            connecting = false
+            waitingToWrite = false
+            event_del(writeEvent)
+            if error != 0 {
+                delegate?.socketEvent(self, .error(error))
+                return
+            }
+            setReading(true)
+            delegate?.socketEvent(self, .connected)
+            if !closed, evbuffer_get_length(output) > 0 { write() }
+            return
+        }
+        write()
+        if !waitingToWrite, !closed { delegate?.socketDrained(self) }
+    }
+
+    private func write() {
+        while evbuffer_get_length(output) > 0 {
+            let n = evbuffer_write(output, fd)
+            if n > 0 {
+                touch()
+                continue
+            }
+            if n < 0, errno == EAGAIN || errno == EINTR {
+                if !waitingToWrite {
+                    waitingToWrite = true
+                    event_add(writeEvent, nil)
+                }
+                return
+            }
+            // A broken pipe or reset: report it from the read side, outside the caller's stack.
+            failed = n < 0 ? errno : EPIPE
+            if !reading { event_add(readEvent, nil); reading = true }
+            event_active(readEvent, Int32(EV_READ), 0)
+            break
+        }
+        if waitingToWrite {
+            waitingToWrite = false
+            event_del(writeEvent)
+        }
+    }
+
+    private func timedOut() {
+        delegate?.socketEvent(self, .timeout)
+    }
+}
