@@ -52,12 +52,14 @@ final class AdminHandler: HTTPHandler {
                                body: Array("expected ?key=<16 hex digits, as /stats shows it>\n".utf8))
             return
         }
-        if context.tracker.forget(key) {
-            connection.respond(status: 200, reason: "OK", headers: [("Content-Type", "application/json")],
-                               body: Array(#"{"reset":"\#(key)"}"#.utf8))
-        } else {
-            connection.respond(status: 404, reason: "Not Found", headers: [("Content-Type", "application/json")],
-                               body: Array(#"{"error":"unknown key","key":"\#(key)"}"#.utf8))
+        proxy.store.forget(key) { known in
+            if known {
+                connection.respond(status: 200, reason: "OK", headers: [("Content-Type", "application/json")],
+                                   body: Array(#"{"reset":"\#(key)"}"#.utf8))
+            } else {
+                connection.respond(status: 404, reason: "Not Found", headers: [("Content-Type", "application/json")],
+                                   body: Array(#"{"error":"unknown key","key":"\#(key)"}"#.utf8))
+            }
         }
     }
 

@@ -198,7 +198,7 @@ final class ProxyExchange: ClientExchange, UpstreamWaiter, UpstreamExchange {
         } else {
             pool.cancel(self)
         }
-        if isProbe, !recorded, let key { handler.context.tracker.abandonProbe(key) }
+        if isProbe, !recorded, let key { handler.store.abandonProbe(key) }
     }
 
     func clientDrained() { upstream?.resume() }
@@ -210,9 +210,8 @@ final class ProxyExchange: ClientExchange, UpstreamWaiter, UpstreamExchange {
         recorded = true
         let outcome = route.classify(status: status)
         let floor = outcome == .error ? retryAfter.flatMap { RetryAfter.parse($0, now: Self.unixNow()) } : nil
-        let window = handler.context.tracker.record(key, outcome: outcome, policy: route.policy, routeIndex: route.index,
-                                                    upstreamRetryAfter: floor)
-        if let window { metrics.backoffWindow.record(window) }
+        handler.store.record(key, outcome: outcome, policy: route.policy, routeIndex: route.index,
+                             upstreamRetryAfter: floor, windows: metrics)
     }
 
     /// A connect error or timeout is an error only when `on` lists it; otherwise it neither
@@ -221,11 +220,10 @@ final class ProxyExchange: ClientExchange, UpstreamWaiter, UpstreamExchange {
         guard !recorded, let key else { return }
         recorded = true
         if counts {
-            let window = handler.context.tracker.record(key, outcome: .error, policy: route.policy,
-                                                        routeIndex: route.index, upstreamRetryAfter: nil)
-            if let window { metrics.backoffWindow.record(window) }
+            handler.store.record(key, outcome: .error, policy: route.policy, routeIndex: route.index,
+                                 upstreamRetryAfter: nil, windows: metrics)
         } else if isProbe {
-            handler.context.tracker.abandonProbe(key)
+            handler.store.abandonProbe(key)
         }
     }
 

@@ -47,6 +47,9 @@ final class ProxyHandler: HTTPHandler {
     var retryBudget: RetryBudget
     /// When to retry, from the config in force.
     var retryPolicy: RetryPolicy { context.retryPolicy }
+    /// Where the shield's state lives for this worker: the local tracker, or the Redis-backed
+    /// store shared by every replica (`[redis]`). Replaced from the worker's thread on reload.
+    var store: TrackerStore
 
     init(worker: Worker, context: ProxyContext, accessLog: AccessLog?, logger: Logger, health: [UpstreamHealth]) throws {
         self.worker = worker
@@ -54,6 +57,7 @@ final class ProxyHandler: HTTPHandler {
         self.context = context
         self.accessLog = accessLog
         self.logger = logger
+        store = context.tracker
         pool = try UpstreamPool(worker: worker, config: context.config.upstream, health: health)
     }
 
@@ -70,9 +74,29 @@ final class ProxyHandler: HTTPHandler {
             request.head.combined($0)
         }
         // The shield check: the one place every tracked request passes before anything is forwarded.
+        // The local tracker answers at once; a shared store may first ask Redis (within redis.timeout).
+        if let verdict = store.checkNow(key, policy: route.policy) {
+            return shield(verdict, request, on: connection, route: route, key: key, context: context)
+        }
+        let wait = ShieldWait()
+        connection.exchange = wait
+        store.check(key, policy: route.policy) { [self] verdict in
+            if connection.exchange === wait { connection.exchange = nil }
+            guard !wait.clientGone else {
+                if verdict == .probe { store.abandonProbe(key) }
+                return
+            }
+            shield(verdict, request, on: connection, route: route, key: key, context: context)
+        }
+    }
+
+    /// Acts on the shield's verdict: 429 while blocked, then the rate limit, then forwarding.
+    private func shield(_ verdict: Verdict, _ request: HTTPRequest, on connection: ClientConnection, route: ResolvedRoute,
+                        key: ClientKey, context: ProxyContext) {
+        let metrics = context.routeMetrics[route.index]
         let enforce = route.policy.mode == .enforce
         var isProbe = false
-        switch context.tracker.check(key, policy: route.policy) {
+        switch verdict {
         case .reject(let reason, let retryAfter):
             if enforce {
                 let outcome: RequestOutcome = reason == .probe ? .probe_wait : .shielded
@@ -89,7 +113,7 @@ final class ProxyHandler: HTTPHandler {
         }
         if let rate = route.rate, let wait = context.rateLimiter.check(key.scoped(to: route.index), rate: rate, burst: route.burst) {
             if enforce {
-                if isProbe { context.tracker.abandonProbe(key) }
+                if isProbe { store.abandonProbe(key) }
                 metrics.count(.rate_limited, totals: context.metrics.totals)
                 ShieldResponse.send(reason: .rate, retryAfter: wait, on: connection)
                 logAccess(request, route: route, key: key, status: 429, outcome: "rate_limited", upstream: nil, bytes: 0)

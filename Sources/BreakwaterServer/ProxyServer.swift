@@ -21,6 +21,9 @@ public final class ProxyServer: @unchecked Sendable {
     let metrics = ProxyMetrics()
     /// Health of each upstream server, shared by all workers; kept by endpoint across reloads.
     private var health: [UpstreamHealth] = []
+    /// One Redis-backed tracker store per worker while `[redis]` is set; touched only by the
+    /// thread that calls start, reload and shutdown (each store itself lives on its worker).
+    private var redisStores: [RedisStore] = []
 
     /// Prepares workers and the shared tracker; nothing listens until `start`.
     public init(config: Config, logger: Logger) throws {
@@ -52,6 +55,7 @@ public final class ProxyServer: @unchecked Sendable {
         adminPort = try group.listen(on: config.admin.listen, limits: ConnectionLimits(), onlyFirst: true, keepWhileDraining: true) {
             AdminHandler(proxy: handlers[0], worker: $0)
         }
+        installStores(config.redis)
         group.start(name: "breakwater")
         schedulePurge(on: group.workers[0])
         logger.info("breakwater listening", metadata: [
@@ -89,6 +93,7 @@ public final class ProxyServer: @unchecked Sendable {
         }
         let health = self.health
         let logChanged = applied.server.accessLog != config.server.accessLog
+        let redisChanged = applied.redis != config.redis
         let sink = logChanged ? try applied.server.accessLog.map { try AccessLogSink(target: $0) } : nil
         config = applied
         let context = makeContext(applied)
@@ -106,13 +111,39 @@ public final class ProxyServer: @unchecked Sendable {
                 }
             }
         }
+        if redisChanged { installStores(applied.redis) }
         return needsRestart
     }
 
     /// Stops accepting, lets in-flight requests finish (up to `server.grace_period`), and returns when all loops ended.
     public func shutdown() {
+        installStores(nil)
         group.drain(grace: config.server.gracePeriod)
         for handler in handlers { handler.accessLog?.flush() }
+    }
+
+    /// Gives every worker its tracker store: the local tracker, or a new Redis-backed store
+    /// connecting from its loop. Replaced stores are closed on their own thread.
+    private func installStores(_ redis: RedisConfig?) {
+        let old = redisStores
+        redisStores = redis.map { redis in
+            group.workers.map { RedisStore(config: redis, local: tracker, worker: $0, errors: metrics.redisErrors, logger: logger) }
+        } ?? []
+        for (index, (worker, handler)) in zip(group.workers, handlers).enumerated() {
+            let fresh = redisStores.isEmpty ? nil : redisStores[index]
+            let previous = old.isEmpty ? nil : old[index]
+            let local = tracker
+            worker.execute {
+                handler.store = fresh ?? local
+                previous?.close()
+                fresh?.start()
+            }
+        }
+    }
+
+    /// Whether every worker's Redis connection is up (false without `[redis]`); for tests and logs.
+    var redisConnected: Bool {
+        !redisStores.isEmpty && redisStores.allSatisfy { $0.link.isReadyFlag.load(ordering: .relaxed) }
     }
 
     private static func health(for upstream: UpstreamConfig, keeping old: [UpstreamHealth]) -> [UpstreamHealth] {
