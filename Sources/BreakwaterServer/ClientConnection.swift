@@ -36,6 +36,11 @@ final class ClientConnection: SocketDelegate {
     private var pendingHead: HTTPHead?
     private var bodyReader = BodyReader.length(0)
     private var body: OpaquePointer?
+    /// Whether the request line of the head being read was already found well-formed.
+    private var requestLineChecked = false
+    /// Bytes of the incomplete head already checked for characters no head may hold, and the last one.
+    private var headScanned = 0
+    private var headLast: UInt8 = 0
 
     // The request being answered.
     private var keepAlive = true
@@ -116,6 +121,9 @@ final class ClientConnection: SocketDelegate {
                     skipLeadingCRLF(input)
                     if evbuffer_get_length(input) == 0 { return }
                     state = .head
+                    requestLineChecked = false
+                    headScanned = 0
+                    headLast = 0
                     arm(limits.headerTimeout)
                 }
                 guard let head = readHead(input, limits: limits) else { return }
@@ -142,17 +150,17 @@ final class ClientConnection: SocketDelegate {
         let available = evbuffer_get_length(input)
         let end = evbuffer_search(input, "\r\n\r\n", 4, nil)
         guard end.pos >= 0 else {
-            if available > limits.maxHeaderBytes {
-                let firstLine = evbuffer_search(input, "\r\n", 2, nil)
-                if firstLine.pos < 0 { fail(414, "URI Too Long") } else { fail(431, "Request Header Fields Too Large") }
-            } else if evbuffer_search(input, "\n\n", 2, nil).pos >= 0 {
+            if !requestLineChecked, !checkRequestLine(input, limits: limits) { return nil }
+            guard headBytesAreClean(input, upTo: limits.maxHeaderBytes) else {
                 fail(400, "Bad Request")
+                return nil
             }
+            if available > limits.maxHeaderBytes { failTooLarge(input, limits: limits) }
             return nil
         }
         let length = Int(end.pos) + 4
         guard length <= limits.maxHeaderBytes else {
-            fail(431, "Request Header Fields Too Large")
+            failTooLarge(input, limits: limits)
             return nil
         }
         let bytes = [UInt8](unsafeUninitializedCapacity: length) { buffer, count in
@@ -160,14 +168,70 @@ final class ClientConnection: SocketDelegate {
         }
         do {
             return try HTTPHead.parseRequest(bytes)
-        } catch .versionNotSupported {
-            fail(505, "HTTP Version Not Supported")
-        } catch .tooManyHeaders {
-            fail(431, "Request Header Fields Too Large")
         } catch {
-            fail(400, "Bad Request")
+            failParse(error)
         }
         return nil
+    }
+
+    /// Judges the request line before the rest of the head has arrived, so a client speaking
+    /// something else (TLS, binary garbage, an unsupported version) is answered at once instead of
+    /// after `header_timeout`. False when it answered an error.
+    private func checkRequestLine(_ input: OpaquePointer, limits: ConnectionLimits) -> Bool {
+        // The method and the start of the target must look like HTTP from the very first bytes.
+        var prefix = [UInt8](repeating: 0, count: 64)
+        let n = Int(evbuffer_copyout(input, &prefix, prefix.count))
+        if !HTTPHead.isPlausibleRequestStart(prefix[0..<max(n, 0)]) {
+            fail(400, "Bad Request")
+            return false
+        }
+        let lineEnd = evbuffer_search(input, "\r\n", 2, nil)
+        guard lineEnd.pos >= 0, Int(lineEnd.pos) + 2 <= limits.maxHeaderBytes else { return true }
+        let length = Int(lineEnd.pos) + 2
+        var line = [UInt8](repeating: 0, count: length)
+        _ = evbuffer_copyout(input, &line, length)
+        do {
+            _ = try HTTPHead.parseRequest(line + [0x0d, 0x0a])
+        } catch {
+            failParse(error)
+            return false
+        }
+        requestLineChecked = true
+        return true
+    }
+
+    /// Checks the head bytes that arrived since the last call (each byte once) for what no head
+    /// may hold: a bare LF or CR, or a control character. A head ended by a bare LF never shows
+    /// the CRLFCRLF the reader waits for, so without this it would hang until `header_timeout`.
+    private func headBytesAreClean(_ input: OpaquePointer, upTo limit: Int) -> Bool {
+        let end = min(evbuffer_get_length(input), limit)
+        guard end > headScanned else { return true }
+        var from = evbuffer_ptr()
+        evbuffer_ptr_set(input, &from, headScanned, EVBUFFER_PTR_SET)
+        let fresh = [UInt8](unsafeUninitializedCapacity: end - headScanned) { buffer, count in
+            count = max(0, evbuffer_copyout_from(input, &from, buffer.baseAddress, end - headScanned))
+        }
+        guard HTTPHead.scanHeadBytes(fresh, last: &headLast) else { return false }
+        headScanned += fresh.count
+        return true
+    }
+
+    /// The head passed `max_header_bytes`: 414 when the request line alone did, else 431.
+    private func failTooLarge(_ input: OpaquePointer, limits: ConnectionLimits) {
+        let lineEnd = evbuffer_search(input, "\r\n", 2, nil)
+        if lineEnd.pos >= 0 && Int(lineEnd.pos) + 2 <= limits.maxHeaderBytes {
+            fail(431, "Request Header Fields Too Large")
+        } else {
+            fail(414, "URI Too Long")
+        }
+    }
+
+    private func failParse(_ error: HTTPParseError) {
+        switch error {
+        case .versionNotSupported: fail(505, "HTTP Version Not Supported")
+        case .tooManyHeaders: fail(431, "Request Header Fields Too Large")
+        case .malformed: fail(400, "Bad Request")
+        }
     }
 
     /// Validates framing and either dispatches (no body) or starts reading the body.

@@ -84,6 +84,50 @@ struct HTTPHead {
         return head
     }
 
+    /// Whether `prefix`, the first bytes of a request received so far, can still grow into a valid
+    /// request line: a token method, one space, a target starting as origin, asterisk or absolute
+    /// form, one space, `HTTP/d.d` and CRLF. Lets a connection refuse what is not HTTP at once.
+    static func isPlausibleRequestStart(_ prefix: ArraySlice<UInt8>) -> Bool {
+        var i = prefix.startIndex
+        let end = prefix.endIndex
+        while i < end, isTokenChar(prefix[i]) { i += 1 }
+        guard i < end else { return true }
+        guard i > prefix.startIndex, prefix[i] == 0x20 else { return false }
+        i += 1
+        guard i < end else { return true }
+        let first = prefix[i] | 0x20
+        guard prefix[i] == UInt8(ascii: "/") || prefix[i] == UInt8(ascii: "*") || first == UInt8(ascii: "h") else {
+            return false
+        }
+        while i < end, prefix[i] > 0x20, prefix[i] < 0x7f { i += 1 }
+        guard i < end else { return true }
+        guard prefix[i] == 0x20 else { return false }
+        i += 1
+        // "HTTP/" digit "." digit CR LF, where 0 stands for a digit.
+        let pattern = Array("HTTP/0.0\r\n".utf8)
+        for p in pattern where i < end {
+            let c = prefix[i]
+            guard p == UInt8(ascii: "0") ? (c >= 0x30 && c <= 0x39) : c == p else { return false }
+            i += 1
+        }
+        return true
+    }
+
+    /// Whether `bytes`, the next bytes of a head still arriving, hold nothing a head never may:
+    /// a control character other than HTAB, a bare LF, or a CR not followed by LF. `last` is the
+    /// byte before them (0 at the start of the head) and becomes the last one scanned.
+    static func scanHeadBytes(_ bytes: [UInt8], last: inout UInt8) -> Bool {
+        var previous = last
+        for c in bytes {
+            if previous == 0x0d && c != 0x0a { return false }
+            if c == 0x0a && previous != 0x0d { return false }
+            if c < 0x20 && c != 0x09 && c != 0x0d && c != 0x0a || c == 0x7f { return false }
+            previous = c
+        }
+        last = previous
+        return true
+    }
+
     private var isAbsoluteForm: Bool {
         let prefix = bytes[second].prefix(8).map { $0 | 0x20 }
         return prefix.starts(with: Array("http://".utf8)) || prefix.starts(with: Array("https://".utf8))
