@@ -41,6 +41,9 @@ final class ClientConnection: SocketDelegate {
     /// Bytes of the incomplete head already checked for characters no head may hold, and the last one.
     private var headScanned = 0
     private var headLast: UInt8 = 0
+    /// When the body of the request being read began (its head ended), and bytes received since.
+    private var bodyStarted = ContinuousClock.now
+    private var bodyBytesReceived = 0
 
     // The request being answered.
     private var keepAlive = true
@@ -269,6 +272,8 @@ final class ClientConnection: SocketDelegate {
         pendingHead = head
         body = evbuffer_new()
         state = .body
+        bodyStarted = .now
+        bodyBytesReceived = 0
         arm(limits.headerTimeout)
         return true
     }
@@ -276,17 +281,17 @@ final class ClientConnection: SocketDelegate {
     /// Moves body bytes from the input; dispatches when complete. False while waiting or failed.
     private func readBody(_ input: OpaquePointer, limits: ConnectionLimits) -> Bool {
         guard let body else { return false }
+        let inputBefore = evbuffer_get_length(input)
         switch bodyReader {
         case .length(let remaining):
             let n = min(remaining, evbuffer_get_length(input))
             if n > 0 { evbuffer_remove_buffer(input, body, n) }
             bodyReader = .length(remaining - n)
             if remaining - n > 0 {
-                if n > 0 { arm(limits.headerTimeout) }
+                if n > 0 { bodyProgressed(inputBefore - evbuffer_get_length(input), limits: limits) }
                 return false
             }
         case .chunked(var decoder):
-            let before = evbuffer_get_length(body)
             let progress = decoder.decode(input, into: body, limit: limits.maxBodyBytes)
             bodyReader = .chunked(decoder)
             if evbuffer_get_length(body) > limits.maxBodyBytes {
@@ -298,7 +303,8 @@ final class ClientConnection: SocketDelegate {
                 fail(400, "Bad Request")
                 return false
             case .needMore:
-                if evbuffer_get_length(body) > before { arm(limits.headerTimeout) }
+                let consumed = inputBefore - evbuffer_get_length(input)
+                if consumed > 0 { bodyProgressed(consumed, limits: limits) }
                 return false
             case .done:
                 break
@@ -309,6 +315,21 @@ final class ClientConnection: SocketDelegate {
         self.body = nil
         dispatch(head, body: body)
         return true
+    }
+
+    /// `bytes` more of the body arrived (framing included): re-arms the body deadline, the earlier
+    /// of `header_timeout` from now (no stall longer than that) and `header_timeout` plus one
+    /// second per `minBodyRate` bytes received since the head (no trickle slower than that).
+    private func bodyProgressed(_ bytes: Int, limits: ConnectionLimits) {
+        bodyBytesReceived += bytes
+        let now = ContinuousClock.now
+        let earned = Duration.seconds(Double(bodyBytesReceived) / Double(max(limits.minBodyRate, 1)))
+        let deadline = min(now + limits.headerTimeout, bodyStarted + limits.headerTimeout + earned)
+        if deadline <= now {
+            fail(408, "Request Timeout")
+        } else {
+            arm(deadline - now)
+        }
     }
 
     private func dispatch(_ head: HTTPHead, body: OpaquePointer?) {

@@ -9,6 +9,11 @@ struct ConnectionLimits: Sendable {
     var maxBodyBytes = 10_000_000
     var headerTimeout: Duration = .seconds(10)
     var idleTimeout: Duration = .seconds(60)
+    /// A request body must average at least this many bytes a second, after a grace of
+    /// `headerTimeout`: it is cut off (408) once more than `headerTimeout + received / minBodyRate`
+    /// has passed since its head, or `headerTimeout` passes without a byte. A client that
+    /// trickles a body cannot hold a connection for longer than it pays for in bandwidth.
+    var minBodyRate = 16_384
 }
 
 /// A listening socket on one worker's loop. Several workers listen on the same port
