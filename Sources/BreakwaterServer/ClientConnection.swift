@@ -25,6 +25,8 @@ final class ClientConnection: SocketDelegate {
     }
 
     let peer: IPAddress
+    /// The peer's address as text, made once per connection (it goes into every X-Forwarded-For).
+    private(set) lazy var peerText: [UInt8] = Array(peer.description.utf8)
     /// Strong: a draining worker drops its listeners while their connections finish.
     let listener: Listener
     var worker: Worker { listener.worker }
@@ -401,22 +403,24 @@ final class ClientConnection: SocketDelegate {
         case .none:
             break
         case .length(let n):
-            out += "Content-Length: \(n)\r\n".utf8
+            out.append(ascii: "Content-Length: ")
+            out.append(decimal: n)
+            out.append(ascii: "\r\n")
         case .stream:
             if minorVersion == 1 {
                 chunkedResponse = true
-                out += "Transfer-Encoding: chunked\r\n".utf8
+                out.append(ascii: "Transfer-Encoding: chunked\r\n")
             } else {
                 keepAlive = false
             }
         }
         if worker.draining { keepAlive = false }
         if !keepAlive {
-            out += "Connection: close\r\n".utf8
+            out.append(ascii: "Connection: close\r\n")
         } else if minorVersion == 0 {
-            out += "Connection: keep-alive\r\n".utf8
+            out.append(ascii: "Connection: keep-alive\r\n")
         }
-        out += "\r\n".utf8
+        out.append(ascii: "\r\n")
         out.withUnsafeBytes { _ = evbuffer_add(socket.output, $0.baseAddress, $0.count) }
         // A streamed body may be slow to come: the head goes now. Otherwise it leaves with the body.
         if framing == .stream { socket.flush() }

@@ -161,6 +161,7 @@ struct HTTPHead {
     }
 
     private mutating func parseFields(from start: Int) throws(HTTPParseError) {
+        fields.reserveCapacity(16)
         var i = start
         while true {
             let end = try lineEnd(from: i)
@@ -205,29 +206,119 @@ struct HTTPHead {
 }
 
 extension HTTPHead {
-    /// Whether field `f`'s name equals `lowercased` ignoring ASCII case.
-    func nameIs(_ f: HeaderField, _ lowercased: String) -> Bool {
-        let length = Int(f.nameEnd - f.nameStart)
-        var matched = true
-        var count = 0
-        lowercased.utf8.withContiguousStorageIfAvailable { key in
-            count = key.count
-            guard count == length else { matched = false; return }
-            var i = Int(f.nameStart)
-            for k in key {
-                if bytes[i] | 0x20 != k && bytes[i] != k { matched = false; return }
+    /// Whether field `f`'s name equals the lower-case `key`, ignoring ASCII case. Names are
+    /// compared as bytes against the literal, with no String built: this runs for every header
+    /// of every request.
+    @inline(__always)
+    func nameIs(_ f: HeaderField, _ key: StaticString) -> Bool {
+        nameEquals(f, UnsafeRawBufferPointer(start: key.utf8Start, count: key.utf8CodeUnitCount))
+    }
+
+    /// `nameIs` for a name known only at run time (the tokens of a Connection header, a key part).
+    func nameIs(_ f: HeaderField, dynamic key: String) -> Bool {
+        var key = key
+        return key.withUTF8 { nameEquals(f, UnsafeRawBufferPointer($0)) }
+    }
+
+    private func nameEquals(_ f: HeaderField, _ key: UnsafeRawBufferPointer) -> Bool {
+        let start = Int(f.nameStart)
+        guard Int(f.nameEnd) - start == key.count else { return false }
+        for i in 0..<key.count {
+            let c = bytes[start + i]
+            let k = key[i]
+            if c != k && c | 0x20 != k { return false }
+        }
+        return true
+    }
+
+    /// Whether the field's name starts with the lower-case `prefix`, ignoring ASCII case.
+    func nameHasPrefix(_ f: HeaderField, _ prefix: StaticString) -> Bool {
+        let start = Int(f.nameStart)
+        let count = prefix.utf8CodeUnitCount
+        guard Int(f.nameEnd) - start >= count else { return false }
+        let key = prefix.utf8Start
+        for i in 0..<count {
+            let c = bytes[start + i]
+            if c != key[i] && c | 0x20 != key[i] { return false }
+        }
+        return true
+    }
+
+    /// All values of a header joined by ", " (RFC 9110 5.3), nil when absent.
+    func combined(_ key: StaticString) -> String? {
+        combined { nameIs($0, key) }
+    }
+
+    /// `combined` for a name known only at run time.
+    func combined(dynamic key: String) -> String? {
+        combined { nameIs($0, dynamic: key) }
+    }
+
+    private func combined(where matches: (HeaderField) -> Bool) -> String? {
+        var result: String?
+        for f in fields where matches(f) {
+            if result == nil { result = value(f) } else { result! += ", " + value(f) }
+        }
+        return result
+    }
+
+    /// How many lines carry this header.
+    func count(_ key: StaticString) -> Int {
+        var n = 0
+        for f in fields where nameIs(f, key) { n += 1 }
+        return n
+    }
+
+    /// Whether a comma-separated header such as Connection lists `token` (lower-case), ignoring
+    /// case and surrounding whitespace; scanned in place.
+    func listContains(_ key: StaticString, token: StaticString) -> Bool {
+        let want = UnsafeRawBufferPointer(start: token.utf8Start, count: token.utf8CodeUnitCount)
+        for f in fields where nameIs(f, key) {
+            var i = Int(f.valueStart)
+            let end = Int(f.valueEnd)
+            while i <= end {
+                var j = i
+                while j < end && bytes[j] != UInt8(ascii: ",") { j += 1 }
+                var a = i, b = j
+                while a < b && (bytes[a] == 0x20 || bytes[a] == 0x09) { a += 1 }
+                while b > a && (bytes[b - 1] == 0x20 || bytes[b - 1] == 0x09) { b -= 1 }
+                if b - a == want.count {
+                    var same = true
+                    for k in 0..<want.count where bytes[a + k] | 0x20 != want[k] && bytes[a + k] != want[k] {
+                        same = false
+                        break
+                    }
+                    if same { return true }
+                }
+                i = j + 1
+            }
+        }
+        return false
+    }
+
+    /// The Content-Length: nil when absent, -1 when malformed or when lines disagree.
+    func contentLength() -> Int? {
+        var length: Int?
+        for f in fields where nameIs(f, "content-length") {
+            var i = Int(f.valueStart)
+            let end = Int(f.valueEnd)
+            while i <= end {
+                var n = 0
+                var digits = 0
+                while i < end && bytes[i] == 0x20 { i += 1 }
+                while i < end, bytes[i] &- 0x30 < 10 {
+                    n = n * 10 + Int(bytes[i] &- 0x30)
+                    digits += 1
+                    if digits > 18 { return -1 }
+                    i += 1
+                }
+                while i < end && bytes[i] == 0x20 { i += 1 }
+                guard digits > 0, i == end || bytes[i] == UInt8(ascii: ","), length == nil || length == n else { return -1 }
+                length = n
                 i += 1
             }
         }
-        return matched && count == length
-    }
-
-    /// Whether the field's name starts with `lowercasedPrefix` ignoring ASCII case.
-    func nameHasPrefix(_ f: HeaderField, _ lowercasedPrefix: String) -> Bool {
-        let key = Array(lowercasedPrefix.utf8)
-        guard Int(f.nameEnd - f.nameStart) >= key.count else { return false }
-        for (offset, k) in key.enumerated() where bytes[Int(f.nameStart) + offset] | 0x20 != k { return false }
-        return true
+        return length
     }
 
     /// The name of a field as written.
@@ -238,28 +329,6 @@ extension HTTPHead {
     /// The value of a field, trimmed of surrounding whitespace.
     func value(_ f: HeaderField) -> String {
         String(decoding: bytes[Int(f.valueStart)..<Int(f.valueEnd)], as: UTF8.self)
-    }
-
-    /// All values of a header joined by ", " (RFC 9110 5.3), nil when absent.
-    func combined(_ lowercased: String) -> String? {
-        var result: String?
-        for f in fields where nameIs(f, lowercased) {
-            if result == nil { result = value(f) } else { result! += ", " + value(f) }
-        }
-        return result
-    }
-
-    /// How many lines carry this header.
-    func count(_ lowercased: String) -> Int {
-        fields.reduce(0) { $0 + (nameIs($1, lowercased) ? 1 : 0) }
-    }
-
-    /// Whether a comma-separated header such as Connection lists `token` (case-insensitive).
-    func listContains(_ lowercased: String, token: String) -> Bool {
-        guard let all = combined(lowercased) else { return false }
-        return all.split(separator: ",").contains {
-            $0.trimmingASCIISpaces().lowercased() == token
-        }
     }
 
     /// The request method as written.
@@ -279,12 +348,15 @@ extension HTTPHead {
         return t[slash...]
     }
 
-    /// The path part of the target, without the query.
-    var path: Substring {
+    /// The path part of the target, without the query, as bytes.
+    var pathBytes: ArraySlice<UInt8> {
         let t = originTarget
         let end = t.firstIndex(of: UInt8(ascii: "?")) ?? t.endIndex
-        return Substring(decoding: t[t.startIndex..<end], as: UTF8.self)
+        return t[t.startIndex..<end]
     }
+
+    /// The path part of the target, without the query.
+    var path: Substring { Substring(decoding: pathBytes, as: UTF8.self) }
 }
 
 extension StringProtocol {

@@ -84,11 +84,31 @@ final class Totals: Sendable {
 }
 
 extension RequestOutcome {
-    var index: Int { Self.allCases.firstIndex(of: self)! }
+    /// Position in `allCases` (a switch: `allCases` builds an array on every use).
+    var index: Int {
+        switch self {
+        case .forwarded: 0
+        case .shielded: 1
+        case .probe_wait: 2
+        case .rate_limited: 3
+        case .bypassed: 4
+        case .rejected: 5
+        }
+    }
 }
 
 extension UpstreamClass {
-    var index: Int { Self.allCases.firstIndex(of: self)! }
+    /// Position in `allCases`.
+    var index: Int {
+        switch self {
+        case .c2xx: 0
+        case .c3xx: 1
+        case .c4xx: 2
+        case .c5xx: 3
+        case .connect_error: 4
+        case .timeout: 5
+        }
+    }
 }
 
 /// Every metric of one proxy process: the registry, per-route handles, and process gauges

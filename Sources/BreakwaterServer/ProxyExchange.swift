@@ -39,7 +39,7 @@ final class ProxyExchange: ClientExchange, UpstreamWaiter, UpstreamExchange {
         self.route = route
         self.key = key
         self.isProbe = isProbe
-        requestHead = ProxyHeaders.upstreamRequest(request, clientAddress: request.peer.description)
+        requestHead = ProxyHeaders.upstreamRequest(request, clientAddress: client.peerText)
         // Kept for the whole exchange: a reload may give the handler a new pool meanwhile.
         pool = handler.pool
         metrics = handler.context.routeMetrics[route.index]

@@ -63,7 +63,7 @@ final class ProxyHandler: HTTPHandler {
 
     func handle(_ request: HTTPRequest, on connection: ClientConnection) {
         let context = self.context
-        let route = context.routes.match(request.head.path)
+        let route = request.head.pathBytes.withUnsafeBytes { context.routes.match(pathBytes: $0) }
         let metrics = context.routeMetrics[route.index]
         if route.bypass {
             metrics.count(.bypassed, totals: context.metrics.totals)
@@ -71,7 +71,7 @@ final class ProxyHandler: HTTPHandler {
             return
         }
         let key = context.identity.key(parts: route.keyParts, routeName: route.name, peer: request.peer) {
-            request.head.combined($0)
+            request.head.combined(dynamic: $0)
         }
         // The shield check: the one place every tracked request passes before anything is forwarded.
         // The local tracker answers at once; a shared store may first ask Redis (within redis.timeout).

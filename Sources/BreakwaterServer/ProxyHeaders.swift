@@ -13,7 +13,7 @@ enum ProxyHeaders {
 
     /// Names listed in the Connection header are hop-by-hop too.
     private static func connectionTokens(_ head: HTTPHead) -> [String] {
-        guard let value = head.combined("connection") else { return [] }
+        guard head.count("connection") > 0, let value = head.combined("connection") else { return [] }
         return value.split(separator: ",").map { $0.trimmingASCIISpaces().lowercased() }.filter { !$0.isEmpty }
     }
 
@@ -23,20 +23,20 @@ enum ProxyHeaders {
     }
 
     /// The head sent upstream for `request`, with a Content-Length for the buffered body.
-    static func upstreamRequest(_ request: HTTPRequest, clientAddress: String) -> [UInt8] {
+    static func upstreamRequest(_ request: HTTPRequest, clientAddress: [UInt8]) -> [UInt8] {
         let head = request.head
         var out = [UInt8]()
         out.reserveCapacity(head.bytes.count + 96)
         out += head.bytes[head.first]
         out.append(0x20)
         out += head.originTarget
-        out += " HTTP/1.1\r\n".utf8
+        out.append(ascii: " HTTP/1.1\r\n")
         let listed = connectionTokens(head)
         var forwardedFor: String?
         var via: String?
         for f in head.fields {
             if isHopByHop(head, f) || head.nameIs(f, "expect") { continue }
-            if !listed.isEmpty, listed.contains(where: { head.nameIs(f, $0) }) { continue }
+            if !listed.isEmpty, listed.contains(where: { head.nameIs(f, dynamic: $0) }) { continue }
             if head.nameIs(f, "x-forwarded-for") {
                 forwardedFor = forwardedFor.map { $0 + ", " + head.value(f) } ?? head.value(f)
                 continue
@@ -48,14 +48,25 @@ enum ProxyHeaders {
             if head.nameIs(f, "x-forwarded-proto") { continue }
             appendLine(&out, head, f)
         }
-        out += "X-Forwarded-For: \(forwardedFor.map { $0 + ", " } ?? "")\(clientAddress)\r\n".utf8
-        out += "X-Forwarded-Proto: http\r\n".utf8
-        out += "Via: \(via.map { $0 + ", " } ?? "")\(Self.via)\r\n".utf8
+        out.append(ascii: "X-Forwarded-For: ")
+        if let forwardedFor {
+            out.append(utf8: forwardedFor)
+            out.append(ascii: ", ")
+        }
+        out += clientAddress
+        out.append(ascii: "\r\nX-Forwarded-Proto: http\r\nVia: ")
+        if let via {
+            out.append(utf8: via)
+            out.append(ascii: ", ")
+        }
+        out.append(ascii: "1.1 breakwater\r\n")
         let length = request.bodyLength
         if length > 0 || head.count("content-length") > 0 || head.count("transfer-encoding") > 0 {
-            out += "Content-Length: \(length)\r\n".utf8
+            out.append(ascii: "Content-Length: ")
+            out.append(decimal: length)
+            out.append(ascii: "\r\n")
         }
-        out += "\r\n".utf8
+        out.append(ascii: "\r\n")
         return out
     }
 
@@ -64,7 +75,9 @@ enum ProxyHeaders {
     static func clientResponse(_ head: HTTPHead, keepLength: Bool) -> [UInt8] {
         var out = [UInt8]()
         out.reserveCapacity(head.bytes.count + 32)
-        out += "HTTP/1.1 \(head.status) ".utf8
+        out.append(ascii: "HTTP/1.1 ")
+        out.append(decimal: head.status)
+        out.append(0x20)
         out += head.bytes[head.second]
         out += [0x0d, 0x0a]
         let listed = connectionTokens(head)
@@ -74,7 +87,7 @@ enum ProxyHeaders {
                 continue
             }
             if isHopByHop(head, f) { continue }
-            if !listed.isEmpty, listed.contains(where: { head.nameIs(f, $0) }) { continue }
+            if !listed.isEmpty, listed.contains(where: { head.nameIs(f, dynamic: $0) }) { continue }
             appendLine(&out, head, f)
         }
         return out

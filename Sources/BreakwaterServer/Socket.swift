@@ -38,8 +38,10 @@ final class Socket {
     let input: OpaquePointer
     /// Bytes queued for the peer; `flush` sends them.
     let output: OpaquePointer
-    /// Weak, and loaded strong for each callback, so a delegate that drops itself mid-callback stays valid until it returns.
-    weak var delegate: SocketDelegate?
+    /// Strong, so a delegate that drops its last other reference mid-callback stays valid until
+    /// it returns; the cycle (the delegate owns the socket) is broken by `close`. A weak reference
+    /// would move every retain and release of the delegate onto the slow side-table path.
+    var delegate: SocketDelegate?
     private var readEvent: OpaquePointer?
     private var writeEvent: OpaquePointer?
     private var timer: OpaquePointer?
@@ -145,6 +147,7 @@ final class Socket {
     func close() {
         guard !closed else { return }
         closed = true
+        delegate = nil
         for event in [readEvent, writeEvent, timer] where event != nil { event_free(event) }
         readEvent = nil
         writeEvent = nil

@@ -253,10 +253,8 @@ final class UpstreamConnection: SocketDelegate {
             let last = coding.split(separator: ",").last?.trimmingASCIISpaces().lowercased()
             return last == "chunked" ? .chunked(ChunkedDecoder()) : .untilClose
         }
-        guard let text = response.combined("content-length") else { return .untilClose }
-        let values = Set(text.split(separator: ",").map { $0.trimmingASCIISpaces() })
-        guard values.count == 1, let n = Int(values.first!), n >= 0 else { return nil }
-        return .length(n)
+        guard let n = response.contentLength() else { return .untilClose }
+        return n < 0 ? nil : .length(n)
     }
 
     private static func keepsAlive(_ response: HTTPHead) -> Bool {
