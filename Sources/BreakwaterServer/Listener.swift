@@ -1,4 +1,6 @@
 private import CLibevent
+import Logging
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -27,6 +29,15 @@ final class Listener {
     private(set) var port: UInt16 = 0
     /// Stays open while the worker drains (the admin listener keeps answering /healthz with 503).
     let keepWhileDraining: Bool
+    /// Set while accepting is paused because the process ran out of file descriptors.
+    private var acceptPaused = false
+    /// When the last accept warning was logged (monotonic seconds), shared by every listener so a
+    /// descriptor shortage is reported once per interval, not once per worker.
+    private static let lastAcceptWarning = Atomic<Int64>(Int64.min / 2)
+
+    /// How long accepting pauses after accept() fails for want of descriptors (nginx waits 500 ms).
+    static let acceptPause: Duration = .milliseconds(250)
+    private static let logger = Logger(label: "breakwater") { StreamLogHandler.standardError(label: $0) }
 
     init(worker: Worker, address: SocketAddress, limits: ConnectionLimits, handler: HTTPHandler,
          keepWhileDraining: Bool = false) throws {
@@ -43,6 +54,9 @@ final class Listener {
             }, context, flags, 1024, sa, Int32(length)), "evconnlistener_new_bind(\(address))")
         }
         port = SocketAddress(localOf: evconnlistener_get_fd(listener)).port
+        evconnlistener_set_error_cb(listener) { _, context in
+            Unmanaged<Listener>.fromOpaque(context!).takeUnretainedValue().acceptFailed(errno: Glibc.errno)
+        }
     }
 
     deinit { close() }
@@ -52,6 +66,29 @@ final class Listener {
         setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
         let peer = SocketAddress(address, length: length).ip
         ClientConnection.open(fd: fd, peer: peer, listener: self)
+    }
+
+    /// accept() failed with an error libevent does not retry by itself. Out of descriptors
+    /// (EMFILE, ENFILE) or memory, the listening socket stays readable, so without a pause the
+    /// loop would spin on it at full CPU; pausing lets connections close and the backlog wait.
+    private func acceptFailed(errno code: Int32) {
+        guard let listener, !acceptPaused else { return }
+        acceptPaused = true
+        evconnlistener_disable(listener)
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        let last = Self.lastAcceptWarning.load(ordering: .relaxed)
+        if Int64(now.tv_sec) - last >= 10,
+           Self.lastAcceptWarning.compareExchange(expected: last, desired: Int64(now.tv_sec), ordering: .relaxed).exchanged {
+            Self.logger.warning("accept failed; pausing new connections", metadata: [
+                "error": "\(String(cString: strerror(code)))", "pause": "\(Self.acceptPause)", "port": "\(port)",
+            ])
+        }
+        worker.schedule(after: Self.acceptPause) { [weak self] in
+            guard let self else { return }
+            acceptPaused = false
+            if let listener = self.listener { evconnlistener_enable(listener) }
+        }
     }
 
     /// Stops accepting; connections already accepted go on.
