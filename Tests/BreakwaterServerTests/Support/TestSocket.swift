@@ -33,7 +33,8 @@ final class TestSocket: @unchecked Sendable {
             rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
         }
         guard rc == 0 else {
-            Glibc.close(fd)
+            // No close here: a class whose properties are all set runs deinit when its init
+            // throws, and deinit closes `fd`. Closing twice could close another thread's new socket.
             throw Failure(description: "connect to \(host):\(port): errno \(errno)")
         }
     }
