@@ -93,6 +93,8 @@ final class RedisLink {
     private var attempt = 0
     private var timeoutsInARow = 0
     private var handshakeLeft = 0
+    /// Inside a hiredis reply callback (hiredis must not be re-entered to write from there).
+    private var inCallback = 0
     private var shas: [String?]
     private var rng = SystemRandomNumberGenerator()
     /// Whether the link is ready, readable from any thread (tests, `/stats`).
@@ -314,11 +316,17 @@ final class RedisLink {
         pending.append(Pending(deadline: deadline, handshake: handshake, completion: completion, late: late,
                                script: script, command: script >= 0 ? command : nil))
         armTimer(deadline)
+        // Write now rather than on the next loop turn: a record then reaches Redis before the
+        // response that caused it reaches the client, so the client's next request, through any
+        // replica, sees it. (A failed write frees the context and completes this command with nil.)
+        if state == .ready, inCallback == 0 { redisAsyncHandleWrite(ac) }
         return true
     }
 
     /// hiredis's callback for the oldest pending command: its reply, or nil when the connection is gone.
     private func replied(_ raw: UnsafeMutablePointer<redisReply>?) {
+        inCallback += 1
+        defer { inCallback -= 1 }
         guard head < pending.count else { return }
         let entry = pending[head]
         pending[head] = Pending(deadline: 0, done: true)
