@@ -21,12 +21,7 @@ import Testing
         return route
     }
 
-    private func metric(_ text: String, _ series: String) -> Double? {
-        for line in text.split(separator: "\n") where line.hasPrefix(series + " ") {
-            return Double(line.dropFirst(series.count + 1))
-        }
-        return nil
-    }
+    private func metric(_ text: String, _ series: String) -> Double? { metricValue(text, series) }
 
     @Test func countersFollowAScriptedSequenceAndPromtoolAcceptsTheText() throws {
         let api = try Self.demo()

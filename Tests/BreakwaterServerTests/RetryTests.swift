@@ -17,11 +17,7 @@ import Testing
     }
 
     private func metric(_ proxy: Harness, _ series: String) throws -> Double? {
-        let text = try request(port: proxy.server.adminPort, "GET", "/metrics").bodyText
-        for line in text.split(separator: "\n") where line.hasPrefix(series + " ") {
-            return Double(line.dropFirst(series.count + 1))
-        }
-        return nil
+        metricValue(try request(port: proxy.server.adminPort, "GET", "/metrics").bodyText, series)
     }
 
     @Test func aFlakyUpstreamIsRetriedUntilItSucceedsAndTheShieldSeesOnlyTheSuccess() throws {

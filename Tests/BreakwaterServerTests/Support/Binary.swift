@@ -24,33 +24,12 @@ enum Binary {
 
     /// Runs the binary to completion (bounded by `timeout`).
     static func run(_ arguments: [String], timeout: Double = 30) throws -> Result {
-        let process = Process()
-        process.executableURL = url
-        process.arguments = arguments
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let deadline = Date().addingTimeInterval(timeout)
-        while process.isRunning && Date() < deadline { usleep(10_000) }
-        if process.isRunning { process.terminate() }
-        process.waitUntilExit()
-        return Result(status: process.terminationStatus,
-                      stdout: String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self),
-                      stderr: String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self))
+        try Tool.run(url, arguments, timeout: timeout)
     }
 
-    /// Starts the binary in the background, stderr collected to a file.
+    /// Starts the binary in the background, its output collected to a file.
     static func start(_ arguments: [String], log: URL) throws -> Process {
-        let process = Process()
-        process.executableURL = url
-        process.arguments = arguments
-        FileManager.default.createFile(atPath: log.path, contents: nil)
-        let handle = try FileHandle(forWritingTo: log)
-        process.standardError = handle
-        process.standardOutput = handle
-        try process.run()
-        return process
+        try Tool.start(url, arguments, log: log)
     }
 
     /// A loopback port that was free a moment ago (bound to 0, then released).

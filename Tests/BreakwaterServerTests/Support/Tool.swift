@@ -11,8 +11,14 @@ enum Tool {
     }
 
     static func run(_ name: String, _ arguments: [String], stdin: [UInt8] = []) throws -> Binary.Result {
+        try run(path(name), arguments, stdin: stdin)
+    }
+
+    /// Runs `executable` to completion, killing it after `timeout`; output is read while it runs,
+    /// so a chatty process cannot block on a full pipe.
+    static func run(_ executable: URL, _ arguments: [String], stdin: [UInt8] = [], timeout: Double = 60) throws -> Binary.Result {
         let process = Process()
-        process.executableURL = try path(name)
+        process.executableURL = executable
         process.arguments = arguments
         let input = Pipe(), out = Pipe(), err = Pipe()
         process.standardInput = input
@@ -21,15 +27,26 @@ enum Tool {
         try process.run()
         input.fileHandleForWriting.write(Data(stdin))
         try input.fileHandleForWriting.close()
+        // The reads below end when the process does; the deadline makes sure it does.
+        DispatchQueue.global().asyncAfter(deadline: .now() + timeout) { [process] in
+            if process.isRunning { process.terminate() }
+        }
+        let stdout = out.fileHandleForReading.readDataToEndOfFile()
+        let stderr = err.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
         return Binary.Result(status: process.terminationStatus,
-                             stdout: String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self),
-                             stderr: String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self))
+                             stdout: String(decoding: stdout, as: UTF8.self),
+                             stderr: String(decoding: stderr, as: UTF8.self))
     }
 
     static func start(_ name: String, _ arguments: [String], log: URL) throws -> Process {
+        try start(path(name), arguments, log: log)
+    }
+
+    /// Starts `executable` in the background, its output appended to `log`.
+    static func start(_ executable: URL, _ arguments: [String], log: URL) throws -> Process {
         let process = Process()
-        process.executableURL = try path(name)
+        process.executableURL = executable
         process.arguments = arguments
         FileManager.default.createFile(atPath: log.path, contents: nil)
         let handle = try FileHandle(forWritingTo: log)
