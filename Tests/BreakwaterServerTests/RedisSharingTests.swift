@@ -132,4 +132,25 @@ import Testing
         #expect(try Self.get(a, token: "expired", as: "client-5").status == 401)
         #expect(try request(port: b.server.adminPort, "POST", "/clients/reset?key=0123456789abcdef").status == 404)
     }
+
+    @Test func aReloadTurnsSharingOnAndOff() throws {
+        let api = try Self.demo()
+        defer { api.shutdown() }
+        let redis = try RedisTestServer()
+        let url = "redis://127.0.0.1:\(redis.port)"
+        let a = try Self.replica(upstream: api.port, url: url)
+        let b = try Self.replica(upstream: api.port, url: url)
+        var alone = b.server.config
+        alone.redis = nil
+        try b.server.reload(alone)
+        #expect(eventually(2) { !b.server.redisConnected })
+        #expect(try Self.get(a, token: "expired", as: "reload-1").status == 401)
+        #expect(try Self.get(b, token: "expired", as: "reload-1").status == 401, "without [redis], B knows nothing of A's block")
+        var shared = alone
+        shared.redis = a.server.config.redis
+        try b.server.reload(shared)
+        #expect(eventually(5) { b.server.redisConnected })
+        #expect(try Self.get(a, token: "expired", as: "reload-2").status == 401)
+        #expect(try Self.get(b, token: "expired", as: "reload-2").status == 429)
+    }
 }
