@@ -23,6 +23,17 @@ import Testing
         #expect(inDb0.isEmpty)
     }
 
+    @Test func anACLUserFromTheURLIsUsed() throws {
+        let api = try RedisSharingTests.demo()
+        defer { api.shutdown() }
+        let redis = try RedisTestServer(password: "alice-pass", user: "alice")
+        let url = "redis://alice:alice-pass@127.0.0.1:\(redis.port)"
+        let a = try RedisSharingTests.replica(upstream: api.port, url: url)
+        let b = try RedisSharingTests.replica(upstream: api.port, url: url)
+        #expect(try RedisSharingTests.get(a, token: "expired", as: "acl-1").status == 401)
+        #expect(try RedisSharingTests.get(b, token: "expired", as: "acl-1").status == 429)
+    }
+
     @Test func aWrongPasswordFailsOpenToTheLocalTracker() throws {
         let api = try RedisSharingTests.demo()
         defer { api.shutdown() }

@@ -8,12 +8,15 @@ import Glibc
 final class RedisTestServer {
     let port: UInt16
     let password: String?
+    /// With a user, `password` is that ACL user's (Redis 6+ ACLs) and the default user is off.
+    let user: String?
     private var process: Process?
     private let log: URL
 
-    init(password: String? = nil) throws {
+    init(password: String? = nil, user: String? = nil) throws {
         port = TestUpstream.deadPort()
         self.password = password
+        self.user = user
         log = FileManager.default.temporaryDirectory.appendingPathComponent("breakwater-redis-\(port).log")
         try start()
     }
@@ -23,7 +26,11 @@ final class RedisTestServer {
     /// Starts redis-server and waits until it answers PING (at most 5 s).
     func start() throws {
         var arguments = ["--port", "\(port)", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-        if let password { arguments += ["--requirepass", password] }
+        if let user, let password {
+            arguments += ["--user", "default", "off", "--user", user, "on", ">\(password)", "~*", "&*", "+@all"]
+        } else if let password {
+            arguments += ["--requirepass", password]
+        }
         process = try Tool.start("redis-server", arguments, log: log)
         let up = eventually(5) { (try? client().command("PING")) == .status("PONG") }
         guard up else { throw TestSocket.Failure(description: "redis-server did not start on \(port): \(logText)") }
@@ -46,7 +53,11 @@ final class RedisTestServer {
     /// A new connection, authenticated, on database `db`.
     func client(db: Int = 0) throws -> RedisTestClient {
         let client = try RedisTestClient(port: port)
-        if let password { _ = try client.command("AUTH", password) }
+        if let user, let password {
+            _ = try client.command("AUTH", user, password)
+        } else if let password {
+            _ = try client.command("AUTH", password)
+        }
         if db != 0 { _ = try client.command("SELECT", "\(db)") }
         return client
     }
