@@ -102,18 +102,21 @@ EOF
     fi
 }
 
+# start_breakwater NAME PORT ADMIN [REDIS_PORT]: starts it and sets STARTED_PID. (Not through
+# $(...): a subshell's track_pid would not reach this shell's cleanup list.)
 start_breakwater() {
     local name=$1 port=$2 admin=$3 redis=${4:-}
     conf "$name" "$port" "$admin" "$redis" >"$OUT/$name.conf"
     "$BIN" check --config "$OUT/$name.conf" >"$OUT/$name-check.log" 2>&1 || bench_die "breakwater check refused $OUT/$name.conf"
     taskset -c "$PROXY_CPU" "$BIN" --config "$OUT/$name.conf" >"$OUT/$name.log" 2>&1 &
-    local pid=$!
-    track_pid "$pid" "breakwater-$name"
-    wait_port "$port" "$pid" || bench_die "Breakwater ($name) did not start"
-    echo "$pid"
+    STARTED_PID=$!
+    track_pid "$STARTED_PID" "breakwater-$name"
+    wait_port "$port" "$STARTED_PID" || bench_die "Breakwater ($name) did not start"
 }
-LOCAL_PID=$(start_breakwater local "$LOCAL_PORT" "$LOCAL_ADMIN")
-REDIS_BW_PID=$(start_breakwater redis "$REDIS_BW_PORT" "$REDIS_ADMIN" "$REDIS_PORT")
+start_breakwater local "$LOCAL_PORT" "$LOCAL_ADMIN"
+LOCAL_PID=$STARTED_PID
+start_breakwater redis "$REDIS_BW_PORT" "$REDIS_ADMIN" "$REDIS_PORT"
+REDIS_BW_PID=$STARTED_PID
 sleep 0.5
 
 cat >"$WORK/unique.lua" <<'EOF'
