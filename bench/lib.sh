@@ -10,6 +10,15 @@
 #   cpu_ticks N            "busy total" clock ticks of CPU N so far, from /proc/stat
 #   median X...            the median of the numbers given (mean of the middle two for an even count)
 #   ensure_tool CMD PKG    install the Debian package PKG when CMD is missing
+#   wrk_ms VALUE           a wrk latency ("812.00us", "1.20ms", "2.01s") in milliseconds
+#   wrk_results FILE       "req/s requests p50_ms p99_ms non2xx socket_errors" of a wrk --latency output
+#   reset_peak_rss PID...  restart the peak-RSS count (VmHWM) of each PID at its current RSS
+#   peak_rss_kib PID       VmHWM of PID in KiB (0 when unknown)
+#   load_average           the 1-minute load average
+#   machine_busy_pct S     how busy all CPUs together were over the next S seconds, in %
+#   wait_quiet PCT MAX     wait (at most MAX s) until the machine is under PCT % busy; false if never
+#   proc_wait_ns PID       nanoseconds the threads of PID and of its child processes have waited
+#                          for a CPU while runnable (field 2 of /proc/.../schedstat), so far
 #
 # Every address used is 127.0.0.1: these scripts load only this machine's loopback.
 
@@ -177,4 +186,76 @@ ensure_tool() {
     if ! { $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$pkg" >&2; }; then
         bench_die "could not install $pkg; install it and run again"
     fi
+}
+
+wrk_ms() {
+    awk -v v="$1" 'BEGIN {
+        n = v + 0
+        if (v ~ /us$/) n /= 1000
+        else if (v ~ /ms$/) n = n
+        else if (v ~ /m$/) n *= 60000
+        else if (v ~ /s$/) n *= 1000
+        printf "%.3f\n", n
+    }'
+}
+
+wrk_results() {
+    local file=$1 rps requests p50 p99 non2xx sockerr
+    rps=$(awk '/^Requests\/sec:/ { print $2 }' "$file")
+    requests=$(awk '/ requests in / { print $1 }' "$file")
+    [ -n "$rps" ] && [ -n "$requests" ] || return 1
+    p50=$(wrk_ms "$(awk '$1 == "50%" { print $2 }' "$file")")
+    p99=$(wrk_ms "$(awk '$1 == "99%" { print $2 }' "$file")")
+    non2xx=$(awk '/Non-2xx or 3xx responses:/ { print $NF }' "$file")
+    sockerr=$(awk '/Socket errors:/ { gsub(",", ""); print $4 + $6 + $8 + $10 }' "$file")
+    echo "$rps $requests $p50 $p99 ${non2xx:-0} ${sockerr:-0}"
+}
+
+# Writing 5 to /proc/PID/clear_refs resets VmHWM to the current RSS (Linux 4.0 and later), so the
+# peak of one run can be read on its own. Needs the right to write there (same user or root).
+reset_peak_rss() {
+    local pid
+    for pid in "$@"; do
+        echo 5 >"/proc/$pid/clear_refs" 2>/dev/null || true
+    done
+}
+
+peak_rss_kib() {
+    awk '/^VmHWM:/ { print $2; found = 1 } END { if (!found) print 0 }' "/proc/$1/status" 2>/dev/null || echo 0
+}
+
+load_average() {
+    awk '{ print $1 }' /proc/loadavg
+}
+
+proc_wait_ns() {
+    local pid=$1 p
+    {
+        for p in "$pid" $(pgrep -P "$pid" 2>/dev/null); do
+            cat /proc/"$p"/task/*/schedstat 2>/dev/null
+        done
+    } | awk '{ s += $2 } END { printf "%d\n", s }'
+}
+
+machine_busy_pct() {
+    local a b
+    a=$(awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9 }' /proc/stat)
+    sleep "$1"
+    b=$(awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9 }' /proc/stat)
+    awk -v a="$a" -v b="$b" 'BEGIN { split(a, x, " "); split(b, y, " "); d = y[2] - x[2]; printf "%.0f\n", (d > 0 ? 100 * (y[1] - x[1]) / d : 0) }'
+}
+
+# Other jobs on a shared machine come and go: wait for a gap rather than measure through them.
+wait_quiet() {
+    local pct=$1 max=$2 start=$SECONDS busy
+    while :; do
+        busy=$(machine_busy_pct 2)
+        [ "$busy" -lt "$pct" ] && return 0
+        if [ $((SECONDS - start)) -ge "$max" ]; then
+            bench_log "note: the machine was still ${busy}% busy after waiting ${max}s for under ${pct}%; measuring anyway"
+            return 1
+        fi
+        bench_log "machine ${busy}% busy (other jobs); waiting for under ${pct}%"
+        sleep 3
+    done
 }

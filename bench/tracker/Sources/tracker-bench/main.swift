@@ -1,0 +1,319 @@
+// The error tracker alone, in release mode, without sockets: how many shield decisions per second
+// a core makes with a million clients, and how many bytes a tracked client costs.
+//
+// Three measurements, each on its own tracker as the server builds it (ErrorTracker with
+// SystemClock, max_clients 1 000 000, 64 shards, default BackoffPolicy):
+//
+//   memory   RSS growth (/proc/self/statm) and `tableBytes` after recording one error for each of
+//            KEYS distinct keys, so every key holds an entry.
+//   mix      the request path of a proxy facing KEYS distinct clients picked at random: `check`;
+//            if the verdict is forward or probe, `record` the upstream's answer, an error with
+//            probability ERROR_PERCENT %, else a success. Most keys are unknown to the tracker
+//            (the miss path, then a success that finds nothing to clear); a key that drew an error
+//            is blocked for 0.4-0.5 s (the default base 500 ms, jitter 0.2) and answered `.reject`
+//            until its probe. One operation = one request: a check, plus a record when forwarded.
+//   shield   `check` only, on KEYS keys that are all tracked (each recorded one error first):
+//            the hit path of a storm; once the windows end, the checks hand out probes and then
+//            answer `.reject(.probe)`, every one a lookup of a tracked entry.
+//
+// mix and shield run with 1 thread and with THREADS threads on the same tracker. Each thread
+// counts its operations and its own CPU time (CLOCK_THREAD_CPUTIME_ID), so the rate per core is
+// operations / CPU seconds and stays honest when other jobs take a share of the machine; the
+// wall-clock rate is shown beside it.
+//
+// Environment: KEYS (1000000), SECONDS (2, per timed run), ROUNDS (3, median reported),
+// ERROR_PERCENT (2), THREADS (2), WORKLOADS ("memory,mix,shield"; a subset, e.g. to profile one).
+
+import BreakwaterCore
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+// MARK: - settings
+
+func setting(_ name: String, _ fallback: Double) -> Double {
+    guard let text = ProcessInfo.processInfo.environment[name], !text.isEmpty else { return fallback }
+    guard let value = Double(text), value >= 0 else {
+        FileHandle.standardError.write(Data("\(name) must be a non-negative number, got '\(text)'\n".utf8))
+        exit(2)
+    }
+    return value
+}
+
+let keyCount = Int(setting("KEYS", 1_000_000))
+let seconds = setting("SECONDS", 2)
+let rounds = max(1, Int(setting("ROUNDS", 3)))
+let errorPercent = setting("ERROR_PERCENT", 2)
+let threadCount = max(1, Int(setting("THREADS", 2)))
+let maxClients = 1_000_000
+let policy = BackoffPolicy()
+let workloads = Set((ProcessInfo.processInfo.environment["WORKLOADS"] ?? "memory,mix,shield")
+    .split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
+
+// MARK: - helpers
+
+/// xorshift64*: a fast per-thread generator for key picks and outcomes.
+struct FastRandom {
+    var state: UInt64
+    init(seed: UInt64) { state = seed == 0 ? 0x9E37_79B9_7F4A_7C15 : seed }
+    @inline(__always)
+    mutating func next() -> UInt64 {
+        state ^= state >> 12
+        state ^= state << 25
+        state ^= state >> 27
+        return state &* 0x2545_F491_4F6C_DD1D
+    }
+}
+
+func monotonicSeconds() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+}
+
+func threadCPUSeconds() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+}
+
+/// Resident bytes of this process, from /proc/self/statm (second field, in pages).
+func residentBytes() -> Int {
+    guard let text = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return 0 }
+    let fields = text.split(separator: " ")
+    guard fields.count > 1, let pages = Int(fields[1]) else { return 0 }
+    return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
+}
+
+func median(_ values: [Double]) -> Double {
+    let sorted = values.sorted()
+    guard !sorted.isEmpty else { return .nan }
+    let mid = sorted.count / 2
+    return sorted.count % 2 == 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2
+}
+
+func format(_ value: Double, _ decimals: Int = 2) -> String {
+    String(format: "%.\(decimals)f", value)
+}
+
+/// The key of client number `i` of a key space: a bijective scramble of `i` (the SplitMix64
+/// finalizer), so the numbers 0..<n give n distinct, random-looking 64-bit values, as the keyed
+/// hash of n client addresses would. Computed, not stored: a table of a million keys would add a
+/// cache miss of its own to every operation, which a real request does not pay.
+struct KeySpace: Sendable {
+    let count: Int
+    let seed: UInt64
+
+    @inline(__always)
+    func key(_ i: Int) -> ClientKey {
+        var z = UInt64(truncatingIfNeeded: i) &+ seed
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return ClientKey(value: z ^ (z >> 31))
+    }
+}
+
+func makeTracker() -> ErrorTracker<SystemClock> {
+    ErrorTracker(maxClients: maxClients, clock: SystemClock(), seed: UInt64.random(in: 1...UInt64.max))
+}
+
+/// Every key recorded once as an error, so each holds an entry.
+func fill(_ tracker: ErrorTracker<SystemClock>, _ keys: KeySpace) {
+    for i in 0..<keys.count {
+        _ = tracker.record(keys.key(i), outcome: .error, policy: policy, routeIndex: 0, upstreamRetryAfter: nil)
+    }
+}
+
+// MARK: - timed loops
+
+struct ThreadResult {
+    var operations = 0
+    var records = 0
+    var rejects = 0
+    var cpuSeconds = 0.0
+}
+
+enum Workload {
+    case mix
+    case shield
+}
+
+/// One thread's loop until `deadline` (monotonic seconds). Checks the clock every 1024 requests.
+func runLoop(_ workload: Workload, tracker: ErrorTracker<SystemClock>, keys: KeySpace, seed: UInt64,
+             deadline: Double) -> ThreadResult {
+    var rng = FastRandom(seed: seed)
+    // An error when the low 32 bits fall under this.
+    let errorThreshold = UInt64(min(100, errorPercent) / 100 * 4_294_967_296)
+    var result = ThreadResult()
+    let cpu0 = threadCPUSeconds()
+    let n = UInt64(keys.count)
+    while monotonicSeconds() < deadline {
+        for _ in 0..<1024 {
+            let r = rng.next()
+            let key = keys.key(Int(truncatingIfNeeded: r.multipliedFullWidth(by: n).high))
+            let verdict = tracker.check(key, policy: policy)
+            switch workload {
+            case .shield:
+                if case .reject = verdict { result.rejects += 1 }
+            case .mix:
+                switch verdict {
+                case .forward, .probe:
+                    let outcome: Outcome = (r & 0xFFFF_FFFF) < errorThreshold ? .error : .success
+                    _ = tracker.record(key, outcome: outcome, policy: policy, routeIndex: 0,
+                                       upstreamRetryAfter: nil)
+                    result.records += 1
+                case .reject:
+                    result.rejects += 1
+                }
+            }
+        }
+        result.operations += 1024
+    }
+    result.cpuSeconds = threadCPUSeconds() - cpu0
+    return result
+}
+
+/// Runs `threads` threads for `seconds` on one tracker; returns their results and the wall time.
+func timedRun(_ workload: Workload, tracker: ErrorTracker<SystemClock>, keys: KeySpace, threads: Int,
+              seconds: Double, seed: UInt64) -> (results: [ThreadResult], wall: Double) {
+    final class Box: @unchecked Sendable { // written under `lock`, read after `done`
+        var results: [ThreadResult]
+        init(results: [ThreadResult]) { self.results = results }
+    }
+    let box = Box(results: Array(repeating: ThreadResult(), count: threads))
+    let lock = NSLock()
+    let done = DispatchGroup()
+    let start = monotonicSeconds() + 0.05
+    let deadline = start + seconds
+    for t in 0..<threads {
+        done.enter()
+        let thread = Thread {
+            while monotonicSeconds() < start {}
+            let r = runLoop(workload, tracker: tracker, keys: keys, seed: seed &+ UInt64(t) &* 0x9E37_79B9, deadline: deadline)
+            lock.lock()
+            box.results[t] = r
+            lock.unlock()
+            done.leave()
+        }
+        thread.stackSize = 1 << 20
+        thread.start()
+    }
+    done.wait()
+    return (box.results, monotonicSeconds() - start)
+}
+
+// MARK: - main
+
+let cpus = ProcessInfo.processInfo.activeProcessorCount
+let load = (try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8))?.split(separator: " ").prefix(3).joined(separator: " ") ?? "?"
+print("tracker core benchmark: \(keyCount) keys, max_clients \(maxClients), default BackoffPolicy, SystemClock")
+print("\(cpus) CPUs; load average at start: \(load); \(rounds) rounds of \(format(seconds, 1)) s per run, median shown")
+print("")
+
+// memory: only the tracker's growth is counted (the keys are computed, not stored).
+var rssPerClient = Double.nan, tablePerClient = Double.nan
+if workloads.contains("memory") {
+    let memoryKeys = KeySpace(count: keyCount, seed: 0xB0BA_CAFE)
+    let rssBefore = residentBytes()
+    let memoryTracker = makeTracker()
+    fill(memoryTracker, memoryKeys)
+    let rssAfter = residentBytes()
+    let tracked = memoryTracker.trackedCount
+    let tableBytes = memoryTracker.tableBytes
+    rssPerClient = Double(rssAfter - rssBefore) / Double(max(1, tracked))
+    tablePerClient = Double(tableBytes) / Double(max(1, tracked))
+    print("memory: \(tracked) clients tracked, \(memoryTracker.evictions) evicted")
+    print("  RSS growth      \(format(Double(rssAfter - rssBefore) / 1_048_576, 1)) MiB = \(format(rssPerClient, 1)) bytes per tracked client")
+    print("  tableBytes      \(format(Double(tableBytes) / 1_048_576, 1)) MiB = \(format(tablePerClient, 1)) bytes per tracked client")
+    if memoryTracker.evictions > 0 {
+        print("  (max_clients is split evenly over the shards and keys spread unevenly, so a few shards fill")
+        print("   up and evict before the table holds max_clients keys)")
+    }
+    print("")
+}
+
+struct Row {
+    var name: String
+    var threads: Int
+    var perCoreCPU: Double // operations per thread-CPU-second
+    var perCoreWall: Double // operations per wall second / threads
+    var total: Double // operations per wall second, all threads
+    var recordShare: Double
+    var rejectShare: Double
+    var cpuShare: Double // thread CPU seconds / (threads * wall)
+    var tracked: Int
+}
+
+func measure(_ workload: Workload, name: String, threads: Int, keys: KeySpace,
+             prepare: (ErrorTracker<SystemClock>) -> Void) -> Row {
+    var perCPU: [Double] = [], perWall: [Double] = [], totals: [Double] = []
+    var recordShares: [Double] = [], rejectShares: [Double] = [], cpuShares: [Double] = []
+    var trackedCounts: [Double] = []
+    for round in 0..<rounds {
+        let tracker = makeTracker()
+        prepare(tracker)
+        // Warm-up: reach the steady state of the table (mix) and fault in every page.
+        _ = timedRun(workload, tracker: tracker, keys: keys, threads: threads, seconds: min(1, seconds / 2),
+                     seed: 77 &+ UInt64(round))
+        let (results, wall) = timedRun(workload, tracker: tracker, keys: keys, threads: threads,
+                                       seconds: seconds, seed: 1_000 &+ UInt64(round))
+        let ops = Double(results.reduce(0) { $0 + $1.operations })
+        let cpu = results.reduce(0) { $0 + $1.cpuSeconds }
+        perCPU.append(ops / max(cpu, 1e-9))
+        totals.append(ops / wall)
+        perWall.append(ops / wall / Double(threads))
+        recordShares.append(Double(results.reduce(0) { $0 + $1.records }) / ops)
+        rejectShares.append(Double(results.reduce(0) { $0 + $1.rejects }) / ops)
+        cpuShares.append(cpu / (wall * Double(threads)))
+        trackedCounts.append(Double(tracker.trackedCount))
+    }
+    return Row(name: name, threads: threads, perCoreCPU: median(perCPU), perCoreWall: median(perWall),
+               total: median(totals), recordShare: median(recordShares), rejectShare: median(rejectShares),
+               cpuShare: median(cpuShares), tracked: Int(median(trackedCounts)))
+}
+
+let keys = KeySpace(count: keyCount, seed: 0x5EED)
+var rows: [Row] = []
+for threads in Array(Set([1, threadCount])).sorted() {
+    if workloads.contains("mix") {
+        rows.append(measure(.mix, name: "mix (\(format(errorPercent, 0)) % errors)", threads: threads, keys: keys) { _ in })
+    }
+    if workloads.contains("shield") {
+        rows.append(measure(.shield, name: "shield (all tracked)", threads: threads, keys: keys) { fill($0, keys) })
+    }
+}
+
+func millions(_ v: Double) -> String { format(v / 1e6, 2) }
+func pad(_ text: String, _ width: Int, left: Bool = false) -> String {
+    let fill = String(repeating: " ", count: max(0, width - text.count))
+    return left ? text + fill : fill + text
+}
+
+func line(_ cells: [String]) -> String {
+    let widths = [22, 8, 12, 12, 12, 9, 9, 9, 10]
+    return zip(cells, widths).enumerated().map { i, pair in pad(pair.0, pair.1, left: i == 0) }.joined(separator: " ")
+}
+
+print("throughput, M operations per second (an operation: check, and record when forwarded)")
+print(line(["workload", "threads", "per core", "per core", "all threads", "records", "rejects", "CPU", "tracked"]))
+print(line(["", "", "(CPU time)", "(wall)", "(wall)", "%", "%", "share %", "at end"]))
+for row in rows {
+    print(line([row.name, String(row.threads), millions(row.perCoreCPU), millions(row.perCoreWall), millions(row.total),
+                format(100 * row.recordShare, 1), format(100 * row.rejectShare, 1), format(100 * row.cpuShare, 0),
+                String(row.tracked)]))
+}
+let loadEnd = (try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8))?.split(separator: " ").prefix(3).joined(separator: " ") ?? "?"
+print("")
+print("per core (CPU time): operations / CPU seconds of the benchmark threads; per core (wall): operations / wall seconds / threads.")
+print("CPU share: the threads' CPU time / (threads x wall time); under 100 % means other processes took CPU (disturbed wall figures).")
+print("load average at end: \(loadEnd)")
+print("")
+for row in rows where row.name.hasPrefix("mix") {
+    print("target: >= 10 M check+record per second per core with 1 M keys: mix, \(row.threads) thread(s): \(millions(row.perCoreCPU)) M/s per core: \(row.perCoreCPU >= 10e6 ? "met" : "NOT met")")
+}
+if workloads.contains("memory") {
+    print("target: <= 96 bytes per tracked client: RSS growth \(format(rssPerClient, 1)), tableBytes \(format(tablePerClient, 1)): \(rssPerClient <= 96 && tablePerClient <= 96 ? "met" : "NOT met")")
+}
