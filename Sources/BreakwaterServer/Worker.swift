@@ -42,16 +42,10 @@ final class Worker: @unchecked Sendable {
 
     /// Runs `block` on this worker's thread, soon; callable from any thread.
     func execute(_ block: @escaping () -> Void) {
-        let box = Unmanaged.passRetained(Box(block)).toOpaque()
-        var now = timeval(tv_sec: 0, tv_usec: 0)
-        let rc = event_base_once(base, -1, Int16(EV_TIMEOUT), { _, _, arg in
-            let box = Unmanaged<Box>.fromOpaque(arg!).takeRetainedValue()
-            box.block()
-        }, box, &now)
-        if rc != 0 { Unmanaged<Box>.fromOpaque(box).release() }
+        schedule(after: .zero, block)
     }
 
-    /// Runs `block` on this worker's thread after `delay`.
+    /// Runs `block` on this worker's thread after `delay`; callable from any thread.
     func schedule(after delay: Duration, _ block: @escaping () -> Void) {
         let box = Unmanaged.passRetained(Box(block)).toOpaque()
         var tv = timeval(delay)
