@@ -104,7 +104,7 @@ extension TestSocket {
 }
 
 /// One request from the loopback address `source` on a fresh connection.
-func request(from source: String, port: UInt16, _ method: String = "GET", _ target: String,
+func request(from source: String, port: UInt16, _ target: String, method: String = "GET",
              headers: [(String, String)] = []) throws -> TestMessage {
     let socket = try TestSocket.from(source, port: port)
     try socket.send(rawRequest(method, target, headers: headers))
