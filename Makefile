@@ -2,7 +2,7 @@
 SWIFT ?= swift
 CONF ?= conf/breakwater.conf
 
-.PHONY: all build release run test test-unit tsan check bench clean deps-build deps-test deps-bench
+.PHONY: all build release run test test-unit tsan check bench clean deps-build deps-test deps-bench fuzz
 
 all: build
 
@@ -41,3 +41,8 @@ bench: deps-bench release
 
 clean:
 	rm -rf .build .build-tsan
+
+# Not part of `make test`: bounded, but minutes long. Reports go to scripts/reliability/out/.
+# libFuzzer harnesses (Fuzz/) for the conf parser, identity and routes, the request head, FUZZ_SECONDS each.
+fuzz: deps-build
+	scripts/reliability/fuzz.sh

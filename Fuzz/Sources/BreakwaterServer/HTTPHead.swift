@@ -1,0 +1,1 @@
+../../../Sources/BreakwaterServer/HTTPHead.swift

@@ -1,0 +1,1 @@
+../../../Sources/BreakwaterServer/RequestFraming.swift

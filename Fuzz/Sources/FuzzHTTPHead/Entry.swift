@@ -1,0 +1,15 @@
+import FuzzOracles
+
+/// libFuzzer's entry point: the input must pass `httpHeadOracle` (Tests/BreakwaterServerTests/Support/FuzzOracles.swift).
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
+    let bytes = size == 0 ? [] : Array(UnsafeBufferPointer(start: data, count: size))
+    if let problem = httpHeadOracle(bytes) { fatalError(problem) }
+    return 0
+}
+
+/// SwiftPM links an executable's `main` to `<module>_main`; hand control to libFuzzer's driver.
+@_cdecl("FuzzHTTPHead_main")
+public func fuzzMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> CInt {
+    runLibFuzzer(argc, argv, fuzzOne)
+}

@@ -1,0 +1,1 @@
+../../../Tests/BreakwaterServerTests/Support/FuzzOracles.swift

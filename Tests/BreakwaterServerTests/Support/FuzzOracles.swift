@@ -1,0 +1,161 @@
+import BreakwaterCore
+@testable import BreakwaterServer
+
+// The properties the libFuzzer targets in Fuzz/ check, shared with HostileFuzzRegressionTests
+// (Fuzz/Sources/FuzzOracles links this very file). Each oracle takes the fuzzer's bytes and
+// returns a description of what went wrong, or nil; a crash inside is a finding too.
+
+/// The conf parser: any text is parsed or refused with a ConfigError (never another error), and
+/// a config it accepts renders to text that parses back to the same config.
+public func configOracle(_ bytes: [UInt8]) -> String? {
+    let text = String(decoding: bytes, as: UTF8.self)
+    // Known, reported, and tested through the binary in HostileFuzzRegressionTests: toml++ 3.4.0
+    // (inside TOMLKit) aborts on two shapes of broken text. Skipped here so the fuzzer keeps
+    // looking for other bugs; remove once Config.parse refuses such text itself.
+    if abortsTOMLParser(text) { return nil }
+    let config: Config
+    do {
+        config = try Config.parse(text, file: "fuzz.conf")
+    } catch is ConfigError {
+        return nil
+    } catch {
+        return "parse threw \(type(of: error)), not a ConfigError: \(error)"
+    }
+    do {
+        let again = try Config.parse(config.render(), file: "rendered.conf")
+        return again == config ? nil : "render() then parse() gives a different config"
+    } catch {
+        return "the rendered config does not parse: \(error)"
+    }
+}
+
+/// Whether `text` holds one of the shapes that make toml++ 3.4.0 assert (and so abort the process,
+/// release builds included) instead of reporting a parse error:
+/// - a table header (`[` or `[[`, then spaces) whose next character cannot start a key (not a
+///   bare-key character, quote or `]`, or the end of the line): parse_table_header calls
+///   parse_key unchecked (fixed upstream in marzer/tomlplusplus#301);
+/// - `}` where an array expects a value (after `[` or `,` and whitespace): parse_array calls
+///   parse_value, which asserts it is not at a value terminator.
+public func abortsTOMLParser(_ text: String) -> Bool {
+    for line in text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" }) {
+        var rest = line.unicodeScalars.drop { $0 == " " || $0 == "\t" }
+        guard rest.first == "[" else { continue }
+        rest = rest.dropFirst()
+        if rest.first == "[" { rest = rest.dropFirst() }
+        rest = rest.drop { $0 == " " || $0 == "\t" }
+        guard let c = rest.first else { return true }
+        let startsKey = c.isASCII && (c.properties.isAlphabetic || ("0"..."9").contains(c) || "_-\"']".unicodeScalars.contains(c))
+        if !startsKey { return true }
+    }
+    var afterOpener = false
+    for c in text.unicodeScalars {
+        if c == "}" && afterOpener { return true }
+        if c == "[" || c == "," { afterOpener = true } else if !(c == " " || c == "\t" || c == "\r" || c == "\n") { afterOpener = false }
+    }
+    return false
+}
+
+/// Client identity and route matching, fed from one input split at NUL bytes into: route
+/// prefixes (newline-separated), a request path, a peer address, an X-Forwarded-For value,
+/// an Authorization value, trusted CIDRs (newline-separated), and an IPv6 prefix length.
+///
+/// The key is deterministic and ignores X-Forwarded-For from an untrusted peer; the route is the
+/// first prefix of the path (else the default); the client address is the peer or one of the
+/// X-Forwarded-For hops.
+public func identityOracle(_ bytes: [UInt8]) -> String? {
+    var parts = bytes.split(separator: 0, maxSplits: 6, omittingEmptySubsequences: false)
+        .map { String(decoding: $0, as: UTF8.self) }
+    while parts.count < 7 { parts.append("") }
+    let prefixes = parts[0].split(separator: "\n").map(String.init).filter { !$0.isEmpty }.prefix(16)
+    let path = parts[1], forwarded = parts[3], token = parts[4]
+    let peer = IPAddress(parsing: parts[2]) ?? IPAddress(ipv4: 0x7f00_0001)
+    var config = Config()
+    config.routes = prefixes.enumerated().map { i, prefix in
+        var route = RouteConfig(name: "r\(i)", path: prefix)
+        route.key = i % 2 == 0 ? [.ip] : [.header("authorization"), .route]
+        return route
+    }
+    config.clients.trustedProxies = parts[5].split(separator: "\n").compactMap { CIDR(parsing: String($0)) }
+    config.clients.ipv6Prefix = (parts[6].utf8.first.map(Int.init) ?? 64) % 129
+    let table = RouteTable(config: config)
+    let identity = ClientIdentity(clients: config.clients, hasher: KeyedHasher(secret: "fuzzing-hash-key-0123"))
+
+    let route = table.match(path)
+    let expected = prefixes.firstIndex { path.utf8.starts(with: $0.utf8) } ?? config.routes.count
+    guard route.index == expected else { return "route \(route.index) for \(path.debugDescription), expected \(expected)" }
+    guard Array(path.utf8).withUnsafeBytes({ table.match(pathBytes: $0).index }) == route.index else {
+        return "match(pathBytes:) and match(_:) disagree on \(path.debugDescription)"
+    }
+
+    func header(_ name: String) -> String? {
+        switch name {
+        case "x-forwarded-for": return forwarded.isEmpty ? nil : forwarded
+        case "authorization": return token.isEmpty ? nil : token
+        default: return nil
+        }
+    }
+    let key = identity.key(parts: route.keyParts, routeName: route.name, peer: peer, header: header)
+    guard key == identity.key(parts: route.keyParts, routeName: route.name, peer: peer, header: header) else {
+        return "the key is not deterministic"
+    }
+    let trusted = config.clients.trustedProxies.contains { $0.contains(peer) }
+    if !trusted {
+        let withoutForwarded = identity.key(parts: route.keyParts, routeName: route.name, peer: peer) {
+            $0 == "x-forwarded-for" ? nil : header($0)
+        }
+        guard key == withoutForwarded else { return "an untrusted peer's X-Forwarded-For changed its key" }
+    }
+    let address = identity.clientAddress(peer: peer, forwardedFor: forwarded.isEmpty ? nil : forwarded)
+    let grouped = { (a: IPAddress) in a.isIPv4 ? a : a.masked(to: config.clients.ipv6Prefix) }
+    if address != grouped(peer) {
+        guard trusted else { return "an untrusted peer got the address \(address)" }
+        let hops = forwarded.split(separator: ",").map { String($0.trimmingASCIISpaces()) }
+        let candidates = hops.compactMap { hop -> IPAddress? in
+            if hop.hasPrefix("["), let close = hop.firstIndex(of: "]") {
+                return IPAddress(parsing: String(hop[hop.index(after: hop.startIndex)..<close]))
+            }
+            if let colon = hop.firstIndex(of: ":"), hop.lastIndex(of: ":") == colon {
+                return IPAddress(parsing: String(hop[..<colon]))
+            }
+            return IPAddress(parsing: hop)
+        }
+        guard candidates.contains(where: { grouped($0) == address }) else {
+            return "client address \(address) is neither the peer nor an X-Forwarded-For hop"
+        }
+    }
+    return nil
+}
+
+/// The request-head parser and the framing rules: no crash; every parsed range lies inside the
+/// head; a head the parser accepts is never refused early, byte by byte, by the checks a
+/// connection runs while the head is still arriving (HTTPHead.isPlausibleRequestStart and
+/// scanHeadBytes); framing never accepts both Content-Length and Transfer-Encoding.
+public func httpHeadOracle(_ bytes: [UInt8]) -> String? {
+    guard let head = try? HTTPHead.parseRequest(bytes) else { return nil }
+    let count = head.bytes.count
+    for f in head.fields {
+        guard f.nameStart <= f.nameEnd, f.nameEnd <= f.valueStart, f.valueStart <= f.valueEnd, Int(f.valueEnd) <= count else {
+            return "field ranges out of order or out of the head: \(f)"
+        }
+    }
+    guard head.first.upperBound <= count, head.second.upperBound <= count else { return "start-line ranges outside the head" }
+    // The parser stops at the blank line; a connection scans only bytes before it.
+    guard let blank = bytes.firstRange(of: [13, 10, 13, 10]) else { return "a head accepted without a blank line" }
+    let headBytes = Array(bytes[..<blank.upperBound])
+    var last: UInt8 = 0
+    guard HTTPHead.scanHeadBytes(headBytes, last: &last) else { return "an accepted head fails scanHeadBytes" }
+    for end in stride(from: 0, through: min(headBytes.count, 64), by: 1)
+    where !HTTPHead.isPlausibleRequestStart(headBytes[0..<end]) {
+        return "an accepted head's first \(end) bytes are refused as not plausible"
+    }
+    switch RequestFraming.of(head) {
+    case .success(let framing):
+        let hasLength = head.count("content-length") > 0, hasCoding = head.count("transfer-encoding") > 0
+        if hasLength && hasCoding { return "framing \(framing) accepted with both Content-Length and Transfer-Encoding" }
+        if case .chunked = framing, !hasCoding { return "chunked framing without Transfer-Encoding" }
+        if case .length(let n) = framing, n <= 0 { return "a length framing of \(n)" }
+    case .failure:
+        break
+    }
+    return nil
+}
