@@ -2,7 +2,7 @@
 SWIFT ?= swift
 CONF ?= conf/breakwater.conf
 
-.PHONY: all build release run test test-unit tsan check bench clean deps-build deps-test deps-bench fuzz
+.PHONY: all build release run test test-unit tsan check bench clean deps-build deps-test deps-bench fuzz soak reliability
 
 all: build
 
@@ -46,3 +46,13 @@ clean:
 # libFuzzer harnesses (Fuzz/) for the conf parser, identity and routes, the request head, FUZZ_SECONDS each.
 fuzz: deps-build
 	scripts/reliability/fuzz.sh
+
+# 60 s at 256 connections against the release binary: statuses, memory, descriptors.
+soak: deps-build
+	scripts/reliability/soak.sh
+
+# The long runs: 10,000-request integrity, the soak, the 1,000,000-key flood.
+reliability: deps-build
+	scripts/reliability/integrity.sh
+	scripts/reliability/soak.sh
+	scripts/reliability/keyflood.sh
