@@ -132,6 +132,20 @@ OUT=bench/out/storm-$(date +%Y%m%d-%H%M%S)
 mkdir -p "$OUT" "$RESULTS"
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/breakwater-storm.XXXXXX")
 
+# check_alive PID NAME LOG: true while PID runs; else says how it ended (exit status or signal)
+check_alive() {
+    local pid=$1 name=$2 logfile=$3 status=0
+    kill -0 "$pid" 2>/dev/null && return 0
+    wait "$pid" 2>/dev/null || status=$?
+    untrack "$pid"
+    if [ "$status" -gt 128 ]; then
+        log "error: $name (pid $pid) ended during the run by signal $((status - 128)) (see $logfile)"
+    else
+        log "error: $name (pid $pid) exited during the run with status $status (see $logfile)"
+    fi
+    return 1
+}
+
 # ---- one run ----------------------------------------------------------------------------------
 # run_one NAME VIA(direct|breakwater) CLIENT_MODE(ignore|honour)
 run_one() {
@@ -186,7 +200,20 @@ EOF
     status=0
     wait "$storm_pid" || status=$?
     untrack "$storm_pid"
-    [ "$status" -eq 0 ] || die "the load generator failed (exit $status)"
+    if [ "$status" -ne 0 ]; then
+        # Say whether a server died under the load (and how), and who listens on its port, before giving up.
+        if command -v ss >/dev/null 2>&1; then
+            log "listening on the demo API's port $demo_port now:"
+            ss -Htlnp "sport = :$demo_port" >&2 || true
+        fi
+        check_alive "$demo_pid" demo-api "$OUT/$name-demo-api.log"
+        [ "$via" = breakwater ] && check_alive "$bw_pid" breakwater "$OUT/$name-breakwater.log"
+        die "the load generator failed (exit $status)"
+    fi
+    check_alive "$demo_pid" demo-api "$OUT/$name-demo-api.log" || die "the demo API died during the run"
+    if [ "$via" = breakwater ]; then
+        check_alive "$bw_pid" breakwater "$OUT/$name-breakwater.log" || die "Breakwater died during the run"
+    fi
 
     if [ "$via" = breakwater ]; then
         # What Breakwater says about the run, kept with the logs (the admin endpoint may be absent).
@@ -201,6 +228,7 @@ for path, ext in (("/metrics", "metrics.txt"), ("/stats", "stats.json")):
     except Exception as exc:
         open("%s-%s" % (prefix, ext), "w").write("unavailable: %r\n" % (exc,))
 PY
+        python3 "$STORM" attach-metrics "$RESULTS/run_$name.json" "$OUT/$name-metrics.txt"
         stop "$bw_pid" breakwater
         status=$STOP_STATUS
         untrack "$bw_pid"
