@@ -2,9 +2,9 @@
 # Fleet's expired-token storm, compressed 100x in time, directly against the demo API and then
 # through Breakwater; writes the numbers the README quotes to bench/storm/results/.
 #
-#   bench/storm/run.sh                    # about 5 minutes: direct, then through Breakwater
+#   bench/storm/run.sh                    # about 4.5 minutes once built: direct, then through Breakwater
 #   MODE=honour bench/storm/run.sh        # about 2.5 minutes: through Breakwater, clients honour Retry-After
-#   MODE=all bench/storm/run.sh           # both of the above, about 7.5 minutes
+#   MODE=all bench/storm/run.sh           # both of the above, about 6.5 minutes
 #   DURATION=20 bench/storm/run.sh        # a quick look (the "last 60 s" is then the whole run)
 #
 # Fleet: 250 hosts polled every 10 s with expired tokens (25 req/s) and took a database down;

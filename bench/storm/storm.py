@@ -844,7 +844,11 @@ def cmd_report(args):
         "API itself (`GET /demo/requests`, polled once a second; a fresh demo API per run)."
     )
     out("")
-    out("Regenerate: `bench/storm/run.sh` (about 5 minutes), `MODE=honour bench/storm/run.sh` (about 2.5 minutes).")
+    out(
+        "Regenerate: `bench/storm/run.sh` (direct, then through Breakwater: about 4.5 minutes once built), "
+        "`MODE=honour bench/storm/run.sh` (about 2.5 minutes) or `MODE=all bench/storm/run.sh` (all three runs, "
+        "about 6.5 minutes, as for the numbers below)."
+    )
     out("")
     for r in series:
         out(
