@@ -32,7 +32,12 @@ mkdir -p "$ROOT/bench/out"
 OUT=$ROOT/bench/out/tracker-$(date +%Y%m%d-%H%M%S).txt
 {
     echo "machine: $(nproc) CPUs, $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo), Linux $(uname -r)"
-    echo "commit: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD -- Sources 2>/dev/null || echo ' (Sources modified)')"
+    if commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null); then
+        git -C "$ROOT" diff --quiet HEAD -- Sources Package.swift || commit="$commit, with uncommitted changes to Sources or Package.swift"
+    else
+        commit="unknown (not a git checkout)"
+    fi
+    echo "commit: $commit"
     "$BIN"
 } | tee "$OUT"
 echo "output: bench/out/$(basename "$OUT")" >&2
