@@ -6,6 +6,8 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "breakwater", targets: ["breakwater"]),
+        // The decision logic alone, for the tracker benchmark in bench/tracker.
+        .library(name: "BreakwaterCore", targets: ["BreakwaterCore"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),

@@ -1,3 +1,9 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// The time source of the tracker and the rate limiter: monotonic nanoseconds.
 ///
 /// A plain `Int64` rather than `Clock.Instant` because the tracker stores a window end in every
@@ -8,7 +14,7 @@ public protocol TrackerClock: Sendable {
     func now() -> Int64
 }
 
-/// The real clock: `ContinuousClock`, counted from the first time any `SystemClock` is read.
+/// The real clock: CLOCK_MONOTONIC in nanoseconds (time since boot, never going back).
 ///
 /// Every instance shares one origin, so values from two instances can be compared.
 public struct SystemClock: TrackerClock {
@@ -17,12 +23,14 @@ public struct SystemClock: TrackerClock {
 
     /// Nanoseconds since the shared origin.
     public func now() -> Int64 {
-        systemClockOrigin.duration(to: .now).clampedNanoseconds
+        // clock_gettime is a vDSO call; ContinuousClock's Instant and Duration arithmetic cost
+        // more than the tracker's whole lookup on the request path.
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Int64(ts.tv_sec) &* 1_000_000_000 &+ Int64(ts.tv_nsec)
     }
 }
 
-// A global `let` is initialised once, thread-safely, on first use.
-private let systemClockOrigin = ContinuousClock.now
 
 /// A clock that only moves when told to, for tests of the core and of the server.
 ///
