@@ -3,13 +3,13 @@
 /// Which entry goes when a shard is full, in order:
 /// 1. an expired entry at the tail of either list (not counted as an eviction: it was due anyway);
 /// 2. the least recently seen level-0 entry (a client below the threshold loses little);
-/// 3. among the least recently seen entries with a level, one whose window has ended. Entries
-///    still inside a window get a second chance (moved to the recent end), so a flood of fresh
-///    keys cannot wash a blocked client out of the table;
-/// 4. only if every candidate is inside a window, the one whose window ends first.
+/// 3. among the least recently seen entries with a level, one whose window has ended;
+/// 4. only if every candidate is inside a window, the one whose window ends first among a few at
+///    each end of the list. The recent end is where a flood of fresh keys sits, in short first
+///    windows, so a flood cannot wash a long-blocked client out of the table: it displaces itself.
 extension TrackerShard {
-    // Candidates examined at the blocked list's tail before giving up on finding an ended window.
-    private static let secondChanceScan = 8
+    // Candidates examined at each end of the blocked list.
+    private static let scan = 8
     // Expired entries dropped from each tail per insertion: keeps the table tidy at O(1) cost.
     private static let tailSweep = 2
 
@@ -35,16 +35,21 @@ extension TrackerShard {
         }
         guard blocked.tail >= 0 else { return }
         var earliest = Int(blocked.tail)
-        for _ in 0..<TrackerShard.secondChanceScan {
-            let candidate = Int(blocked.tail)
-            let entry = entries[candidate]
+        var slot = blocked.tail
+        for _ in 0..<TrackerShard.scan where slot >= 0 {
+            let entry = entries[Int(slot)]
             if entry.windowEnd <= now {
                 if entry.expiresAt > now { evictions += 1 }
-                remove(slot: candidate)
+                remove(slot: Int(slot))
                 return
             }
-            if entry.windowEnd < entries[earliest].windowEnd { earliest = candidate }
-            moveToFront(slot: candidate)
+            if entry.windowEnd < entries[earliest].windowEnd { earliest = Int(slot) }
+            slot = entry.prev
+        }
+        slot = blocked.head
+        for _ in 0..<TrackerShard.scan where slot >= 0 {
+            if entries[Int(slot)].windowEnd < entries[earliest].windowEnd { earliest = Int(slot) }
+            slot = entries[Int(slot)].next
         }
         evictions += 1
         remove(slot: earliest)

@@ -41,17 +41,13 @@ import Testing
     /// window is over before 20,000 newer ones push it to the old end of the table) or faster
     /// (100 keys per ms), the clients blocked before it must all still be blocked.
     ///
-    /// Found by this suite: 100 of the 1,000 are lost either way. When a shard first fills, its
-    /// old end holds the pre-flood clients side by side, so the second-chance scan
-    /// (ErrorTracker+Eviction.evictOne) sees 8 entries all inside windows and evicts the one whose
-    /// window ends first: a pre-flood client, while the table is full of flood keys whose windows
-    /// end within 500 ms. The real binary shows the same (keyflood.sh: 903 of 1,000 still blocked).
+    /// Found by this suite: 100 of the 1,000 were lost while eviction looked only at the old end
+    /// of the table, where the pre-flood clients sit side by side; it now also weighs the recent
+    /// end, where the flood's own short windows are.
     @Test(arguments: [10, 100])
     func clientsBlockedBeforeAFloodStayBlocked(keysPerMillisecond: Int) {
         let (still, maxTracked) = run(blocked: 1000, flood: 200_000, perMillisecond: keysPerMillisecond)
         #expect(maxTracked <= 20_000)
-        withKnownIssue("ErrorTracker+Eviction.evictOne evicts a long-blocked client when the 8 entries it scans are all inside windows") {
-            #expect(still == 1000)
-        }
+        #expect(still == 1000)
     }
 }
