@@ -39,11 +39,12 @@ final class ProxyExchange: ClientExchange, UpstreamWaiter, UpstreamExchange {
         self.route = route
         self.key = key
         self.isProbe = isProbe
-        requestHead = ProxyHeaders.upstreamRequest(request, clientAddress: client.peerText)
         // Kept for the whole exchange: a reload may give the handler a new pool meanwhile.
         pool = handler.pool
         metrics = handler.context.routeMetrics[route.index]
         server = pool.pickServer()
+        requestHead = ProxyHeaders.upstreamRequest(request, clientAddress: client.peerText,
+                                                   defaultHost: server.endpoint.description)
         idempotent = RetryPolicy.isIdempotent(method: request.head.method, hasIdempotencyKey: request.head.count("idempotency-key") > 0)
     }
 

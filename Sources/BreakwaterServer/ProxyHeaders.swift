@@ -23,7 +23,10 @@ enum ProxyHeaders {
     }
 
     /// The head sent upstream for `request`, with a Content-Length for the buffered body.
-    static func upstreamRequest(_ request: HTTPRequest, clientAddress: [UInt8]) -> [UInt8] {
+    /// A request without Host (HTTP/1.0 allows that) gets `defaultHost`, since HTTP/1.1 requires one.
+    /// Header names with an underscore are dropped, as nginx does by default: CGI-style upstreams
+    /// read `X-Forwarded_For` as `X-Forwarded-For`, which would let a client forge it.
+    static func upstreamRequest(_ request: HTTPRequest, clientAddress: [UInt8], defaultHost: String) -> [UInt8] {
         let head = request.head
         var out = [UInt8]()
         out.reserveCapacity(head.bytes.count + 96)
@@ -45,8 +48,15 @@ enum ProxyHeaders {
                 via = via.map { $0 + ", " + head.value(f) } ?? head.value(f)
                 continue
             }
-            if head.nameIs(f, "x-forwarded-proto") { continue }
+            if head.nameIs(f, "x-forwarded-proto") || head.bytes[Int(f.nameStart)..<Int(f.nameEnd)].contains(UInt8(ascii: "_")) {
+                continue
+            }
             appendLine(&out, head, f)
+        }
+        if head.count("host") == 0 {
+            out.append(ascii: "Host: ")
+            out.append(utf8: defaultHost)
+            out.append(ascii: "\r\n")
         }
         out.append(ascii: "X-Forwarded-For: ")
         if let forwardedFor {

@@ -104,16 +104,13 @@ import Testing
         #expect(try Self.stats(target) == (1, 1))
     }
 
-    /// Found by this suite, in ProxyHeaders (not the parser): listed as known issues so the run
-    /// stays green and flags the day they are fixed.
+    /// Found by this suite, in ProxyHeaders (not the parser).
     @Test func anHTTP10RequestWithoutHostReachesTheUpstreamWithAHost() throws {
         let target = try HostileTarget()
         #expect(try target.answer("GET /old HTTP/1.0\r\n\r\n")?.status == 200)
         let seen = try #require(target.received("/old").first)
         #expect(seen.startLine == "GET /old HTTP/1.1")
-        withKnownIssue("ProxyHeaders.upstreamRequest turns HTTP/1.0 without Host into HTTP/1.1 without Host, which RFC 9112 3.2 makes a 400 upstream") {
-            #expect(seen.header("Host") != nil)
-        }
+        #expect(seen.header("Host") == "127.0.0.1:\(target.upstream.port)")
     }
 
     @Test func underscoreSpellingsOfForwardingHeadersDoNotReachTheUpstream() throws {
@@ -121,9 +118,7 @@ import Testing
         _ = try request(port: target.port, "GET", "/", headers: [("X-Forwarded_For", "203.0.113.66"), ("X_Forwarded_Proto", "https")])
         let seen = try #require(target.upstream.requests.first)
         #expect(seen.header("X-Forwarded-For") == "127.0.0.1")
-        withKnownIssue("CGI-style upstreams (WSGI, Rack, PHP) read X-Forwarded_For as X-Forwarded-For; nginx drops names with underscores by default") {
-            #expect(seen.header("X-Forwarded_For") == nil)
-            #expect(seen.header("X_Forwarded_Proto") == nil)
-        }
+        #expect(seen.header("X-Forwarded_For") == nil)
+        #expect(seen.header("X_Forwarded_Proto") == nil)
     }
 }
