@@ -16,11 +16,14 @@ import Darwin
 final class LockedValue<Value>: @unchecked Sendable {
     // Heap-allocated so the mutex never moves: a pthread mutex must not be copied.
     private let mutex: UnsafeMutablePointer<pthread_mutex_t>
-    private var value: Value
+    // Behind a pointer rather than in a `var`: the mutex already makes access exclusive, and a
+    // class's stored `var` would add a dynamic exclusivity check to every lookup.
+    private let value: UnsafeMutablePointer<Value>
 
     /// Guards `value` with a new, default (non-recursive) mutex.
     init(_ value: Value) {
-        self.value = value
+        self.value = .allocate(capacity: 1)
+        self.value.initialize(to: value)
         mutex = .allocate(capacity: 1)
         mutex.initialize(to: pthread_mutex_t())
         let rc = pthread_mutex_init(mutex, nil)
@@ -31,6 +34,8 @@ final class LockedValue<Value>: @unchecked Sendable {
         pthread_mutex_destroy(mutex)
         mutex.deinitialize(count: 1)
         mutex.deallocate()
+        value.deinitialize(count: 1)
+        value.deallocate()
     }
 
     /// Runs `body` with exclusive access to the value. Never call back into the same lock from `body`.
@@ -38,6 +43,6 @@ final class LockedValue<Value>: @unchecked Sendable {
     func withLock<Result>(_ body: (inout Value) throws -> Result) rethrows -> Result {
         pthread_mutex_lock(mutex)
         defer { pthread_mutex_unlock(mutex) }
-        return try body(&value)
+        return try body(&value.pointee)
     }
 }
