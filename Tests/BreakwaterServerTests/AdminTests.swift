@@ -6,13 +6,6 @@ import Testing
 
 /// The admin listener as an operator and Prometheus use it.
 @Suite struct AdminTests {
-    static func demo() throws -> DemoAPI {
-        var logger = Logger(label: "demo")
-        logger.logLevel = .warning
-        let api = try DemoAPI(logger: logger)
-        try api.start(listen: HostPort(host: "127.0.0.1", port: 0))
-        return api
-    }
 
     static func deviceRoute() -> RouteConfig {
         var route = RouteConfig(name: "device", path: "/api/v1/device/")
@@ -24,7 +17,7 @@ import Testing
     private func metric(_ text: String, _ series: String) -> Double? { metricValue(text, series) }
 
     @Test func countersFollowAScriptedSequenceAndPromtoolAcceptsTheText() throws {
-        let api = try Self.demo()
+        let api = try startDemoAPI()
         defer { api.shutdown() }
         let proxy = try Harness(upstreamPorts: [api.port]) { $0.backoff.base = .seconds(30) }
         for _ in 0..<3 { #expect(try request(port: proxy.port, "GET", "/api/v1/device/valid-1").status == 200) }
@@ -81,7 +74,7 @@ import Testing
     }
 
     @Test func statsListsTheOffendersByHashedKeyNeverTheToken() throws {
-        let api = try Self.demo()
+        let api = try startDemoAPI()
         defer { api.shutdown() }
         let proxy = try Harness(upstreamPorts: [api.port]) { $0.routes = [Self.deviceRoute()] }
         for i in 0..<25 {
@@ -102,7 +95,7 @@ import Testing
     }
 
     @Test func healthzAndResetForgiveOneClient() throws {
-        let api = try Self.demo()
+        let api = try startDemoAPI()
         defer { api.shutdown() }
         let proxy = try Harness(upstreamPorts: [api.port]) { $0.backoff.base = .seconds(30) }
         let admin = proxy.server.adminPort
@@ -131,7 +124,7 @@ import Testing
     }
 
     @Test func accessLogHasOneLinePerRequestAndNoSecrets() throws {
-        let api = try Self.demo()
+        let api = try startDemoAPI()
         defer { api.shutdown() }
         let dir = try Binary.tempDirectory()
         let log = dir.appendingPathComponent("access.log")

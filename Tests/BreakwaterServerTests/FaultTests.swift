@@ -96,7 +96,7 @@ import Glibc
     /// SIGHUP with a broken conf (and good ones that swap the upstream pool) while clients hammer
     /// the proxy: not one request fails.
     @Test func sighupWithABrokenConfDuringLoadFailsNoRequest() throws {
-        let api = try AdminTests.demo()
+        let api = try startDemoAPI()
         defer { api.shutdown() }
         let proxy = try ProxyProcess(upstreams: [api.port])
         let load = LoadLoop(port: proxy.port, connections: 8) { n in rawRequest("GET", "/api/v1/device/valid-\(n)") }

@@ -6,7 +6,7 @@ import Testing
 /// `redis.url` with a password (AUTH) and a database number (SELECT).
 @Suite(.serialized) struct RedisAuthTests {
     @Test func passwordAndDatabaseFromTheURLAreUsed() throws {
-        let api = try RedisSharingTests.demo()
+        let api = try startDemoAPI()
         defer { api.shutdown() }
         let redis = try RedisTestServer(password: "s3cret-pass")
         let url = "redis://:s3cret-pass@127.0.0.1:\(redis.port)/3"
@@ -24,7 +24,7 @@ import Testing
     }
 
     @Test func anACLUserFromTheURLIsUsed() throws {
-        let api = try RedisSharingTests.demo()
+        let api = try startDemoAPI()
         defer { api.shutdown() }
         let redis = try RedisTestServer(password: "alice-pass", user: "alice")
         let url = "redis://alice:alice-pass@127.0.0.1:\(redis.port)"
@@ -35,7 +35,7 @@ import Testing
     }
 
     @Test func aWrongPasswordFailsOpenToTheLocalTracker() throws {
-        let api = try RedisSharingTests.demo()
+        let api = try startDemoAPI()
         defer { api.shutdown() }
         let redis = try RedisTestServer(password: "right-one")
         let a = try RedisSharingTests.replica(upstream: api.port, url: "redis://:wrong-one@127.0.0.1:\(redis.port)",

@@ -14,7 +14,7 @@ import Testing
     }
 
     @Test func redisKilledDuringLoadFailsNoRequestAndSharingResumesWhenItReturns() throws {
-        let api = try RedisSharingTests.demo()
+        let api = try startDemoAPI()
         defer { api.shutdown() }
         let redis = try RedisTestServer()
         let url = "redis://127.0.0.1:\(redis.port)"
@@ -62,7 +62,7 @@ import Testing
     }
 
     @Test func whileRedisIsDownEachReplicaShieldsWithItsLocalTracker() throws {
-        let api = try RedisSharingTests.demo()
+        let api = try startDemoAPI()
         defer { api.shutdown() }
         let redis = try RedisTestServer()
         let a = try RedisSharingTests.replica(upstream: api.port, url: "redis://127.0.0.1:\(redis.port)")
@@ -77,7 +77,7 @@ import Testing
     }
 
     @Test func aFrozenRedisCostsEachRequestAtMostTheTimeoutThenNothing() throws {
-        let api = try RedisSharingTests.demo()
+        let api = try startDemoAPI()
         defer { api.shutdown() }
         let redis = try RedisTestServer()
         defer { redis.freeze(false) }

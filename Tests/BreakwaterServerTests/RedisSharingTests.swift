@@ -8,13 +8,6 @@ import Testing
 @Suite(.serialized) struct RedisSharingTests {
     static let hashKey = "replicas-share-this-secret-0123"
 
-    static func demo() throws -> DemoAPI {
-        var logger = Logger(label: "demo")
-        logger.logLevel = .warning
-        let api = try DemoAPI(logger: logger)
-        try api.start(listen: HostPort(host: "127.0.0.1", port: 0))
-        return api
-    }
 
     /// A replica with `[redis]` pointing at `url`, keyed by the Authorization header on /api/v1/device/.
     /// The Redis timeout is generous by default: these tests are about sharing, and a loaded test
@@ -48,7 +41,7 @@ import Testing
     }
 
     @Test func anErrorThroughOneReplicaIsShieldedByTheOtherAtTheNextRequest() throws {
-        let api = try Self.demo()
+        let api = try startDemoAPI()
         defer { api.shutdown() }
         let redis = try RedisTestServer()
         let url = "redis://127.0.0.1:\(redis.port)"
@@ -74,7 +67,7 @@ import Testing
     }
 
     @Test func aSuccessThroughOneReplicaClearsTheClientOnTheOther() throws {
-        let api = try Self.demo()
+        let api = try startDemoAPI()
         defer { api.shutdown() }
         let redis = try RedisTestServer()
         let url = "redis://127.0.0.1:\(redis.port)"
@@ -114,7 +107,7 @@ import Testing
     }
 
     @Test func anAdminResetOnOneReplicaForgivesTheClientOnAll() throws {
-        let api = try Self.demo()
+        let api = try startDemoAPI()
         defer { api.shutdown() }
         let redis = try RedisTestServer()
         let url = "redis://127.0.0.1:\(redis.port)"
@@ -134,7 +127,7 @@ import Testing
     }
 
     @Test func aReloadTurnsSharingOnAndOff() throws {
-        let api = try Self.demo()
+        let api = try startDemoAPI()
         defer { api.shutdown() }
         let redis = try RedisTestServer()
         let url = "redis://127.0.0.1:\(redis.port)"

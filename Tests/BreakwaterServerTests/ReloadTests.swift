@@ -33,7 +33,7 @@ import Glibc
     }
 
     @Test func sighupChangesNewWindowsKeepsBlockedClientsAndRefusesABrokenFile() throws {
-        let api = try AdminTests.demo()
+        let api = try startDemoAPI()
         defer { api.shutdown() }
         let dir = try Binary.tempDirectory()
         let port = Binary.freePort(), admin = Binary.freePort()

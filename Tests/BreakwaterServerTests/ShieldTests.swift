@@ -7,13 +7,6 @@ import Testing
 
 /// The shield end to end: real proxy, real upstream, real sockets.
 @Suite struct ShieldTests {
-    private static func demo() throws -> DemoAPI {
-        var logger = Logger(label: "demo")
-        logger.logLevel = .warning
-        let api = try DemoAPI(logger: logger)
-        try api.start(listen: HostPort(host: "127.0.0.1", port: 0))
-        return api
-    }
 
     private static func deviceRoute(_ configure: (inout RouteConfig) -> Void = { _ in }) -> RouteConfig {
         var route = RouteConfig(name: "device", path: "/api/v1/device/")
@@ -24,7 +17,7 @@ import Testing
     }
 
     @Test func expiredTokenIsShieldedThenProbedThenClearedByASuccess() throws {
-        let api = try Self.demo()
+        let api = try startDemoAPI()
         defer { api.shutdown() }
         let proxy = try Harness(upstreamPorts: [api.port]) { $0.routes = [Self.deviceRoute()] }
         let first = try request(port: proxy.port, "GET", "/api/v1/device/expired-1")
@@ -53,7 +46,7 @@ import Testing
     }
 
     @Test func noMethodPathOrHeaderTrickReachesTheUpstreamDuringAWindow() throws {
-        let api = try Self.demo()
+        let api = try startDemoAPI()
         defer { api.shutdown() }
         let proxy = try Harness(upstreamPorts: [api.port]) { $0.routes = [Self.deviceRoute { $0.backoff.base = .seconds(30) }] }
         #expect(try request(port: proxy.port, "GET", "/api/v1/device/expired-2").status == 401)
@@ -121,7 +114,7 @@ import Testing
     }
 
     @Test func dryRunForwardsWhatItWouldShield() throws {
-        let api = try Self.demo()
+        let api = try startDemoAPI()
         defer { api.shutdown() }
         let proxy = try Harness(upstreamPorts: [api.port]) { $0.routes = [Self.deviceRoute { $0.backoff.mode = .dryRun }] }
         for _ in 0..<4 { #expect(try request(port: proxy.port, "GET", "/api/v1/device/expired-3").status == 401) }
