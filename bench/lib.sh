@@ -27,6 +27,21 @@ BENCH_HOST=127.0.0.1
 bench_log() { printf '%s\n' "$*" >&2; }
 bench_die() { bench_log "error: $*"; exit 1; }
 
+# Sets BIN to the Breakwater binary: $BREAKWATER_BIN as given, else a release build (in
+# $SCRATCH_PATH when set).
+breakwater_binary() {
+    if [ -n "${BREAKWATER_BIN:-}" ]; then
+        BIN=$BREAKWATER_BIN
+        [ -x "$BIN" ] || bench_die "BREAKWATER_BIN=$BIN is not an executable"
+        return
+    fi
+    local build=(swift build -c release --product breakwater)
+    [ -n "${SCRATCH_PATH:-}" ] && build+=(--scratch-path "$SCRATCH_PATH")
+    bench_log "building: ${build[*]}"
+    "${build[@]}" >&2 || bench_die "the release build failed"
+    BIN=$("${build[@]}" --show-bin-path)/breakwater
+}
+
 # Ports: bind port 0 on the loopback and let the kernel choose. All N sockets are held open
 # together, so the ports are distinct; they are free when this returns (a small race remains
 # until the caller binds them, which is why every server start is checked with wait_port).

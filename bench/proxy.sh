@@ -53,16 +53,7 @@ if [ "$CPUS" -lt 2 ]; then
 fi
 
 # ---- build ------------------------------------------------------------------------------------
-if [ -n "${BREAKWATER_BIN:-}" ]; then
-    BIN=$BREAKWATER_BIN
-    [ -x "$BIN" ] || bench_die "BREAKWATER_BIN=$BIN is not an executable"
-else
-    build=(swift build -c release --product breakwater)
-    [ -n "${SCRATCH_PATH:-}" ] && build+=(--scratch-path "$SCRATCH_PATH")
-    bench_log "building: ${build[*]}"
-    "${build[@]}" >&2 || bench_die "the release build failed"
-    BIN=$("${build[@]}" --show-bin-path)/breakwater
-fi
+breakwater_binary
 
 # ---- work and output dirs ---------------------------------------------------------------------
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/breakwater-bench.XXXXXX")

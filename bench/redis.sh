@@ -43,15 +43,7 @@ if [ "$(nproc)" -lt 2 ]; then
     LOAD_CPU=0
 fi
 
-if [ -n "${BREAKWATER_BIN:-}" ]; then
-    BIN=$BREAKWATER_BIN
-else
-    build=(swift build -c release --product breakwater)
-    [ -n "${SCRATCH_PATH:-}" ] && build+=(--scratch-path "$SCRATCH_PATH")
-    bench_log "building: ${build[*]}"
-    "${build[@]}" >&2 || bench_die "the release build failed"
-    BIN=$("${build[@]}" --show-bin-path)/breakwater
-fi
+breakwater_binary
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/breakwater-redis-bench.XXXXXX")
 on_exit "rm -rf '$WORK'"
