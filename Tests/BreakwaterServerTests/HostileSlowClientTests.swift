@@ -1,6 +1,5 @@
 import BreakwaterCore
 import Foundation
-import Synchronization
 import Testing
 @testable import BreakwaterServer
 
@@ -33,8 +32,8 @@ import Testing
         let target = try HostileTarget { $0.server.headerTimeout = .seconds(2) }
         let head = Array("GET / HTTP/1.1\r\nHost: t\r\nX-Slow: ".utf8) + [UInt8](repeating: UInt8(ascii: "s"), count: 100)
         let count = 200
-        let cut = Mutex<[Double]>([])
-        let answers = Mutex<[String]>([])
+        let cut = Guarded<[Double]>([])
+        let answers = Guarded<[String]>([])
         let started = Date()
         onThreads(count + 1) { i in
             if i == count {

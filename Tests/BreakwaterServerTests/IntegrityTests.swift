@@ -1,6 +1,5 @@
 import BreakwaterCore
 import Foundation
-import Synchronization
 import Testing
 @testable import BreakwaterServer
 
@@ -37,8 +36,8 @@ import Testing
         defer { upstream.stop() }
         let proxy = try Harness(upstreamPorts: [upstream.port])
         let port = proxy.port
-        let problems = Mutex<[String]>([])
-        let checked = Mutex((requests: 0, bytes: 0))
+        let problems = Guarded<[String]>([])
+        let checked = Guarded((requests: 0, bytes: 0))
         let perClient = Self.requests / Self.clients
         onThreads(Self.clients) { client in
             do {

@@ -1,5 +1,4 @@
 import Foundation
-import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -20,7 +19,7 @@ final class LoadLoop: @unchecked Sendable {
     private let port: UInt16
     private let connections: Int
     private let request: @Sendable (Int) -> [UInt8]
-    private let state = Mutex<(tally: Tally, stopped: Bool, running: Int)>((Tally(), false, 0))
+    private let state = Guarded<(tally: Tally, stopped: Bool, running: Int)>((Tally(), false, 0))
     private let done = DispatchGroup()
 
     /// `request(n)` is the n-th request a client sends (n counts per client).
@@ -98,9 +97,8 @@ final class LoadLoop: @unchecked Sendable {
 extension LoadLoop {
     /// Results gathered from many threads.
     final class Results: @unchecked Sendable {
-        private let lock = NSLock()
-        private var items: [(Int, Double)] = []
-        func add(_ status: Int, _ seconds: Double) { lock.withLock { items.append((status, seconds)) } }
-        var all: [(Int, Double)] { lock.withLock { items } }
+        private let items = Guarded<[(Int, Double)]>([])
+        func add(_ status: Int, _ seconds: Double) { items.withLock { $0.append((status, seconds)) } }
+        var all: [(Int, Double)] { items.withLock { $0 } }
     }
 }
