@@ -25,10 +25,8 @@ RUN swift package resolve
 
 COPY Sources ./Sources
 COPY Tests ./Tests
-RUN swift build -c release --product breakwater --static-swift-stdlib \
-    && install -D -m 0755 \
-        "$(swift build -c release --product breakwater --static-swift-stdlib --show-bin-path)/breakwater" \
-        /out/breakwater
+COPY scripts/build-release.sh ./scripts/
+RUN install -D -m 0755 "$(scripts/build-release.sh | tail -n 1)" /out/breakwater
 
 # ---- runtime ----------------------------------------------------------------------------------
 FROM debian:bookworm-slim

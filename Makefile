@@ -18,8 +18,9 @@ deps-bench:
 build: deps-build
 	$(SWIFT) build
 
+# Static Swift runtime, position-dependent unless PIE=1 (scripts/build-release.sh says why).
 release: deps-build
-	$(SWIFT) build -c release --product breakwater
+	scripts/build-release.sh >/dev/null
 
 run: release
 	scripts/run-demo.sh .build/release/breakwater $(CONF)

@@ -27,19 +27,18 @@ BENCH_HOST=127.0.0.1
 bench_log() { printf '%s\n' "$*" >&2; }
 bench_die() { bench_log "error: $*"; exit 1; }
 
-# Sets BIN to the Breakwater binary: $BREAKWATER_BIN as given, else a release build (in
-# $SCRATCH_PATH when set).
+# Sets BIN to the Breakwater binary: $BREAKWATER_BIN as given, else the release build of
+# scripts/build-release.sh (in $SCRATCH_PATH when set).
 breakwater_binary() {
     if [ -n "${BREAKWATER_BIN:-}" ]; then
         BIN=$BREAKWATER_BIN
         [ -x "$BIN" ] || bench_die "BREAKWATER_BIN=$BIN is not an executable"
         return
     fi
-    local build=(swift build -c release --product breakwater)
-    [ -n "${SCRATCH_PATH:-}" ] && build+=(--scratch-path "$SCRATCH_PATH")
-    bench_log "building: ${build[*]}"
-    "${build[@]}" >&2 || bench_die "the release build failed"
-    BIN=$("${build[@]}" --show-bin-path)/breakwater
+    local options=()
+    [ -n "${SCRATCH_PATH:-}" ] && options+=(--scratch-path "$SCRATCH_PATH")
+    BIN=$("$(dirname "${BASH_SOURCE[0]}")/../scripts/build-release.sh" "${options[@]}" | tail -n 1) ||
+        bench_die "the release build failed"
 }
 
 # Ports: bind port 0 on the loopback and let the kernel choose. All N sockets are held open

@@ -1,5 +1,4 @@
 import BreakwaterCore
-import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -46,7 +45,8 @@ final class AccessLog {
     private var buffer: [UInt8] = []
     private var flushScheduled = false
     private var second: Int = -1
-    private var secondText = ""
+    /// The current second as "YYYY-MM-DDTHH:MM:SS", made once per second.
+    private var secondText: [UInt8] = []
 
     init(sink: AccessLogSink, worker: Worker) {
         self.sink = sink
@@ -68,13 +68,44 @@ final class AccessLog {
             var t = time_t(ts.tv_sec)
             var parts = tm()
             gmtime_r(&t, &parts)
-            secondText = String(format: "%04d-%02d-%02dT%02d:%02d:%02d", parts.tm_year + 1900, parts.tm_mon + 1,
-                                parts.tm_mday, parts.tm_hour, parts.tm_min, parts.tm_sec)
+            secondText.removeAll(keepingCapacity: true)
+            secondText.append(digits: Int(parts.tm_year) + 1900, width: 4)
+            for (separator, value) in [(UInt8(ascii: "-"), parts.tm_mon + 1), (UInt8(ascii: "-"), parts.tm_mday),
+                                       (UInt8(ascii: "T"), parts.tm_hour), (UInt8(ascii: ":"), parts.tm_min),
+                                       (UInt8(ascii: ":"), parts.tm_sec)] {
+                secondText.append(separator)
+                secondText.append(digits: Int(value), width: 2)
+            }
         }
-        let millis = ts.tv_nsec / 1_000_000
-        let upstreamText = upstream.map { String(format: "%.3f", Double($0.components.attoseconds) / 1e18 + Double($0.components.seconds)) } ?? "-"
-        let line = "\(secondText).\(millis < 10 ? "00" : millis < 100 ? "0" : "")\(millis)Z \(client) \"\(method) \(path)\" \(status) \(outcome) route=\(route) upstream=\(upstreamText) bytes=\(bytes)\n"
-        buffer += line.utf8
+        buffer += secondText
+        buffer.append(ascii: ".")
+        buffer.append(digits: ts.tv_nsec / 1_000_000, width: 3)
+        buffer.append(ascii: "Z ")
+        buffer.append(utf8: client)
+        buffer.append(ascii: " \"")
+        buffer.append(utf8: method)
+        buffer.append(ascii: " ")
+        buffer += path.utf8
+        buffer.append(ascii: "\" ")
+        buffer.append(decimal: status)
+        buffer.append(ascii: " ")
+        buffer.append(utf8: outcome)
+        buffer.append(ascii: " route=")
+        buffer.append(utf8: route)
+        buffer.append(ascii: " upstream=")
+        if let upstream {
+            // Seconds with three decimals, rounded to the millisecond.
+            let (seconds, attoseconds) = upstream.components
+            let millis = Int(seconds) * 1000 + Int((attoseconds + 500_000_000_000_000) / 1_000_000_000_000_000)
+            buffer.append(decimal: millis / 1000)
+            buffer.append(ascii: ".")
+            buffer.append(digits: millis % 1000, width: 3)
+        } else {
+            buffer.append(ascii: "-")
+        }
+        buffer.append(ascii: " bytes=")
+        buffer.append(decimal: bytes)
+        buffer.append(ascii: "\n")
         if buffer.count >= 32_768 {
             flush()
         } else if !flushScheduled {

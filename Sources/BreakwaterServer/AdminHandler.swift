@@ -1,5 +1,5 @@
 import BreakwaterCore
-import Foundation
+import FoundationEssentials
 
 /// The admin listener: `/metrics`, `/stats`, `/healthz`, `POST /clients/reset?key=HASH`, nothing else.
 /// It runs on the first worker and reads that worker's proxy context, so it needs no lock.

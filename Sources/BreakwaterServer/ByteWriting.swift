@@ -28,6 +28,16 @@ extension Array where Element == UInt8 {
         }
     }
 
+    /// Appends a non-negative integer in decimal with leading zeros up to `width` digits.
+    mutating func append(digits value: Int, width: Int) {
+        var magnitude = 10
+        for _ in 1..<Swift.max(width, 1) {
+            if value < magnitude { append(0x30) }
+            magnitude *= 10
+        }
+        append(decimal: value)
+    }
+
     /// Appends a string's UTF-8 bytes.
     mutating func append(utf8 text: String) {
         var text = text

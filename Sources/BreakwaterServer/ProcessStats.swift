@@ -1,4 +1,7 @@
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Facts about this process read from /proc, for the process_* metrics.
 enum ProcessStats {

@@ -1,5 +1,8 @@
 import BreakwaterCore
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 import Synchronization
 
 /// A fixed set of workers, each an event loop on its own thread.

@@ -16,8 +16,7 @@ mkdir -p "$OUT"
 release_binary() {
     if [ -z "${BREAKWATER:-}" ]; then
         bench_log "building the release binary in $SCRATCH"
-        (cd "$ROOT" && swift build -c release --product breakwater --scratch-path "$SCRATCH" >&2) || bench_die "release build failed"
-        BREAKWATER=$SCRATCH/release/breakwater
+        BREAKWATER=$("$ROOT/scripts/build-release.sh" --scratch-path "$SCRATCH" | tail -n 1) || bench_die "release build failed"
     fi
     [ -x "$BREAKWATER" ] || bench_die "no executable at $BREAKWATER"
 }
