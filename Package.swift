@@ -42,6 +42,12 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Atomics", package: "swift-atomics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
+            ],
+            swiftSettings: [
+                // The request path mutates connection state through inout and closures; the
+                // run-time exclusivity checks this costs stay on in debug builds, where every test
+                // runs, and are left out of release builds.
+                .unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release)),
             ]
         ),
         .executableTarget(

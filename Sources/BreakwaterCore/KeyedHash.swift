@@ -134,43 +134,50 @@ struct SipHasher {
 
     /// Absorbs one byte.
     mutating func combine(_ byte: UInt8) {
-        tail |= UInt64(byte) << UInt64(8 * tailCount)
-        tailCount += 1
-        length &+= 1
-        if tailCount == 8 {
-            compress(tail)
-            tail = 0
-            tailCount = 0
-        }
+        combine(partial: UInt64(byte), count: 1)
     }
 
-    /// Absorbs the eight little-endian bytes of `word`.
+    /// Absorbs the eight little-endian bytes of `word`, a word at a time even when earlier input
+    /// left a partial word: the tail and the new word are merged with shifts.
     mutating func combine(_ word: UInt64) {
+        length &+= 8
         if tailCount == 0 {
             compress(word)
-            length &+= 8
         } else {
-            withUnsafeBytes(of: word.littleEndian) { combine($0) }
+            let shift = UInt64(8 * tailCount)
+            compress(tail | word << shift)
+            tail = word >> (64 - shift)
         }
     }
 
-    /// Absorbs a run of bytes, a word at a time where it can.
+    /// Absorbs the low `count` (0 to 7) bytes of `word`, little-endian.
+    @inline(__always)
+    private mutating func combine(partial word: UInt64, count: Int) {
+        guard count > 0 else { return }
+        length &+= UInt64(count)
+        tail |= word << UInt64(8 * tailCount)
+        tailCount += count
+        if tailCount >= 8 {
+            compress(tail)
+            tailCount -= 8
+            // The bytes of `word` that did not fit in the compressed word.
+            tail = tailCount == 0 ? 0 : word >> UInt64(8 * (count - tailCount))
+        }
+    }
+
+    /// Absorbs a run of bytes, a word at a time.
     mutating func combine(_ bytes: UnsafeRawBufferPointer) {
         var offset = 0
         let count = bytes.count
-        while tailCount != 0 && offset < count {
-            combine(bytes[offset])
-            offset += 1
-        }
         while count - offset >= 8 {
-            compress(UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: UInt64.self)))
-            length &+= 8
+            combine(UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: UInt64.self)))
             offset += 8
         }
-        while offset < count {
-            combine(bytes[offset])
-            offset += 1
+        var word: UInt64 = 0
+        for i in 0..<(count - offset) {
+            word |= UInt64(bytes[offset + i]) << UInt64(8 * i)
         }
+        combine(partial: word, count: count - offset)
     }
 
     /// Absorbs the UTF-8 bytes of `text` without copying them when the string is native.

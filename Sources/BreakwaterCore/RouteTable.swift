@@ -1,5 +1,6 @@
-/// One route with everything the request path needs, resolved once per config load.
-public struct ResolvedRoute: Sendable {
+/// One route with everything the request path needs, resolved once per config load. A class:
+/// the request path hands it along by reference instead of copying (and retaining) every field.
+public final class ResolvedRoute: Sendable {
     /// Position in `RouteTable.routes`: the `[[route]]` file order, the implicit default last.
     public let index: Int
     /// `name`; "default" for the implicit route.

@@ -65,7 +65,7 @@ extension Duration {
     ///
     /// Durations arrive from config and from upstream `Retry-After` headers; an absurd value must
     /// clamp, not crash the proxy.
-    var clampedNanoseconds: Int64 {
+    public var clampedNanoseconds: Int64 {
         let (seconds, attoseconds) = components
         let (whole, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
         if overflow { return seconds < 0 ? .min : .max }

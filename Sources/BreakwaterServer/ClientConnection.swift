@@ -31,11 +31,13 @@ final class ClientConnection: SocketDelegate {
     let listener: Listener
     var worker: Worker { listener.worker }
     private let socket: Socket
-    private var timer: OpaquePointer?
+    /// The idle, head and body deadlines (one at a time), by state.
+    private var timer: DeadlineTimer!
     private var state = State.idle
     private var processing = false
 
     private var pendingHead: HTTPHead?
+    private var headBuffer = HeadBuffer()
     private var bodyReader = BodyReader.length(0)
     private var body: OpaquePointer?
     /// Whether the request line of the head being read was already found well-formed.
@@ -43,6 +45,8 @@ final class ClientConnection: SocketDelegate {
     /// Bytes of the incomplete head already checked for characters no head may hold, and the last one.
     private var headScanned = 0
     private var headLast: UInt8 = 0
+    /// When the first byte of the head being read arrived (DeadlineTimer's clock).
+    private var headStarted: Int64 = 0
     /// When the body of the request being read began (its head ended), and bytes received since.
     private var bodyStarted = ContinuousClock.now
     private var bodyBytesReceived = 0
@@ -51,6 +55,9 @@ final class ClientConnection: SocketDelegate {
     private var keepAlive = true
     private var minorVersion = 1
     private var chunkedResponse = false
+    /// Where response heads (and small bodies) are assembled; only this connection uses it, so
+    /// after the first response it never allocates.
+    private var scratch: [UInt8] = []
     /// The handler's side of the current exchange, told when the client leaves or drains.
     var exchange: ClientExchange?
 
@@ -69,9 +76,9 @@ final class ClientConnection: SocketDelegate {
         let connection = ClientConnection(socket: Socket(fd: fd, base: worker.base), peer: peer, listener: listener)
         connection.socket.delegate = connection
         let context = Unmanaged.passUnretained(connection).toOpaque()
-        connection.timer = event_new(worker.base, -1, 0, { _, _, context in
-            Unmanaged<ClientConnection>.fromOpaque(context!).takeUnretainedValue().timedOut()
-        }, context)
+        connection.timer = DeadlineTimer(base: worker.base, context: context) { _, _, context in
+            Unmanaged<ClientConnection>.fromOpaque(context!).takeUnretainedValue().timerFired()
+        }
         worker.connections[ObjectIdentifier(connection)] = connection
         connection.arm(listener.limits.idleTimeout)
     }
@@ -101,7 +108,8 @@ final class ClientConnection: SocketDelegate {
         close()
     }
 
-    private func timedOut() {
+    private func timerFired() {
+        guard state != .closed, timer.fired() else { return }
         switch state {
         case .idle, .closing, .closed, .dispatched:
             close()
@@ -129,9 +137,14 @@ final class ClientConnection: SocketDelegate {
                     requestLineChecked = false
                     headScanned = 0
                     headLast = 0
-                    arm(limits.headerTimeout)
+                    headStarted = DeadlineTimer.now()
                 }
-                guard let head = readHead(input, limits: limits) else { return }
+                guard let head = readHead(input, limits: limits) else {
+                    // Incomplete: the rest must come within header_timeout of the first byte. (A
+                    // head that arrives whole, the usual case, never sets this deadline.)
+                    if state == .head { timer.set(at: headStarted &+ limits.headerTimeout.clampedNanoseconds) }
+                    return
+                }
                 guard startRequest(head, input: input, limits: limits) else { return }
             case .body:
                 guard readBody(input, limits: limits) else { return }
@@ -168,11 +181,8 @@ final class ClientConnection: SocketDelegate {
             failTooLarge(input, limits: limits)
             return nil
         }
-        let bytes = [UInt8](unsafeUninitializedCapacity: length) { buffer, count in
-            count = Int(evbuffer_remove(input, buffer.baseAddress, length))
-        }
         do {
-            return try HTTPHead.parseRequest(bytes)
+            return try headBuffer.parseRequest(length, from: input)
         } catch {
             failParse(error)
         }
@@ -344,11 +354,10 @@ final class ClientConnection: SocketDelegate {
     // MARK: timers
 
     private func arm(_ duration: Duration) {
-        var tv = timeval(duration)
-        event_add(timer, &tv)
+        timer.set(after: duration.clampedNanoseconds)
     }
 
-    private func disarm() { event_del(timer) }
+    private func disarm() { timer.clear() }
 
     // MARK: closing
 
@@ -366,8 +375,7 @@ final class ClientConnection: SocketDelegate {
             exchange.clientClosed()
         }
         socket.close()
-        if let timer { event_free(timer) }
-        timer = nil
+        timer.free()
         if let body { evbuffer_free(body) }
         body = nil
         let worker = self.worker
@@ -396,34 +404,49 @@ final class ClientConnection: SocketDelegate {
     /// Writes a status line and headers (each line CRLF-terminated, no blank line yet); this adds
     /// the framing and Connection headers that only the connection can decide.
     func beginResponse(_ head: [UInt8], framing: BodyFraming) {
+        beginResponse(framing: framing) { $0 += head }
+    }
+
+    /// `beginResponse` with the status line and headers written by `writeHead` straight into
+    /// the connection's scratch buffer (no array of its own per response).
+    func beginResponse(framing: BodyFraming, head writeHead: (inout [UInt8]) -> Void) {
         guard state == .dispatched else { return }
-        var out = head
+        scratch.removeAll(keepingCapacity: true)
+        writeHead(&scratch)
         chunkedResponse = false
         switch framing {
         case .none:
             break
         case .length(let n):
-            out.append(ascii: "Content-Length: ")
-            out.append(decimal: n)
-            out.append(ascii: "\r\n")
+            scratch.append(ascii: "Content-Length: ")
+            scratch.append(decimal: n)
+            scratch.append(ascii: "\r\n")
         case .stream:
             if minorVersion == 1 {
                 chunkedResponse = true
-                out.append(ascii: "Transfer-Encoding: chunked\r\n")
+                scratch.append(ascii: "Transfer-Encoding: chunked\r\n")
             } else {
                 keepAlive = false
             }
         }
         if worker.draining { keepAlive = false }
         if !keepAlive {
-            out.append(ascii: "Connection: close\r\n")
+            scratch.append(ascii: "Connection: close\r\n")
         } else if minorVersion == 0 {
-            out.append(ascii: "Connection: keep-alive\r\n")
+            scratch.append(ascii: "Connection: keep-alive\r\n")
         }
-        out.append(ascii: "\r\n")
-        out.withUnsafeBytes { _ = evbuffer_add(socket.output, $0.baseAddress, $0.count) }
+        scratch.append(ascii: "\r\n")
+        scratch.withUnsafeBytes { _ = evbuffer_add(socket.output, $0.baseAddress, $0.count) }
         // A streamed body may be slow to come: the head goes now. Otherwise it leaves with the body.
         if framing == .stream { socket.flush() }
+    }
+
+    /// Appends body bytes written by `writeBody` into the scratch buffer.
+    func sendBody(writing writeBody: (inout [UInt8]) -> Void) {
+        guard state == .dispatched else { return }
+        scratch.removeAll(keepingCapacity: true)
+        writeBody(&scratch)
+        scratch.withUnsafeBytes { sendBody($0) }
     }
 
     /// Appends body bytes taken from `buffer` (which is left empty). True when the client is
@@ -442,9 +465,13 @@ final class ClientConnection: SocketDelegate {
 
     /// Appends body bytes.
     func sendBody(_ bytes: [UInt8]) {
+        bytes.withUnsafeBytes { sendBody($0) }
+    }
+
+    private func sendBody(_ bytes: UnsafeRawBufferPointer) {
         guard state == .dispatched, !bytes.isEmpty else { return }
         if chunkedResponse { writeRaw(String(bytes.count, radix: 16) + "\r\n") }
-        bytes.withUnsafeBytes { _ = evbuffer_add(socket.output, $0.baseAddress, $0.count) }
+        evbuffer_add(socket.output, bytes.baseAddress, bytes.count)
         if chunkedResponse { writeRaw("\r\n") }
     }
 

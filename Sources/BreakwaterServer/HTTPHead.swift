@@ -38,8 +38,15 @@ struct HTTPHead {
 
     /// Parses `method SP target SP HTTP/1.x CRLF headers CRLF`.
     static func parseRequest(_ bytes: [UInt8]) throws(HTTPParseError) -> HTTPHead {
+        var fields: [HeaderField] = []
+        return try parseRequest(bytes, fields: &fields)
+    }
+
+    /// `parseRequest`, collecting the header lines in `fields` (emptied first): a connection
+    /// passes the same array for every head, so its storage is reused once the last head is gone.
+    static func parseRequest(_ bytes: [UInt8], fields: inout [HeaderField]) throws(HTTPParseError) -> HTTPHead {
         var head = HTTPHead(bytes: bytes)
-        let lineEnd = try head.lineEnd(from: 0)
+        let lineEnd = try Self.lineEnd(bytes, from: 0)
         var i = 0
         let methodStart = i
         while i < lineEnd, isTokenChar(bytes[i]) { i += 1 }
@@ -55,14 +62,21 @@ struct HTTPHead {
             throw .malformed("bad request target")
         }
         head.minorVersion = try parseVersion(bytes, from: i + 1, to: lineEnd)
-        try head.parseFields(from: lineEnd + 2)
+        try parseFields(bytes, from: lineEnd + 2, into: &fields)
+        head.fields = fields
         return head
     }
 
     /// Parses `HTTP/1.x SP 3DIGIT [SP reason] CRLF headers CRLF`.
     static func parseResponse(_ bytes: [UInt8]) throws(HTTPParseError) -> HTTPHead {
+        var fields: [HeaderField] = []
+        return try parseResponse(bytes, fields: &fields)
+    }
+
+    /// `parseResponse`, collecting the header lines in `fields` (see `parseRequest(_:fields:)`).
+    static func parseResponse(_ bytes: [UInt8], fields: inout [HeaderField]) throws(HTTPParseError) -> HTTPHead {
         var head = HTTPHead(bytes: bytes)
-        let lineEnd = try head.lineEnd(from: 0)
+        let lineEnd = try Self.lineEnd(bytes, from: 0)
         guard lineEnd >= 12, bytes[8] == 0x20 else { throw .malformed("bad status line") }
         head.minorVersion = try parseVersion(bytes, from: 0, to: 8)
         head.first = 0..<8
@@ -80,7 +94,8 @@ struct HTTPHead {
         } else {
             head.second = 12..<12
         }
-        try head.parseFields(from: lineEnd + 2)
+        try parseFields(bytes, from: lineEnd + 2, into: &fields)
+        head.fields = fields
         return head
     }
 
@@ -145,13 +160,17 @@ struct HTTPHead {
     }
 
     /// The index of the CR of the line starting at `start`; a bare LF or CR is malformed.
-    private func lineEnd(from start: Int) throws(HTTPParseError) -> Int {
+    private static func lineEnd(_ bytes: [UInt8], from start: Int) throws(HTTPParseError) -> Int {
+        try bytes.withUnsafeBufferPointer { (b) throws(HTTPParseError) -> Int in try lineEnd(b, from: start) }
+    }
+
+    private static func lineEnd(_ b: UnsafeBufferPointer<UInt8>, from start: Int) throws(HTTPParseError) -> Int {
         var i = start
-        let n = bytes.count
+        let n = b.count
         while i < n {
-            let c = bytes[i]
+            let c = b[i]
             if c == 0x0d {
-                guard i + 1 < n, bytes[i + 1] == 0x0a else { throw .malformed("bare CR") }
+                guard i + 1 < n, b[i + 1] == 0x0a else { throw .malformed("bare CR") }
                 return i
             }
             if c == 0x0a { throw .malformed("bare LF") }
@@ -160,32 +179,38 @@ struct HTTPHead {
         throw .malformed("unterminated line")
     }
 
-    private mutating func parseFields(from start: Int) throws(HTTPParseError) {
+    /// The header lines from `start` up to the blank line, appended to `fields` (emptied first).
+    /// Runs over every byte of every head: it reads through a buffer pointer, whose indices the
+    /// loop conditions already keep in range.
+    private static func parseFields(_ bytes: [UInt8], from start: Int, into fields: inout [HeaderField]) throws(HTTPParseError) {
+        fields.removeAll(keepingCapacity: true)
         fields.reserveCapacity(16)
-        var i = start
-        while true {
-            let end = try lineEnd(from: i)
-            if end == i { return }
-            guard fields.count < Self.maxFields else { throw .tooManyHeaders }
-            let c = bytes[i]
-            if c == 0x20 || c == 0x09 { throw .malformed("obsolete line folding") }
-            var j = i
-            while j < end, Self.isTokenChar(bytes[j]) { j += 1 }
-            guard j > i, j < end, bytes[j] == UInt8(ascii: ":") else { throw .malformed("bad header name") }
-            let nameEnd = j
-            j += 1
-            while j < end, bytes[j] == 0x20 || bytes[j] == 0x09 { j += 1 }
-            let valueStart = j
-            var valueEnd = j
-            while j < end {
-                let v = bytes[j]
-                if v < 0x20 && v != 0x09 || v == 0x7f { throw .malformed("control character in header value") }
+        try bytes.withUnsafeBufferPointer { (b) throws(HTTPParseError) in
+            var i = start
+            while true {
+                let end = try lineEnd(b, from: i)
+                if end == i { return }
+                guard fields.count < maxFields else { throw .tooManyHeaders }
+                let c = b[i]
+                if c == 0x20 || c == 0x09 { throw .malformed("obsolete line folding") }
+                var j = i
+                while j < end, isTokenChar(b[j]) { j += 1 }
+                guard j > i, j < end, b[j] == UInt8(ascii: ":") else { throw .malformed("bad header name") }
+                let nameEnd = j
                 j += 1
-                if v != 0x20 && v != 0x09 { valueEnd = j }
+                while j < end, b[j] == 0x20 || b[j] == 0x09 { j += 1 }
+                let valueStart = j
+                var valueEnd = j
+                while j < end {
+                    let v = b[j]
+                    if v < 0x20 && v != 0x09 || v == 0x7f { throw .malformed("control character in header value") }
+                    j += 1
+                    if v != 0x20 && v != 0x09 { valueEnd = j }
+                }
+                fields.append(HeaderField(nameStart: Int32(i), nameEnd: Int32(nameEnd),
+                                          valueStart: Int32(valueStart), valueEnd: Int32(valueEnd)))
+                i = end + 2
             }
-            fields.append(HeaderField(nameStart: Int32(i), nameEnd: Int32(nameEnd),
-                                      valueStart: Int32(valueStart), valueEnd: Int32(valueEnd)))
-            i = end + 2
         }
     }
 

@@ -14,7 +14,6 @@ final class ProxyExchange: ClientExchange, UpstreamWaiter, UpstreamExchange {
     /// The tracker key, nil for bypass routes.
     private let key: ClientKey?
     private let isProbe: Bool
-    private let requestHead: [UInt8]
     private var server: UpstreamServer
     private var upstream: UpstreamConnection?
     private var responseStarted = false
@@ -24,7 +23,8 @@ final class ProxyExchange: ClientExchange, UpstreamWaiter, UpstreamExchange {
     /// Retries taken so far (not counting a resend after a stale keep-alive connection).
     private var retries = 0
     private let idempotent: Bool
-    private let started = ContinuousClock.now
+    /// When the exchange began (SystemClock nanoseconds).
+    private let started = SystemClock().now()
     private let pool: UpstreamPool
     private let metrics: RouteMetrics
     private var status = 0
@@ -43,14 +43,12 @@ final class ProxyExchange: ClientExchange, UpstreamWaiter, UpstreamExchange {
         pool = handler.pool
         metrics = handler.context.routeMetrics[route.index]
         server = pool.pickServer()
-        requestHead = ProxyHeaders.upstreamRequest(request, clientAddress: client.peerText,
-                                                   defaultHost: server.endpoint.description)
         idempotent = RetryPolicy.isIdempotent(method: request.head.method, hasIdempotencyKey: request.head.count("idempotency-key") > 0)
     }
 
     func start() {
         client.exchange = self
-        handler.retryBudget.recordRequest(now: SystemClock().now())
+        handler.retryBudget.recordRequest(now: started)
         pool.acquire(server, for: self)
     }
 
@@ -62,7 +60,9 @@ final class ProxyExchange: ClientExchange, UpstreamWaiter, UpstreamExchange {
             return
         }
         upstream = connection
-        connection.send(head: requestHead, body: request.body, expectNoBody: request.isHEAD, to: self)
+        connection.send(body: request.body, expectNoBody: request.isHEAD, to: self) {
+            ProxyHeaders.upstreamRequest(request, clientAddress: client.peerText, defaultHost: server.hostHeader, into: &$0)
+        }
     }
 
     func connectionFailed(_ failure: UpstreamFailure) {
@@ -81,13 +81,13 @@ final class ProxyExchange: ClientExchange, UpstreamWaiter, UpstreamExchange {
             connection?.cancel()
             return
         }
-        let elapsed = ContinuousClock.now - started
+        let elapsed = Duration.nanoseconds(SystemClock().now() - started)
         metrics.upstreamDuration.record(elapsed)
         upstreamTime = elapsed
         status = head.status
         record(status: head.status, retryAfter: head.combined("retry-after"))
         responseStarted = true
-        client.beginResponse(ProxyHeaders.clientResponse(head, keepLength: framing == .none), framing: framing)
+        client.beginResponse(framing: framing) { ProxyHeaders.clientResponse(head, keepLength: framing == .none, into: &$0) }
     }
 
     func upstreamBody(_ buffer: OpaquePointer) {
@@ -166,9 +166,10 @@ final class ProxyExchange: ClientExchange, UpstreamWaiter, UpstreamExchange {
     private func retry(_ reason: RetryPolicy.Reason, detail: String) -> Bool {
         let policy = handler.retryPolicy
         guard idempotent, !responseStarted, retries < policy.retries else { return false }
-        let remaining = pool.settings.timeout - (ContinuousClock.now - started)
+        let now = SystemClock().now()
+        let remaining = pool.settings.timeout - .nanoseconds(now - started)
         guard let wait = policy.wait(attempt: retries + 1, u: Double.random(in: 0..<1), remaining: remaining),
-              handler.retryBudget.takeRetry(now: SystemClock().now())
+              handler.retryBudget.takeRetry(now: now)
         else { return false }
         retries += 1
         metrics.countRetry(reason)

@@ -19,17 +19,15 @@ enum ProxyHeaders {
 
     private static func appendLine(_ out: inout [UInt8], _ head: HTTPHead, _ f: HeaderField) {
         out += head.bytes[Int(f.nameStart)..<Int(f.valueEnd)]
-        out += [0x0d, 0x0a]
+        out.append(ascii: "\r\n")
     }
 
     /// The head sent upstream for `request`, with a Content-Length for the buffered body.
     /// A request without Host (HTTP/1.0 allows that) gets `defaultHost`, since HTTP/1.1 requires one.
     /// Header names with an underscore are dropped, as nginx does by default: CGI-style upstreams
     /// read `X-Forwarded_For` as `X-Forwarded-For`, which would let a client forge it.
-    static func upstreamRequest(_ request: HTTPRequest, clientAddress: [UInt8], defaultHost: String) -> [UInt8] {
+    static func upstreamRequest(_ request: HTTPRequest, clientAddress: [UInt8], defaultHost: String, into out: inout [UInt8]) {
         let head = request.head
-        var out = [UInt8]()
-        out.reserveCapacity(head.bytes.count + 96)
         out += head.bytes[head.first]
         out.append(0x20)
         out += head.originTarget
@@ -77,19 +75,16 @@ enum ProxyHeaders {
             out.append(ascii: "\r\n")
         }
         out.append(ascii: "\r\n")
-        return out
     }
 
     /// The status line and headers relayed to the client; framing is added by the connection.
     /// A response without a body keeps its Content-Length (HEAD tells the size of the GET).
-    static func clientResponse(_ head: HTTPHead, keepLength: Bool) -> [UInt8] {
-        var out = [UInt8]()
-        out.reserveCapacity(head.bytes.count + 32)
+    static func clientResponse(_ head: HTTPHead, keepLength: Bool, into out: inout [UInt8]) {
         out.append(ascii: "HTTP/1.1 ")
         out.append(decimal: head.status)
         out.append(0x20)
         out += head.bytes[head.second]
-        out += [0x0d, 0x0a]
+        out.append(ascii: "\r\n")
         let listed = connectionTokens(head)
         for f in head.fields {
             if keepLength && head.nameIs(f, "content-length") {
@@ -100,6 +95,5 @@ enum ProxyHeaders {
             if !listed.isEmpty, listed.contains(where: { head.nameIs(f, dynamic: $0) }) { continue }
             appendLine(&out, head, f)
         }
-        return out
     }
 }

@@ -6,25 +6,38 @@ import BreakwaterCore
 enum ShieldResponse {
     static func send(reason: RejectReason, retryAfter: Duration, on connection: ClientConnection) {
         let seconds = RetryAfter.seconds(retryAfter)
-        var body = [UInt8]()
-        body.reserveCapacity(96)
-        body.append(ascii: #"{"title":"Too Many Requests","status":429,"reason":""#)
-        body.append(ascii: reason.literal)
-        body.append(ascii: #"","retry_after":"#)
-        body.append(decimal: seconds)
-        body.append(UInt8(ascii: "}"))
-        var head = [UInt8]()
-        head.reserveCapacity(256)
-        head.append(ascii: "HTTP/1.1 429 Too Many Requests\r\nRetry-After: ")
-        head.append(decimal: seconds)
-        head.append(ascii: "\r\nRateLimit: \"")
-        head.append(ascii: reason.literal)
-        head.append(ascii: "\";r=0;t=")
-        head.append(decimal: seconds)
-        head.append(ascii: "\r\nContent-Type: application/problem+json\r\nCache-Control: no-store\r\n")
-        connection.beginResponse(head, framing: .length(body.count))
-        connection.sendBody(body)
+        let bodyStart: StaticString = #"{"title":"Too Many Requests","status":429,"reason":""#
+        let bodyMiddle: StaticString = #"","retry_after":"#
+        let bodyLength = bodyStart.utf8CodeUnitCount + reason.literal.utf8CodeUnitCount + bodyMiddle.utf8CodeUnitCount
+            + decimalDigits(seconds) + 1
+        connection.beginResponse(framing: .length(bodyLength)) { head in
+            head.append(ascii: "HTTP/1.1 429 Too Many Requests\r\nRetry-After: ")
+            head.append(decimal: seconds)
+            head.append(ascii: "\r\nRateLimit: \"")
+            head.append(ascii: reason.literal)
+            head.append(ascii: "\";r=0;t=")
+            head.append(decimal: seconds)
+            head.append(ascii: "\r\nContent-Type: application/problem+json\r\nCache-Control: no-store\r\n")
+        }
+        connection.sendBody { body in
+            body.append(ascii: bodyStart)
+            body.append(ascii: reason.literal)
+            body.append(ascii: bodyMiddle)
+            body.append(decimal: seconds)
+            body.append(UInt8(ascii: "}"))
+        }
         connection.endResponse()
+    }
+
+    /// How many digits `append(decimal:)` writes for `value` (non-negative).
+    static func decimalDigits(_ value: Int) -> Int {
+        var digits = 1
+        var rest = value
+        while rest >= 10 {
+            rest /= 10
+            digits += 1
+        }
+        return digits
     }
 }
 

@@ -44,8 +44,10 @@ final class Socket {
     var delegate: SocketDelegate?
     private var readEvent: OpaquePointer?
     private var writeEvent: OpaquePointer?
-    private var timer: OpaquePointer?
-    private var timeout: Duration?
+    /// The inactivity deadline, created by the first `setTimeout`.
+    private var timer: DeadlineTimer?
+    /// The inactivity limit in nanoseconds; nil: none.
+    private var timeout: Int64?
     private let base: OpaquePointer
     private var reading = false
     private var waitingToWrite = false
@@ -116,25 +118,24 @@ final class Socket {
 
     /// An inactivity limit: the delegate hears `.timeout` when no byte moves for `duration`; nil: none.
     func setTimeout(_ duration: Duration?) {
-        timeout = duration
+        timeout = duration?.clampedNanoseconds
         guard !closed else { return }
-        if duration != nil, timer == nil {
-            timer = event_new(base, -1, 0, { _, _, context in
-                Unmanaged<Socket>.fromOpaque(context!).takeUnretainedValue().timedOut()
-            }, Unmanaged.passUnretained(self).toOpaque())
-        }
-        if let duration {
-            var tv = timeval(duration)
-            event_add(timer, &tv)
-        } else if timer != nil {
-            event_del(timer)
+        if let timeout {
+            if timer == nil {
+                timer = DeadlineTimer(base: base, context: Unmanaged.passUnretained(self).toOpaque()) { _, _, context in
+                    Unmanaged<Socket>.fromOpaque(context!).takeUnretainedValue().timerFired()
+                }
+            }
+            timer!.set(after: timeout)
+        } else {
+            timer?.clear()
         }
     }
 
+    /// Bytes moved: the inactivity deadline starts over (no libevent call, see DeadlineTimer).
+    @inline(__always)
     private func touch() {
-        guard let timeout else { return }
-        var tv = timeval(timeout)
-        event_add(timer, &tv)
+        if let timeout { timer!.set(after: timeout) }
     }
 
     /// Sends what `output` holds, as far as the kernel takes it now; the rest goes when it can.
@@ -148,9 +149,10 @@ final class Socket {
         guard !closed else { return }
         closed = true
         delegate = nil
-        for event in [readEvent, writeEvent, timer] where event != nil { event_free(event) }
+        for event in [readEvent, writeEvent] where event != nil { event_free(event) }
         readEvent = nil
         writeEvent = nil
+        timer?.free()
         timer = nil
         Glibc.close(fd)
     }
@@ -230,7 +232,8 @@ final class Socket {
         }
     }
 
-    private func timedOut() {
+    private func timerFired() {
+        guard timer!.fired() else { return }
         delegate?.socketEvent(self, .timeout)
     }
 }

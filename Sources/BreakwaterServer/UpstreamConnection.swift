@@ -45,9 +45,13 @@ final class UpstreamConnection: SocketDelegate {
     private var state = State.connecting
     private var exchange: UpstreamExchange?
     private var head: HTTPHead?
+    private var headBuffer = HeadBuffer()
     private var body = ResponseBody.none
     private var reusable = false
-    private var scratch: OpaquePointer?
+    /// Response body bytes on their way to the exchange.
+    private var bodyChunk: OpaquePointer?
+    /// Where request heads are assembled (reused: no allocation per request).
+    private var scratch: [UInt8] = []
     private var expectNoBody = false
     /// Whether this connection carried an exchange before the current one.
     private(set) var reused = false
@@ -63,8 +67,9 @@ final class UpstreamConnection: SocketDelegate {
         socket.setTimeout(pool.settings.connectTimeout)
     }
 
-    /// Sends a request; the response is delivered to `exchange`.
-    func send(head requestHead: [UInt8], body requestBody: OpaquePointer?, expectNoBody: Bool, to exchange: UpstreamExchange) {
+    /// Sends a request, its head written by `writeHead`; the response is delivered to `exchange`.
+    func send(body requestBody: OpaquePointer?, expectNoBody: Bool, to exchange: UpstreamExchange,
+              head writeHead: (inout [UInt8]) -> Void) {
         self.exchange = exchange
         self.expectNoBody = expectNoBody
         head = nil
@@ -73,7 +78,9 @@ final class UpstreamConnection: SocketDelegate {
             state = .busy
             socket.setTimeout(pool.settings.timeout)
         }
-        requestHead.withUnsafeBytes { _ = evbuffer_add(socket.output, $0.baseAddress, $0.count) }
+        scratch.removeAll(keepingCapacity: true)
+        writeHead(&scratch)
+        scratch.withUnsafeBytes { _ = evbuffer_add(socket.output, $0.baseAddress, $0.count) }
         if let requestBody { evbuffer_add_buffer_reference(socket.output, requestBody) }
         socket.setReading(true)
         socket.flush()
@@ -152,10 +159,7 @@ final class UpstreamConnection: SocketDelegate {
                 return false
             }
             let length = Int(end.pos) + 4
-            let bytes = [UInt8](unsafeUninitializedCapacity: length) { buffer, count in
-                count = Int(evbuffer_remove(input, buffer.baseAddress, length))
-            }
-            guard let parsed = try? HTTPHead.parseResponse(bytes), parsed.status != 101 else {
+            guard let parsed = try? headBuffer.parseResponse(length, from: input), parsed.status != 101 else {
                 fail(.badResponse)
                 return false
             }
@@ -183,14 +187,14 @@ final class UpstreamConnection: SocketDelegate {
         case .length(let remaining):
             let n = min(remaining, evbuffer_get_length(input))
             if n > 0 {
-                let chunk = takeScratch()
+                let chunk = takeBodyChunk()
                 evbuffer_remove_buffer(input, chunk, n)
                 exchange.upstreamBody(chunk)
             }
             body = .length(remaining - n)
             if remaining == n { finish(reusable: reusable && evbuffer_get_length(input) == 0) }
         case .chunked(var decoder):
-            let chunk = takeScratch()
+            let chunk = takeBodyChunk()
             let progress = decoder.decode(input, into: chunk)
             body = .chunked(decoder)
             if evbuffer_get_length(chunk) > 0 { exchange.upstreamBody(chunk) }
@@ -208,14 +212,14 @@ final class UpstreamConnection: SocketDelegate {
     private func flushUntilClose() {
         let input = socket.input
         guard let exchange, evbuffer_get_length(input) > 0 else { return }
-        let chunk = takeScratch()
+        let chunk = takeBodyChunk()
         evbuffer_add_buffer(chunk, input)
         exchange.upstreamBody(chunk)
     }
 
-    private func takeScratch() -> OpaquePointer {
-        if scratch == nil { scratch = evbuffer_new() }
-        return scratch!
+    private func takeBodyChunk() -> OpaquePointer {
+        if bodyChunk == nil { bodyChunk = evbuffer_new() }
+        return bodyChunk!
     }
 
     private func finish(reusable: Bool) {
@@ -241,8 +245,8 @@ final class UpstreamConnection: SocketDelegate {
         let wasIdle = state == .idle
         state = .closed
         socket.close()
-        if let scratch { evbuffer_free(scratch) }
-        scratch = nil
+        if let bodyChunk { evbuffer_free(bodyChunk) }
+        bodyChunk = nil
         pool.closed(self, wasIdle: wasIdle)
     }
 

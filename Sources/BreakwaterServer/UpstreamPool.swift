@@ -46,9 +46,12 @@ final class UpstreamServer {
     /// Position in `upstream.servers`.
     let index: Int
     let health: UpstreamHealth
+    /// `host:port`, the Host header for a request that came without one.
+    let hostHeader: String
 
     init(health: UpstreamHealth, index: Int) throws {
         self.endpoint = health.endpoint
+        self.hostHeader = health.endpoint.description
         self.address = try SocketAddress(health.endpoint)
         self.index = index
         self.health = health

@@ -149,6 +149,21 @@ import Testing
         }
     }
 
+    @Test func sipHashTakesWholeWordsAfterAPartialOne() {
+        // Message 00..10 (17 bytes) of the reference vectors: p single bytes, one 8-byte word
+        // (merged with the partial tail by shifts), then the rest as a run, for every p.
+        let hasher = KeyedHasher(k0: 0x0706_0504_0302_0100, k1: 0x0F0E_0D0C_0B0A_0908)
+        let message = (0..<17).map { UInt8($0) }
+        for p in 0...7 {
+            var state = hasher.stream()
+            for byte in message[..<p] { state.combine(byte) }
+            let word = message[p..<(p + 8)].reversed().reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+            state.combine(word)
+            message[(p + 8)...].withUnsafeBytes { state.combine($0) }
+            #expect(state.finalize() == 0x699A_E9F5_2CBE_4794, "p=\(p)")
+        }
+    }
+
     @Test func derivedKeyIsStableAcrossRunsAndRandomWhenEmpty() {
         // Replicas agree only if derivation never changes: pin it.
         #expect(KeyedHasher(secret: "s3cret").hash(Array("client".utf8)) == KeyedHasher(secret: "s3cret").hash(Array("client".utf8)))
