@@ -30,21 +30,30 @@ public struct StatusClassifier: Sendable, Equatable {
 
     /// A bitmap of `set.statuses`.
     public init(_ set: ErrorSet) {
+        self.init(statuses: set.statuses)
+    }
+
+    /// A bitmap of `statuses` (such as `retry_on`).
+    public init(statuses: Set<Int>) {
         var bits = [UInt64](repeating: 0, count: StatusClassifier.words)
-        for status in set.statuses where status >= 0 && status < StatusClassifier.words * 64 {
+        for status in statuses where status >= 0 && status < StatusClassifier.words * 64 {
             bits[status >> 6] |= 1 << UInt64(status & 63)
         }
         self.bits = bits
-        statuses = set.statuses
+        self.statuses = statuses
     }
 
     /// The same answer as `ErrorSet.classify(status:)`.
     @inline(__always)
     public func classify(status: Int) -> Outcome {
-        guard status >= 0 && status < StatusClassifier.words * 64 else {
-            return statuses.contains(status) ? .error : .success
-        }
-        return bits[status >> 6] & (1 << UInt64(status & 63)) != 0 ? .error : .success
+        contains(status) ? .error : .success
+    }
+
+    /// Whether `status` is in the set: O(1), no hashing.
+    @inline(__always)
+    public func contains(_ status: Int) -> Bool {
+        guard status >= 0 && status < StatusClassifier.words * 64 else { return statuses.contains(status) }
+        return bits[status >> 6] & (1 << UInt64(status & 63)) != 0
     }
 }
 

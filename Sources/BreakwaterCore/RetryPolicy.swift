@@ -16,14 +16,23 @@ public struct RetryPolicy: Sendable {
     /// `upstream.retry_base`: the first wait is drawn from [0, base), doubling after each retry.
     public var base: Duration
     /// `upstream.retry_on`.
-    public var statuses: Set<Int>
+    public var statuses: Set<Int> {
+        didSet { retryOn = StatusClassifier(statuses: statuses) }
+    }
+    /// `statuses` as a bitmap, for the check on every response.
+    private var retryOn: StatusClassifier
 
     /// A policy from the `[upstream]` keys.
     public init(_ upstream: UpstreamConfig) {
         retries = upstream.retries
         base = upstream.retryBase
         statuses = upstream.retryOn
+        retryOn = StatusClassifier(statuses: upstream.retryOn)
     }
+
+    /// Whether `retry_on` lists `status`.
+    @inline(__always)
+    public func isRetryable(status: Int) -> Bool { retryOn.contains(status) }
 
     /// Methods that may be sent twice without a second effect (RFC 9110 9.2.2), or any request
     /// that carries an `Idempotency-Key`.

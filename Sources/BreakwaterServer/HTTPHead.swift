@@ -298,6 +298,32 @@ extension HTTPHead {
     /// case and surrounding whitespace; scanned in place.
     func listContains(_ key: StaticString, token: StaticString) -> Bool {
         let want = UnsafeRawBufferPointer(start: token.utf8Start, count: token.utf8CodeUnitCount)
+        return anyListElement(of: key) { a, b in
+            guard b - a == want.count else { return false }
+            for k in 0..<want.count where asciiLowercased(bytes[a + k]) != want[k] { return false }
+            return true
+        }
+    }
+
+    /// Whether a Connection header names field `f` (which makes it hop-by-hop, RFC 9110 7.6.1).
+    func isListedInConnection(_ f: HeaderField) -> Bool {
+        let name = Int(f.nameStart)
+        let length = Int(f.nameEnd) - name
+        return anyListElement(of: "connection") { a, b in
+            guard b - a == length else { return false }
+            for k in 0..<length where asciiLowercased(bytes[a + k]) != asciiLowercased(bytes[name + k]) { return false }
+            return true
+        }
+    }
+
+    @inline(__always)
+    private func asciiLowercased(_ c: UInt8) -> UInt8 {
+        c >= UInt8(ascii: "A") && c <= UInt8(ascii: "Z") ? c | 0x20 : c
+    }
+
+    /// Whether `matches` holds for an element of the comma-separated `key` header lines, given as
+    /// a byte range trimmed of spaces and tabs.
+    private func anyListElement(of key: StaticString, _ matches: (Int, Int) -> Bool) -> Bool {
         for f in fields where nameIs(f, key) {
             var i = Int(f.valueStart)
             let end = Int(f.valueEnd)
@@ -307,14 +333,7 @@ extension HTTPHead {
                 var a = i, b = j
                 while a < b && (bytes[a] == 0x20 || bytes[a] == 0x09) { a += 1 }
                 while b > a && (bytes[b - 1] == 0x20 || bytes[b - 1] == 0x09) { b -= 1 }
-                if b - a == want.count {
-                    var same = true
-                    for k in 0..<want.count where bytes[a + k] | 0x20 != want[k] && bytes[a + k] != want[k] {
-                        same = false
-                        break
-                    }
-                    if same { return true }
-                }
+                if b > a, matches(a, b) { return true }
                 i = j + 1
             }
         }

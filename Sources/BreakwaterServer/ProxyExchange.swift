@@ -22,7 +22,9 @@ final class ProxyExchange: ClientExchange, UpstreamWaiter, UpstreamExchange {
     private var freshRetries = 0
     /// Retries taken so far (not counting a resend after a stale keep-alive connection).
     private var retries = 0
-    private let idempotent: Bool
+    /// Whether the request may be sent again; worked out only when a retry is considered.
+    private lazy var idempotent = RetryPolicy.isIdempotent(method: request.head.method,
+                                                           hasIdempotencyKey: request.head.count("idempotency-key") > 0)
     /// When the exchange began (SystemClock nanoseconds).
     private let started = SystemClock().now()
     private let pool: UpstreamPool
@@ -43,7 +45,6 @@ final class ProxyExchange: ClientExchange, UpstreamWaiter, UpstreamExchange {
         pool = handler.pool
         metrics = handler.context.routeMetrics[route.index]
         server = pool.pickServer()
-        idempotent = RetryPolicy.isIdempotent(method: request.head.method, hasIdempotencyKey: request.head.count("idempotency-key") > 0)
     }
 
     func start() {
@@ -74,7 +75,7 @@ final class ProxyExchange: ClientExchange, UpstreamWaiter, UpstreamExchange {
     func upstreamHead(_ head: HTTPHead, framing: BodyFraming) {
         metrics.count(UpstreamClass(status: head.status))
         server.health.succeeded()
-        if handler.retryPolicy.statuses.contains(head.status), retry(.status, detail: "\(head.status)") {
+        if handler.retryPolicy.isRetryable(status: head.status), retry(.status, detail: "\(head.status)") {
             // This answer is discarded: the connection cannot be reused mid-body, so it goes.
             let connection = upstream
             upstream = nil

@@ -11,12 +11,6 @@ enum ProxyHeaders {
             || head.nameHasPrefix(f, "proxy-") || head.nameIs(f, "content-length")
     }
 
-    /// Names listed in the Connection header are hop-by-hop too.
-    private static func connectionTokens(_ head: HTTPHead) -> [String] {
-        guard head.count("connection") > 0, let value = head.combined("connection") else { return [] }
-        return value.split(separator: ",").map { $0.trimmingASCIISpaces().lowercased() }.filter { !$0.isEmpty }
-    }
-
     private static func appendLine(_ out: inout [UInt8], _ head: HTTPHead, _ f: HeaderField) {
         out += head.bytes[Int(f.nameStart)..<Int(f.valueEnd)]
         out.append(ascii: "\r\n")
@@ -32,12 +26,13 @@ enum ProxyHeaders {
         out.append(0x20)
         out += head.originTarget
         out.append(ascii: " HTTP/1.1\r\n")
-        let listed = connectionTokens(head)
+        // Names listed in the Connection header are hop-by-hop too.
+        let hasConnection = head.count("connection") > 0
         var forwardedFor: String?
         var via: String?
         for f in head.fields {
             if isHopByHop(head, f) || head.nameIs(f, "expect") { continue }
-            if !listed.isEmpty, listed.contains(where: { head.nameIs(f, dynamic: $0) }) { continue }
+            if hasConnection, head.isListedInConnection(f) { continue }
             if head.nameIs(f, "x-forwarded-for") {
                 forwardedFor = forwardedFor.map { $0 + ", " + head.value(f) } ?? head.value(f)
                 continue
@@ -85,14 +80,14 @@ enum ProxyHeaders {
         out.append(0x20)
         out += head.bytes[head.second]
         out.append(ascii: "\r\n")
-        let listed = connectionTokens(head)
+        let hasConnection = head.count("connection") > 0
         for f in head.fields {
             if keepLength && head.nameIs(f, "content-length") {
                 appendLine(&out, head, f)
                 continue
             }
             if isHopByHop(head, f) { continue }
-            if !listed.isEmpty, listed.contains(where: { head.nameIs(f, dynamic: $0) }) { continue }
+            if hasConnection, head.isListedInConnection(f) { continue }
             appendLine(&out, head, f)
         }
     }

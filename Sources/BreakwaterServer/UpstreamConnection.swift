@@ -98,8 +98,12 @@ final class UpstreamConnection: SocketDelegate {
         close()
     }
 
+    /// When it was last parked (DeadlineTimer's clock), for the pool's idle sweep.
+    private(set) var parkedAt: Int64 = 0
+
     /// Parked in the pool: any byte or EOF now means the server closed it.
     func parked() {
+        parkedAt = DeadlineTimer.now()
         state = .idle
         reused = true
         socket.setTimeout(nil)

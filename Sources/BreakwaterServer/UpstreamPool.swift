@@ -89,7 +89,6 @@ final class UpstreamPool {
     let servers: [UpstreamServer]
     private var next = 0
     private var idle: [[UpstreamConnection]]
-    private var idleSince: [ObjectIdentifier: ContinuousClock.Instant] = [:]
     private var open: [Int]
     private var connecting: [ObjectIdentifier: (UpstreamConnection, UpstreamWaiter)] = [:]
     private var queues: [[UpstreamWaiter]]
@@ -107,6 +106,7 @@ final class UpstreamPool {
     /// The next server in round-robin order, skipping `excluded` and servers out of rotation
     /// while another is in; when all are out, round-robin over all of them.
     func pickServer(excluding excluded: UpstreamServer? = nil) -> UpstreamServer {
+        if servers.count == 1 { return servers[0] }   // in rotation or not, it is the only one
         let now = SystemClock().now()
         for _ in 0..<servers.count {
             let server = servers[next % servers.count]
@@ -123,7 +123,6 @@ final class UpstreamPool {
     /// `fresh` skips parked connections: after one was found closed, others may be stale too.
     func acquire(_ server: UpstreamServer, for waiter: UpstreamWaiter, fresh: Bool = false) {
         if !fresh, let connection = idle[server.index].popLast() {
-            idleSince[ObjectIdentifier(connection)] = nil
             waiter.connectionReady(connection)
             return
         }
@@ -171,7 +170,6 @@ final class UpstreamPool {
         }
         connection.parked()
         idle[index].append(connection)
-        idleSince[ObjectIdentifier(connection)] = .now
         scheduleSweep()
     }
 
@@ -182,7 +180,6 @@ final class UpstreamPool {
         open[index] -= 1
         if wasIdle {
             idle[index].removeAll { $0 === connection }
-            idleSince[id] = nil
         }
         if let entry = connecting.removeValue(forKey: id) {
             entry.1.connectionFailed(.connect)
@@ -200,9 +197,9 @@ final class UpstreamPool {
         worker.schedule(after: settings.idleTimeout / 2) { [weak self] in
             guard let self else { return }
             sweeping = false
-            let cutoff = ContinuousClock.now - settings.idleTimeout
+            let cutoff = DeadlineTimer.now() - settings.idleTimeout.clampedNanoseconds
             for list in idle {
-                for connection in list where (idleSince[ObjectIdentifier(connection)] ?? .now) < cutoff {
+                for connection in list where connection.parkedAt < cutoff {
                     connection.close()
                 }
             }
