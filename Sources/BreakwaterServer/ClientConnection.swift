@@ -55,9 +55,9 @@ final class ClientConnection: SocketDelegate {
     private var keepAlive = true
     private var minorVersion = 1
     private var chunkedResponse = false
-    /// Where response heads (and small bodies) are assembled; only this connection uses it, so
-    /// after the first response it never allocates.
-    private var scratch: [UInt8] = []
+    /// The request being answered is a HEAD: the response carries the GET's headers (its
+    /// Content-Length included) but never a body (RFC 9110 9.3.2), whatever the handler sends.
+    private var answeringHEAD = false
     /// The handler's side of the current exchange, told when the client leaves or drains.
     var exchange: ClientExchange?
 
@@ -348,6 +348,7 @@ final class ClientConnection: SocketDelegate {
         state = .dispatched
         disarm()
         let request = HTTPRequest(head: head, body: body, peer: peer)
+        answeringHEAD = request.isHEAD
         listener.handler.handle(request, on: self)
     }
 
@@ -388,6 +389,7 @@ final class ClientConnection: SocketDelegate {
         listener.handler.rejected(status: status, peer: peer)
         keepAlive = false
         minorVersion = 1
+        answeringHEAD = false
         state = .dispatched
         disarm()
         respond(status: status, reason: reason, headers: [("Content-Type", "text/plain")],
@@ -404,49 +406,60 @@ final class ClientConnection: SocketDelegate {
     /// Writes a status line and headers (each line CRLF-terminated, no blank line yet); this adds
     /// the framing and Connection headers that only the connection can decide.
     func beginResponse(_ head: [UInt8], framing: BodyFraming) {
-        beginResponse(framing: framing) { $0 += head }
+        beginResponse(framing: framing, reserving: head.count + 128) { $0.append(bytes: head[...]) }
     }
 
     /// `beginResponse` with the status line and headers written by `writeHead` straight into
-    /// the connection's scratch buffer (no array of its own per response).
-    func beginResponse(framing: BodyFraming, head writeHead: (inout [UInt8]) -> Void) {
+    /// the output buffer (`reserving` bytes up front; more if they run out).
+    func beginResponse(framing: BodyFraming, reserving size: Int = 512, head writeHead: (inout EvbufferWriter) -> Void) {
         guard state == .dispatched else { return }
-        scratch.removeAll(keepingCapacity: true)
-        writeHead(&scratch)
+        EvbufferWriter.write(into: socket.output, reserving: size) { out in
+            writeHead(&out)
+            writeFraming(framing, into: &out)
+        }
+        // A streamed body may be slow to come: the head goes now. Otherwise it leaves with the body.
+        if framing == .stream { socket.flush() }
+    }
+
+    /// A whole response with a body of `bodyLength` bytes, head and body written in one go.
+    func respond(bodyLength: Int, head writeHead: (inout EvbufferWriter) -> Void,
+                 body writeBody: (inout EvbufferWriter) -> Void) {
+        guard state == .dispatched else { return }
+        EvbufferWriter.write(into: socket.output, reserving: 512 + bodyLength) { out in
+            writeHead(&out)
+            writeFraming(.length(bodyLength), into: &out)
+            if !answeringHEAD { writeBody(&out) }
+        }
+        endResponse()
+    }
+
+    /// The framing and Connection headers that only the connection can decide, and the blank line.
+    private func writeFraming(_ framing: BodyFraming, into out: inout EvbufferWriter) {
         chunkedResponse = false
         switch framing {
         case .none:
             break
         case .length(let n):
-            scratch.append(ascii: "Content-Length: ")
-            scratch.append(decimal: n)
-            scratch.append(ascii: "\r\n")
+            out.append(ascii: "Content-Length: ")
+            out.append(decimal: n)
+            out.append(ascii: "\r\n")
+        case .stream where answeringHEAD:
+            break   // no body follows, so no framing for one
         case .stream:
             if minorVersion == 1 {
                 chunkedResponse = true
-                scratch.append(ascii: "Transfer-Encoding: chunked\r\n")
+                out.append(ascii: "Transfer-Encoding: chunked\r\n")
             } else {
                 keepAlive = false
             }
         }
         if worker.draining { keepAlive = false }
         if !keepAlive {
-            scratch.append(ascii: "Connection: close\r\n")
+            out.append(ascii: "Connection: close\r\n")
         } else if minorVersion == 0 {
-            scratch.append(ascii: "Connection: keep-alive\r\n")
+            out.append(ascii: "Connection: keep-alive\r\n")
         }
-        scratch.append(ascii: "\r\n")
-        scratch.withUnsafeBytes { _ = evbuffer_add(socket.output, $0.baseAddress, $0.count) }
-        // A streamed body may be slow to come: the head goes now. Otherwise it leaves with the body.
-        if framing == .stream { socket.flush() }
-    }
-
-    /// Appends body bytes written by `writeBody` into the scratch buffer.
-    func sendBody(writing writeBody: (inout [UInt8]) -> Void) {
-        guard state == .dispatched else { return }
-        scratch.removeAll(keepingCapacity: true)
-        writeBody(&scratch)
-        scratch.withUnsafeBytes { sendBody($0) }
+        out.append(ascii: "\r\n")
     }
 
     /// Appends body bytes taken from `buffer` (which is left empty). True when the client is
@@ -455,7 +468,10 @@ final class ClientConnection: SocketDelegate {
     func sendBody(_ buffer: OpaquePointer) -> Bool {
         let output = socket.output
         let n = evbuffer_get_length(buffer)
-        guard state == .dispatched, n > 0 else { return false }
+        guard state == .dispatched, n > 0, !answeringHEAD else {
+            evbuffer_drain(buffer, n)
+            return false
+        }
         if chunkedResponse { writeRaw(String(n, radix: 16) + "\r\n") }
         evbuffer_add_buffer(output, buffer)
         if chunkedResponse { writeRaw("\r\n") }
@@ -465,13 +481,9 @@ final class ClientConnection: SocketDelegate {
 
     /// Appends body bytes.
     func sendBody(_ bytes: [UInt8]) {
-        bytes.withUnsafeBytes { sendBody($0) }
-    }
-
-    private func sendBody(_ bytes: UnsafeRawBufferPointer) {
-        guard state == .dispatched, !bytes.isEmpty else { return }
+        guard state == .dispatched, !bytes.isEmpty, !answeringHEAD else { return }
         if chunkedResponse { writeRaw(String(bytes.count, radix: 16) + "\r\n") }
-        evbuffer_add(socket.output, bytes.baseAddress, bytes.count)
+        bytes.withUnsafeBytes { _ = evbuffer_add(socket.output, $0.baseAddress, $0.count) }
         if chunkedResponse { writeRaw("\r\n") }
     }
 
@@ -509,10 +521,18 @@ final class ClientConnection: SocketDelegate {
 
     /// A complete response in one call.
     func respond(status: Int, reason: String, headers: [(String, String)], body: [UInt8]) {
-        var head = Array("HTTP/1.1 \(status) \(reason)\r\n".utf8)
-        for (name, value) in headers { head += "\(name): \(value)\r\n".utf8 }
-        beginResponse(head, framing: .length(body.count))
-        sendBody(body)
-        endResponse()
+        respond(bodyLength: body.count) { head in
+            head.append(ascii: "HTTP/1.1 ")
+            head.append(decimal: status)
+            head.append(ascii: " ")
+            head.append(utf8: reason)
+            head.append(ascii: "\r\n")
+            for (name, value) in headers {
+                head.append(utf8: name)
+                head.append(ascii: ": ")
+                head.append(utf8: value)
+                head.append(ascii: "\r\n")
+            }
+        } body: { $0.append(bytes: body[...]) }
     }
 }

@@ -61,7 +61,8 @@ final class ProxyExchange: ClientExchange, UpstreamWaiter, UpstreamExchange {
             return
         }
         upstream = connection
-        connection.send(body: request.body, expectNoBody: request.isHEAD, to: self) {
+        connection.send(body: request.body, expectNoBody: request.isHEAD, to: self,
+                        reserving: request.head.bytes.count + 256) {
             ProxyHeaders.upstreamRequest(request, clientAddress: client.peerText, defaultHost: server.hostHeader, into: &$0)
         }
     }
@@ -88,7 +89,9 @@ final class ProxyExchange: ClientExchange, UpstreamWaiter, UpstreamExchange {
         status = head.status
         record(status: head.status, retryAfter: head.combined("retry-after"))
         responseStarted = true
-        client.beginResponse(framing: framing) { ProxyHeaders.clientResponse(head, keepLength: framing == .none, into: &$0) }
+        client.beginResponse(framing: framing, reserving: head.bytes.count + 128) {
+            ProxyHeaders.clientResponse(head, keepLength: framing == .none, into: &$0)
+        }
     }
 
     func upstreamBody(_ buffer: OpaquePointer) {

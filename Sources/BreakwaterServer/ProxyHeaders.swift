@@ -11,8 +11,8 @@ enum ProxyHeaders {
             || head.nameHasPrefix(f, "proxy-") || head.nameIs(f, "content-length")
     }
 
-    private static func appendLine(_ out: inout [UInt8], _ head: HTTPHead, _ f: HeaderField) {
-        out += head.bytes[Int(f.nameStart)..<Int(f.valueEnd)]
+    private static func appendLine(_ out: inout some ByteSink, _ head: HTTPHead, _ f: HeaderField) {
+        out.append(bytes: head.bytes[Int(f.nameStart)..<Int(f.valueEnd)])
         out.append(ascii: "\r\n")
     }
 
@@ -20,11 +20,11 @@ enum ProxyHeaders {
     /// A request without Host (HTTP/1.0 allows that) gets `defaultHost`, since HTTP/1.1 requires one.
     /// Header names with an underscore are dropped, as nginx does by default: CGI-style upstreams
     /// read `X-Forwarded_For` as `X-Forwarded-For`, which would let a client forge it.
-    static func upstreamRequest(_ request: HTTPRequest, clientAddress: [UInt8], defaultHost: String, into out: inout [UInt8]) {
+    static func upstreamRequest(_ request: HTTPRequest, clientAddress: [UInt8], defaultHost: String, into out: inout some ByteSink) {
         let head = request.head
-        out += head.bytes[head.first]
+        out.append(bytes: head.bytes[head.first])
         out.append(0x20)
-        out += head.originTarget
+        out.append(bytes: head.originTarget)
         out.append(ascii: " HTTP/1.1\r\n")
         // Names listed in the Connection header are hop-by-hop too.
         let hasConnection = head.count("connection") > 0
@@ -56,7 +56,7 @@ enum ProxyHeaders {
             out.append(utf8: forwardedFor)
             out.append(ascii: ", ")
         }
-        out += clientAddress
+        out.append(bytes: clientAddress[...])
         out.append(ascii: "\r\nX-Forwarded-Proto: http\r\nVia: ")
         if let via {
             out.append(utf8: via)
@@ -74,11 +74,11 @@ enum ProxyHeaders {
 
     /// The status line and headers relayed to the client; framing is added by the connection.
     /// A response without a body keeps its Content-Length (HEAD tells the size of the GET).
-    static func clientResponse(_ head: HTTPHead, keepLength: Bool, into out: inout [UInt8]) {
+    static func clientResponse(_ head: HTTPHead, keepLength: Bool, into out: inout some ByteSink) {
         out.append(ascii: "HTTP/1.1 ")
         out.append(decimal: head.status)
         out.append(0x20)
-        out += head.bytes[head.second]
+        out.append(bytes: head.bytes[head.second])
         out.append(ascii: "\r\n")
         let hasConnection = head.count("connection") > 0
         for f in head.fields {

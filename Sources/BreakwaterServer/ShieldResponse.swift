@@ -10,7 +10,7 @@ enum ShieldResponse {
         let bodyMiddle: StaticString = #"","retry_after":"#
         let bodyLength = bodyStart.utf8CodeUnitCount + reason.literal.utf8CodeUnitCount + bodyMiddle.utf8CodeUnitCount
             + decimalDigits(seconds) + 1
-        connection.beginResponse(framing: .length(bodyLength)) { head in
+        connection.respond(bodyLength: bodyLength) { head in
             head.append(ascii: "HTTP/1.1 429 Too Many Requests\r\nRetry-After: ")
             head.append(decimal: seconds)
             head.append(ascii: "\r\nRateLimit: \"")
@@ -18,15 +18,13 @@ enum ShieldResponse {
             head.append(ascii: "\";r=0;t=")
             head.append(decimal: seconds)
             head.append(ascii: "\r\nContent-Type: application/problem+json\r\nCache-Control: no-store\r\n")
-        }
-        connection.sendBody { body in
+        } body: { body in
             body.append(ascii: bodyStart)
             body.append(ascii: reason.literal)
             body.append(ascii: bodyMiddle)
             body.append(decimal: seconds)
             body.append(UInt8(ascii: "}"))
         }
-        connection.endResponse()
     }
 
     /// How many digits `append(decimal:)` writes for `value` (non-negative).

@@ -50,8 +50,6 @@ final class UpstreamConnection: SocketDelegate {
     private var reusable = false
     /// Response body bytes on their way to the exchange.
     private var bodyChunk: OpaquePointer?
-    /// Where request heads are assembled (reused: no allocation per request).
-    private var scratch: [UInt8] = []
     private var expectNoBody = false
     /// Whether this connection carried an exchange before the current one.
     private(set) var reused = false
@@ -69,7 +67,7 @@ final class UpstreamConnection: SocketDelegate {
 
     /// Sends a request, its head written by `writeHead`; the response is delivered to `exchange`.
     func send(body requestBody: OpaquePointer?, expectNoBody: Bool, to exchange: UpstreamExchange,
-              head writeHead: (inout [UInt8]) -> Void) {
+              reserving size: Int, head writeHead: (inout EvbufferWriter) -> Void) {
         self.exchange = exchange
         self.expectNoBody = expectNoBody
         head = nil
@@ -78,9 +76,7 @@ final class UpstreamConnection: SocketDelegate {
             state = .busy
             socket.setTimeout(pool.settings.timeout)
         }
-        scratch.removeAll(keepingCapacity: true)
-        writeHead(&scratch)
-        scratch.withUnsafeBytes { _ = evbuffer_add(socket.output, $0.baseAddress, $0.count) }
+        EvbufferWriter.write(into: socket.output, reserving: size, writeHead)
         if let requestBody { evbuffer_add_buffer_reference(socket.output, requestBody) }
         socket.setReading(true)
         socket.flush()

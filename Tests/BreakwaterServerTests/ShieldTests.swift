@@ -72,6 +72,26 @@ import Testing
         #expect(api.requestsServed == 1)
     }
 
+    @Test func a429ToHEADHasNoBodyAndTheConnectionStaysInStep() throws {
+        let api = try startDemoAPI()
+        defer { api.shutdown() }
+        let proxy = try Harness(upstreamPorts: [api.port]) { $0.routes = [Self.deviceRoute { $0.backoff.base = .seconds(30) }] }
+        #expect(try request(port: proxy.port, "GET", "/api/v1/device/expired-3").status == 401)
+        // HEAD then GET, pipelined on one connection: a body after the HEAD's 429 would be read
+        // as the start of the second response.
+        let socket = try TestSocket(port: proxy.port)
+        try socket.send(rawRequest("HEAD", "/api/v1/device/expired-3")
+            + rawRequest("GET", "/api/v1/device/expired-3", headers: [("Connection", "close")]))
+        let head = try #require(try socket.readMessage(headRequest: true))
+        #expect(head.status == 429)
+        #expect(Int(head.header("content-length") ?? "") ?? 0 > 0, "HEAD is told the GET's length")
+        let get = try #require(try socket.readMessage())
+        #expect(get.status == 429)
+        #expect(get.bodyText.contains("\"retry_after\""))
+        #expect(try socket.readToEnd().isEmpty, "nothing after the two responses")
+        #expect(api.requestsServed == 1)
+    }
+
     @Test func fiftyParallelRequestsAfterTheWindowSendOneProbe() throws {
         let upstream = try TestUpstream { _, socket in
             usleep(300_000)
