@@ -194,8 +194,10 @@ final class UpstreamPool {
     private func scheduleSweep() {
         guard !sweeping else { return }
         sweeping = true
-        worker.schedule(after: settings.idleTimeout / 2) { [weak self] in
-            guard let self else { return }
+        // A strong capture: a weak reference would give the pool a side table, and every retain
+        // and release of it on the request path would take the slow path. A pool replaced by a
+        // reload lives until this runs, then closes its parked connections.
+        worker.schedule(after: settings.idleTimeout / 2) { [self] in
             sweeping = false
             let cutoff = DeadlineTimer.now() - settings.idleTimeout.clampedNanoseconds
             for list in idle {
