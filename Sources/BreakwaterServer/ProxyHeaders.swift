@@ -27,7 +27,7 @@ enum ProxyHeaders {
         out.append(bytes: head.originTarget)
         out.append(ascii: " HTTP/1.1\r\n")
         // Names listed in the Connection header are hop-by-hop too.
-        let hasConnection = head.count("connection") > 0
+        let hasConnection = head.connectionListsOtherFields
         var forwardedFor: String?
         var via: String?
         for f in head.fields {
@@ -80,7 +80,7 @@ enum ProxyHeaders {
         out.append(0x20)
         out.append(bytes: head.bytes[head.second])
         out.append(ascii: "\r\n")
-        let hasConnection = head.count("connection") > 0
+        let hasConnection = head.connectionListsOtherFields
         for f in head.fields {
             if keepLength && head.nameIs(f, "content-length") {
                 appendLine(&out, head, f)
