@@ -21,7 +21,10 @@ struct ConnectionLimits: Sendable {
 /// A listening socket on one worker's loop. Several workers listen on the same port
 /// (SO_REUSEPORT) and the kernel spreads new connections over them.
 final class Listener {
-    unowned let worker: Worker
+    /// Strong, like the other back references on the request path (an unowned one costs a checked
+    /// retain at every use): the worker drops its listeners when it drains or stops, which ends
+    /// the cycle.
+    let worker: Worker
     let handler: HTTPHandler
     let limits: ConnectionLimits
     private var listener: OpaquePointer?

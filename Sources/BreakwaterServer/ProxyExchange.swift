@@ -7,7 +7,8 @@ import Glibc
 /// One client request on its way to the upstream and back. It owns the decision that the
 /// shield made for it (a probe must report its outcome) and relays the response as it streams.
 final class ProxyExchange: ClientExchange, UpstreamWaiter, UpstreamExchange {
-    private unowned let handler: ProxyHandler
+    /// Strong: the handler holds no exchange, so there is no cycle.
+    private let handler: ProxyHandler
     private let request: HTTPRequest
     private let client: ClientConnection
     private let route: ResolvedRoute

@@ -42,7 +42,7 @@ final class ProxyHandler: HTTPHandler {
     var accessLog: AccessLog?
     /// The error log: upstream failures, with the server and what went wrong.
     let logger: Logger
-    unowned let worker: Worker
+    let worker: Worker
     /// This worker's share of the retry budget (each worker counts its own requests).
     var retryBudget: RetryBudget
     /// When to retry, from the config in force.

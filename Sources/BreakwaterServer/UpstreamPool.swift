@@ -1,5 +1,9 @@
+private import CLibevent
 import Atomics
 import BreakwaterCore
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Whether an upstream server is in rotation; shared by every worker, so one worker's discovery
 /// spares the others. A server that refuses a connection or times out is skipped for a window
@@ -93,6 +97,7 @@ final class UpstreamPool {
     private var connecting: [ObjectIdentifier: (UpstreamConnection, UpstreamWaiter)] = [:]
     private var queues: [[UpstreamWaiter]]
     private var sweeping = false
+    private var sweepTimer: OpaquePointer?
 
     init(worker: Worker, config: UpstreamConfig, health: [UpstreamHealth]) throws {
         self.worker = worker
@@ -190,24 +195,34 @@ final class UpstreamPool {
         }
     }
 
-    /// Closes parked connections idle past `idleTimeout`, checking twice per period.
+    /// Closes parked connections idle past `idleTimeout`, checking twice per period. The timer is
+    /// the pool's own event, freed with the pool: no closure holds the pool (a strong one would
+    /// keep a replaced pool alive, a weak one would give it a side table, which sends every
+    /// retain and release of it on the request path down the slow path).
     private func scheduleSweep() {
         guard !sweeping else { return }
         sweeping = true
-        // A strong capture: a weak reference would give the pool a side table, and every retain
-        // and release of it on the request path would take the slow path. A pool replaced by a
-        // reload lives until this runs, then closes its parked connections.
-        worker.schedule(after: settings.idleTimeout / 2) { [self] in
-            sweeping = false
-            let cutoff = DeadlineTimer.now() - settings.idleTimeout.clampedNanoseconds
-            for list in idle {
-                for connection in list where connection.parkedAt < cutoff {
-                    connection.close()
-                }
-            }
-            if idle.contains(where: { !$0.isEmpty }) { scheduleSweep() }
+        if sweepTimer == nil {
+            sweepTimer = event_new(worker.base, -1, 0, { _, _, context in
+                Unmanaged<UpstreamPool>.fromOpaque(context!).takeUnretainedValue().sweep()
+            }, Unmanaged.passUnretained(self).toOpaque())
         }
+        var tv = timeval(settings.idleTimeout / 2)
+        event_add(sweepTimer, &tv)
     }
+
+    private func sweep() {
+        sweeping = false
+        let cutoff = DeadlineTimer.now() - settings.idleTimeout.clampedNanoseconds
+        for list in idle {
+            for connection in list where connection.parkedAt < cutoff {
+                connection.close()
+            }
+        }
+        if idle.contains(where: { !$0.isEmpty }) { scheduleSweep() }
+    }
+
+    deinit { if let sweepTimer { event_free(sweepTimer) } }
 
     /// Closes every parked connection (shutdown).
     func closeIdle() {
