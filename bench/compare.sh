@@ -30,7 +30,8 @@
 # to round). The table shows the median of the rounds; a ratio is taken within each round, between
 # runs seconds apart, and the median of those per-round ratios is shown. CPU us/req is utime+stime of the
 # proxy's processes (all threads; nginx master + worker; the HAProxy process) over the run,
-# divided by the requests wrk completed. Peak RSS is VmHWM (the Breakwater process, the nginx
+# divided by the requests wrk completed, also shown split into user space (utime) and kernel
+# (stime). Peak RSS is VmHWM (the Breakwater process, the nginx
 # worker, the HAProxy process), reset before each run through /proc/PID/clear_refs.
 #
 # Other jobs on the machine disturb the numbers: every process started here runs at nice NICE
@@ -107,7 +108,7 @@ mkdir -p "$OUT"
 on_exit "cp '$WORK'/*.log '$OUT/' 2>/dev/null || true" # the servers' own logs, then the temp dir goes
 on_exit "rm -rf '$WORK'"
 RESULTS=$OUT/results.tsv
-printf 'cell\ttarget\tround\treq_s\tp50_ms\tp99_ms\tcpu_us_per_req\tproxy_cpu_pct\tcpu0_busy_pct\tcpu1_busy_pct\trequests\tnon2xx\tsocket_errors\tupstream_requests\tpeak_rss_kib\tload1\tcpu0_other_pct\tproxy_wait_pct\n' >"$RESULTS"
+printf 'cell\ttarget\tround\treq_s\tp50_ms\tp99_ms\tcpu_us_per_req\tproxy_cpu_pct\tcpu0_busy_pct\tcpu1_busy_pct\trequests\tnon2xx\tsocket_errors\tupstream_requests\tpeak_rss_kib\tload1\tcpu0_other_pct\tproxy_wait_pct\tuser_us_per_req\tsys_us_per_req\n' >"$RESULTS"
 
 read -r UP_PORT NGX_PORT HAP_PORT BW_PORT BW_ADMIN BW1_PORT BW1_ADMIN BW2_PORT BW2_ADMIN \
     <<<"$(free_ports 9 | tr '\n' ' ')"
@@ -265,11 +266,12 @@ run_wrk() {
     rpid=$(rss_pid "$pid")
     if [ "$round" = 0 ]; then file=$OUT/warmup-$cell-$t.txt; else file=$OUT/$cell-$t-round$round.txt; fi
 
-    local load ticks0 ticks1 c0a c0b c1a c1b up0 up1 w0 w1 wait0 wait1 status=0
+    local load ticks0 ticks1 user0 user1 c0a c0b c1a c1b up0 up1 w0 w1 wait0 wait1 status=0
     load=$(load_average)
     reset_peak_rss "$rpid"
     up0=$(upstream_requests)
     ticks0=$(proc_ticks "$pid")
+    user0=$(proc_ticks "$pid" user)
     wait0=$(proc_wait_ns "$pid")
     c0a=$(cpu_ticks "$PROXY_CPU")
     c1a=$(cpu_ticks "$LOAD_CPU")
@@ -282,6 +284,7 @@ run_wrk() {
     untrack_pid "$wrk_pid"
     w1=$(date +%s.%N)
     ticks1=$(proc_ticks "$pid")
+    user1=$(proc_ticks "$pid" user)
     wait1=$(proc_wait_ns "$pid")
     c0b=$(cpu_ticks "$PROXY_CPU")
     c1b=$(cpu_ticks "$LOAD_CPU")
@@ -300,15 +303,17 @@ run_wrk() {
     awk -v cell="$cell" -v t="$t" -v round="$round" -v rps="$rps" -v p50="$p50" -v p99="$p99" \
         -v n="$requests" -v dt="$((ticks1 - ticks0))" -v hz="$CLK_TCK" -v w0="$w0" -v w1="$w1" \
         -v c0a="$c0a" -v c0b="$c0b" -v c1a="$c1a" -v c1b="$c1b" -v non2xx="$non2xx" -v sockerr="$sockerr" \
-        -v up="$((${up1:-0} - ${up0:-0} - 1))" -v peak="$peak" -v load="$load" -v dw="$((wait1 - wait0))" 'BEGIN {
+        -v up="$((${up1:-0} - ${up0:-0} - 1))" -v peak="$peak" -v load="$load" -v dw="$((wait1 - wait0))" \
+        -v du="$((user1 - user0))" 'BEGIN {
             split(c0a, a, " "); split(c0b, b, " "); split(c1a, x, " "); split(c1b, y, " ")
             wall = w1 - w0
             us = n > 0 ? dt / hz * 1e6 / n : 0
+            user = n > 0 ? du / hz * 1e6 / n : 0
             proxy = 100 * dt / hz / wall
             busy0 = 100 * (b[1] - a[1]) / (b[2] - a[2])
-            printf "%s\t%s\t%s\t%.1f\t%.3f\t%.3f\t%.2f\t%.1f\t%.1f\t%.1f\t%d\t%d\t%d\t%d\t%d\t%s\t%.1f\t%.1f\n", cell, t, round, rps,
+            printf "%s\t%s\t%s\t%.1f\t%.3f\t%.3f\t%.2f\t%.1f\t%.1f\t%.1f\t%d\t%d\t%d\t%d\t%d\t%s\t%.1f\t%.1f\t%.2f\t%.2f\n", cell, t, round, rps,
                 p50, p99, us, proxy, busy0, 100 * (y[1] - x[1]) / (y[2] - x[2]), n, non2xx, sockerr, up, peak, load,
-                busy0 - proxy, 100 * dw / 1e9 / wall
+                busy0 - proxy, 100 * dw / 1e9 / wall, user, us - user
         }' >>"$RESULTS"
     awk -F'\t' -v c="$cell" -v t="$t" -v r="$round" -v label="$(target_label "$t")" '$1 == c && $2 == t && $3 == r {
         printf "  round %s %-10s %-20s %9.0f req/s  p50 %6.2f ms  p99 %6.2f ms  %6.2f us/req  proxy %3.0f%% (waiting %2.0f%%)  CPU0 %3.0f%%  CPU1 %3.0f%%  load %s\n",
@@ -368,7 +373,7 @@ declare -A M
 for cell in "${CELLS[@]}"; do
     read -r _ _ _ _ targets <<<"$(cell_info "$cell")"
     for t in $targets; do
-        for k in 4 5 6 7 8 9 10 17 18; do
+        for k in 4 5 6 7 8 9 10 17 18 19 20; do
             # shellcheck disable=SC2046
             M[$cell,$t,$k]=$(median $(col "$cell" "$t" "$k"))
         done
@@ -419,10 +424,10 @@ ratio_base() {
     echo "Proxy alone on CPU $PROXY_CPU; wrk -t1 and the upstream nginx on CPU $LOAD_CPU. Scale rows: proxy and wrk -t2 share CPUs $SHARED_CPUS."
     echo "Shield: Breakwater blocked client (401 then 1h window), nginx limit_req 1r/m burst 0, haproxy = stick-table http_req_rate deny 429, haproxy deny = unconditional deny 429."
     echo
-    printf '%-38s %-21s %9s %7s %7s %8s %6s %6s %7s %7s %7s %5s\n' \
-        "cell" "proxy" "req/s" "p50" "p99" "CPU" "proxy" "proxy" "peak" "BW/x" "BW/x" "load"
-    printf '%-38s %-21s %9s %7s %7s %8s %6s %6s %7s %7s %7s %5s\n' \
-        "" "" "" "ms" "ms" "us/req" "CPU %" "wait %" "RSS MiB" "req/s" "us/req" "max"
+    printf '%-38s %-21s %9s %7s %7s %8s %7s %7s %6s %6s %7s %7s %7s %7s %5s\n' \
+        "cell" "proxy" "req/s" "p50" "p99" "CPU" "user" "kernel" "proxy" "proxy" "peak" "BW/x" "BW/x" "BW/x" "load"
+    printf '%-38s %-21s %9s %7s %7s %8s %7s %7s %6s %6s %7s %7s %7s %7s %5s\n' \
+        "" "" "" "ms" "ms" "us/req" "us/req" "us/req" "CPU %" "wait %" "RSS MiB" "req/s" "us/req" "user" "max"
     for cell in "${CELLS[@]}"; do
         read -r _ _ _ _ targets <<<"$(cell_info "$cell")"
         first=1
@@ -431,22 +436,25 @@ ratio_base() {
             [ "$first" = 1 ] && label=$(cell_label "$cell")
             first=0
             base=$(ratio_base "$cell" "$t")
-            r1="" r2=""
+            r1="" r2="" r3=""
             if [ "$t" = bw2s ]; then
                 r1="$(rratio "$cell" "$t" "$base" 4)*"
                 r2="$(rratio "$cell" "$t" "$base" 7)*"
             elif [ -n "$base" ]; then
                 r1=$(rratio "$cell" "$base" "$t" 4)
                 r2=$(rratio "$cell" "$base" "$t" 7)
+                r3=$(rratio "$cell" "$base" "$t" 19)
             fi
             other=$(awk -v o="${M[$cell,$t,18]}" 'BEGIN { printf "%.1f", o }')
-            printf '%-38s %-21s %9.0f %7.2f %7.2f %8.2f %6.0f %6s %7.1f %7s %7s %5s\n' "$label" "$(target_label "$t")" \
-                "${M[$cell,$t,4]}" "${M[$cell,$t,5]}" "${M[$cell,$t,6]}" "${M[$cell,$t,7]}" "${M[$cell,$t,8]}" "$other" \
-                "$(awk -v k="${M[$cell,$t,peak]}" 'BEGIN { printf "%.1f", k / 1024 }')" "$r1" "$r2" "${M[$cell,$t,load]}"
+            printf '%-38s %-21s %9.0f %7.2f %7.2f %8.2f %7.2f %7.2f %6.0f %6s %7.1f %7s %7s %7s %5s\n' "$label" "$(target_label "$t")" \
+                "${M[$cell,$t,4]}" "${M[$cell,$t,5]}" "${M[$cell,$t,6]}" "${M[$cell,$t,7]}" "${M[$cell,$t,19]}" "${M[$cell,$t,20]}" \
+                "${M[$cell,$t,8]}" "$other" \
+                "$(awk -v k="${M[$cell,$t,peak]}" 'BEGIN { printf "%.1f", k / 1024 }')" "$r1" "$r2" "$r3" "${M[$cell,$t,load]}"
         done
     done
     echo
     echo "BW/x: Breakwater's value divided by that row's, round by round, median of the rounds (req/s: higher is better for Breakwater; us/req: lower is)."
+    echo "user / kernel us/req: the CPU us/req split into utime and stime (100 Hz ticks); BW/x user compares the proxies' own code, the kernel's share being the same TCP work for all."
     echo "*: 2 workers / 1 worker of the same arrangement. Peak RSS: VmHWM of the Breakwater process, the nginx worker, the HAProxy process."
     echo "proxy wait %: time the proxy's threads were runnable but waiting for a CPU, per wall second (median; schedstat). Near 0 on a quiet machine; in the scale rows the proxy shares its CPUs with wrk by design."
     echo "load max: the highest 1-minute load average at the start of a run of that row ($(nproc) CPUs; above ~2.5 other jobs were running). Processes ran at nice $NICE."
@@ -479,6 +487,12 @@ ratio_base() {
         cmp_line "$(cell_label "$cell"): peak RSS BW - nginx worker, MiB ($bw_mib vs $ngx_mib)" \
             "$(awk -v a="$bw_mib" -v b="$ngx_mib" 'BEGIN { printf "%.2f", a - b }')" "<=" 8
     done
+    echo "The same CPU comparison in user space only (utime: the proxies' own code; not targets of the issue):"
+    for cell in fwd-3B-64 fwd-3B-256 fwd-4K-64 fwd-4K-256 shield; do
+        cmp_line "$(cell_label "$cell"): user us/req BW/nginx" "$(rratio "$cell" bw ngx 19)" "<=" 0.8
+        cmp_line "$(cell_label "$cell"): user us/req BW/haproxy" "$(rratio "$cell" bw hap 19)" "<=" 0.8
+    done
+    cmp_line "shield: user us/req BW/haproxy deny" "$(rratio shield bw hapdeny 19)" "<=" 0.8
 
     # ---- what set the pace, and what disturbed it ----
     echo

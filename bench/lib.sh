@@ -154,26 +154,31 @@ trap 'bench_log "terminated"; exit 143' TERM
 on_exit() { BENCH_CLEANUP_HOOKS+=("$1"); }
 
 # utime + stime (fields 14 and 15 of /proc/PID/stat, all threads included) of PID and of its
-# direct children (nginx's workers), in clock ticks; see `getconf CLK_TCK`.
+# direct children (nginx's workers), in clock ticks; see `getconf CLK_TCK`. A second argument
+# `user` or `system` gives only the time in user space or only the time in the kernel.
 proc_ticks() {
-    local pid=$1 total=0 child t
-    t=$(stat_ticks "$pid") || { echo 0; return; }
+    local pid=$1 part=${2:-all} total=0 child t
+    t=$(stat_ticks "$pid" "$part") || { echo 0; return; }
     total=$t
     for child in $(pgrep -P "$pid" 2>/dev/null); do
-        t=$(stat_ticks "$child") && total=$((total + t))
+        t=$(stat_ticks "$child" "$part") && total=$((total + t))
     done
     echo "$total"
 }
 
 stat_ticks() {
-    local stat rest
+    local stat rest part=${2:-all}
     stat=$(cat /proc/"$1"/stat 2>/dev/null) || return 1
     # The command name (field 2) may hold spaces; fields after its closing parenthesis are fixed.
     rest=${stat##*) }
     # rest starts at field 3 (state); utime is field 14, stime field 15.
     # shellcheck disable=SC2086 # split into fields on purpose
     set -- $rest
-    echo $(( ${12} + ${13} ))
+    case $part in
+        user) echo "${12}" ;;
+        system) echo "${13}" ;;
+        *) echo $(( ${12} + ${13} )) ;;
+    esac
 }
 
 cpu_ticks() {
