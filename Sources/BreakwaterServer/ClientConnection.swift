@@ -166,8 +166,7 @@ final class ClientConnection: SocketDelegate {
     /// The parsed head once it is complete; nil while incomplete or after answering an error.
     private func readHead(_ input: OpaquePointer, limits: ConnectionLimits) -> HTTPHead? {
         let available = evbuffer_get_length(input)
-        let end = evbuffer_search(input, "\r\n\r\n", 4, nil)
-        guard end.pos >= 0 else {
+        guard let length = HeadBuffer.headLength(in: input) else {
             if !requestLineChecked, !checkRequestLine(input, limits: limits) { return nil }
             guard headBytesAreClean(input, upTo: limits.maxHeaderBytes) else {
                 fail(400, "Bad Request")
@@ -176,7 +175,6 @@ final class ClientConnection: SocketDelegate {
             if available > limits.maxHeaderBytes { failTooLarge(input, limits: limits) }
             return nil
         }
-        let length = Int(end.pos) + 4
         guard length <= limits.maxHeaderBytes else {
             failTooLarge(input, limits: limits)
             return nil

@@ -1,4 +1,7 @@
 private import CLibevent
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Where one connection's heads are parsed, head after head, without allocating for each.
 ///
@@ -12,6 +15,26 @@ struct HeadBuffer {
 
     /// A kept-alive connection holds on to at most this much between requests.
     private static let keptCapacity = 4096
+
+    /// The length of the head at the start of `input`, through its blank line; nil while the
+    /// blank line has not arrived. The head is usually all in the buffer's first chunk, searched
+    /// in place line end by line end (memchr); otherwise libevent searches across chunks.
+    static func headLength(in input: OpaquePointer) -> Int? {
+        var chunk = iovec()
+        if evbuffer_peek(input, -1, nil, &chunk, 1) >= 1, let base = chunk.iov_base {
+            let bytes = base.assumingMemoryBound(to: UInt8.self)
+            let count = chunk.iov_len
+            var from = 0
+            while from < count, let lf = memchr(bytes + from, 0x0a, count - from) {
+                let i = bytes.distance(to: lf.assumingMemoryBound(to: UInt8.self))
+                if i >= 3, bytes[i - 1] == 0x0d, bytes[i - 2] == 0x0a, bytes[i - 3] == 0x0d { return i + 1 }
+                from = i + 1
+            }
+            if count == evbuffer_get_length(input) { return nil }   // all of it searched
+        }
+        let end = evbuffer_search(input, "\r\n\r\n", 4, nil)
+        return end.pos >= 0 ? Int(end.pos) + 4 : nil
+    }
 
     /// Moves the first `length` bytes of `input` out and parses them as a request head.
     mutating func parseRequest(_ length: Int, from input: OpaquePointer) throws(HTTPParseError) -> HTTPHead {

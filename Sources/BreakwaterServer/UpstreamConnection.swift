@@ -153,12 +153,11 @@ final class UpstreamConnection: SocketDelegate {
     /// Parses the head; false while incomplete or after failing the exchange.
     private func readHead(_ input: OpaquePointer, _ exchange: UpstreamExchange) -> Bool {
         while head == nil {
-            let end = evbuffer_search(input, "\r\n\r\n", 4, nil)
-            guard end.pos >= 0, Int(end.pos) + 4 <= Self.maxHeadBytes else {
-                if end.pos >= 0 || evbuffer_get_length(input) > Self.maxHeadBytes { fail(.badResponse) }
+            let found = HeadBuffer.headLength(in: input)
+            guard let length = found, length <= Self.maxHeadBytes else {
+                if found != nil || evbuffer_get_length(input) > Self.maxHeadBytes { fail(.badResponse) }
                 return false
             }
-            let length = Int(end.pos) + 4
             guard let parsed = try? headBuffer.parseResponse(length, from: input), parsed.status != 101 else {
                 fail(.badResponse)
                 return false
