@@ -124,14 +124,6 @@ fail_with_log() {
     exit 1
 }
 
-fill() { # fill TEMPLATE OUTPUT NAME=VALUE...
-    local template=$1 output=$2 args=() kv
-    shift 2
-    for kv in "$@"; do args+=(-e "s|@${kv%%=*}@|${kv#*=}|g"); done
-    sed "${args[@]}" "$template" >"$output"
-    cp "$output" "$OUT/"
-}
-
 # ---- the upstream: one nginx worker on the load generator's CPU -------------------------------
 BODY_1K="$(head -c 1023 /dev/zero | tr '\0' 'a')\\\\n" # 1023 letters and nginx's "\n": 1024 bytes
 fill bench/compare/nginx-upstream.conf.in "$WORK/nginx-upstream.conf" DIR="$WORK" PORT="$UP_PORT" BODY_1K="$BODY_1K"

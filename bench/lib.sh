@@ -97,6 +97,16 @@ wait_port() {
     done
 }
 
+# fill TEMPLATE OUTPUT NAME=VALUE...: the template with each @NAME@ replaced, written to OUTPUT
+# (and copied to $OUT, the run's output directory, when that is set).
+fill() {
+    local template=$1 output=$2 args=() kv
+    shift 2
+    for kv in "$@"; do args+=(-e "s|@${kv%%=*}@|${kv#*=}|g"); done
+    sed "${args[@]}" "$template" >"$output"
+    if [ -n "${OUT:-}" ]; then cp "$output" "$OUT/"; fi
+}
+
 # Processes this script started, stopped on exit: on success, on error, on Ctrl-C, on SIGTERM.
 BENCH_PIDS=()
 BENCH_NAMES=()
