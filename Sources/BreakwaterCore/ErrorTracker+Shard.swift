@@ -73,12 +73,15 @@ struct TrackerShard {
     var evictions = 0
     /// Jitter draws when no custom source is given.
     var rng: SplitMix64
+    /// The tracker's filter, shared by all shards; this shard changes only its own keys' counters.
+    let filter: PresenceFilter
 
     /// An empty shard that will hold at most `limit` entries.
-    init(limit: Int, seed: UInt64) {
+    init(limit: Int, seed: UInt64, filter: PresenceFilter) {
         self.limit = limit
         index = SlotIndex(capacity: Swift.min(limit, 16))
         rng = SplitMix64(seed: seed)
+        self.filter = filter
     }
 
     /// The slot of `key`, if tracked.
@@ -177,6 +180,7 @@ struct TrackerShard {
                                     probeDeadline: .min, prev: -1, next: -1, consecutiveErrors: 0,
                                     level: 0, routeIndex: 0, flags: 0))
         index.insert(hash, slot: slot)
+        filter.add(hash)
         pushFront(slot: slot)
         return slot
     }
@@ -184,7 +188,9 @@ struct TrackerShard {
     /// Deletes the entry in `slot`, moving the last entry into its place.
     mutating func remove(slot: Int) {
         unlink(slot: slot)
-        index.remove(mix64(entries[slot].key), slot: slot)
+        let hash = mix64(entries[slot].key)
+        index.remove(hash, slot: slot)
+        filter.remove(hash)
         let last = entries.count - 1
         if slot != last {
             let moved = entries[last]

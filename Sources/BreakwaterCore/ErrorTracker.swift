@@ -56,8 +56,9 @@ public struct TrackedClient: Sendable, Equatable {
 /// - At most `maxClients` entries; see `ErrorTracker+Eviction.swift` for which go first.
 ///
 /// The table is split into shards by key, each behind its own lock, so workers rarely contend.
-/// `check` for a key that is not tracked (the common case) takes one lock, probes one bucket array
-/// and allocates nothing.
+/// `check` (and a recorded success) for a key that is not tracked, the common case, is usually
+/// answered by the `PresenceFilter` alone: one byte read, no lock, nothing written. Otherwise it
+/// takes one lock and probes one bucket array. Neither allocates.
 public final class ErrorTracker<Clock: TrackerClock>: Sendable {
     /// How long a `.reject(.probe, …)` tells the client to wait: the probe's outcome is usually a
     /// round trip away, so a short hint; the client is answered again by `check` when it returns.
@@ -70,6 +71,8 @@ public final class ErrorTracker<Clock: TrackerClock>: Sendable {
     private let clock: Clock
     private let shards: LockedValues<TrackerShard>
     private let shardShift: UInt64
+    // Owned here, freed in deinit; the shards keep copies of the pointer.
+    private let filter: PresenceFilter
     private let probeLeaseNs: Int64
     private let random: (@Sendable () -> Double)?
 
@@ -88,7 +91,7 @@ public final class ErrorTracker<Clock: TrackerClock>: Sendable {
         self.clock = clock
         random = nil
         probeLeaseNs = Swift.max(1, probeLease.clampedNanoseconds)
-        (self.shards, shardShift) = ErrorTracker.makeShards(maxClients: maxClients, shards: shards, seed: seed)
+        (self.shards, shardShift, filter) = ErrorTracker.makeShards(maxClients: maxClients, shards: shards, seed: seed)
     }
 
     /// A tracker whose jitter draws come from `random`, which must return values in [0, 1) and be
@@ -99,21 +102,27 @@ public final class ErrorTracker<Clock: TrackerClock>: Sendable {
         self.clock = clock
         self.random = random
         probeLeaseNs = Swift.max(1, probeLease.clampedNanoseconds)
-        (self.shards, shardShift) = ErrorTracker.makeShards(maxClients: maxClients, shards: shards, seed: 0)
+        (self.shards, shardShift, filter) = ErrorTracker.makeShards(maxClients: maxClients, shards: shards, seed: 0)
+    }
+
+    deinit {
+        filter.deallocate()
     }
 
     private static func makeShards(maxClients: Int, shards: Int, seed: UInt64)
-        -> (LockedValues<TrackerShard>, UInt64) {
+        -> (LockedValues<TrackerShard>, UInt64, PresenceFilter) {
         let bound = Swift.max(1, maxClients)
         var count = 1
         while count < shards && count * 2 <= bound { count <<= 1 }
         var seeds = SplitMix64(seed: seed)
+        // At least one counter per shard, so the top bits that pick a counter also pick its shard.
+        let filter = PresenceFilter(capacity: bound, shards: count)
         let list = (0..<count).map { i in
             // Spread the remainder so the shard limits add up to exactly `maxClients`.
             let limit = bound / count + (i < bound % count ? 1 : 0)
-            return TrackerShard(limit: limit, seed: seeds.next())
+            return TrackerShard(limit: limit, seed: seeds.next(), filter: filter)
         }
-        return (LockedValues(list), UInt64(64 - count.trailingZeroBitCount))
+        return (LockedValues(list), UInt64(64 - count.trailingZeroBitCount), filter)
     }
 
     /// Runs `body` under the lock of the shard that holds the key with `hash`.
@@ -139,6 +148,7 @@ public final class ErrorTracker<Clock: TrackerClock>: Sendable {
     /// cuts a window already imposed.
     public func check(_ key: ClientKey, policy: BackoffPolicy) -> Verdict {
         let hash = mix64(key.value)
+        guard filter.mayContain(hash) else { return .forward }
         return withShard(for: hash) { shard in
             guard let slot = shard.find(key.value, hash: hash) else { return .forward }
             return shard.check(slot: slot, now: clock.now(), probeLeaseNs: probeLeaseNs)
@@ -158,6 +168,7 @@ public final class ErrorTracker<Clock: TrackerClock>: Sendable {
         switch outcome {
         case .success:
             // No clock read: a success deletes whatever is there, whenever it is.
+            guard filter.mayContain(hash) else { return nil }
             withShard(for: hash) { shard in
                 if let slot = shard.find(key.value, hash: hash) { shard.remove(slot: slot) }
             }
@@ -179,6 +190,7 @@ public final class ErrorTracker<Clock: TrackerClock>: Sendable {
     /// request was refused before forwarding): let the next request probe.
     public func abandonProbe(_ key: ClientKey) {
         let hash = mix64(key.value)
+        guard filter.mayContain(hash) else { return }
         withShard(for: hash) { shard in
             if let slot = shard.find(key.value, hash: hash) { shard.clearProbe(slot: slot) }
         }
@@ -187,6 +199,7 @@ public final class ErrorTracker<Clock: TrackerClock>: Sendable {
     /// Admin reset: forgets `key`; true if it was tracked.
     public func forget(_ key: ClientKey) -> Bool {
         let hash = mix64(key.value)
+        guard filter.mayContain(hash) else { return false }
         return withShard(for: hash) { shard in
             guard let slot = shard.find(key.value, hash: hash) else { return false }
             shard.remove(slot: slot)
@@ -197,6 +210,7 @@ public final class ErrorTracker<Clock: TrackerClock>: Sendable {
     /// The state of one key, or nil if it is not tracked (or has expired).
     public func client(_ key: ClientKey) -> TrackedClient? {
         let hash = mix64(key.value)
+        guard filter.mayContain(hash) else { return nil }
         return withShard(for: hash) { shard in
             guard let slot = shard.find(key.value, hash: hash) else { return nil }
             let entry = shard.entries[slot]
@@ -244,11 +258,24 @@ public final class ErrorTracker<Clock: TrackerClock>: Sendable {
 
     /// The first internal inconsistency found, or nil; for tests.
     func integrityProblem() -> String? {
-        eachShard { $0.integrityProblem() }.lazy.compactMap { $0 }.first
+        if let problem = eachShard({ $0.integrityProblem() }).lazy.compactMap({ $0 }).first { return problem }
+        // Every counter of the filter holds the number of keys that map to it, or is saturated.
+        var counts = [Int](repeating: 0, count: filter.count)
+        for keys in eachShard({ $0.entries.map(\.key) }) {
+            for key in keys { counts[filter.slot(of: mix64(key))] += 1 }
+        }
+        for (slot, expected) in counts.enumerated() {
+            let value = filter.value(at: slot)
+            if value != PresenceFilter.saturated && Int(value) != expected {
+                return "filter counter \(slot) is \(value), \(expected) keys map to it"
+            }
+        }
+        return nil
     }
 
-    /// Bytes held by the table's arrays (entries and index), for the memory-bound test and `/stats`.
+    /// Bytes held by the table's arrays (entries, index and presence filter), for the
+    /// memory-bound test and `/stats`.
     public var tableBytes: Int {
-        eachShard { $0.byteCount }.reduce(0, +)
+        eachShard { $0.byteCount }.reduce(0, +) + filter.byteCount
     }
 }

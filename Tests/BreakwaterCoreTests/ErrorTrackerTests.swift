@@ -377,6 +377,47 @@ import Testing
         #expect(t.integrityProblem() == nil)
     }
 
+    @Test func presenceFilterCounterSaturatesWithoutLosingKeys() {
+        // 40 keys on one filter counter (four bits): it stops at 15 and never claims one absent.
+        let t = ErrorTracker(maxClients: 1_000, clock: clock, shards: 1, random: { 0 })
+        let p = policy(threshold: 5)
+        let filter = PresenceFilter(capacity: 1_000, shards: 1)
+        defer { filter.deallocate() }
+        var keys: [ClientKey] = []
+        var candidate: UInt64 = 0
+        while keys.count < 41 {
+            if filter.slot(of: mix64(candidate)) == 7 { keys.append(ClientKey(value: candidate)) }
+            candidate += 1
+        }
+        for k in keys.dropLast() { _ = fail(t, k, p) }
+        #expect(keys.dropLast().allSatisfy { t.client($0)?.consecutiveErrors == 1 })
+        #expect(t.integrityProblem() == nil)
+        for k in keys.dropLast() { succeed(t, k, p) }
+        #expect(t.trackedCount == 0)
+        #expect(t.check(keys[0], policy: p) == .forward)
+        _ = fail(t, keys[40], p)
+        #expect(t.client(keys[40])?.consecutiveErrors == 1)
+        #expect(t.integrityProblem() == nil)
+    }
+
+    @Test func presenceFilterCountsReturnToZero() {
+        // Inserted, evicted, expired, forgotten, cleared: every counter ends where it started.
+        let t = ErrorTracker(maxClients: 64, clock: clock, shards: 4, random: { 0 })
+        let p = policy(threshold: 2, resetAfter: .seconds(10))
+        for i in 0..<1_000 { _ = fail(t, ClientKey(value: UInt64(i) &* 0x9E37_79B9_7F4A_7C15), p) }
+        #expect(t.integrityProblem() == nil)
+        for i in 0..<1_000 where i % 3 == 0 { _ = t.forget(ClientKey(value: UInt64(i) &* 0x9E37_79B9_7F4A_7C15)) }
+        for i in 0..<1_000 where i % 3 == 1 { succeed(t, ClientKey(value: UInt64(i) &* 0x9E37_79B9_7F4A_7C15), p) }
+        #expect(t.integrityProblem() == nil)
+        clock.advance(by: .seconds(10))
+        t.purgeExpired()
+        #expect(t.trackedCount == 0)
+        #expect(t.integrityProblem() == nil)
+        for i in 0..<1_000 {
+            #expect(t.check(ClientKey(value: UInt64(i) &* 0x9E37_79B9_7F4A_7C15), policy: p) == .forward)
+        }
+    }
+
     @Test func tableStaysUnder96BytesPerClient() {
         let count = 100_000
         let t = ErrorTracker(maxClients: count, clock: clock, seed: 1)
