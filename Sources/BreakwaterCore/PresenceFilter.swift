@@ -19,11 +19,13 @@ import Synchronization
 /// every counter belongs to one shard and is only ever changed under that shard's lock: a plain
 /// load and store suffice, as atomics so that the lock-free reads are not data races.
 ///
-/// Counters are four bits, two to a byte, `countersPerClient` per client of the table's bound:
-/// small enough to stay in cache, which is the point (a filter that misses the cache costs what
-/// the lock it saves costs). A counter that reaches 15 stays there (a false "may be" for good,
-/// never a false "no"); with on average at most one key per counter, that takes 15 keys on one
-/// counter, which keyed hashes practically never produce.
+/// Counters are four bits, two to a byte, `countersPerClient` per client of the table's bound
+/// (1 MiB for a million clients): small enough to stay in cache, which is the point (a filter
+/// that misses the cache costs what the lock it saves costs), and sparse enough that a full
+/// table still answers about six untracked keys in ten from the filter. A counter that reaches 15
+/// stays there (a false "may be" for good, never a false "no"); with on average at most half a
+/// key per counter, that takes 15 keys on one counter, which keyed hashes practically never
+/// produce.
 struct PresenceFilter: @unchecked Sendable {
     // Zero-filled by calloc, so pages never written stay unallocated. Counter i is the low
     // nibble of byte i / 2 for even i, the high nibble for odd i.
@@ -34,7 +36,7 @@ struct PresenceFilter: @unchecked Sendable {
     let count: Int
 
     /// Counters per client of the bound, before rounding up to a power of two.
-    static let countersPerClient = 1
+    static let countersPerClient = 2
     /// A counter's ceiling, where it sticks.
     static let saturated: UInt8 = 15
     /// The largest filter: 2^27 counters (64 MiB), reached past 67 million clients.
