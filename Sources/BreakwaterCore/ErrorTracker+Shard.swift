@@ -79,7 +79,7 @@ struct TrackerShard {
     /// An empty shard that will hold at most `limit` entries.
     init(limit: Int, seed: UInt64, filter: PresenceFilter) {
         self.limit = limit
-        index = SlotIndex(capacity: Swift.min(limit, 16))
+        index = SlotIndex(capacity: Swift.min(limit, 16), maxSlots: limit)
         rng = SplitMix64(seed: seed)
         self.filter = filter
     }
