@@ -3,9 +3,9 @@
 /// Which entry goes when a shard is full, in order:
 /// 1. an expired entry at the tail of either list (not counted as an eviction: it was due anyway);
 /// 2. a level-0 entry (a client below the threshold loses little), the least recently seen one
-///    by second chance: the idle list is in order of last error, and a tail entry that a check
-///    found since it got there (`seenFlag`) goes back to the front instead, up to `scan` of them
-///    per eviction; then the tail goes, seen or not;
+///    by second chance: the idle list is in order of last error (or second chance), and a tail
+///    entry that a check found since it got there (`seenFlag`) goes back to the front instead,
+///    up to `scan` of them per eviction; then the tail goes, seen or not;
 /// 3. among the entries with a level whose state changed least recently (an error recorded, a
 ///    probe handed out), one whose window has ended;
 /// 4. only if every candidate is inside a window, the one whose window ends first among a few at

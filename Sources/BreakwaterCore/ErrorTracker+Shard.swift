@@ -1,4 +1,5 @@
-/// One client's backoff state: 64 bytes, so a million clients fit in about 80 MB with the index.
+/// One client's backoff state: 64 bytes, so a million clients fit in about 75 MB with the index
+/// and the presence filter.
 struct TrackerEntry {
     /// `ClientKey.value`.
     var key: UInt64

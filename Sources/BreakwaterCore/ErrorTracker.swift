@@ -115,7 +115,8 @@ public final class ErrorTracker<Clock: TrackerClock>: Sendable {
         var count = 1
         while count < shards && count * 2 <= bound { count <<= 1 }
         var seeds = SplitMix64(seed: seed)
-        // At least one counter per shard, so the top bits that pick a counter also pick its shard.
+        // The filter picks a counter by the hash's top bits, as `withShard` picks a shard, and
+        // has at least two counters per shard: every counter belongs to exactly one shard.
         let filter = PresenceFilter(capacity: bound, shards: count)
         let list = (0..<count).map { i in
             // Spread the remainder so the shard limits add up to exactly `maxClients`.
