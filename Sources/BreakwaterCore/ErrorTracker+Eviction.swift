@@ -2,13 +2,17 @@
 ///
 /// Which entry goes when a shard is full, in order:
 /// 1. an expired entry at the tail of either list (not counted as an eviction: it was due anyway);
-/// 2. the least recently seen level-0 entry (a client below the threshold loses little);
-/// 3. among the least recently seen entries with a level, one whose window has ended;
+/// 2. a level-0 entry (a client below the threshold loses little), the least recently seen one
+///    by second chance: the idle list is in order of last error (or second chance), and a tail
+///    entry that a check found since it got there (`seenFlag`) goes back to the front instead,
+///    up to `scan` of them per eviction; then the tail goes, seen or not;
+/// 3. among the entries with a level whose state changed least recently (an error recorded, a
+///    probe handed out), one whose window has ended;
 /// 4. only if every candidate is inside a window, the one whose window ends first among a few at
 ///    each end of the list. The recent end is where a flood of fresh keys sits, in short first
 ///    windows, so a flood cannot wash a long-blocked client out of the table: it displaces itself.
 extension TrackerShard {
-    // Candidates examined at each end of the blocked list.
+    // Candidates examined at each end of the blocked list; second chances per idle eviction.
     private static let scan = 8
     // Expired entries dropped from each tail per insertion: keeps the table tidy at O(1) cost.
     private static let tailSweep = 2
@@ -28,6 +32,11 @@ extension TrackerShard {
     /// Removes one entry to make room, by the order above.
     mutating func evictOne(now: Int64) {
         if idle.tail >= 0 {
+            for _ in 0..<TrackerShard.scan {
+                let tail = Int(idle.tail)
+                guard entries[tail].flags & TrackerEntry.seenFlag != 0, entries[tail].expiresAt > now else { break }
+                moveToFront(slot: tail)
+            }
             let victim = Int(idle.tail)
             if entries[victim].expiresAt > now { evictions += 1 }
             remove(slot: victim)

@@ -1,4 +1,5 @@
-/// One client's backoff state: 64 bytes, so a million clients fit in about 80 MB with the index.
+/// One client's backoff state: 64 bytes, so a million clients fit in about 75 MB with the index
+/// and the presence filter.
 struct TrackerEntry {
     /// `ClientKey.value`.
     var key: UInt64
@@ -10,9 +11,9 @@ struct TrackerEntry {
     var expiresAt: Int64
     /// While a probe is in flight: when it is presumed lost.
     var probeDeadline: Int64
-    /// The more recently seen neighbour in the LRU list (a slot), -1 at the head.
+    /// The neighbour put at the front of the list after this entry (a slot), -1 at the head.
     var prev: Int32
-    /// The less recently seen neighbour, -1 at the tail.
+    /// The neighbour put there before it, -1 at the tail.
     var next: Int32
     /// Upstream errors since the last success, saturating.
     var consecutiveErrors: UInt32
@@ -20,11 +21,14 @@ struct TrackerEntry {
     var level: UInt32
     /// Route of the last error, for `/stats`.
     var routeIndex: UInt16
-    /// `TrackerEntry.probeFlag`.
+    /// `TrackerEntry.probeFlag`, `TrackerEntry.seenFlag`.
     var flags: UInt8
 
     /// Set while this window's probe is on its way to the upstream.
     static let probeFlag: UInt8 = 1
+    /// Set when a check finds the entry, cleared when the entry is put at the front of its list:
+    /// eviction's second chance (see `ErrorTracker+Eviction.swift`).
+    static let seenFlag: UInt8 = 2
 
     /// Whether a probe is in flight.
     var probeInFlight: Bool { flags & TrackerEntry.probeFlag != 0 }
@@ -37,15 +41,20 @@ struct TrackerEntry {
     }
 }
 
-/// The two ends of an intrusive LRU list threaded through `TrackerEntry.prev/next`.
+/// The two ends of an intrusive list threaded through `TrackerEntry.prev/next`.
+///
+/// An entry goes to the front when its state changes: when it is created, when an error is
+/// recorded, when it is handed a probe, and when eviction gives it a second chance. A check that
+/// only reads the state (a rejection, or a level-0 entry forwarded) sets `seenFlag` instead, so
+/// the hit path writes to its own entry and never to its neighbours.
 struct LRUList {
-    /// Most recently seen.
+    /// Most recently put at the front.
     var head: Int32 = -1
-    /// Least recently seen: evicted first.
+    /// Least recently put at the front: looked at first for eviction.
     var tail: Int32 = -1
 }
 
-/// One shard of the tracker: a dense array of entries, a hash index into it, and two LRU lists.
+/// One shard of the tracker: a dense array of entries, a hash index into it, and two lists.
 ///
 /// `idle` holds entries below the threshold (level 0), `blocked` those that reached a window in
 /// this streak. Membership changes only when an error is recorded, so passing time never has to
@@ -65,12 +74,15 @@ struct TrackerShard {
     var evictions = 0
     /// Jitter draws when no custom source is given.
     var rng: SplitMix64
+    /// The tracker's filter, shared by all shards; this shard changes only its own keys' counters.
+    let filter: PresenceFilter
 
     /// An empty shard that will hold at most `limit` entries.
-    init(limit: Int, seed: UInt64) {
+    init(limit: Int, seed: UInt64, filter: PresenceFilter) {
         self.limit = limit
-        index = SlotIndex(capacity: Swift.min(limit, 16))
+        index = SlotIndex(capacity: Swift.min(limit, 16), maxSlots: limit)
         rng = SplitMix64(seed: seed)
+        self.filter = filter
     }
 
     /// The slot of `key`, if tracked.
@@ -98,10 +110,13 @@ struct TrackerShard {
         } else {
             entries[slot].flags |= TrackerEntry.probeFlag
             entries[slot].probeDeadline = now.addingClamped(probeLeaseNs)
-            verdict = .probe
+            entries[slot].lastSeen = now
+            moveToFront(slot: slot)
+            return .probe
         }
+        // State unchanged: mark the entry seen rather than relink it (see `LRUList`).
         entries[slot].lastSeen = now
-        moveToFront(slot: slot)
+        entries[slot].flags |= TrackerEntry.seenFlag
         return verdict
     }
 
@@ -166,6 +181,7 @@ struct TrackerShard {
                                     probeDeadline: .min, prev: -1, next: -1, consecutiveErrors: 0,
                                     level: 0, routeIndex: 0, flags: 0))
         index.insert(hash, slot: slot)
+        filter.add(hash)
         pushFront(slot: slot)
         return slot
     }
@@ -173,7 +189,9 @@ struct TrackerShard {
     /// Deletes the entry in `slot`, moving the last entry into its place.
     mutating func remove(slot: Int) {
         unlink(slot: slot)
-        index.remove(mix64(entries[slot].key), slot: slot)
+        let hash = mix64(entries[slot].key)
+        index.remove(hash, slot: slot)
+        filter.remove(hash)
         let last = entries.count - 1
         if slot != last {
             let moved = entries[last]
@@ -204,21 +222,25 @@ struct TrackerShard {
         entries[slot].next = -1
     }
 
-    /// Puts an unlinked `slot` at the most-recent end of the list its level belongs to.
+    /// Puts an unlinked `slot` at the front of the list its level belongs to.
     mutating func pushFront(slot: Int) {
         let level = entries[slot].level
         let head = level > 0 ? blocked.head : idle.head
+        entries[slot].flags &= ~TrackerEntry.seenFlag
         entries[slot].prev = -1
         entries[slot].next = head
         if head >= 0 { entries[Int(head)].prev = Int32(slot) } else { setTail(Int32(slot), level: level) }
         setHead(Int32(slot), level: level)
     }
 
-    /// Marks `slot` as just seen.
+    /// Puts `slot` at the front of its list.
     @inline(__always)
     mutating func moveToFront(slot: Int) {
         let head = entries[slot].level > 0 ? blocked.head : idle.head
-        guard head != Int32(slot) else { return }
+        guard head != Int32(slot) else {
+            entries[slot].flags &= ~TrackerEntry.seenFlag
+            return
+        }
         unlink(slot: slot)
         pushFront(slot: slot)
     }

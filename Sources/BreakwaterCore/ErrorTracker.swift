@@ -56,8 +56,9 @@ public struct TrackedClient: Sendable, Equatable {
 /// - At most `maxClients` entries; see `ErrorTracker+Eviction.swift` for which go first.
 ///
 /// The table is split into shards by key, each behind its own lock, so workers rarely contend.
-/// `check` for a key that is not tracked (the common case) takes one lock, probes one bucket array
-/// and allocates nothing.
+/// `check` (and a recorded success) for a key that is not tracked, the common case, is usually
+/// answered by the `PresenceFilter` alone: one byte read, no lock, nothing written. Otherwise it
+/// takes one lock and probes one bucket array. Neither allocates.
 public final class ErrorTracker<Clock: TrackerClock>: Sendable {
     /// How long a `.reject(.probe, …)` tells the client to wait: the probe's outcome is usually a
     /// round trip away, so a short hint; the client is answered again by `check` when it returns.
@@ -68,8 +69,10 @@ public final class ErrorTracker<Clock: TrackerClock>: Sendable {
     public static var upstreamFloorLimit: Duration { .seconds(86_400) }
 
     private let clock: Clock
-    private let shards: [LockedValue<TrackerShard>]
+    private let shards: LockedValues<TrackerShard>
     private let shardShift: UInt64
+    // Owned here, freed in deinit; the shards keep copies of the pointer.
+    private let filter: PresenceFilter
     private let probeLeaseNs: Int64
     private let random: (@Sendable () -> Double)?
 
@@ -88,7 +91,7 @@ public final class ErrorTracker<Clock: TrackerClock>: Sendable {
         self.clock = clock
         random = nil
         probeLeaseNs = Swift.max(1, probeLease.clampedNanoseconds)
-        (self.shards, shardShift) = ErrorTracker.makeShards(maxClients: maxClients, shards: shards, seed: seed)
+        (self.shards, shardShift, filter) = ErrorTracker.makeShards(maxClients: maxClients, shards: shards, seed: seed)
     }
 
     /// A tracker whose jitter draws come from `random`, which must return values in [0, 1) and be
@@ -99,27 +102,42 @@ public final class ErrorTracker<Clock: TrackerClock>: Sendable {
         self.clock = clock
         self.random = random
         probeLeaseNs = Swift.max(1, probeLease.clampedNanoseconds)
-        (self.shards, shardShift) = ErrorTracker.makeShards(maxClients: maxClients, shards: shards, seed: 0)
+        (self.shards, shardShift, filter) = ErrorTracker.makeShards(maxClients: maxClients, shards: shards, seed: 0)
+    }
+
+    deinit {
+        filter.deallocate()
     }
 
     private static func makeShards(maxClients: Int, shards: Int, seed: UInt64)
-        -> ([LockedValue<TrackerShard>], UInt64) {
+        -> (LockedValues<TrackerShard>, UInt64, PresenceFilter) {
         let bound = Swift.max(1, maxClients)
         var count = 1
         while count < shards && count * 2 <= bound { count <<= 1 }
         var seeds = SplitMix64(seed: seed)
+        // The filter picks a counter by the hash's top bits, as `withShard` picks a shard, and
+        // has at least two counters per shard: every counter belongs to exactly one shard.
+        let filter = PresenceFilter(capacity: bound, shards: count)
         let list = (0..<count).map { i in
             // Spread the remainder so the shard limits add up to exactly `maxClients`.
             let limit = bound / count + (i < bound % count ? 1 : 0)
-            return LockedValue(TrackerShard(limit: limit, seed: seeds.next()))
+            return TrackerShard(limit: limit, seed: seeds.next(), filter: filter)
         }
-        return (list, UInt64(64 - count.trailingZeroBitCount))
+        return (LockedValues(list), UInt64(64 - count.trailingZeroBitCount), filter)
     }
 
+    /// Runs `body` under the lock of the shard that holds the key with `hash`.
     @inline(__always)
-    private func shard(for hash: UInt64) -> LockedValue<TrackerShard> {
+    private func withShard<Result>(for hash: UInt64, _ body: (inout TrackerShard) -> Result) -> Result {
         // Top bits pick the shard; the index uses the low bits, so the two stay independent.
-        shards.count == 1 ? shards[0] : shards[Int(truncatingIfNeeded: hash >> shardShift)]
+        // With one shard the shift is 64, which would leave `hash` unchanged: pick 0 instead.
+        let i = shardShift == 64 ? 0 : Int(truncatingIfNeeded: hash >> shardShift)
+        return shards.withLock(i, body)
+    }
+
+    /// Runs `body` under each shard's lock in turn: for the whole-table views, not the request path.
+    private func eachShard<Result>(_ body: (inout TrackerShard) -> Result) -> [Result] {
+        (0..<shards.count).map { shards.withLock($0, body) }
     }
 
     /// The verdict for a request of `key`. Does not look at `policy.mode`: in dry-run the server
@@ -131,7 +149,8 @@ public final class ErrorTracker<Clock: TrackerClock>: Sendable {
     /// cuts a window already imposed.
     public func check(_ key: ClientKey, policy: BackoffPolicy) -> Verdict {
         let hash = mix64(key.value)
-        return shard(for: hash).withLock { shard in
+        guard filter.mayContain(hash) else { return .forward }
+        return withShard(for: hash) { shard in
             guard let slot = shard.find(key.value, hash: hash) else { return .forward }
             return shard.check(slot: slot, now: clock.now(), probeLeaseNs: probeLeaseNs)
         }
@@ -147,16 +166,20 @@ public final class ErrorTracker<Clock: TrackerClock>: Sendable {
     public func record(_ key: ClientKey, outcome: Outcome, policy: BackoffPolicy, routeIndex: Int,
                        upstreamRetryAfter: Duration?) -> Duration? {
         let hash = mix64(key.value)
-        return shard(for: hash).withLock { shard in
-            let now = clock.now()
-            switch outcome {
-            case .success:
+        switch outcome {
+        case .success:
+            // No clock read: a success deletes whatever is there, whenever it is.
+            guard filter.mayContain(hash) else { return nil }
+            withShard(for: hash) { shard in
                 if let slot = shard.find(key.value, hash: hash) { shard.remove(slot: slot) }
-                return nil
-            case .error:
-                let floor = upstreamRetryAfter.map {
-                    Swift.min(Swift.max(0, $0.clampedNanoseconds), ErrorTracker.upstreamFloorLimit.clampedNanoseconds)
-                }
+            }
+            return nil
+        case .error:
+            let floor = upstreamRetryAfter.map {
+                Swift.min(Swift.max(0, $0.clampedNanoseconds), ErrorTracker.upstreamFloorLimit.clampedNanoseconds)
+            }
+            return withShard(for: hash) { shard in
+                let now = clock.now()
                 let imposed = shard.recordError(key: key.value, hash: hash, now: now, policy: policy,
                                                 routeIndex: routeIndex, floorNs: floor, random: random)
                 return imposed.map { .nanoseconds($0) }
@@ -168,7 +191,8 @@ public final class ErrorTracker<Clock: TrackerClock>: Sendable {
     /// request was refused before forwarding): let the next request probe.
     public func abandonProbe(_ key: ClientKey) {
         let hash = mix64(key.value)
-        shard(for: hash).withLock { shard in
+        guard filter.mayContain(hash) else { return }
+        withShard(for: hash) { shard in
             if let slot = shard.find(key.value, hash: hash) { shard.clearProbe(slot: slot) }
         }
     }
@@ -176,7 +200,8 @@ public final class ErrorTracker<Clock: TrackerClock>: Sendable {
     /// Admin reset: forgets `key`; true if it was tracked.
     public func forget(_ key: ClientKey) -> Bool {
         let hash = mix64(key.value)
-        return shard(for: hash).withLock { shard in
+        guard filter.mayContain(hash) else { return false }
+        return withShard(for: hash) { shard in
             guard let slot = shard.find(key.value, hash: hash) else { return false }
             shard.remove(slot: slot)
             return true
@@ -186,7 +211,8 @@ public final class ErrorTracker<Clock: TrackerClock>: Sendable {
     /// The state of one key, or nil if it is not tracked (or has expired).
     public func client(_ key: ClientKey) -> TrackedClient? {
         let hash = mix64(key.value)
-        return shard(for: hash).withLock { shard in
+        guard filter.mayContain(hash) else { return nil }
+        return withShard(for: hash) { shard in
             guard let slot = shard.find(key.value, hash: hash) else { return nil }
             let entry = shard.entries[slot]
             return entry.expiresAt <= clock.now() ? nil : entry.snapshot
@@ -195,18 +221,18 @@ public final class ErrorTracker<Clock: TrackerClock>: Sendable {
 
     /// Entries in the table, including expired ones not yet purged (see `purgeExpired`).
     public var trackedCount: Int {
-        shards.reduce(0) { sum, shard in sum + shard.withLock { $0.entries.count } }
+        eachShard { $0.entries.count }.reduce(0, +)
     }
 
     /// Clients inside a window right now.
     public var blockedCount: Int {
         let now = clock.now()
-        return shards.reduce(0) { sum, shard in sum + shard.withLock { $0.blockedCount(now: now) } }
+        return eachShard { $0.blockedCount(now: now) }.reduce(0, +)
     }
 
     /// Entries dropped to keep the table within `maxClients` (expired ones are not counted).
     public var evictions: Int {
-        shards.reduce(0) { sum, shard in sum + shard.withLock { $0.evictions } }
+        eachShard { $0.evictions }.reduce(0, +)
     }
 
     /// The `n` tracked clients with the highest level (then most consecutive errors), highest first.
@@ -216,8 +242,8 @@ public final class ErrorTracker<Clock: TrackerClock>: Sendable {
         guard n > 0 else { return [] }
         let now = clock.now()
         var best: [TrackedClient] = []
-        for shard in shards {
-            shard.withLock { $0.collectTop(n, now: now, into: &best) }
+        for i in 0..<shards.count {
+            shards.withLock(i) { $0.collectTop(n, now: now, into: &best) }
         }
         return best
     }
@@ -228,19 +254,29 @@ public final class ErrorTracker<Clock: TrackerClock>: Sendable {
     @discardableResult
     public func purgeExpired() -> Int {
         let now = clock.now()
-        return shards.reduce(0) { sum, shard in sum + shard.withLock { $0.purgeExpired(now: now) } }
+        return eachShard { $0.purgeExpired(now: now) }.reduce(0, +)
     }
 
     /// The first internal inconsistency found, or nil; for tests.
     func integrityProblem() -> String? {
-        for shard in shards {
-            if let problem = shard.withLock({ $0.integrityProblem() }) { return problem }
+        if let problem = eachShard({ $0.integrityProblem() }).lazy.compactMap({ $0 }).first { return problem }
+        // Every counter of the filter holds the number of keys that map to it, or is saturated.
+        var counts = [Int](repeating: 0, count: filter.count)
+        for keys in eachShard({ $0.entries.map(\.key) }) {
+            for key in keys { counts[filter.slot(of: mix64(key))] += 1 }
+        }
+        for (slot, expected) in counts.enumerated() {
+            let value = filter.value(at: slot)
+            if value != PresenceFilter.saturated && Int(value) != expected {
+                return "filter counter \(slot) is \(value), \(expected) keys map to it"
+            }
         }
         return nil
     }
 
-    /// Bytes held by the table's arrays (entries and index), for the memory-bound test and `/stats`.
+    /// Bytes held by the table's arrays (entries, index and presence filter), for the
+    /// memory-bound test and `/stats`.
     public var tableBytes: Int {
-        shards.reduce(0) { sum, shard in sum + shard.withLock { $0.byteCount } }
+        eachShard { $0.byteCount }.reduce(0, +) + filter.byteCount
     }
 }

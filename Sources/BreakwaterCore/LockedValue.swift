@@ -46,3 +46,69 @@ final class LockedValue<Value>: @unchecked Sendable {
         return try body(&value.pointee)
     }
 }
+
+/// A fixed number of values, each behind its own pthread mutex, in one allocation: the tracker's
+/// shards.
+///
+/// Each value shares a block of `LockedValues.blockSize` bytes with nothing but its mutex, so two
+/// threads working on two values never write to the same cache line (nor to an adjacent one,
+/// which some CPUs fetch in pairs). Reaching a value costs no reference counting: the elements
+/// are not objects, and the storage lives exactly as long as this instance.
+final class LockedValues<Value>: @unchecked Sendable {
+    /// The block of one value: its mutex first, the value after it.
+    static var blockSize: Int { 128 }
+
+    private let base: UnsafeMutableRawPointer
+    /// How many values.
+    let count: Int
+
+    // Where the value starts within its block, and the block stride.
+    private static var valueOffset: Int {
+        let mutex = MemoryLayout<pthread_mutex_t>.size
+        let alignment = MemoryLayout<Value>.alignment
+        return (mutex + alignment - 1) / alignment * alignment
+    }
+
+    private static var stride: Int {
+        let used = valueOffset + MemoryLayout<Value>.size
+        return (used + blockSize - 1) / blockSize * blockSize
+    }
+
+    /// Guards each of `values` with a new, default (non-recursive) mutex.
+    init(_ values: [Value]) {
+        precondition(MemoryLayout<Value>.alignment <= LockedValues.blockSize)
+        count = values.count
+        base = .allocate(byteCount: Swift.max(1, count) * LockedValues.stride, alignment: LockedValues.blockSize)
+        for (i, value) in values.enumerated() {
+            let block = base + i * LockedValues.stride
+            let mutex = block.bindMemory(to: pthread_mutex_t.self, capacity: 1)
+            mutex.initialize(to: pthread_mutex_t())
+            let rc = pthread_mutex_init(mutex, nil)
+            precondition(rc == 0, "pthread_mutex_init failed: \(rc)")
+            (block + LockedValues.valueOffset).bindMemory(to: Value.self, capacity: 1).initialize(to: value)
+        }
+    }
+
+    deinit {
+        for i in 0..<count {
+            let block = base + i * LockedValues.stride
+            let mutex = block.assumingMemoryBound(to: pthread_mutex_t.self)
+            pthread_mutex_destroy(mutex)
+            mutex.deinitialize(count: 1)
+            (block + LockedValues.valueOffset).assumingMemoryBound(to: Value.self).deinitialize(count: 1)
+        }
+        base.deallocate()
+    }
+
+    /// Runs `body` with exclusive access to value `index`. Never call back into the same lock
+    /// from `body`.
+    @inline(__always)
+    func withLock<Result>(_ index: Int, _ body: (inout Value) throws -> Result) rethrows -> Result {
+        precondition(UInt(bitPattern: index) < UInt(bitPattern: count), "index out of range")
+        let block = base + index &* LockedValues.stride
+        let mutex = block.assumingMemoryBound(to: pthread_mutex_t.self)
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        return try body(&(block + LockedValues.valueOffset).assumingMemoryBound(to: Value.self).pointee)
+    }
+}

@@ -77,7 +77,7 @@ struct LimiterShard {
     /// An empty shard holding at most `limit` keys.
     init(limit: Int) {
         self.limit = limit
-        index = SlotIndex(capacity: Swift.min(limit, 16))
+        index = SlotIndex(capacity: Swift.min(limit, 16), maxSlots: limit)
     }
 
     /// GCRA for one request: nil and the TAT advanced if admitted, else the wait in nanoseconds.

@@ -325,6 +325,99 @@ import Testing
         for k in longBlocked { #expect(t.client(k) != nil) }
     }
 
+    @Test func idleEvictionGivesACheckedEntryASecondChance() {
+        // One shard of 10, threshold 3: one error each leaves every key idle (level 0).
+        let t = ErrorTracker(maxClients: 10, clock: clock, shards: 1, random: { 0 })
+        let p = policy(threshold: 3)
+        let keys = (0..<10).map { ClientKey(value: 0x1D1E_0000 + UInt64($0)) }
+        for k in keys { _ = fail(t, k, p) }
+        #expect(t.check(keys[0], policy: p) == .forward)
+        _ = fail(t, ClientKey(value: 1), p)
+        #expect(t.client(keys[0]) != nil, "seen since it was put in: sent back to the front")
+        #expect(t.client(keys[1]) == nil, "the oldest entry not seen since")
+        _ = fail(t, ClientKey(value: 2), p)
+        #expect(t.client(keys[2]) == nil)
+        #expect(t.client(keys[0]) != nil)
+        #expect(t.integrityProblem() == nil)
+    }
+
+    @Test func idleEvictionGivesAtMostEightSecondChances() {
+        // Every entry seen: eight go back to the front, the ninth from the tail goes even so,
+        // so one insertion never walks the whole list.
+        let t = ErrorTracker(maxClients: 10, clock: clock, shards: 1, random: { 0 })
+        let p = policy(threshold: 3)
+        let keys = (0..<10).map { ClientKey(value: 0x1D1E_0000 + UInt64($0)) }
+        for k in keys { _ = fail(t, k, p) }
+        for k in keys.reversed() { #expect(t.check(k, policy: p) == .forward) }
+        _ = fail(t, ClientKey(value: 1), p)
+        #expect(t.client(keys[8]) == nil)
+        #expect(keys.filter { t.client($0) != nil }.count == 9)
+        #expect(t.integrityProblem() == nil)
+    }
+
+    @Test func blockedEvictionCountsProbesButNotRejections() {
+        // A rejected request changes nothing, so it does not refresh the entry's place; a probe
+        // starts a new round and does.
+        let t = ErrorTracker(maxClients: 3, clock: clock, shards: 1, random: { 0 })
+        let p = policy()
+        let a = ClientKey(value: 0xA), b = ClientKey(value: 0xB), c = ClientKey(value: 0xC)
+        _ = fail(t, a, p)
+        clock.advance(by: .milliseconds(1))
+        _ = fail(t, b, p)
+        _ = fail(t, c, p)
+        #expect(t.check(a, policy: p) == .reject(.backoff, retryAfter: .milliseconds(499)))
+        clock.advance(by: .milliseconds(500))
+        #expect(t.check(b, policy: p) == .probe)
+        _ = fail(t, ClientKey(value: 0xD), p)
+        #expect(t.client(a) == nil, "window ended, and only rejected since its error")
+        #expect(t.client(b) != nil && t.client(c) != nil)
+        _ = fail(t, ClientKey(value: 0xE), p)
+        #expect(t.client(c) == nil, "b probed after c's error: c goes first")
+        #expect(t.client(b) != nil)
+        #expect(t.integrityProblem() == nil)
+    }
+
+    @Test func presenceFilterCounterSaturatesWithoutLosingKeys() {
+        // 40 keys on one filter counter (four bits): it stops at 15 and never claims one absent.
+        let t = ErrorTracker(maxClients: 1_000, clock: clock, shards: 1, random: { 0 })
+        let p = policy(threshold: 5)
+        let filter = PresenceFilter(capacity: 1_000, shards: 1)
+        defer { filter.deallocate() }
+        var keys: [ClientKey] = []
+        var candidate: UInt64 = 0
+        while keys.count < 41 {
+            if filter.slot(of: mix64(candidate)) == 7 { keys.append(ClientKey(value: candidate)) }
+            candidate += 1
+        }
+        for k in keys.dropLast() { _ = fail(t, k, p) }
+        #expect(keys.dropLast().allSatisfy { t.client($0)?.consecutiveErrors == 1 })
+        #expect(t.integrityProblem() == nil)
+        for k in keys.dropLast() { succeed(t, k, p) }
+        #expect(t.trackedCount == 0)
+        #expect(t.check(keys[0], policy: p) == .forward)
+        _ = fail(t, keys[40], p)
+        #expect(t.client(keys[40])?.consecutiveErrors == 1)
+        #expect(t.integrityProblem() == nil)
+    }
+
+    @Test func presenceFilterCountsReturnToZero() {
+        // Inserted, evicted, expired, forgotten, cleared: every counter ends where it started.
+        let t = ErrorTracker(maxClients: 64, clock: clock, shards: 4, random: { 0 })
+        let p = policy(threshold: 2, resetAfter: .seconds(10))
+        for i in 0..<1_000 { _ = fail(t, ClientKey(value: UInt64(i) &* 0x9E37_79B9_7F4A_7C15), p) }
+        #expect(t.integrityProblem() == nil)
+        for i in 0..<1_000 where i % 3 == 0 { _ = t.forget(ClientKey(value: UInt64(i) &* 0x9E37_79B9_7F4A_7C15)) }
+        for i in 0..<1_000 where i % 3 == 1 { succeed(t, ClientKey(value: UInt64(i) &* 0x9E37_79B9_7F4A_7C15), p) }
+        #expect(t.integrityProblem() == nil)
+        clock.advance(by: .seconds(10))
+        t.purgeExpired()
+        #expect(t.trackedCount == 0)
+        #expect(t.integrityProblem() == nil)
+        for i in 0..<1_000 {
+            #expect(t.check(ClientKey(value: UInt64(i) &* 0x9E37_79B9_7F4A_7C15), policy: p) == .forward)
+        }
+    }
+
     @Test func tableStaysUnder96BytesPerClient() {
         let count = 100_000
         let t = ErrorTracker(maxClients: count, clock: clock, seed: 1)
