@@ -16,6 +16,9 @@ final class ClientConnection: SocketDelegate {
         case dispatched
         /// Last response queued; close once it is written.
         case closing
+        /// The last response is sent and the write side shut; what the client still sends is read
+        /// and dropped until it closes or goes quiet (see `startLingering`).
+        case lingering
         case closed
     }
 
@@ -58,6 +61,11 @@ final class ClientConnection: SocketDelegate {
     /// The request being answered is a HEAD: the response carries the GET's headers (its
     /// Content-Length included) but never a body (RFC 9110 9.3.2), whatever the handler sends.
     private var answeringHEAD = false
+    /// The request was refused while being read (not for slowness), so its body may still be on
+    /// its way: linger.
+    private var lingerAfterResponse = false
+    /// When a lingering connection is closed at the latest (DeadlineTimer's clock).
+    private var lingerUntil: Int64 = 0
     /// The handler's side of the current exchange, told when the client leaves or drains.
     var exchange: ClientExchange?
 
@@ -86,6 +94,11 @@ final class ClientConnection: SocketDelegate {
     // MARK: callbacks
 
     func socketReadable(_ socket: Socket) {
+        if state == .lingering {
+            evbuffer_drain(socket.input, evbuffer_get_length(socket.input))
+            timer.set(at: Swift.min(DeadlineTimer.now() &+ Self.lingerQuiet, lingerUntil))
+            return
+        }
         if state == .dispatched {
             // Pipelined bytes wait for the current response; stop reading if they pile up.
             if evbuffer_get_length(socket.input) > listener.limits.maxHeaderBytes * 2 {
@@ -98,7 +111,7 @@ final class ClientConnection: SocketDelegate {
 
     func socketDrained(_ socket: Socket) {
         if state == .closing {
-            close()
+            finishClosing()
         } else {
             exchange?.clientDrained()
         }
@@ -111,7 +124,7 @@ final class ClientConnection: SocketDelegate {
     private func timerFired() {
         guard state != .closed, timer.fired() else { return }
         switch state {
-        case .idle, .closing, .closed, .dispatched:
+        case .idle, .closing, .lingering, .closed, .dispatched:
             close()
         case .head, .body:
             fail(408, "Request Timeout")
@@ -148,7 +161,7 @@ final class ClientConnection: SocketDelegate {
                 guard startRequest(head, input: input, limits: limits) else { return }
             case .body:
                 guard readBody(input, limits: limits) else { return }
-            case .dispatched, .closing, .closed:
+            case .dispatched, .closing, .lingering, .closed:
                 return
             }
         }
@@ -362,7 +375,37 @@ final class ClientConnection: SocketDelegate {
 
     /// Closes now if no request is in progress (used while draining).
     func closeIfIdle() {
-        if state == .idle { close() }
+        if state == .idle || state == .lingering { close() }
+    }
+
+    /// How long a lingering connection waits for the client's next bytes, and for all of them.
+    private static let lingerQuiet: Int64 = 5_000_000_000
+    private static let lingerTotal: Int64 = 30_000_000_000
+
+    /// The last response has been written: close, or linger first when the client may still be
+    /// sending (the request was refused before its body was read, or more bytes are waiting),
+    /// unless the worker is draining.
+    /// Closing a socket with unread bytes makes the kernel send a reset, which can reach the
+    /// client before it has read the answer; a 413 would then look like a dropped connection.
+    private func finishClosing() {
+        if !worker.draining, lingerAfterResponse || evbuffer_get_length(socket.input) > 0 {
+            startLingering()
+        } else {
+            close()
+        }
+    }
+
+    /// Shuts the write side (the client sees the end of the response), then reads and drops what
+    /// still arrives until the client closes, stays quiet for 5 s, or 30 s have passed, as
+    /// nginx's lingering close does.
+    private func startLingering() {
+        state = .lingering
+        socket.shutdownWrite()
+        evbuffer_drain(socket.input, evbuffer_get_length(socket.input))
+        let now = DeadlineTimer.now()
+        lingerUntil = now &+ Self.lingerTotal
+        timer.set(after: Self.lingerQuiet)
+        socket.setReading(true)
     }
 
     /// Closes the socket and forgets the connection; a pending exchange is told.
@@ -385,6 +428,10 @@ final class ClientConnection: SocketDelegate {
     /// Answers an unusable request and closes after the answer is written.
     private func fail(_ status: Int, _ reason: String) {
         listener.handler.rejected(status: status, peer: peer)
+        // A refused request's body (or the next request) may still be on its way; a client that
+        // was too slow gets no more time.
+        lingerAfterResponse = status != 408
+        evbuffer_drain(socket.input, evbuffer_get_length(socket.input))   // never to be parsed
         keepAlive = false
         minorVersion = 1
         answeringHEAD = false
@@ -499,7 +546,7 @@ final class ClientConnection: SocketDelegate {
         } else {
             state = .closing
             socket.setReading(false)
-            if evbuffer_get_length(socket.output) == 0 { close() }
+            if evbuffer_get_length(socket.output) == 0 { finishClosing() }
         }
     }
 

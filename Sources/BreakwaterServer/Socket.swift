@@ -144,6 +144,12 @@ final class Socket {
         write()
     }
 
+    /// Sends the end of the stream (FIN) after what is written; reading goes on.
+    func shutdownWrite() {
+        guard !closed else { return }
+        _ = Glibc.shutdown(fd, Int32(SHUT_WR))
+    }
+
     /// Closes the socket; no callback follows.
     func close() {
         guard !closed else { return }

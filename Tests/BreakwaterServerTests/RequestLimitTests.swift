@@ -33,6 +33,25 @@ import Testing
         #expect(upstream.requestCount == 0)
     }
 
+    /// A client that sends its whole body anyway must still read the 413: the proxy shuts its
+    /// side and drops what keeps arriving instead of closing with unread bytes, which would make
+    /// the kernel answer with a reset that can overtake the 413.
+    @Test func aBodySentAnywayAfterA413IsDroppedAndThe413ArrivesWhole() throws {
+        let upstream = try TestUpstream()
+        defer { upstream.stop() }
+        let proxy = try Harness(upstreamPorts: [upstream.port]) { $0.server.maxBodyBytes = 1000 }
+        for _ in 0..<3 {
+            let socket = try TestSocket(port: proxy.port)
+            let body = [UInt8](repeating: UInt8(ascii: "b"), count: 4 << 20)
+            try socket.send(rawRequest("POST", "/upload", body: body))
+            let response = try #require(try socket.readMessage())
+            #expect(response.status == 413)
+            #expect(response.header("connection")?.lowercased() == "close")
+            #expect(try socket.readToEnd().isEmpty, "the connection ends after the 413")
+        }
+        #expect(upstream.requestCount == 0)
+    }
+
     @Test func chunkedBodyOverTheLimitGets413() throws {
         let chunk = String(repeating: "z", count: 800)
         let raw = "POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n320\r\n\(chunk)\r\n320\r\n\(chunk)\r\n0\r\n\r\n"
