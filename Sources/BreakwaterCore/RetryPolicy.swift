@@ -15,18 +15,13 @@ public struct RetryPolicy: Sendable {
     public var retries: Int
     /// `upstream.retry_base`: the first wait is drawn from [0, base), doubling after each retry.
     public var base: Duration
-    /// `upstream.retry_on`.
-    public var statuses: Set<Int> {
-        didSet { retryOn = StatusClassifier(statuses: statuses) }
-    }
-    /// `statuses` as a bitmap, for the check on every response.
-    private var retryOn: StatusClassifier
+    /// `upstream.retry_on`, as a bitmap for the check on every response.
+    private let retryOn: StatusClassifier
 
     /// A policy from the `[upstream]` keys.
     public init(_ upstream: UpstreamConfig) {
         retries = upstream.retries
         base = upstream.retryBase
-        statuses = upstream.retryOn
         retryOn = StatusClassifier(statuses: upstream.retryOn)
     }
 
