@@ -113,17 +113,6 @@ printf 'cell\ttarget\tround\treq_s\tp50_ms\tp99_ms\tcpu_us_per_req\tproxy_cpu_pc
 read -r UP_PORT NGX_PORT HAP_PORT BW_PORT BW_ADMIN BW1_PORT BW1_ADMIN BW2_PORT BW2_ADMIN \
     <<<"$(free_ports 9 | tr '\n' ' ')"
 
-fail_with_log() {
-    local log=$1
-    shift
-    bench_log "$*"
-    if [ -s "$log" ]; then
-        bench_log "--- last lines of $log:"
-        tail -n 20 "$log" >&2
-    fi
-    exit 1
-}
-
 # ---- the upstream: one nginx worker on the load generator's CPU -------------------------------
 BODY_1K="$(head -c 1023 /dev/zero | tr '\0' 'a')\\\\n" # 1023 letters and nginx's "\n": 1024 bytes
 fill bench/compare/nginx-upstream.conf.in "$WORK/nginx-upstream.conf" DIR="$WORK" PORT="$UP_PORT" BODY_1K="$BODY_1K"

@@ -27,6 +27,18 @@ BENCH_HOST=127.0.0.1
 bench_log() { printf '%s\n' "$*" >&2; }
 bench_die() { bench_log "error: $*"; exit 1; }
 
+# fail_with_log LOG MESSAGE...: says MESSAGE and the last lines of LOG (when it has any), exits 1.
+fail_with_log() {
+    local log=$1
+    shift
+    bench_log "$*"
+    if [ -s "$log" ]; then
+        bench_log "--- last lines of $log:"
+        tail -n 20 "$log" >&2
+    fi
+    exit 1
+}
+
 # Sets BIN to the Breakwater binary: $BREAKWATER_BIN as given, else the release build of
 # scripts/build-release.sh (in $SCRATCH_PATH when set).
 breakwater_binary() {

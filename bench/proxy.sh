@@ -67,17 +67,6 @@ printf 'target\tround\treq_s\tp50_ms\tp99_ms\tcpu_us_per_req\tserver_cpu_pct\tde
 
 read -r DEMO_PORT BW_PORT ADMIN_PORT NGINX_PORT <<<"$(free_ports 4 | tr '\n' ' ')"
 
-fail_with_log() {
-    local log=$1
-    shift
-    bench_log "$*"
-    if [ -s "$log" ]; then
-        bench_log "--- last lines of $log:"
-        tail -n 20 "$log" >&2
-    fi
-    exit 1
-}
-
 # ---- A: the demo API --------------------------------------------------------------------------
 taskset -c "$LOAD_CPU" "$BIN" demo-api --listen "$BENCH_HOST:$DEMO_PORT" >"$OUT/demo-api.log" 2>&1 &
 DEMO_PID=$!
@@ -144,18 +133,6 @@ for t in "${TARGETS[@]}"; do
         "$(target_name "$t"): GET $REQUEST_PATH answered '${code:-nothing}', expected 200"
 done
 
-# wrk's latency values carry a unit (us, ms, s, m): print milliseconds.
-to_ms() {
-    awk -v v="$1" 'BEGIN {
-        n = v + 0
-        if (v ~ /us$/) n /= 1000
-        else if (v ~ /ms$/) n = n
-        else if (v ~ /m$/) n *= 60000
-        else if (v ~ /s$/) n *= 1000
-        printf "%.3f\n", n
-    }'
-}
-
 # Half of a wrk duration ("10s", "2m", "500ms" or plain seconds), in seconds.
 half_seconds() {
     awk -v d="$1" 'BEGIN {
@@ -203,14 +180,9 @@ run_wrk() {
     [ "$status" = 0 ] || fail_with_log "$file" "wrk failed (exit $status) against $(target_name "$t")"
     [ "$round" = 0 ] && return 0
 
-    local rps requests p50 p99 non2xx sockerr
-    rps=$(awk '/^Requests\/sec:/ { print $2 }' "$file")
-    requests=$(awk '/ requests in / { print $1 }' "$file")
-    p50=$(to_ms "$(awk '$1 == "50%" { print $2 }' "$file")")
-    p99=$(to_ms "$(awk '$1 == "99%" { print $2 }' "$file")")
-    non2xx=$(awk '/Non-2xx or 3xx responses:/ { print $NF }' "$file")
-    sockerr=$(awk '/Socket errors:/ { gsub(",", ""); print $4 + $6 + $8 + $10 }' "$file")
-    if [ -z "$rps" ] || [ -z "$requests" ]; then fail_with_log "$file" "could not read wrk's output"; fi
+    local r rps requests p50 p99 non2xx sockerr
+    r=$(wrk_results "$file") || fail_with_log "$file" "could not read wrk's output"
+    read -r rps requests p50 p99 non2xx sockerr <<<"$r"
 
     awk -v t="$t" -v r="$round" -v rps="$rps" -v p50="$p50" -v p99="$p99" -v n="$requests" \
         -v dt="$((ticks1 - ticks0))" -v dd="$((demo1 - demo0))" -v hz="$CLK_TCK" \

@@ -21,15 +21,7 @@ ROUND_SECONDS=${ROUND_SECONDS:-10}
 RSS_TOLERANCE=${RSS_TOLERANCE:-10}
 [ "$THREADS" -le 4 ] || bench_die "THREADS must be at most 4 (key space per round)"
 
-ensure_tool wrk wrk
-ensure_tool curl curl
-release_binary
-work=$(mktemp -d)
-on_exit "rm -rf '$work'"
-
-mapfile -t ports < <(free_ports 3)
-api_port=${ports[0]} port=${ports[1]} admin=${ports[2]}
-start_demo_api "$api_port" "$OUT/keyflood-demo-api.log"
+setup_load_run keyflood
 printf '%s\n' \
     '[server]' "listen = \"$BENCH_HOST:$port\"" \
     '[admin]' "listen = \"$BENCH_HOST:$admin\"" \

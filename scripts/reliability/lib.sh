@@ -71,6 +71,21 @@ start_demo_api() {
     wait_port "$1" "$STARTED_PID" 15 || bench_die "demo-api did not start (see $2)"
 }
 
+# setup_load_run NAME: what a run under wrk needs first: wrk and curl, the release binary, a temp
+# dir `work` (removed on exit), free ports `api_port`, `port` and `admin`, and the demo API
+# started on `api_port` (its log: OUT/NAME-demo-api.log).
+setup_load_run() {
+    ensure_tool wrk wrk
+    ensure_tool curl curl
+    release_binary
+    work=$(mktemp -d)
+    on_exit "rm -rf '$work'"
+    local ports
+    mapfile -t ports < <(free_ports 3)
+    api_port=${ports[0]} port=${ports[1]} admin=${ports[2]}
+    start_demo_api "$api_port" "$OUT/$1-demo-api.log"
+}
+
 # start_breakwater CONF PORT LOG: the proxy, once it accepts on PORT; its pid goes to STARTED_PID.
 start_breakwater() {
     "$BREAKWATER" --config "$1" >"$3" 2>&1 &

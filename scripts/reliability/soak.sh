@@ -16,15 +16,7 @@ CONNECTIONS=${CONNECTIONS:-256}
 THREADS=${THREADS:-2}
 RSS_TOLERANCE=${RSS_TOLERANCE:-10}
 
-ensure_tool wrk wrk
-ensure_tool curl curl
-release_binary
-work=$(mktemp -d)
-on_exit "rm -rf '$work'"
-
-mapfile -t ports < <(free_ports 3)
-api_port=${ports[0]} port=${ports[1]} admin=${ports[2]}
-start_demo_api "$api_port" "$OUT/soak-demo-api.log"
+setup_load_run soak
 cat >"$work/breakwater.conf" <<EOF
 [server]
 listen = "$BENCH_HOST:$port"
