@@ -8,6 +8,8 @@ let package = Package(
         .executable(name: "breakwater", targets: ["breakwater"]),
         // The decision logic alone, for the tracker benchmark in bench/tracker.
         .library(name: "BreakwaterCore", targets: ["BreakwaterCore"]),
+        // HTTP/1 wire rules with no I/O, for the fuzz harnesses in Fuzz/.
+        .library(name: "BreakwaterHTTP", targets: ["BreakwaterHTTP"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
@@ -33,10 +35,14 @@ let package = Package(
                 .product(name: "TOMLKit", package: "TOMLKit"),
             ]
         ),
+        // HTTP/1 wire rules: heads, framing, chunked decoding and the reader state machines.
+        // No libevent and no sockets, so every rule is tested and fuzzed on plain bytes.
+        .target(name: "BreakwaterHTTP"),
         .target(
             name: "BreakwaterServer",
             dependencies: [
                 "BreakwaterCore",
+                "BreakwaterHTTP",
                 "CLibevent",
                 "CHiredis",
                 .product(name: "Logging", package: "swift-log"),
@@ -60,6 +66,7 @@ let package = Package(
             ]
         ),
         .testTarget(name: "BreakwaterCoreTests", dependencies: ["BreakwaterCore"]),
-        .testTarget(name: "BreakwaterServerTests", dependencies: ["BreakwaterServer", "BreakwaterCore"]),
+        .testTarget(name: "BreakwaterHTTPTests", dependencies: ["BreakwaterHTTP"]),
+        .testTarget(name: "BreakwaterServerTests", dependencies: ["BreakwaterServer", "BreakwaterCore", "BreakwaterHTTP"]),
     ]
 )

@@ -1,3 +1,4 @@
+import BreakwaterHTTP
 import BreakwaterCore
 @testable import BreakwaterServer
 

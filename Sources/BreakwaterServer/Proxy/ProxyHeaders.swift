@@ -1,3 +1,5 @@
+import BreakwaterHTTP
+
 /// Rewrites heads on their way through the proxy: hop-by-hop headers stay on their hop,
 /// X-Forwarded-For / X-Forwarded-Proto / Via say who forwarded, everything else passes unchanged.
 enum ProxyHeaders {

@@ -1,13 +1,13 @@
 /// One header line of a parsed head: byte offsets into `HTTPHead.bytes`.
-struct HeaderField {
-    var nameStart: Int32
-    var nameEnd: Int32
-    var valueStart: Int32
-    var valueEnd: Int32
+public struct HeaderField {
+    public var nameStart: Int32
+    public var nameEnd: Int32
+    public var valueStart: Int32
+    public var valueEnd: Int32
 }
 
 /// Why a head was refused; each case maps to the status the client gets.
-enum HTTPParseError: Error, Equatable {
+public enum HTTPParseError: Error, Equatable {
     /// Malformed request or status line, header, or framing: 400 (502 for an upstream).
     case malformed(String)
     /// An HTTP version other than 1.x: 505.
@@ -18,33 +18,33 @@ enum HTTPParseError: Error, Equatable {
 
 /// A parsed request or response head. The raw bytes are kept once; every name, value and the
 /// start line are ranges into them, so forwarding writes slices instead of rebuilding strings.
-struct HTTPHead {
+public struct HTTPHead {
     /// The head as received, up to and including the blank line.
-    let bytes: [UInt8]
+    public let bytes: [UInt8]
     /// Header lines in order.
-    private(set) var fields: [HeaderField] = []
+    public private(set) var fields: [HeaderField] = []
     /// Request: method. Response: protocol version.
-    private(set) var first: Range<Int> = 0..<0
+    public private(set) var first: Range<Int> = 0..<0
     /// Request: request-target. Response: reason phrase.
-    private(set) var second: Range<Int> = 0..<0
+    public private(set) var second: Range<Int> = 0..<0
     /// The minor HTTP version (0 or 1).
-    private(set) var minorVersion = 1
+    public private(set) var minorVersion = 1
     /// Response status code; 0 for requests.
-    private(set) var status = 0
+    public private(set) var status = 0
 
-    static let maxFields = 256
+    public static let maxFields = 256
 
     private init(bytes: [UInt8]) { self.bytes = bytes }
 
     /// Parses `method SP target SP HTTP/1.x CRLF headers CRLF`.
-    static func parseRequest(_ bytes: [UInt8]) throws(HTTPParseError) -> HTTPHead {
+    public static func parseRequest(_ bytes: [UInt8]) throws(HTTPParseError) -> HTTPHead {
         var fields: [HeaderField] = []
         return try parseRequest(bytes, fields: &fields)
     }
 
     /// `parseRequest`, collecting the header lines in `fields` (emptied first): a connection
     /// passes the same array for every head, so its storage is reused once the last head is gone.
-    static func parseRequest(_ bytes: [UInt8], fields: inout [HeaderField]) throws(HTTPParseError) -> HTTPHead {
+    public static func parseRequest(_ bytes: [UInt8], fields: inout [HeaderField]) throws(HTTPParseError) -> HTTPHead {
         var head = HTTPHead(bytes: bytes)
         let lineEnd = try Self.lineEnd(bytes, from: 0)
         var i = 0
@@ -68,13 +68,13 @@ struct HTTPHead {
     }
 
     /// Parses `HTTP/1.x SP 3DIGIT [SP reason] CRLF headers CRLF`.
-    static func parseResponse(_ bytes: [UInt8]) throws(HTTPParseError) -> HTTPHead {
+    public static func parseResponse(_ bytes: [UInt8]) throws(HTTPParseError) -> HTTPHead {
         var fields: [HeaderField] = []
         return try parseResponse(bytes, fields: &fields)
     }
 
     /// `parseResponse`, collecting the header lines in `fields` (see `parseRequest(_:fields:)`).
-    static func parseResponse(_ bytes: [UInt8], fields: inout [HeaderField]) throws(HTTPParseError) -> HTTPHead {
+    public static func parseResponse(_ bytes: [UInt8], fields: inout [HeaderField]) throws(HTTPParseError) -> HTTPHead {
         var head = HTTPHead(bytes: bytes)
         let lineEnd = try Self.lineEnd(bytes, from: 0)
         guard lineEnd >= 12, bytes[8] == 0x20 else { throw .malformed("bad status line") }
@@ -102,7 +102,7 @@ struct HTTPHead {
     /// Whether `prefix`, the first bytes of a request received so far, can still grow into a valid
     /// request line: a token method, one space, a target starting as origin, asterisk or absolute
     /// form, one space, `HTTP/d.d` and CRLF. Lets a connection refuse what is not HTTP at once.
-    static func isPlausibleRequestStart(_ prefix: ArraySlice<UInt8>) -> Bool {
+    public static func isPlausibleRequestStart(_ prefix: ArraySlice<UInt8>) -> Bool {
         var i = prefix.startIndex
         let end = prefix.endIndex
         while i < end, isTokenChar(prefix[i]) { i += 1 }
@@ -131,7 +131,7 @@ struct HTTPHead {
     /// Whether `bytes`, the next bytes of a head still arriving, hold nothing a head never may:
     /// a control character other than HTAB, a bare LF, or a CR not followed by LF. `last` is the
     /// byte before them (0 at the start of the head) and becomes the last one scanned.
-    static func scanHeadBytes(_ bytes: [UInt8], last: inout UInt8) -> Bool {
+    public static func scanHeadBytes(_ bytes: [UInt8], last: inout UInt8) -> Bool {
         var previous = last
         for c in bytes {
             if previous == 0x0d && c != 0x0a { return false }
@@ -263,7 +263,7 @@ struct HTTPHead {
 
     /// RFC 9110 tchar: ALPHA, DIGIT and !#$%&'*+-.^_`|~, as a 128-bit map (no table in memory).
     @inline(__always)
-    static func isTokenChar(_ c: UInt8) -> Bool {
+    public static func isTokenChar(_ c: UInt8) -> Bool {
         let word: UInt64 = c < 64 ? 0x03FF_6CFA_0000_0000 : c < 128 ? 0x57FF_FFFF_C7FF_FFFE : 0
         return word >> UInt64(c & 63) & 1 != 0
     }
@@ -274,12 +274,12 @@ extension HTTPHead {
     /// compared as bytes against the literal, with no String built: this runs for every header
     /// of every request.
     @inline(__always)
-    func nameIs(_ f: HeaderField, _ key: StaticString) -> Bool {
+    public func nameIs(_ f: HeaderField, _ key: StaticString) -> Bool {
         nameEquals(f, UnsafeRawBufferPointer(start: key.utf8Start, count: key.utf8CodeUnitCount))
     }
 
     /// `nameIs` for a name known only at run time (the tokens of a Connection header, a key part).
-    func nameIs(_ f: HeaderField, dynamic key: String) -> Bool {
+    public func nameIs(_ f: HeaderField, dynamic key: String) -> Bool {
         var key = key
         return key.withUTF8 { nameEquals(f, UnsafeRawBufferPointer($0)) }
     }
@@ -296,7 +296,7 @@ extension HTTPHead {
     }
 
     /// Whether the field's name starts with the lower-case `prefix`, ignoring ASCII case.
-    func nameHasPrefix(_ f: HeaderField, _ prefix: StaticString) -> Bool {
+    public func nameHasPrefix(_ f: HeaderField, _ prefix: StaticString) -> Bool {
         let start = Int(f.nameStart)
         let count = prefix.utf8CodeUnitCount
         guard Int(f.nameEnd) - start >= count else { return false }
@@ -309,12 +309,12 @@ extension HTTPHead {
     }
 
     /// All values of a header joined by ", " (RFC 9110 5.3), nil when absent.
-    func combined(_ key: StaticString) -> String? {
+    public func combined(_ key: StaticString) -> String? {
         combined { nameIs($0, key) }
     }
 
     /// `combined` for a name known only at run time.
-    func combined(dynamic key: String) -> String? {
+    public func combined(dynamic key: String) -> String? {
         combined { nameIs($0, dynamic: key) }
     }
 
@@ -327,7 +327,7 @@ extension HTTPHead {
     }
 
     /// How many lines carry this header.
-    func count(_ key: StaticString) -> Int {
+    public func count(_ key: StaticString) -> Int {
         var n = 0
         for f in fields where nameIs(f, key) { n += 1 }
         return n
@@ -335,13 +335,13 @@ extension HTTPHead {
 
     /// Whether a comma-separated header such as Connection lists `token` (lower-case), ignoring
     /// case and surrounding whitespace; scanned in place.
-    func listContains(_ key: StaticString, token: StaticString) -> Bool {
+    public func listContains(_ key: StaticString, token: StaticString) -> Bool {
         anyListElement(of: key) { a, b in elementIs(a, b, token) }
     }
 
     /// Whether a Connection header lists anything besides `close` and `keep-alive` (whose field,
     /// Keep-Alive, is dropped as hop-by-hop anyway): only then can it make other fields hop-by-hop.
-    var connectionListsOtherFields: Bool {
+    public var connectionListsOtherFields: Bool {
         anyListElement(of: "connection") { a, b in !elementIs(a, b, "close") && !elementIs(a, b, "keep-alive") }
     }
 
@@ -354,7 +354,7 @@ extension HTTPHead {
     }
 
     /// Whether a Connection header names field `f` (which makes it hop-by-hop, RFC 9110 7.6.1).
-    func isListedInConnection(_ f: HeaderField) -> Bool {
+    public func isListedInConnection(_ f: HeaderField) -> Bool {
         let name = Int(f.nameStart)
         let length = Int(f.nameEnd) - name
         return anyListElement(of: "connection") { a, b in
@@ -389,7 +389,7 @@ extension HTTPHead {
     }
 
     /// The Content-Length: nil when absent, -1 when malformed or when lines disagree.
-    func contentLength() -> Int? {
+    public func contentLength() -> Int? {
         var length: Int?
         for f in fields where nameIs(f, "content-length") {
             var i = Int(f.valueStart)
@@ -414,23 +414,23 @@ extension HTTPHead {
     }
 
     /// The name of a field as written.
-    func name(_ f: HeaderField) -> String {
+    public func name(_ f: HeaderField) -> String {
         String(decoding: bytes[Int(f.nameStart)..<Int(f.nameEnd)], as: UTF8.self)
     }
 
     /// The value of a field, trimmed of surrounding whitespace.
-    func value(_ f: HeaderField) -> String {
+    public func value(_ f: HeaderField) -> String {
         String(decoding: bytes[Int(f.valueStart)..<Int(f.valueEnd)], as: UTF8.self)
     }
 
     /// The request method as written.
-    var method: String { String(decoding: bytes[first], as: UTF8.self) }
+    public var method: String { String(decoding: bytes[first], as: UTF8.self) }
 
     /// The request target as written.
-    var target: String { String(decoding: bytes[second], as: UTF8.self) }
+    public var target: String { String(decoding: bytes[second], as: UTF8.self) }
 
     /// The origin-form path and query of the target (absolute-form reduced to its path).
-    var originTarget: ArraySlice<UInt8> {
+    public var originTarget: ArraySlice<UInt8> {
         let t = bytes[second]
         guard t.first != UInt8(ascii: "/"), t.first != UInt8(ascii: "*") else { return t }
         let afterScheme = t.index(t.startIndex, offsetBy: t.prefix(8).last == UInt8(ascii: "/") ? 8 : 7)
@@ -441,19 +441,19 @@ extension HTTPHead {
     }
 
     /// The path part of the target, without the query, as bytes.
-    var pathBytes: ArraySlice<UInt8> {
+    public var pathBytes: ArraySlice<UInt8> {
         let t = originTarget
         let end = t.firstIndex(of: UInt8(ascii: "?")) ?? t.endIndex
         return t[t.startIndex..<end]
     }
 
     /// The path part of the target, without the query.
-    var path: Substring { Substring(decoding: pathBytes, as: UTF8.self) }
+    public var path: Substring { Substring(decoding: pathBytes, as: UTF8.self) }
 }
 
 extension StringProtocol {
     /// The text without leading and trailing spaces and tabs.
-    func trimmingASCIISpaces() -> Substring {
+    public func trimmingASCIISpaces() -> Substring {
         var s = Substring(self)
         while let c = s.first, c == " " || c == "\t" { s.removeFirst() }
         while let c = s.last, c == " " || c == "\t" { s.removeLast() }

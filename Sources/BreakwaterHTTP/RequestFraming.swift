@@ -1,19 +1,19 @@
 /// How a request's body is delimited, decided from its head with no tolerance for ambiguity:
 /// the usual request-smuggling shapes are refused before any byte is forwarded.
-enum RequestFraming: Equatable {
+public enum RequestFraming: Equatable {
     case none
     case length(Int)
     case chunked
 
     /// A refusal: status code and reason phrase.
-    struct Refusal: Error, Equatable {
-        let code: Int
-        let reason: String
-        static let badRequest = Refusal(code: 400, reason: "Bad Request")
+    public struct Refusal: Error, Equatable {
+        public let code: Int
+        public let reason: String
+        public static let badRequest = Refusal(code: 400, reason: "Bad Request")
     }
 
     /// The framing of `head`, or the status to refuse it with.
-    static func of(_ head: HTTPHead) -> Result<RequestFraming, Refusal> {
+    public static func of(_ head: HTTPHead) -> Result<RequestFraming, Refusal> {
         if head.minorVersion == 1, head.count("host") != 1 { return .failure(.badRequest) }
         let transferEncoding = head.combined("transfer-encoding")
         let lengths = head.fields.filter { head.nameIs($0, "content-length") }

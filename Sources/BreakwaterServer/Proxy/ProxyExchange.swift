@@ -1,3 +1,4 @@
+import BreakwaterHTTP
 private import CLibevent
 import BreakwaterCore
 #if canImport(Glibc)

@@ -1,4 +1,4 @@
-@testable import BreakwaterServer
+@testable import BreakwaterHTTP
 import Testing
 
 /// The header-value scan reads eight bytes at a time: every byte value that needs a look must be

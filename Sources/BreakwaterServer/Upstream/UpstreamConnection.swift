@@ -1,3 +1,4 @@
+import BreakwaterHTTP
 private import CLibevent
 #if canImport(Glibc)
 import Glibc
