@@ -6,16 +6,6 @@ public struct HeaderField {
     public var valueEnd: Int32
 }
 
-/// Why a head was refused; each case maps to the status the client gets.
-public enum HTTPParseError: Error, Equatable {
-    /// Malformed request or status line, header, or framing: 400 (502 for an upstream).
-    case malformed(String)
-    /// An HTTP version other than 1.x: 505.
-    case versionNotSupported
-    /// More header lines than a sane client sends: 431.
-    case tooManyHeaders
-}
-
 /// A parsed request or response head. The raw bytes are kept once; every name, value and the
 /// start line are ranges into them, so forwarding writes slices instead of rebuilding strings.
 public struct HTTPHead {
@@ -37,29 +27,29 @@ public struct HTTPHead {
     private init(bytes: [UInt8]) { self.bytes = bytes }
 
     /// Parses `method SP target SP HTTP/1.x CRLF headers CRLF`.
-    public static func parseRequest(_ bytes: [UInt8]) throws(HTTPParseError) -> HTTPHead {
+    public static func parseRequest(_ bytes: [UInt8]) throws(HTTPError) -> HTTPHead {
         var fields: [HeaderField] = []
         return try parseRequest(bytes, fields: &fields)
     }
 
     /// `parseRequest`, collecting the header lines in `fields` (emptied first): a connection
     /// passes the same array for every head, so its storage is reused once the last head is gone.
-    public static func parseRequest(_ bytes: [UInt8], fields: inout [HeaderField]) throws(HTTPParseError) -> HTTPHead {
+    public static func parseRequest(_ bytes: [UInt8], fields: inout [HeaderField]) throws(HTTPError) -> HTTPHead {
         var head = HTTPHead(bytes: bytes)
         let lineEnd = try Self.lineEnd(bytes, from: 0)
         var i = 0
         let methodStart = i
         while i < lineEnd, isTokenChar(bytes[i]) { i += 1 }
-        guard i > methodStart, i < lineEnd, bytes[i] == 0x20 else { throw .malformed("bad method") }
+        guard i > methodStart, i < lineEnd, bytes[i] == 0x20 else { throw .badRequest("bad method") }
         head.first = methodStart..<i
         i += 1
         let targetStart = i
         while i < lineEnd, bytes[i] > 0x20, bytes[i] < 0x7f { i += 1 }
-        guard i > targetStart, i < lineEnd, bytes[i] == 0x20 else { throw .malformed("bad request target") }
+        guard i > targetStart, i < lineEnd, bytes[i] == 0x20 else { throw .badRequest("bad request target") }
         head.second = targetStart..<i
         let t = bytes[targetStart]
         guard t == UInt8(ascii: "/") || t == UInt8(ascii: "*") || head.isAbsoluteForm else {
-            throw .malformed("bad request target")
+            throw .badRequest("bad request target")
         }
         head.minorVersion = try parseVersion(bytes, from: i + 1, to: lineEnd)
         try parseFields(bytes, from: lineEnd + 2, into: &fields)
@@ -68,28 +58,28 @@ public struct HTTPHead {
     }
 
     /// Parses `HTTP/1.x SP 3DIGIT [SP reason] CRLF headers CRLF`.
-    public static func parseResponse(_ bytes: [UInt8]) throws(HTTPParseError) -> HTTPHead {
+    public static func parseResponse(_ bytes: [UInt8]) throws(HTTPError) -> HTTPHead {
         var fields: [HeaderField] = []
         return try parseResponse(bytes, fields: &fields)
     }
 
     /// `parseResponse`, collecting the header lines in `fields` (see `parseRequest(_:fields:)`).
-    public static func parseResponse(_ bytes: [UInt8], fields: inout [HeaderField]) throws(HTTPParseError) -> HTTPHead {
+    public static func parseResponse(_ bytes: [UInt8], fields: inout [HeaderField]) throws(HTTPError) -> HTTPHead {
         var head = HTTPHead(bytes: bytes)
         let lineEnd = try Self.lineEnd(bytes, from: 0)
-        guard lineEnd >= 12, bytes[8] == 0x20 else { throw .malformed("bad status line") }
+        guard lineEnd >= 12, bytes[8] == 0x20 else { throw .badRequest("bad status line") }
         head.minorVersion = try parseVersion(bytes, from: 0, to: 8)
         head.first = 0..<8
         var status = 0
         for i in 9..<12 {
             let d = bytes[i] &- 0x30
-            guard d < 10 else { throw .malformed("bad status code") }
+            guard d < 10 else { throw .badRequest("bad status code") }
             status = status * 10 + Int(d)
         }
-        guard status >= 100 else { throw .malformed("bad status code") }
+        guard status >= 100 else { throw .badRequest("bad status code") }
         head.status = status
         if lineEnd > 12 {
-            guard bytes[12] == 0x20 else { throw .malformed("bad status line") }
+            guard bytes[12] == 0x20 else { throw .badRequest("bad status line") }
             head.second = 13..<lineEnd
         } else {
             head.second = 12..<12
@@ -148,35 +138,35 @@ public struct HTTPHead {
         return prefix.starts(with: Array("http://".utf8)) || prefix.starts(with: Array("https://".utf8))
     }
 
-    private static func parseVersion(_ b: [UInt8], from start: Int, to end: Int) throws(HTTPParseError) -> Int {
+    private static func parseVersion(_ b: [UInt8], from start: Int, to end: Int) throws(HTTPError) -> Int {
         guard end - start == 8, b[start] == 0x48, b[start + 1] == 0x54, b[start + 2] == 0x54,
               b[start + 3] == 0x50, b[start + 4] == 0x2f, b[start + 6] == 0x2e
-        else { throw .malformed("bad HTTP version") }
+        else { throw .badRequest("bad HTTP version") }
         let major = b[start + 5] &- 0x30
         let minor = b[start + 7] &- 0x30
-        guard major < 10, minor < 10 else { throw .malformed("bad HTTP version") }
-        guard major == 1 else { throw .versionNotSupported }
+        guard major < 10, minor < 10 else { throw .badRequest("bad HTTP version") }
+        guard major == 1 else { throw HTTPError(505, "HTTP/\(major).x") }
         return minor == 0 ? 0 : 1
     }
 
     /// The index of the CR of the line starting at `start`; a bare LF or CR is malformed.
-    private static func lineEnd(_ bytes: [UInt8], from start: Int) throws(HTTPParseError) -> Int {
-        try bytes.withUnsafeBufferPointer { (b) throws(HTTPParseError) -> Int in try lineEnd(b, from: start) }
+    private static func lineEnd(_ bytes: [UInt8], from start: Int) throws(HTTPError) -> Int {
+        try bytes.withUnsafeBufferPointer { (b) throws(HTTPError) -> Int in try lineEnd(b, from: start) }
     }
 
-    private static func lineEnd(_ b: UnsafeBufferPointer<UInt8>, from start: Int) throws(HTTPParseError) -> Int {
+    private static func lineEnd(_ b: UnsafeBufferPointer<UInt8>, from start: Int) throws(HTTPError) -> Int {
         var i = start
         let n = b.count
         while i < n {
             let c = b[i]
             if c == 0x0d {
-                guard i + 1 < n, b[i + 1] == 0x0a else { throw .malformed("bare CR") }
+                guard i + 1 < n, b[i + 1] == 0x0a else { throw .badRequest("bare CR") }
                 return i
             }
-            if c == 0x0a { throw .malformed("bare LF") }
+            if c == 0x0a { throw .badRequest("bare LF") }
             i += 1
         }
-        throw .malformed("unterminated line")
+        throw .badRequest("unterminated line")
     }
 
     /// The header lines from `start` up to the blank line, appended to `fields` (emptied first).
@@ -185,26 +175,26 @@ public struct HTTPHead {
     /// bitmap, and its value is scanned eight bytes at a time for the first byte that needs a
     /// look (a control character or DEL; the CR ending the line is one), as picohttpparser does
     /// with SSE. Reads through a buffer pointer, whose indices the loop conditions keep in range.
-    private static func parseFields(_ bytes: [UInt8], from start: Int, into fields: inout [HeaderField]) throws(HTTPParseError) {
+    private static func parseFields(_ bytes: [UInt8], from start: Int, into fields: inout [HeaderField]) throws(HTTPError) {
         fields.removeAll(keepingCapacity: true)
         fields.reserveCapacity(16)
-        try bytes.withUnsafeBufferPointer { (b) throws(HTTPParseError) in
+        try bytes.withUnsafeBufferPointer { (b) throws(HTTPError) in
             let n = b.count
             var i = start
             while true {
-                guard i < n else { throw .malformed("unterminated line") }
+                guard i < n else { throw .badRequest("unterminated line") }
                 let c = b[i]
                 if c == 0x0d {
-                    guard i + 1 < n, b[i + 1] == 0x0a else { throw .malformed("bare CR") }
+                    guard i + 1 < n, b[i + 1] == 0x0a else { throw .badRequest("bare CR") }
                     return
                 }
-                guard fields.count < maxFields else { throw .tooManyHeaders }
-                if c == 0x20 || c == 0x09 { throw .malformed("obsolete line folding") }
+                guard fields.count < maxFields else { throw HTTPError(431, "more than \(maxFields) header lines") }
+                if c == 0x20 || c == 0x09 { throw .badRequest("obsolete line folding") }
                 var j = i
                 while j < n, isTokenChar(b[j]) { j += 1 }
                 guard j > i, j < n, b[j] == UInt8(ascii: ":") else {
-                    if j < n, b[j] == 0x0a { throw .malformed("bare LF") }
-                    throw .malformed("bad header name")
+                    if j < n, b[j] == 0x0a { throw .badRequest("bare LF") }
+                    throw .badRequest("bad header name")
                 }
                 let nameEnd = j
                 j += 1
@@ -213,17 +203,17 @@ public struct HTTPHead {
                 // Find the CR: skip runs of ordinary bytes a word at a time, look at the others.
                 while true {
                     j = firstSpecialByte(b, from: j)
-                    guard j < n else { throw .malformed("unterminated line") }
+                    guard j < n else { throw .badRequest("unterminated line") }
                     let v = b[j]
                     if v == 0x09 {
                         j += 1
                         continue
                     }
                     if v == 0x0d {
-                        guard j + 1 < n, b[j + 1] == 0x0a else { throw .malformed("bare CR") }
+                        guard j + 1 < n, b[j + 1] == 0x0a else { throw .badRequest("bare CR") }
                         break
                     }
-                    throw .malformed(v == 0x0a ? "bare LF" : "control character in header value")
+                    throw .badRequest(v == 0x0a ? "bare LF" : "control character in header value")
                 }
                 var valueEnd = j
                 while valueEnd > valueStart, b[valueEnd - 1] == 0x20 || b[valueEnd - 1] == 0x09 { valueEnd -= 1 }
@@ -386,31 +376,6 @@ extension HTTPHead {
             }
         }
         return false
-    }
-
-    /// The Content-Length: nil when absent, -1 when malformed or when lines disagree.
-    public func contentLength() -> Int? {
-        var length: Int?
-        for f in fields where nameIs(f, "content-length") {
-            var i = Int(f.valueStart)
-            let end = Int(f.valueEnd)
-            while i <= end {
-                var n = 0
-                var digits = 0
-                while i < end && bytes[i] == 0x20 { i += 1 }
-                while i < end, bytes[i] &- 0x30 < 10 {
-                    n = n * 10 + Int(bytes[i] &- 0x30)
-                    digits += 1
-                    if digits > 18 { return -1 }
-                    i += 1
-                }
-                while i < end && bytes[i] == 0x20 { i += 1 }
-                guard digits > 0, i == end || bytes[i] == UInt8(ascii: ","), length == nil || length == n else { return -1 }
-                length = n
-                i += 1
-            }
-        }
-        return length
     }
 
     /// The name of a field as written.

@@ -1,0 +1,79 @@
+/// How a message's body is delimited on the wire (RFC 9112 6).
+public enum BodyLength: Equatable, Sendable {
+    /// No body.
+    case none
+    /// Exactly this many bytes.
+    case length(Int)
+    /// `Transfer-Encoding: chunked`.
+    case chunked
+    /// A response whose body runs until the server closes the connection.
+    case untilClose
+}
+
+/// The framing rules for requests and responses, one implementation for both sides of the proxy.
+/// The usual request-smuggling shapes are refused before any byte is forwarded.
+extension HTTPHead {
+    /// The Content-Length: nil when absent. Several lines, or a list in one line, must all agree
+    /// (RFC 9110 8.6); anything but digits, or more than 18 of them, is malformed.
+    public func contentLength() throws(HTTPError) -> Int? {
+        var length: Int?
+        for f in fields where nameIs(f, "content-length") {
+            var i = Int(f.valueStart)
+            let end = Int(f.valueEnd)
+            while i <= end {
+                while i < end && (bytes[i] == 0x20 || bytes[i] == 0x09) { i += 1 }
+                var n = 0
+                var digits = 0
+                while i < end, bytes[i] &- 0x30 < 10 {
+                    n = n * 10 + Int(bytes[i] &- 0x30)
+                    digits += 1
+                    if digits > 18 { throw .badRequest("Content-Length too long") }
+                    i += 1
+                }
+                while i < end && (bytes[i] == 0x20 || bytes[i] == 0x09) { i += 1 }
+                guard digits > 0, i == end || bytes[i] == UInt8(ascii: ",") else {
+                    throw .badRequest("malformed Content-Length")
+                }
+                guard length == nil || length == n else { throw .badRequest("Content-Length values disagree") }
+                length = n
+                i += 1
+            }
+        }
+        return length
+    }
+
+    /// Whether the connection stays open after this message (RFC 9112 9.3): HTTP/1.1 unless it
+    /// says `Connection: close`, HTTP/1.0 only when it says `Connection: keep-alive`.
+    public var keepsAlive: Bool {
+        minorVersion == 1
+            ? !listContains("connection", token: "close")
+            : listContains("connection", token: "keep-alive")
+    }
+
+    /// A request's body framing. Transfer-Encoding must be exactly `chunked`, on HTTP/1.1, with no
+    /// Content-Length beside it (RFC 9112 6.1: with both, the message is an attack).
+    public func requestBodyLength() throws(HTTPError) -> BodyLength {
+        if let coding = combined("transfer-encoding") {
+            guard count("content-length") == 0 else { throw .badRequest("both Transfer-Encoding and Content-Length") }
+            guard minorVersion == 1 else { throw .badRequest("Transfer-Encoding in HTTP/1.0") }
+            guard coding.trimmingASCIISpaces().lowercased() == "chunked" else {
+                throw .badRequest("Transfer-Encoding other than chunked")
+            }
+            return .chunked
+        }
+        guard let n = try contentLength(), n > 0 else { return .none }
+        return .length(n)
+    }
+
+    /// A response's body framing (RFC 9112 6.3), given whether it answers a HEAD request. A
+    /// Transfer-Encoding that does not end in chunked, or no length at all, runs until close.
+    public func responseBodyLength(answeringHEAD: Bool) throws(HTTPError) -> BodyLength {
+        if answeringHEAD || status < 200 || status == 204 || status == 304 { return .none }
+        if let coding = combined("transfer-encoding") {
+            let last = coding.split(separator: ",").last?.trimmingASCIISpaces().lowercased()
+            return last == "chunked" ? .chunked : .untilClose
+        }
+        guard let n = try contentLength() else { return .untilClose }
+        return .length(n)
+    }
+}
