@@ -121,7 +121,7 @@ public struct HTTPHead {
     /// Whether `bytes`, the next bytes of a head still arriving, hold nothing a head never may:
     /// a control character other than HTAB, a bare LF, or a CR not followed by LF. `last` is the
     /// byte before them (0 at the start of the head) and becomes the last one scanned.
-    public static func scanHeadBytes(_ bytes: [UInt8], last: inout UInt8) -> Bool {
+    public static func scanHeadBytes<Bytes: Sequence<UInt8>>(_ bytes: Bytes, last: inout UInt8) -> Bool {
         var previous = last
         for c in bytes {
             if previous == 0x0d && c != 0x0a { return false }

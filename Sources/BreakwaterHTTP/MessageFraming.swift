@@ -25,9 +25,9 @@ extension HTTPHead {
                 var n = 0
                 var digits = 0
                 while i < end, bytes[i] &- 0x30 < 10 {
-                    n = n * 10 + Int(bytes[i] &- 0x30)
                     digits += 1
                     if digits > 18 { throw .badRequest("Content-Length too long") }
+                    n = n * 10 + Int(bytes[i] &- 0x30)
                     i += 1
                 }
                 while i < end && (bytes[i] == 0x20 || bytes[i] == 0x09) { i += 1 }

@@ -12,10 +12,11 @@
 #include <netdb.h>
 #include <stdint.h>
 
+/* accept4 is declared only under _GNU_SOURCE, which Swift's Glibc module does not define. */
+int accept4(int fd, struct sockaddr *addr, socklen_t *addrlen, int flags);
+
 #include <event2/event.h>
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
-#include <event2/listener.h>
 #include <event2/thread.h>
 #include <event2/util.h>
 

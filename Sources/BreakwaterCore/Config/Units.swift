@@ -29,9 +29,7 @@ extension Duration {
     ///
     /// Sub-nanosecond parts, which no conf file can express, are dropped.
     public var confText: String {
-        let (seconds, attoseconds) = components
-        let (big, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
-        let nanos = overflow ? Int64.max : big &+ attoseconds / 1_000_000_000
+        let nanos = clampedNanoseconds
         if nanos == 0 { return "0s" }
         let unit = Duration.confUnits.first { nanos % $0.nanoseconds == 0 } ?? ("ns", 1)
         return "\(nanos / unit.nanoseconds)\(unit.name)"

@@ -41,7 +41,7 @@ public final class RateLimiter<Clock: TrackerClock>: Sendable {
         let hash = mix64(key.value)
         let shard = shards.count == 1 ? shards[0] : shards[Int(truncatingIfNeeded: hash >> shardShift)]
         let wait: Int64? = shard.withLock { shard in
-            shard.admit(key: key.value, hash: hash, now: clock.now(), emission: emission, tolerance: tau)
+            shard.admit(key: key.value, hash: hash, now: clock.nanoseconds(), emission: emission, tolerance: tau)
         }
         return wait.map { .nanoseconds($0) }
     }

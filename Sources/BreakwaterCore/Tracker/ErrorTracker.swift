@@ -152,7 +152,7 @@ public final class ErrorTracker<Clock: TrackerClock>: Sendable {
         guard filter.mayContain(hash) else { return .forward }
         return withShard(for: hash) { shard in
             guard let slot = shard.find(key.value, hash: hash) else { return .forward }
-            return shard.check(slot: slot, now: clock.now(), probeLeaseNs: probeLeaseNs)
+            return shard.check(slot: slot, now: clock.nanoseconds(), probeLeaseNs: probeLeaseNs)
         }
     }
 
@@ -179,7 +179,7 @@ public final class ErrorTracker<Clock: TrackerClock>: Sendable {
                 Swift.min(Swift.max(0, $0.clampedNanoseconds), ErrorTracker.upstreamFloorLimit.clampedNanoseconds)
             }
             return withShard(for: hash) { shard in
-                let now = clock.now()
+                let now = clock.nanoseconds()
                 let imposed = shard.recordError(key: key.value, hash: hash, now: now, policy: policy,
                                                 routeIndex: routeIndex, floorNs: floor, random: random)
                 return imposed.map { .nanoseconds($0) }
@@ -215,7 +215,7 @@ public final class ErrorTracker<Clock: TrackerClock>: Sendable {
         return withShard(for: hash) { shard in
             guard let slot = shard.find(key.value, hash: hash) else { return nil }
             let entry = shard.entries[slot]
-            return entry.expiresAt <= clock.now() ? nil : entry.snapshot
+            return entry.expiresAt <= clock.nanoseconds() ? nil : entry.snapshot
         }
     }
 
@@ -226,7 +226,7 @@ public final class ErrorTracker<Clock: TrackerClock>: Sendable {
 
     /// Clients inside a window right now.
     public var blockedCount: Int {
-        let now = clock.now()
+        let now = clock.nanoseconds()
         return eachShard { $0.blockedCount(now: now) }.reduce(0, +)
     }
 
@@ -240,7 +240,7 @@ public final class ErrorTracker<Clock: TrackerClock>: Sendable {
     /// Walks the whole table one shard lock at a time: for `/stats`, not for the request path.
     public func top(_ n: Int) -> [TrackedClient] {
         guard n > 0 else { return [] }
-        let now = clock.now()
+        let now = clock.nanoseconds()
         var best: [TrackedClient] = []
         for i in 0..<shards.count {
             shards.withLock(i) { $0.collectTop(n, now: now, into: &best) }
@@ -253,7 +253,7 @@ public final class ErrorTracker<Clock: TrackerClock>: Sendable {
     /// honest: call it from a timer every few seconds, never from the request path.
     @discardableResult
     public func purgeExpired() -> Int {
-        let now = clock.now()
+        let now = clock.nanoseconds()
         return eachShard { $0.purgeExpired(now: now) }.reduce(0, +)
     }
 

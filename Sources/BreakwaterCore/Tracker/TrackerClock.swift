@@ -11,7 +11,7 @@ import Darwin
 /// `ManualClock` and move time forward instead of sleeping.
 public protocol TrackerClock: Sendable {
     /// Nanoseconds since an arbitrary origin fixed for the life of the process; never decreases.
-    func now() -> Int64
+    func nanoseconds() -> Int64
 }
 
 /// The real clock: CLOCK_MONOTONIC in nanoseconds (time since boot, never going back).
@@ -22,7 +22,7 @@ public struct SystemClock: TrackerClock {
     public init() {}
 
     /// Nanoseconds since the shared origin.
-    public func now() -> Int64 {
+    public func nanoseconds() -> Int64 {
         // clock_gettime is a vDSO call; ContinuousClock's Instant and Duration arithmetic cost
         // more than the tracker's whole lookup on the request path.
         var ts = timespec()
@@ -36,27 +36,27 @@ public struct SystemClock: TrackerClock {
 ///
 /// Safe to read from many threads while a test advances it.
 public final class ManualClock: TrackerClock, Sendable {
-    private let nanoseconds: LockedValue<Int64>
+    private let reading: LockedValue<Int64>
 
     /// A clock that reads `start` nanoseconds until advanced.
     public init(_ start: Int64 = 0) {
-        nanoseconds = LockedValue(start)
+        reading = LockedValue(start)
     }
 
     /// The current reading.
-    public func now() -> Int64 {
-        nanoseconds.withLock { $0 }
+    public func nanoseconds() -> Int64 {
+        reading.withLock { $0 }
     }
 
     /// Moves time forward by `duration` (a negative duration is ignored: the clock is monotonic).
     public func advance(by duration: Duration) {
         let step = Swift.max(0, duration.clampedNanoseconds)
-        nanoseconds.withLock { $0 = $0.addingClamped(step) }
+        reading.withLock { $0 = $0.addingClamped(step) }
     }
 
     /// Sets the reading to `ns`; tests use it to jump to an exact instant.
     public func set(_ ns: Int64) {
-        nanoseconds.withLock { $0 = ns }
+        reading.withLock { $0 = ns }
     }
 }
 
@@ -76,7 +76,7 @@ extension Duration {
 extension Int64 {
     /// `self + other`, saturating instead of trapping on overflow.
     @inline(__always)
-    func addingClamped(_ other: Int64) -> Int64 {
+    public func addingClamped(_ other: Int64) -> Int64 {
         let (sum, overflow) = addingReportingOverflow(other)
         if overflow { return other < 0 ? .min : .max }
         return sum

@@ -81,7 +81,7 @@ final class AdminHandler: HTTPHandler {
     }
 
     private func stats(_ context: ProxyContext) -> [UInt8] {
-        let now = SystemClock().now()
+        let now = LoopClock().nanoseconds()
         let routes = context.routes.routes
         let uptime = ContinuousClock.now - context.metrics.started
         let top = context.tracker.top(20).map { client in

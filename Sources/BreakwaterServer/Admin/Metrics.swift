@@ -164,7 +164,7 @@ final class ProxyMetrics: Sendable {
     }
 
     /// The exposition text, with gauges refreshed from the tracker and the process.
-    func render(tracker: ErrorTracker<SystemClock>) -> [UInt8] {
+    func render(tracker: ErrorTracker<LoopClock>) -> [UInt8] {
         for (health, gauge) in servers.withLock({ $0 }) { gauge.set(Int64(health.isUp() ? 1 : 0)) }
         trackedClients.set(Double(tracker.trackedCount))
         blockedClients.set(Double(tracker.blockedCount))

@@ -1,3 +1,4 @@
+import BreakwaterHTTP
 import BreakwaterCore
 import Logging
 import Synchronization
@@ -21,7 +22,7 @@ public final class DemoAPI: @unchecked Sendable {
 
     /// Binds and starts serving.
     public func start(listen: HostPort) throws {
-        var limits = ConnectionLimits()
+        var limits = ReaderLimits()
         limits.maxBodyBytes = 1 << 30
         port = try group.listen(on: listen, limits: limits) { _ in Handler(api: self) }
         group.start(name: "demo-api")

@@ -23,14 +23,7 @@ protocol ClientExchange: AnyObject {
 }
 
 /// How the body of a response is delimited on the wire to the client.
-enum BodyFraming: Equatable {
-    /// No body at all (HEAD, 204, 304, or a reply without content).
-    case none
-    /// Exactly this many bytes follow.
-    case length(Int)
-    /// Length unknown in advance: chunked for HTTP/1.1 clients, close-delimited for HTTP/1.0.
-    case stream
-}
+typealias BodyFraming = ResponseFraming.Body
 
 /// A complete, validated request: head plus the whole body (requests are buffered, as nginx does
 /// by default, so a body can be sent again and the upstream never sees client framing).
@@ -50,7 +43,7 @@ final class HTTPRequest {
     deinit { if let body { evbuffer_free(body) } }
 
     /// Whether this is a HEAD request (its response never has a body).
-    var isHEAD: Bool { head.bytes[head.first].elementsEqual("HEAD".utf8) }
+    var isHEAD: Bool { head.isHEAD }
 
     /// Body length in bytes.
     var bodyLength: Int { body.map { evbuffer_get_length($0) } ?? 0 }

@@ -1,22 +1,10 @@
+import BreakwaterHTTP
 private import CLibevent
 import Logging
 import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
-
-/// Limits a listener applies to every connection it accepts.
-struct ConnectionLimits: Sendable {
-    var maxHeaderBytes = 16_384
-    var maxBodyBytes = 10_000_000
-    var headerTimeout: Duration = .seconds(10)
-    var idleTimeout: Duration = .seconds(60)
-    /// A request body must average at least this many bytes a second, after a grace of
-    /// `headerTimeout`: it is cut off (408) once more than `headerTimeout + received / minBodyRate`
-    /// has passed since its head, or `headerTimeout` passes without a byte. A client that
-    /// trickles a body cannot hold a connection for longer than it pays for in bandwidth.
-    var minBodyRate = 16_384
-}
 
 /// A listening socket on one worker's loop. Several workers listen on the same port
 /// (SO_REUSEPORT) and the kernel spreads new connections over them.
@@ -26,8 +14,11 @@ final class Listener {
     /// the cycle.
     let worker: Worker
     let handler: HTTPHandler
-    let limits: ConnectionLimits
-    private var listener: OpaquePointer?
+    let limits: ReaderLimits
+    /// The listening socket, and its readiness event (nil once closed).
+    private let fd: Int32
+    private var acceptEvent: LoopEvent!
+    private var closed = false
     /// The port actually bound (useful when asked for port 0).
     private(set) var port: UInt16 = 0
     /// Stays open while the worker drains (the admin listener keeps answering /healthz with 503).
@@ -38,65 +29,99 @@ final class Listener {
     /// descriptor shortage is reported once per interval, not once per worker.
     private static let lastAcceptWarning = Atomic<Int64>(Int64.min / 2)
 
+    /// How many connections one wake-up of the listener accepts at most.
+    static let acceptsPerTurn = 64
     /// How long accepting pauses after accept() fails for want of descriptors (nginx waits 500 ms).
     static let acceptPause: Duration = .milliseconds(250)
     private static let logger = Logger(label: "breakwater") { StreamLogHandler.standardError(label: $0) }
 
-    init(worker: Worker, address: SocketAddress, limits: ConnectionLimits, handler: HTTPHandler,
-         keepWhileDraining: Bool = false) throws {
+    init(worker: Worker, address: SocketAddress, limits: ReaderLimits, handler: HTTPHandler,
+         keepWhileDraining: Bool = false) throws(SystemCallError) {
         self.worker = worker
         self.keepWhileDraining = keepWhileDraining
         self.limits = limits
         self.handler = handler
-        let flags = UInt32(LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_REUSEABLE_PORT | LEV_OPT_CLOSE_ON_EXEC)
-        let context = Unmanaged.passUnretained(self).toOpaque()
-        listener = try address.withSockaddr { sa, length in
-            try check(evconnlistener_new_bind(worker.base, { _, fd, address, length, context in
-                let me = Unmanaged<Listener>.fromOpaque(context!).takeUnretainedValue()
-                me.accept(fd: fd, address: address!, length: socklen_t(length))
-            }, context, flags, 1024, sa, Int32(length)), "evconnlistener_new_bind(\(address))")
+        let family = Int32(address.withSockaddr { sa, _ in sa.pointee.sa_family })
+        fd = try syscall("socket") {
+            Glibc.socket(family, Socket.streamType | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         }
-        port = SocketAddress(localOf: evconnlistener_get_fd(listener)).port
-        evconnlistener_set_error_cb(listener) { _, context in
-            Unmanaged<Listener>.fromOpaque(context!).takeUnretainedValue().acceptFailed(errno: Glibc.errno)
+        do {
+            // Every worker binds the same port (SO_REUSEPORT) and the kernel spreads connections.
+            for option in [SO_REUSEADDR, SO_REUSEPORT] {
+                var one: Int32 = 1
+                _ = try syscall("setsockopt") { setsockopt(fd, SOL_SOCKET, option, &one, socklen_t(MemoryLayout<Int32>.size)) }
+            }
+            _ = try syscall("bind(\(address))") { address.withSockaddr { Glibc.bind(fd, $0, $1) } }
+            _ = try syscall("listen(\(address))") { Glibc.listen(fd, 1024) }
+            port = try SocketAddress(localOf: fd).port
+            acceptEvent = try LoopEvent.readiness(base: worker.base, fd: fd, read: true) { [unowned(unsafe) self] in acceptReady() }
+        } catch {
+            Glibc.close(fd)
+            throw error
         }
+        acceptEvent.add()
     }
 
     deinit { close() }
 
-    private func accept(fd: Int32, address: UnsafeMutablePointer<sockaddr>, length: socklen_t) {
-        var one: Int32 = 1
-        setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
-        let peer = SocketAddress(address, length: length).ip
-        ClientConnection.open(fd: fd, peer: peer, listener: self)
+    /// Accepts what the backlog holds, a bounded number per turn of the loop so one busy
+    /// listener cannot starve the connections already open.
+    private func acceptReady() {
+        for _ in 0..<Self.acceptsPerTurn {
+            var storage = sockaddr_storage()
+            var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+            let client = withUnsafeMutablePointer(to: &storage) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    accept4(fd, $0, &length, Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue))
+                }
+            }
+            if client < 0 {
+                switch errno {
+                case EAGAIN, EINTR, ECONNABORTED: return
+                default:
+                    acceptFailed(errno: errno)
+                    return
+                }
+            }
+            let peer = withUnsafePointer(to: &storage) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { SocketAddress($0, length: length).ip }
+            }
+            do {
+                try Socket.setNoDelay(client)
+                try ClientConnection.open(fd: client, peer: peer, listener: self)
+            } catch {
+                Glibc.close(client)
+            }
+        }
     }
 
     /// accept() failed with an error libevent does not retry by itself. Out of descriptors
     /// (EMFILE, ENFILE) or memory, the listening socket stays readable, so without a pause the
     /// loop would spin on it at full CPU; pausing lets connections close and the backlog wait.
     private func acceptFailed(errno code: Int32) {
-        guard let listener, !acceptPaused else { return }
+        guard !closed, !acceptPaused else { return }
         acceptPaused = true
-        evconnlistener_disable(listener)
-        var now = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &now)
+        acceptEvent.delete()
+        let now = LoopClock().nanoseconds() / 1_000_000_000
         let last = Self.lastAcceptWarning.load(ordering: .relaxed)
-        if Int64(now.tv_sec) - last >= 10,
-           Self.lastAcceptWarning.compareExchange(expected: last, desired: Int64(now.tv_sec), ordering: .relaxed).exchanged {
+        if now - last >= 10,
+           Self.lastAcceptWarning.compareExchange(expected: last, desired: now, ordering: .relaxed).exchanged {
             Self.logger.warning("accept failed; pausing new connections", metadata: [
                 "error": "\(String(cString: strerror(code)))", "pause": "\(Self.acceptPause)", "port": "\(port)",
             ])
         }
         worker.schedule(after: Self.acceptPause) { [weak self] in
-            guard let self else { return }
+            guard let self, !closed else { return }
             acceptPaused = false
-            if let listener = self.listener { evconnlistener_enable(listener) }
+            acceptEvent.add()
         }
     }
 
     /// Stops accepting; connections already accepted go on.
     func close() {
-        if let listener { evconnlistener_free(listener) }
-        listener = nil
+        guard !closed else { return }
+        closed = true
+        acceptEvent?.close()
+        Glibc.close(fd)
     }
 }

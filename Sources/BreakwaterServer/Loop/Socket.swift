@@ -1,4 +1,5 @@
 private import CLibevent
+import BreakwaterCore
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -42,8 +43,8 @@ final class Socket {
     /// it returns; the cycle (the delegate owns the socket) is broken by `close`. A weak reference
     /// would move every retain and release of the delegate onto the slow side-table path.
     var delegate: SocketDelegate?
-    private var readEvent: OpaquePointer?
-    private var writeEvent: OpaquePointer?
+    private var readEvent: LoopEvent!
+    private var writeEvent: LoopEvent!
     /// The inactivity deadline, created by the first `setTimeout`.
     private var timer: DeadlineTimer?
     /// The inactivity limit in nanoseconds; nil: none.
@@ -61,46 +62,48 @@ final class Socket {
     static let streamType = Int32(SOCK_STREAM.rawValue)
 
     /// Wraps a connected (or connecting) non-blocking socket; reading starts at once.
-    init(fd: Int32, base: OpaquePointer, connecting: Bool = false) {
+    init(fd: Int32, base: OpaquePointer, connecting: Bool = false) throws(SystemCallError) {
         self.fd = fd
         self.base = base
         self.connecting = connecting
-        input = evbuffer_new()
-        output = evbuffer_new()
-        let context = Unmanaged.passUnretained(self).toOpaque()
-        readEvent = event_new(base, fd, Int16(EV_READ | EV_PERSIST), { _, _, context in
-            Unmanaged<Socket>.fromOpaque(context!).takeUnretainedValue().readReady()
-        }, context)
-        writeEvent = event_new(base, fd, Int16(EV_WRITE | EV_PERSIST), { _, _, context in
-            Unmanaged<Socket>.fromOpaque(context!).takeUnretainedValue().writeReady()
-        }, context)
+        input = try libevent("evbuffer_new", evbuffer_new())
+        output = try libevent("evbuffer_new", evbuffer_new())
+        readEvent = try LoopEvent.readiness(base: base, fd: fd, read: true) { [unowned(unsafe) self] in readReady() }
+        writeEvent = try LoopEvent.readiness(base: base, fd: fd, read: false) { [unowned(unsafe) self] in writeReady() }
         if connecting {
             waitingToWrite = true
-            event_add(writeEvent, nil)
+            writeEvent.add()
         } else {
             setReading(true)
         }
     }
 
     /// Starts a non-blocking connect to `address`.
-    static func connect(to address: SocketAddress, base: OpaquePointer) throws -> Socket {
+    static func connect(to address: SocketAddress, base: OpaquePointer) throws(SystemCallError) -> Socket {
         let family = Int32(address.withSockaddr { sa, _ in sa.pointee.sa_family })
-        let fd = Glibc.socket(family, streamType | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw LibeventError(call: "socket", errno: errno) }
-        let rc = address.withSockaddr { sa, length in Glibc.connect(fd, sa, length) }
-        if rc < 0 && errno != EINPROGRESS {
-            let error = errno
-            Glibc.close(fd)
-            throw LibeventError(call: "connect(\(address))", errno: error)
+        let fd = try syscall("socket") {
+            Glibc.socket(family, streamType | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         }
-        setNoDelay(fd)
-        return Socket(fd: fd, base: base, connecting: true)
+        do {
+            do {
+                _ = try syscall("connect(\(address))") { address.withSockaddr { sa, length in Glibc.connect(fd, sa, length) } }
+            } catch where error.errno == EINPROGRESS {
+                // The usual case: the connection completes later, and the write event says so.
+            }
+            try setNoDelay(fd)
+            return try Socket(fd: fd, base: base, connecting: true)
+        } catch {
+            Glibc.close(fd)
+            throw error
+        }
     }
 
     /// Disables Nagle: requests and responses are written whole, and waiting only adds latency.
-    static func setNoDelay(_ fd: Int32) {
+    static func setNoDelay(_ fd: Int32) throws(SystemCallError) {
         var one: Int32 = 1
-        setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+        _ = try syscall("setsockopt(TCP_NODELAY)") {
+            setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+        }
     }
 
     deinit {
@@ -113,20 +116,23 @@ final class Socket {
     func setReading(_ on: Bool) {
         guard !closed, !connecting, on != reading else { return }
         reading = on
-        if on { event_add(readEvent, nil) } else { event_del(readEvent) }
+        if on { readEvent.add() } else { readEvent.delete() }
     }
 
     /// An inactivity limit: the delegate hears `.timeout` when no byte moves for `duration`; nil: none.
     func setTimeout(_ duration: Duration?) {
         timeout = duration?.clampedNanoseconds
         guard !closed else { return }
-        if let timeout {
+        if let duration {
             if timer == nil {
-                timer = DeadlineTimer(base: base, context: Unmanaged.passUnretained(self).toOpaque()) { _, _, context in
-                    Unmanaged<Socket>.fromOpaque(context!).takeUnretainedValue().timerFired()
+                do {
+                    timer = try DeadlineTimer(base: base) { [unowned(unsafe) self] in timerFired() }
+                } catch {
+                    fail(error.errno == 0 ? ENOMEM : error.errno)
+                    return
                 }
             }
-            timer!.set(after: timeout)
+            timer!.set(afterNanoseconds: timeout!)
         } else {
             timer?.clear()
         }
@@ -135,7 +141,7 @@ final class Socket {
     /// Bytes moved: the inactivity deadline starts over (no libevent call, see DeadlineTimer).
     @inline(__always)
     private func touch() {
-        if let timeout { timer!.set(after: timeout) }
+        if let timeout { timer!.set(afterNanoseconds: timeout) }
     }
 
     /// Sends what `output` holds, as far as the kernel takes it now; the rest goes when it can.
@@ -147,7 +153,11 @@ final class Socket {
     /// Sends the end of the stream (FIN) after what is written; reading goes on.
     func shutdownWrite() {
         guard !closed else { return }
-        _ = Glibc.shutdown(fd, Int32(SHUT_WR))
+        do {
+            _ = try syscall("shutdown") { Glibc.shutdown(fd, Int32(SHUT_WR)) }
+        } catch {
+            fail(error.errno)
+        }
     }
 
     /// Closes the socket; no callback follows.
@@ -155,9 +165,8 @@ final class Socket {
         guard !closed else { return }
         closed = true
         delegate = nil
-        for event in [readEvent, writeEvent] where event != nil { event_free(event) }
-        readEvent = nil
-        writeEvent = nil
+        readEvent.close()
+        writeEvent.close()
         timer?.free()
         timer = nil
         Glibc.close(fd)
@@ -174,11 +183,14 @@ final class Socket {
             return
         }
         var vec = iovec()
-        guard evbuffer_reserve_space(input, Self.readSize, &vec, 1) == 1 else { return }
+        guard evbuffer_reserve_space(input, Self.readSize, &vec, 1) == 1 else {
+            fail(ENOMEM)
+            return
+        }
         let n = recv(fd, vec.iov_base, vec.iov_len, 0)
         if n > 0 {
             vec.iov_len = n
-            evbuffer_commit_space(input, &vec, 1)
+            precondition(evbuffer_commit_space(input, &vec, 1) == 0, "evbuffer_commit_space failed")
             touch()
             delegate?.socketReadable(self)
         } else if n == 0 {
@@ -195,10 +207,10 @@ final class Socket {
         if connecting {
             var error: Int32 = 0
             var length = socklen_t(MemoryLayout<Int32>.size)
-            getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length)
+            if getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length) != 0 { error = Glibc.errno }
             connecting = false
             waitingToWrite = false
-            event_del(writeEvent)
+            writeEvent.delete()
             if error != 0 {
                 delegate?.socketEvent(self, .error(error))
                 return
@@ -222,24 +234,33 @@ final class Socket {
             if n < 0, errno == EAGAIN || errno == EINTR {
                 if !waitingToWrite {
                     waitingToWrite = true
-                    event_add(writeEvent, nil)
+                    writeEvent.add()
                 }
                 return
             }
-            // A broken pipe or reset: report it from the read side, outside the caller's stack.
-            failed = n < 0 ? errno : EPIPE
-            if !reading { event_add(readEvent, nil); reading = true }
-            event_active(readEvent, Int32(EV_READ), 0)
+            fail(n < 0 ? errno : EPIPE)
             break
         }
         if waitingToWrite {
             waitingToWrite = false
-            event_del(writeEvent)
+            writeEvent.delete()
         }
     }
 
+    /// A broken pipe, a reset or a failed call: reported from the read side, outside the
+    /// caller's stack, as `.error`.
+    private func fail(_ code: Int32) {
+        guard !closed else { return }
+        failed = code
+        if !reading {
+            readEvent.add()
+            reading = true
+        }
+        readEvent.activate(Int16(EV_READ))
+    }
+
     private func timerFired() {
-        guard timer!.fired() else { return }
+        guard timer!.expired() else { return }
         delegate?.socketEvent(self, .timeout)
     }
 }

@@ -9,15 +9,13 @@ struct SocketAddress: @unchecked Sendable, CustomStringConvertible {
     var length: socklen_t = 0
 
     /// Resolves `host:port` (numeric or a name; the first answer wins).
-    init(_ endpoint: HostPort) throws {
+    init(_ endpoint: HostPort) throws(SystemCallError) {
         var hints = addrinfo()
         hints.ai_socktype = Socket.streamType
         hints.ai_flags = AI_NUMERICSERV
         var result: UnsafeMutablePointer<addrinfo>?
         let rc = getaddrinfo(endpoint.host, String(endpoint.port), &hints, &result)
-        guard rc == 0, let info = result else {
-            throw LibeventError(call: "getaddrinfo(\(endpoint)): \(String(cString: gai_strerror(rc)))", errno: 0)
-        }
+        guard rc == 0, let info = result else { throw SystemCallError("getaddrinfo(\(endpoint))", .resolver(rc)) }
         defer { freeaddrinfo(result) }
         length = info.pointee.ai_addrlen
         withUnsafeMutableBytes(of: &storage) { out in
@@ -34,11 +32,16 @@ struct SocketAddress: @unchecked Sendable, CustomStringConvertible {
     }
 
     /// The bound address of a socket.
-    init(localOf fd: Int32) {
-        length = socklen_t(MemoryLayout<sockaddr_storage>.size)
-        _ = withUnsafeMutablePointer(to: &storage) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+    init(localOf fd: Int32) throws(SystemCallError) {
+        var bound = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        _ = try syscall("getsockname") {
+            withUnsafeMutablePointer(to: &bound) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+            }
         }
+        storage = bound
+        self.length = length
     }
 
     var port: UInt16 {

@@ -1,4 +1,5 @@
 private import CLibevent
+import BreakwaterCore
 import Dispatch
 #if canImport(Glibc)
 import Glibc
@@ -16,13 +17,13 @@ final class Worker: @unchecked Sendable {
     var listeners: [Listener] = []
     /// Set while the process stops: no new requests on kept-alive connections.
     private(set) var draining = false
-    private var drainDeadline: ContinuousClock.Instant?
+    private var drainDeadline: LoopClock.Instant?
     private var exiting = false
 
-    init(index: Int) throws {
+    init(index: Int) throws(SystemCallError) {
         self.index = index
         LibeventThreads.enable()
-        base = try check(event_base_new(), "event_base_new")
+        base = try libevent("event_base_new", event_base_new())
     }
 
     deinit { event_base_free(base) }
@@ -37,7 +38,8 @@ final class Worker: @unchecked Sendable {
         pthread_attr_setdetachstate(&attributes, Int32(PTHREAD_CREATE_DETACHED))
         let loop = Unmanaged.passRetained(Box { [self] in
             Self.nameThisThread(name)
-            _ = event_base_loop(base, EVLOOP_NO_EXIT_ON_EMPTY)
+            // -1 means the backend itself failed: nothing this worker owns can be served any more.
+            precondition(event_base_loop(base, EVLOOP_NO_EXIT_ON_EMPTY) != -1, "event_base_loop failed")
             finished.signal()
         }).toOpaque()
         var thread = pthread_t()
@@ -70,19 +72,14 @@ final class Worker: @unchecked Sendable {
 
     /// Runs `block` on this worker's thread after `delay`; callable from any thread.
     func schedule(after delay: Duration, _ block: @escaping () -> Void) {
-        let box = Unmanaged.passRetained(Box(block)).toOpaque()
-        var tv = timeval(delay)
-        let rc = event_base_once(base, -1, Int16(EV_TIMEOUT), { _, _, arg in
-            Unmanaged<Box>.fromOpaque(arg!).takeRetainedValue().block()
-        }, box, &tv)
-        if rc != 0 { Unmanaged<Box>.fromOpaque(box).release() }
+        LoopEvent.once(base: base, after: delay.clampedNanoseconds, block)
     }
 
     /// Stops accepting, lets requests in flight finish, then ends the loop (at the latest after `grace`).
     func drain(grace: Duration) {
         execute { [self] in
             draining = true
-            drainDeadline = .now + grace
+            drainDeadline = LoopClock().now.advanced(by: grace)
             for listener in listeners where !listener.keepWhileDraining { listener.close() }
             listeners.removeAll { !$0.keepWhileDraining }
             for connection in connections.values where !connection.listener.keepWhileDraining { connection.closeIfIdle() }
@@ -94,12 +91,12 @@ final class Worker: @unchecked Sendable {
     func checkDrained() {
         guard draining, !exiting else { return }
         let busy = connections.values.contains { !$0.listener.keepWhileDraining }
-        if !busy || ContinuousClock.now >= drainDeadline! {
+        if !busy || LoopClock().now >= drainDeadline! {
             exiting = true
             listeners.forEach { $0.close() }
             listeners.removeAll()
             for connection in connections.values { connection.close() }
-            event_base_loopexit(base, nil)
+            precondition(event_base_loopexit(base, nil) == 0, "event_base_loopexit failed")
         } else {
             schedule(after: .milliseconds(20)) { [self] in checkDrained() }
         }

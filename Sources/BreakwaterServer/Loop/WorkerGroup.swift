@@ -1,3 +1,4 @@
+import BreakwaterHTTP
 import BreakwaterCore
 import FoundationEssentials
 #if canImport(Glibc)
@@ -26,7 +27,7 @@ final class WorkerGroup: @unchecked Sendable {
 
     /// Binds `address` on every worker (SO_REUSEPORT); port 0 becomes the port the first worker got.
     /// A `keepWhileDraining` listener (admin) stays open while the others drain.
-    func listen(on endpoint: HostPort, limits: ConnectionLimits, onlyFirst: Bool = false, keepWhileDraining: Bool = false,
+    func listen(on endpoint: HostPort, limits: ReaderLimits, onlyFirst: Bool = false, keepWhileDraining: Bool = false,
                 handler: (Worker) throws -> HTTPHandler) throws -> UInt16 {
         var address = try SocketAddress(endpoint)
         if endpoint.port != 0 { try Self.ensureFree(address) }
@@ -43,15 +44,13 @@ final class WorkerGroup: @unchecked Sendable {
 
     /// SO_REUSEPORT lets any process of the same user bind the same port and silently take a
     /// share of its connections. Binding once without it first turns that into a clear error.
-    private static func ensureFree(_ address: SocketAddress) throws {
+    private static func ensureFree(_ address: SocketAddress) throws(SystemCallError) {
         let family = Int32(address.withSockaddr { sa, _ in sa.pointee.sa_family })
-        let fd = socket(family, Socket.streamType, 0)
-        guard fd >= 0 else { return }
+        let fd = try syscall("socket") { socket(family, Socket.streamType | Int32(SOCK_CLOEXEC.rawValue), 0) }
         defer { close(fd) }
         var one: Int32 = 1
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-        let rc = address.withSockaddr { sa, length in bind(fd, sa, length) }
-        if rc != 0 { throw LibeventError(call: "bind(\(address))", errno: errno) }
+        _ = try syscall("setsockopt(SO_REUSEADDR)") { setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size)) }
+        _ = try syscall("bind(\(address))") { address.withSockaddr { sa, length in bind(fd, sa, length) } }
     }
 
     func start(name: String) {

@@ -17,8 +17,7 @@ final class AccessLogSink: Sendable {
             fd = 2
             owned = false
         } else {
-            fd = open(target, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
-            guard fd >= 0 else { throw LibeventError(call: "open(\(target))", errno: errno) }
+            fd = try syscall("open(\(target))") { open(target, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644) }
             owned = true
         }
     }

@@ -8,6 +8,20 @@ import Glibc
 /// One client request on its way to the upstream and back. It owns the decision that the
 /// shield made for it (a probe must report its outcome) and relays the response as it streams.
 final class ProxyExchange: ClientExchange, UpstreamWaiter, UpstreamExchange {
+    /// Where the exchange is. The tracker hears the outcome exactly once: when the response head
+    /// is relayed (`relaying`) or when the exchange fails for good; an exchange that ends while
+    /// `waiting` or `sent` has told it nothing.
+    private enum Phase {
+        /// Waiting for an upstream connection, or for a retry's wait to pass.
+        case waiting
+        /// The request went out on the connection; no usable response yet.
+        case sent(UpstreamConnection)
+        /// The response head was relayed; the body streams from the connection.
+        case relaying(UpstreamConnection)
+        /// Answered, failed or abandoned: nothing more happens.
+        case finished
+    }
+
     /// Strong: the handler holds no exchange, so there is no cycle.
     private let handler: ProxyHandler
     private let request: HTTPRequest
@@ -17,18 +31,15 @@ final class ProxyExchange: ClientExchange, UpstreamWaiter, UpstreamExchange {
     private let key: ClientKey?
     private let isProbe: Bool
     private var server: UpstreamServer
-    private var upstream: UpstreamConnection?
-    private var responseStarted = false
-    private var finished = false
-    private var recorded = false
+    private var phase = Phase.waiting
     private var freshRetries = 0
     /// Retries taken so far (not counting a resend after a stale keep-alive connection).
     private var retries = 0
     /// Whether the request may be sent again; worked out only when a retry is considered.
     private lazy var idempotent = RetryPolicy.isIdempotent(method: request.head.method,
                                                            hasIdempotencyKey: request.head.count("idempotency-key") > 0)
-    /// When the exchange began (SystemClock nanoseconds).
-    private let started = SystemClock().now()
+    /// When the exchange began (LoopClock nanoseconds).
+    private let started = LoopClock().nanoseconds()
     private let pool: UpstreamPool
     private let metrics: RouteMetrics
     private var status = 0
@@ -58,11 +69,11 @@ final class ProxyExchange: ClientExchange, UpstreamWaiter, UpstreamExchange {
     // MARK: UpstreamWaiter
 
     func connectionReady(_ connection: UpstreamConnection) {
-        guard !finished else {
+        guard case .waiting = phase else {
             connection.cancel()
             return
         }
-        upstream = connection
+        phase = .sent(connection)
         connection.send(body: request.body, expectNoBody: request.isHEAD, to: self,
                         reserving: request.head.bytes.count + 256) {
             ProxyHeaders.upstreamRequest(request, clientAddress: client.peerText, defaultHost: server.hostHeader, into: &$0)
@@ -76,21 +87,20 @@ final class ProxyExchange: ClientExchange, UpstreamWaiter, UpstreamExchange {
     // MARK: UpstreamExchange
 
     func upstreamHead(_ head: HTTPHead, framing: BodyFraming) {
+        guard case .sent(let connection) = phase else { return }
         metrics.count(UpstreamClass(status: head.status))
         server.health.succeeded()
         if handler.retryPolicy.isRetryable(status: head.status), retry(.status, detail: "\(head.status)") {
             // This answer is discarded: the connection cannot be reused mid-body, so it goes.
-            let connection = upstream
-            upstream = nil
-            connection?.cancel()
+            connection.cancel()
             return
         }
-        let elapsed = Duration.nanoseconds(SystemClock().now() - started)
+        let elapsed = Duration.nanoseconds(LoopClock().nanoseconds() - started)
         metrics.upstreamDuration.record(elapsed)
         upstreamTime = elapsed
         status = head.status
+        phase = .relaying(connection)
         record(status: head.status, retryAfter: head.combined("retry-after"))
-        responseStarted = true
         client.beginResponse(framing: framing, reserving: head.bytes.count + 128) {
             ProxyHeaders.clientResponse(head, keepLength: framing == .none, into: &$0)
         }
@@ -98,12 +108,11 @@ final class ProxyExchange: ClientExchange, UpstreamWaiter, UpstreamExchange {
 
     func upstreamBody(_ buffer: OpaquePointer) {
         bytesSent += evbuffer_get_length(buffer)
-        if client.sendBody(buffer) { upstream?.pause() }
+        if client.sendBody(buffer), case .relaying(let connection) = phase { connection.pause() }
     }
 
     func upstreamEnd() {
-        upstream = nil
-        finished = true
+        phase = .finished
         client.endResponse()
         logAccess()
     }
@@ -122,18 +131,24 @@ final class ProxyExchange: ClientExchange, UpstreamWaiter, UpstreamExchange {
     }
 
     func upstreamFailed(_ failure: UpstreamFailure) {
-        let reused = upstream?.reused ?? false
-        upstream = nil
-        guard !finished else { return }
-        if responseStarted {
-            finished = true
+        let reused: Bool
+        switch phase {
+        case .finished:
+            return
+        case .relaying:
+            phase = .finished
             handler.logger.warning("upstream broke mid-response; client connection cut", metadata: [
                 "server": "\(server.endpoint)", "failure": "\(failure)", "route": "\(route.name)",
             ])
             client.abortResponse()
             logAccess()
             return
+        case .sent(let connection):
+            reused = connection.reused
+        case .waiting:
+            reused = false
         }
+        phase = .waiting
         // A parked connection the server had already closed: the request never reached it.
         if failure == .closedBeforeResponse, reused, freshRetries < 1, idempotent {
             freshRetries += 1
@@ -143,7 +158,7 @@ final class ProxyExchange: ClientExchange, UpstreamWaiter, UpstreamExchange {
         if failure == .connect || failure == .timeout { server.health.failed() }
         if failure == .connect, retry(.connect, detail: "connect") { return }
         if failure == .closedBeforeResponse, retry(.reset, detail: "reset") { return }
-        finished = true
+        phase = .finished
         handler.logger.warning("upstream failed", metadata: [
             "server": "\(server.endpoint)", "failure": "\(failure)", "route": "\(route.name)",
             "reused_connection": "\(reused)",
@@ -171,8 +186,8 @@ final class ProxyExchange: ClientExchange, UpstreamWaiter, UpstreamExchange {
     /// Another server is preferred. The shield sees only the final attempt's outcome.
     private func retry(_ reason: RetryPolicy.Reason, detail: String) -> Bool {
         let policy = handler.retryPolicy
-        guard idempotent, !responseStarted, retries < policy.retries else { return false }
-        let now = SystemClock().now()
+        guard idempotent, retries < policy.retries else { return false }
+        let now = LoopClock().nanoseconds()
         let remaining = pool.settings.timeout - .nanoseconds(now - started)
         guard let wait = policy.wait(attempt: retries + 1, u: Double.random(in: 0..<1), remaining: remaining),
               handler.retryBudget.takeRetry(now: now)
@@ -181,12 +196,13 @@ final class ProxyExchange: ClientExchange, UpstreamWaiter, UpstreamExchange {
         metrics.countRetry(reason)
         handler.logger.info("retrying upstream request", metadata: [
             "route": "\(route.name)", "attempt": "\(retries + 1)", "reason": "\(detail)",
-            "wait_ms": "\(wait.components.seconds * 1000 + wait.components.attoseconds / 1_000_000_000_000_000)",
+            "wait_ms": "\(wait.clampedNanoseconds / 1_000_000)",
             "server": "\(server.endpoint)",
         ])
         let failed = server
+        phase = .waiting
         handler.worker.schedule(after: wait) { [self] in
-            guard !finished else { return }
+            guard case .waiting = phase else { return }
             server = pool.pickServer(excluding: failed)
             pool.acquire(server, for: self)
         }
@@ -196,28 +212,34 @@ final class ProxyExchange: ClientExchange, UpstreamWaiter, UpstreamExchange {
     // MARK: ClientExchange
 
     func clientClosed() {
-        guard !finished else { return }
-        finished = true
+        let before = phase
+        phase = .finished
+        switch before {
+        case .finished:
+            return
+        case .relaying(let connection):
+            connection.cancel()
+        case .sent(let connection):
+            connection.cancel()
+            if isProbe, let key { handler.store.abandonProbe(key) }   // its outcome will never be known
+        case .waiting:
+            pool.cancel(self)
+            if isProbe, let key { handler.store.abandonProbe(key) }
+        }
         status = 499   // nginx's code for "client closed the request"
         logAccess()
-        if let upstream {
-            self.upstream = nil
-            upstream.cancel()
-        } else {
-            pool.cancel(self)
-        }
-        if isProbe, !recorded, let key { handler.store.abandonProbe(key) }
     }
 
-    func clientDrained() { upstream?.resume() }
+    func clientDrained() {
+        if case .relaying(let connection) = phase { connection.resume() }
+    }
 
     // MARK: tracker
 
     private func record(status: Int, retryAfter: String?) {
-        guard !recorded, let key else { return }
-        recorded = true
+        guard let key else { return }
         let outcome = route.classify(status: status)
-        let floor = outcome == .error ? retryAfter.flatMap { RetryAfter.parse($0, now: Self.unixNow()) } : nil
+        let floor = outcome == .error ? retryAfter.flatMap { RetryAfter.parse($0, now: LoopClock.wallSeconds()) } : nil
         handler.store.record(key, outcome: outcome, policy: route.policy, routeIndex: route.index,
                              upstreamRetryAfter: floor, windows: metrics)
     }
@@ -225,19 +247,12 @@ final class ProxyExchange: ClientExchange, UpstreamWaiter, UpstreamExchange {
     /// A connect error or timeout is an error only when `on` lists it; otherwise it neither
     /// blocks nor clears, but a probe is released so the next request can probe again.
     private func recordFailure(counts: Bool) {
-        guard !recorded, let key else { return }
-        recorded = true
+        guard let key else { return }
         if counts {
             handler.store.record(key, outcome: .error, policy: route.policy, routeIndex: route.index,
                                  upstreamRetryAfter: nil, windows: metrics)
         } else if isProbe {
             handler.store.abandonProbe(key)
         }
-    }
-
-    private static func unixNow() -> Int64 {
-        var ts = timespec()
-        clock_gettime(CLOCK_REALTIME, &ts)
-        return Int64(ts.tv_sec)
     }
 }

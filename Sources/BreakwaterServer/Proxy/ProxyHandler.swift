@@ -7,8 +7,8 @@ final class ProxyContext: Sendable {
     let config: Config
     let routes: RouteTable
     let identity: ClientIdentity
-    let tracker: ErrorTracker<SystemClock>
-    let rateLimiter: RateLimiter<SystemClock>
+    let tracker: ErrorTracker<LoopClock>
+    let rateLimiter: RateLimiter<LoopClock>
     let metrics: ProxyMetrics
     /// Metric handles by route index (the implicit default route last).
     let routeMetrics: [RouteMetrics]
@@ -17,7 +17,7 @@ final class ProxyContext: Sendable {
     /// `[upstream]` retry settings.
     let retryPolicy: RetryPolicy
 
-    init(config: Config, hasher: KeyedHasher, tracker: ErrorTracker<SystemClock>, rateLimiter: RateLimiter<SystemClock>,
+    init(config: Config, hasher: KeyedHasher, tracker: ErrorTracker<LoopClock>, rateLimiter: RateLimiter<LoopClock>,
          metrics: ProxyMetrics) {
         self.config = config
         self.routes = RouteTable(config: config)

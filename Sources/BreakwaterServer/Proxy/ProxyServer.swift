@@ -1,3 +1,4 @@
+import BreakwaterHTTP
 import BreakwaterCore
 import Logging
 #if canImport(Glibc)
@@ -16,8 +17,8 @@ public final class ProxyServer: @unchecked Sendable {
     private let group: WorkerGroup
     private var handlers: [ProxyHandler] = []
     private let hasher: KeyedHasher
-    private let tracker: ErrorTracker<SystemClock>
-    private let rateLimiter: RateLimiter<SystemClock>
+    private let tracker: ErrorTracker<LoopClock>
+    private let rateLimiter: RateLimiter<LoopClock>
     let metrics = ProxyMetrics()
     /// Health of each upstream server, shared by all workers; kept by endpoint across reloads.
     private var health: [UpstreamHealth] = []
@@ -34,8 +35,8 @@ public final class ProxyServer: @unchecked Sendable {
         hasher = KeyedHasher(secret: config.clients.hashKey)
         var random = SystemRandomNumberGenerator()
         let seed = random.next()
-        tracker = ErrorTracker(maxClients: config.clients.maxClients, clock: SystemClock(), seed: seed)
-        rateLimiter = RateLimiter(maxKeys: config.clients.maxClients, clock: SystemClock())
+        tracker = ErrorTracker(maxClients: config.clients.maxClients, clock: LoopClock(), seed: seed)
+        rateLimiter = RateLimiter(maxKeys: config.clients.maxClients, clock: LoopClock())
     }
 
     /// Binds the listeners and starts the loops.
@@ -52,7 +53,7 @@ public final class ProxyServer: @unchecked Sendable {
             handlers.append(handler)
             return handler
         }
-        adminPort = try group.listen(on: config.admin.listen, limits: ConnectionLimits(), onlyFirst: true, keepWhileDraining: true) {
+        adminPort = try group.listen(on: config.admin.listen, limits: ReaderLimits(), onlyFirst: true, keepWhileDraining: true) {
             AdminHandler(proxy: handlers[0], worker: $0)
         }
         installStores(config.redis)
@@ -163,8 +164,8 @@ public final class ProxyServer: @unchecked Sendable {
         ProxyContext(config: config, hasher: hasher, tracker: tracker, rateLimiter: rateLimiter, metrics: metrics)
     }
 
-    static func limits(_ server: ServerConfig) -> ConnectionLimits {
-        ConnectionLimits(maxHeaderBytes: server.maxHeaderBytes, maxBodyBytes: server.maxBodyBytes,
+    static func limits(_ server: ServerConfig) -> ReaderLimits {
+        ReaderLimits(maxHeaderBytes: server.maxHeaderBytes, maxBodyBytes: server.maxBodyBytes,
                          headerTimeout: server.headerTimeout, idleTimeout: server.idleTimeout)
     }
 }

@@ -80,16 +80,17 @@ final class RedisLink {
     private unowned let worker: Worker
     private let logger: Logger
     private let errors: Counter
-    private let clock = SystemClock()
+    private let clock = LoopClock()
     private var state = State.idle
     private var context: UnsafeMutablePointer<redisAsyncContext>?
     private var pending: [Pending] = []
     private var head = 0
     /// The first pending entry the deadline sweep has not passed.
     private var sweep = 0
-    private var timer: OpaquePointer?
+    /// Fires at the oldest command deadline, and when the next connection attempt is due.
+    private var timer: LoopEvent?
     private var timerDeadline = Int64.max
-    private var reconnectTimer: OpaquePointer?
+    private var reconnectTimer: LoopEvent?
     private var attempt = 0
     private var timeoutsInARow = 0
     private var handshakeLeft = 0
@@ -112,13 +113,10 @@ final class RedisLink {
         self.errors = errors
         self.logger = logger
         shas = scripts.map { _ in nil }
-        let me = Unmanaged.passUnretained(self).toOpaque()
-        timer = event_new(worker.base, -1, 0, { _, _, arg in
-            Unmanaged<RedisLink>.fromOpaque(arg!).takeUnretainedValue().sweepDeadlines()
-        }, me)
-        reconnectTimer = event_new(worker.base, -1, 0, { _, _, arg in
-            Unmanaged<RedisLink>.fromOpaque(arg!).takeUnretainedValue().connect()
-        }, me)
+        // Without them the link never times out a command nor reconnects: it then stays closed,
+        // and the store fails open to the local tracker, as with Redis down.
+        timer = try? LoopEvent(base: worker.base) { [unowned(unsafe) self] in sweepDeadlines() }
+        reconnectTimer = try? LoopEvent(base: worker.base) { [unowned(unsafe) self] in connect() }
     }
 
     /// Whether commands are being sent (connected, handshake done).
@@ -240,8 +238,7 @@ final class RedisLink {
         guard state != .closed, let reconnectTimer else { return }
         attempt = min(attempt + 1, 64)
         let u = Double(rng.next() >> 11) * 0x1p-53
-        var tv = timeval(SharedTracker.reconnect.window(level: attempt, u: u))
-        event_add(reconnectTimer, &tv)
+        reconnectTimer.add(after: SharedTracker.reconnect.window(level: attempt, u: u).clampedNanoseconds)
     }
 
     /// Closes the connection for good (reload, shutdown); on the worker's thread, before its loop ends.
@@ -252,9 +249,8 @@ final class RedisLink {
         state = .closed
         isReadyFlag.store(false, ordering: .relaxed)
         if let ac { redisAsyncFree(ac) }
-        for event in [timer, reconnectTimer] {
-            if let event { event_free(event) }
-        }
+        timer?.close()
+        reconnectTimer?.close()
         timer = nil
         reconnectTimer = nil
     }
@@ -359,21 +355,19 @@ final class RedisLink {
 
     /// `timeout` from now on the monotonic clock, in nanoseconds (a day at most: never overflows).
     private func deadline(after timeout: Duration) -> Int64 {
-        let (seconds, attoseconds) = timeout.components
-        return clock.now() + max(0, min(seconds, 86_400)) * 1_000_000_000 + max(0, attoseconds / 1_000_000_000)
+        clock.nanoseconds() &+ min(max(0, timeout.clampedNanoseconds), 86_400 * 1_000_000_000)
     }
 
     private func armTimer(_ deadline: Int64) {
         guard let timer, deadline < timerDeadline else { return }
         timerDeadline = deadline
-        var tv = timeval(Duration.nanoseconds(max(0, deadline - clock.now())))
-        event_add(timer, &tv)
+        timer.add(after: deadline - clock.nanoseconds())
     }
 
     /// Completes, with nil, every command whose deadline has passed; drops a stalled connection.
     private func sweepDeadlines() {
         timerDeadline = .max
-        let now = clock.now()
+        let now = clock.nanoseconds()
         var expired: [(RedisReply?) -> Void] = []
         var stalled = false
         while sweep < pending.count {

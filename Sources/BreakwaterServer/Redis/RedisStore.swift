@@ -19,17 +19,17 @@ final class RedisStore: TrackerStore {
     static let cleanTTL: Duration = .milliseconds(250)
 
     /// The local tracker: the fallback, and a copy of every outcome.
-    let local: ErrorTracker<SystemClock>
+    let local: ErrorTracker<LoopClock>
     let link: RedisLink
     /// The Redis reply time limit (`redis.timeout`).
     let timeout: Duration
     private let prefix: [UInt8]
     private var clean: CleanKeyCache
     private let errors: Counter
-    private let clock = SystemClock()
+    private let clock = LoopClock()
     private let checkArguments = SharedTracker.checkArguments()
 
-    init(config: RedisConfig, local: ErrorTracker<SystemClock>, worker: Worker, errors: Counter, logger: Logger) {
+    init(config: RedisConfig, local: ErrorTracker<LoopClock>, worker: Worker, errors: Counter, logger: Logger) {
         self.local = local
         self.errors = errors
         timeout = config.timeout
@@ -53,7 +53,7 @@ final class RedisStore: TrackerStore {
             errors.increment()
             return local.check(key, policy: policy)
         }
-        return clean.isClean(key, now: clock.now()) ? .forward : nil
+        return clean.isClean(key, now: clock.nanoseconds()) ? .forward : nil
     }
 
     func check(_ key: ClientKey, policy: BackoffPolicy, then decide: @escaping (Verdict) -> Void) {
@@ -62,7 +62,7 @@ final class RedisStore: TrackerStore {
                 errors.increment()
                 return decide(local.check(key, policy: policy))
             }
-            if answer.clean { clean.markClean(key, now: clock.now()) }
+            if answer.clean { clean.markClean(key, now: clock.nanoseconds()) }
             decide(answer.verdict)
         }, late: { [self] reply in
             // Decided locally meanwhile: a probe Redis granted to this request must be given back.
@@ -81,9 +81,9 @@ final class RedisStore: TrackerStore {
         switch outcome {
         case .success:
             // Known clean: nothing in Redis to delete.
-            guard !clean.isClean(key, now: clock.now()) else { return }
+            guard !clean.isClean(key, now: clock.nanoseconds()) else { return }
             let sent = link.send(delete(key), timeout: timeout) { [self] reply in
-                if let reply, reply.isSuccess { clean.markClean(key, now: clock.now()) } else { errors.increment() }
+                if let reply, reply.isSuccess { clean.markClean(key, now: clock.nanoseconds()) } else { errors.increment() }
             }
             if !sent { errors.increment() }
         case .error:

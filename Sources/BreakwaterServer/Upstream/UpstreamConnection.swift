@@ -1,8 +1,6 @@
 import BreakwaterHTTP
 private import CLibevent
-#if canImport(Glibc)
-import Glibc
-#endif
+import BreakwaterCore
 
 /// How an upstream exchange failed.
 enum UpstreamFailure: Equatable {
@@ -16,6 +14,14 @@ enum UpstreamFailure: Equatable {
     case badResponse
     /// The connection broke after the response had started.
     case brokenResponse
+
+    init(_ failure: ResponseReader.Failure) {
+        switch failure {
+        case .closedBeforeResponse: self = .closedBeforeResponse
+        case .badResponse: self = .badResponse
+        case .brokenResponse: self = .brokenResponse
+        }
+    }
 }
 
 /// The side of an upstream exchange that consumes the response.
@@ -30,35 +36,25 @@ protocol UpstreamExchange: AnyObject {
     func upstreamFailed(_ failure: UpstreamFailure)
 }
 
-/// One keep-alive connection to an upstream server; carries one exchange at a time.
+/// One keep-alive connection to an upstream server, carrying one exchange at a time: the I/O
+/// shell around a `ResponseReader`, which holds the HTTP/1 rules of reading responses.
 final class UpstreamConnection: SocketDelegate {
     private enum State { case connecting, idle, busy, closed }
-    private enum ResponseBody {
-        case none
-        case length(Int)
-        case chunked(ChunkedDecoder)
-        case untilClose
-    }
 
     let server: UpstreamServer
     unowned let pool: UpstreamPool
     private let socket: Socket
     private var state = State.connecting
     private var exchange: UpstreamExchange?
-    private var head: HTTPHead?
-    private var headBuffer = HeadBuffer()
-    private var body = ResponseBody.none
-    private var reusable = false
+    private var reader = ResponseReader()
     /// Response body bytes on their way to the exchange.
     private var bodyChunk: OpaquePointer?
-    private var expectNoBody = false
     /// Whether this connection carried an exchange before the current one.
     private(set) var reused = false
-    private var receivedAny = false
+    /// When it was last parked, for the pool's idle sweep.
+    private(set) var parkedAt = LoopClock.Instant(nanoseconds: 0)
 
-    static let maxHeadBytes = 65_536
-
-    init(server: UpstreamServer, pool: UpstreamPool) throws {
+    init(server: UpstreamServer, pool: UpstreamPool) throws(SystemCallError) {
         self.server = server
         self.pool = pool
         socket = try Socket.connect(to: server.address, base: pool.worker.base)
@@ -70,9 +66,7 @@ final class UpstreamConnection: SocketDelegate {
     func send(body requestBody: OpaquePointer?, expectNoBody: Bool, to exchange: UpstreamExchange,
               reserving size: Int, head writeHead: (inout EvbufferWriter) -> Void) {
         self.exchange = exchange
-        self.expectNoBody = expectNoBody
-        head = nil
-        receivedAny = false
+        reader.requestSent(answeringHEAD: expectNoBody)
         if state == .idle {
             state = .busy
             socket.setTimeout(pool.settings.timeout)
@@ -95,12 +89,9 @@ final class UpstreamConnection: SocketDelegate {
         close()
     }
 
-    /// When it was last parked (DeadlineTimer's clock), for the pool's idle sweep.
-    private(set) var parkedAt: Int64 = 0
-
     /// Parked in the pool: any byte or EOF now means the server closed it.
     func parked() {
-        parkedAt = DeadlineTimer.now()
+        parkedAt = LoopClock.coarseNow
         state = .idle
         reused = true
         socket.setTimeout(nil)
@@ -115,111 +106,77 @@ final class UpstreamConnection: SocketDelegate {
             pool.connected(self)
             return
         }
-        let failure: UpstreamFailure
         if state == .connecting {
-            failure = event == .timeout ? .timeout : .connect
+            let failure = event == .timeout ? UpstreamFailure.timeout : .connect
             pool.connectFailed(self, timedOut: failure == .timeout)
-        } else if event == .timeout {
-            failure = .timeout
-        } else if head == nil {
-            failure = receivedAny ? .badResponse : .closedBeforeResponse
-        } else if case .untilClose = body, event == .eof {
-            flushUntilClose()
-            finish(reusable: false)
-            return
-        } else {
-            failure = .brokenResponse
+            return fail(failure)
         }
-        let exchange = self.exchange
-        self.exchange = nil
-        close()
-        exchange?.upstreamFailed(failure)
+        if event == .timeout { return fail(.timeout) }
+        if event == .eof { relay() }   // what arrived before the close is part of the response
+        guard exchange != nil else { return close() }
+        carryOut(reader.peerClosed(cleanly: event == .eof))
     }
 
     func socketDrained(_ socket: Socket) {}
 
     func socketReadable(_ socket: Socket) {
-        let input = socket.input
-        guard let exchange, state == .busy else {
+        guard exchange != nil, state == .busy else {
             close()   // bytes from an idle server are out of protocol
             return
         }
-        if evbuffer_get_length(input) > 0 { receivedAny = true }
-        if head == nil {
-            guard readHead(input, exchange) else { return }
-        }
-        relayBody(input, exchange)
+        relay()
     }
 
-    /// Parses the head; false while incomplete or after failing the exchange.
-    private func readHead(_ input: OpaquePointer, _ exchange: UpstreamExchange) -> Bool {
-        while head == nil {
-            let found = HeadBuffer.headLength(in: input)
-            guard let length = found, length <= Self.maxHeadBytes else {
-                if found != nil || evbuffer_get_length(input) > Self.maxHeadBytes { fail(.badResponse) }
-                return false
-            }
-            guard let parsed = try? headBuffer.parseResponse(length, from: input), parsed.status != 101 else {
-                fail(.badResponse)
-                return false
-            }
-            if parsed.status < 200 { continue }   // interim responses (100 Continue) are not relayed
-            guard let framing = responseBody(parsed) else {
-                fail(.badResponse)
-                return false
-            }
-            head = parsed
-            body = framing
-            reusable = Self.keepsAlive(parsed)
-            switch framing {
-            case .none: exchange.upstreamHead(parsed, framing: .none)
-            case .length(let n): exchange.upstreamHead(parsed, framing: .length(n))
-            case .chunked, .untilClose: exchange.upstreamHead(parsed, framing: .stream)
-            }
-        }
-        return self.exchange != nil
-    }
+    // MARK: reading the response
 
-    private func relayBody(_ input: OpaquePointer, _ exchange: UpstreamExchange) {
-        switch body {
-        case .none:
-            finish(reusable: reusable && evbuffer_get_length(input) == 0)
-        case .length(let remaining):
-            let n = min(remaining, evbuffer_get_length(input))
-            if n > 0 {
-                let chunk = takeBodyChunk()
-                evbuffer_remove_buffer(input, chunk, n)
-                exchange.upstreamBody(chunk)
-            }
-            body = .length(remaining - n)
-            if remaining == n { finish(reusable: reusable && evbuffer_get_length(input) == 0) }
-        case .chunked(var decoder):
-            let chunk = takeBodyChunk()
-            let progress = decoder.decode(input, into: chunk)
-            body = .chunked(decoder)
-            if evbuffer_get_length(chunk) > 0 { exchange.upstreamBody(chunk) }
-            guard self.exchange != nil else { return }
-            switch progress {
-            case .needMore: break
-            case .done: finish(reusable: reusable && evbuffer_get_length(input) == 0)
-            case .error: fail(.brokenResponse)
-            }
-        case .untilClose:
-            flushUntilClose()
-        }
-    }
-
-    private func flushUntilClose() {
+    /// Hands the reader what the input holds and carries out its actions until it waits.
+    private func relay() {
         let input = socket.input
-        guard let exchange, evbuffer_get_length(input) > 0 else { return }
-        let chunk = takeBodyChunk()
-        evbuffer_add_buffer(chunk, input)
-        exchange.upstreamBody(chunk)
+        while exchange != nil {
+            let buffered = evbuffer_get_length(input)
+            var chunk = iovec()
+            let action: ResponseReader.Action
+            if evbuffer_peek(input, -1, nil, &chunk, 1) >= 1, let base = chunk.iov_base {
+                action = reader.read(UnsafeRawBufferPointer(start: base, count: chunk.iov_len), buffered: buffered)
+            } else {
+                action = reader.read(UnsafeRawBufferPointer(start: nil, count: 0), buffered: buffered)
+            }
+            if case .wait = action { return }
+            carryOut(action)
+        }
     }
 
-    private func takeBodyChunk() -> OpaquePointer {
+    private func carryOut(_ action: ResponseReader.Action) {
+        let input = socket.input
+        switch action {
+        case .wait:
+            break
+        case .needContiguous(let n):
+            if evbuffer_pullup(input, n) == nil { fail(.badResponse) }
+        case .discard(let n):
+            evbuffer_drain(input, n)
+        case .head(let head, let length, let body):
+            evbuffer_drain(input, length)
+            let framing: BodyFraming = switch body {
+            case .none: .none
+            case .length(let n): .length(n)
+            case .chunked, .untilClose: .stream
+            }
+            exchange?.upstreamHead(head, framing: framing)
+        case .body(let n):
+            guard let chunk = takeBodyChunk() else { return fail(.brokenResponse) }
+            evbuffer_remove_buffer(input, chunk, n)
+            exchange?.upstreamBody(chunk)
+        case .complete(let reusable):
+            finish(reusable: reusable)
+        case .fail(let failure):
+            fail(UpstreamFailure(failure))
+        }
+    }
+
+    private func takeBodyChunk() -> OpaquePointer? {
         if bodyChunk == nil { bodyChunk = evbuffer_new() }
-        return bodyChunk!
+        return bodyChunk
     }
 
     private func finish(reusable: Bool) {
@@ -248,22 +205,5 @@ final class UpstreamConnection: SocketDelegate {
         if let bodyChunk { evbuffer_free(bodyChunk) }
         bodyChunk = nil
         pool.closed(self, wasIdle: wasIdle)
-    }
-
-    /// The framing of the response body (RFC 9112 6.3); nil when it cannot be trusted.
-    private func responseBody(_ response: HTTPHead) -> ResponseBody? {
-        if expectNoBody || response.status == 204 || response.status == 304 { return ResponseBody.none }
-        if let coding = response.combined("transfer-encoding") {
-            let last = coding.split(separator: ",").last?.trimmingASCIISpaces().lowercased()
-            return last == "chunked" ? .chunked(ChunkedDecoder()) : .untilClose
-        }
-        guard let n = response.contentLength() else { return .untilClose }
-        return n < 0 ? nil : .length(n)
-    }
-
-    private static func keepsAlive(_ response: HTTPHead) -> Bool {
-        response.minorVersion == 1
-            ? !response.listContains("connection", token: "close")
-            : response.listContains("connection", token: "keep-alive")
     }
 }

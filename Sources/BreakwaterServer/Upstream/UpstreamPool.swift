@@ -1,4 +1,3 @@
-private import CLibevent
 import Atomics
 import BreakwaterCore
 #if canImport(Glibc)
@@ -24,7 +23,7 @@ final class UpstreamHealth: Sendable {
     init(endpoint: HostPort) { self.endpoint = endpoint }
 
     /// True unless a recent failure put the server out of rotation.
-    func isUp(now: Int64 = SystemClock().now()) -> Bool { downUntil.load(ordering: .relaxed) <= now }
+    func isUp(now: Int64 = LoopClock().nanoseconds()) -> Bool { downUntil.load(ordering: .relaxed) <= now }
 
     /// A response or a connection: back in rotation, backoff forgotten.
     func succeeded() {
@@ -38,8 +37,7 @@ final class UpstreamHealth: Sendable {
     func failed() {
         let level = failures.wrappingIncrementThenLoad(ordering: .relaxed)
         let window = Self.policy.window(level: level, u: Double.random(in: 0..<1))
-        let (seconds, atto) = window.components
-        downUntil.store(SystemClock().now() + seconds * 1_000_000_000 + atto / 1_000_000_000, ordering: .relaxed)
+        downUntil.store(LoopClock().nanoseconds().addingClamped(window.clampedNanoseconds), ordering: .relaxed)
     }
 }
 
@@ -96,8 +94,8 @@ final class UpstreamPool {
     private var open: [Int]
     private var connecting: [ObjectIdentifier: (UpstreamConnection, UpstreamWaiter)] = [:]
     private var queues: [[UpstreamWaiter]]
-    private var sweeping = false
-    private var sweepTimer: OpaquePointer?
+    /// The idle sweep's timer, made with the first parked connection.
+    private var sweepTimer: LoopEvent?
 
     init(worker: Worker, config: UpstreamConfig, health: [UpstreamHealth]) throws {
         self.worker = worker
@@ -112,7 +110,7 @@ final class UpstreamPool {
     /// while another is in; when all are out, round-robin over all of them.
     func pickServer(excluding excluded: UpstreamServer? = nil) -> UpstreamServer {
         if servers.count == 1 { return servers[0] }   // in rotation or not, it is the only one
-        let now = SystemClock().now()
+        let now = LoopClock().nanoseconds()
         for _ in 0..<servers.count {
             let server = servers[next % servers.count]
             next &+= 1
@@ -200,20 +198,16 @@ final class UpstreamPool {
     /// keep a replaced pool alive, a weak one would give it a side table, which sends every
     /// retain and release of it on the request path down the slow path).
     private func scheduleSweep() {
-        guard !sweeping else { return }
-        sweeping = true
         if sweepTimer == nil {
-            sweepTimer = event_new(worker.base, -1, 0, { _, _, context in
-                Unmanaged<UpstreamPool>.fromOpaque(context!).takeUnretainedValue().sweep()
-            }, Unmanaged.passUnretained(self).toOpaque())
+            // Without a timer the parked connections are still closed by the server or reused.
+            sweepTimer = try? LoopEvent(base: worker.base) { [unowned(unsafe) self] in sweep() }
         }
-        var tv = timeval(settings.idleTimeout / 2)
-        event_add(sweepTimer, &tv)
+        guard let sweepTimer, !sweepTimer.isPending else { return }
+        sweepTimer.add(after: (settings.idleTimeout / 2).clampedNanoseconds)
     }
 
     private func sweep() {
-        sweeping = false
-        let cutoff = DeadlineTimer.now() - settings.idleTimeout.clampedNanoseconds
+        let cutoff = LoopClock.coarseNow.advanced(by: .zero - settings.idleTimeout)
         for list in idle {
             for connection in list where connection.parkedAt < cutoff {
                 connection.close()
@@ -222,7 +216,7 @@ final class UpstreamPool {
         if idle.contains(where: { !$0.isEmpty }) { scheduleSweep() }
     }
 
-    deinit { if let sweepTimer { event_free(sweepTimer) } }
+    deinit { sweepTimer?.close() }
 
     /// Closes every parked connection (shutdown).
     func closeIdle() {

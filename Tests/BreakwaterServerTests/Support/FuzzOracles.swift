@@ -149,14 +149,12 @@ public func httpHeadOracle(_ bytes: [UInt8]) -> String? {
     where !HTTPHead.isPlausibleRequestStart(headBytes[0..<end]) {
         return "an accepted head's first \(end) bytes are refused as not plausible"
     }
-    switch RequestFraming.of(head) {
-    case .success(let framing):
+    if let framing = try? head.requestBodyLength() {
         let hasLength = head.count("content-length") > 0, hasCoding = head.count("transfer-encoding") > 0
         if hasLength && hasCoding { return "framing \(framing) accepted with both Content-Length and Transfer-Encoding" }
         if case .chunked = framing, !hasCoding { return "chunked framing without Transfer-Encoding" }
         if case .length(let n) = framing, n <= 0 { return "a length framing of \(n)" }
-    case .failure:
-        break
+        if case .untilClose = framing { return "a request framed until close" }
     }
     return nil
 }

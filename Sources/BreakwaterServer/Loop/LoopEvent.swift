@@ -1,0 +1,94 @@
+private import CLibevent
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One libevent event, owned by Swift: the only type that creates and frees events and hands
+/// libevent a pointer back to a Swift object. A socket's read and write readiness, a deadline,
+/// a periodic sweep are each one of these; `handler` runs on the loop's thread when it fires.
+///
+/// The event holds its handler and the handler usually holds the event's owner; owners capture
+/// themselves `unowned(unsafe)` and free the event (`close`) before they go, which is what keeps
+/// the request path free of reference counting here.
+final class LoopEvent {
+    private var event: OpaquePointer?
+    private let handler: () -> Void
+
+    /// Whether the event is pending (added and not yet fired or deleted). A persistent event stays
+    /// pending until deleted.
+    private(set) var isPending = false
+    private let persistent: Bool
+
+    /// An event on `base` for `fd` (-1: a pure timer) and `what` (EV_READ, EV_WRITE, EV_PERSIST).
+    init(base: OpaquePointer, fd: Int32 = -1, what: Int16 = 0, _ handler: @escaping () -> Void) throws(SystemCallError) {
+        self.handler = handler
+        persistent = what & Int16(EV_PERSIST) != 0
+        event = try libevent("event_new", event_new(base, fd, what, { _, _, context in
+            let me = Unmanaged<LoopEvent>.fromOpaque(context!).takeUnretainedValue()
+            if !me.persistent { me.isPending = false }
+            me.handler()
+        }, Unmanaged.passUnretained(self).toOpaque()))
+    }
+
+    /// A readiness event for `fd`, pending until deleted: `EV_READ` or `EV_WRITE`.
+    static func readiness(base: OpaquePointer, fd: Int32, read: Bool, _ handler: @escaping () -> Void) throws(SystemCallError) -> LoopEvent {
+        try LoopEvent(base: base, fd: fd, what: Int16((read ? EV_READ : EV_WRITE) | EV_PERSIST), handler)
+    }
+
+    deinit { close() }
+
+    /// Makes the event pending, firing after `nanoseconds` (nil: no timeout). Re-adding moves the
+    /// timeout. libevent fails here only when it cannot allocate, and then nothing on this loop
+    /// can go on: that is a crash with the call's name, as Swift's own allocation failures are.
+    func add(after nanoseconds: Int64? = nil) {
+        guard let event else { return }
+        let rc: Int32
+        if let nanoseconds {
+            let ns = max(0, nanoseconds)
+            var tv = timeval(tv_sec: Int(ns / 1_000_000_000), tv_usec: Int(ns % 1_000_000_000 / 1000))
+            rc = event_add(event, &tv)
+        } else {
+            rc = event_add(event, nil)
+        }
+        precondition(rc == 0, "event_add failed")
+        isPending = true
+    }
+
+    /// Makes the event not pending.
+    func delete() {
+        guard let event, isPending else { return }
+        precondition(event_del(event) == 0, "event_del failed")
+        isPending = false
+    }
+
+    /// Fires the event on the next turn of the loop, as if `what` had happened.
+    func activate(_ what: Int16) {
+        guard let event else { return }
+        event_active(event, Int32(what), 0)
+    }
+
+    /// Frees the event; no callback follows. Idempotent.
+    func close() {
+        guard let event else { return }
+        event_free(event)
+        self.event = nil
+        isPending = false
+    }
+
+    /// Runs `block` once on `base`'s thread after `nanoseconds`; callable from any thread.
+    /// The block is kept alive by the event until it runs (libevent frees the event itself).
+    static func once(base: OpaquePointer, after nanoseconds: Int64, _ block: @escaping () -> Void) {
+        let box = Unmanaged.passRetained(Once(block)).toOpaque()
+        let ns = max(0, nanoseconds)
+        var tv = timeval(tv_sec: Int(ns / 1_000_000_000), tv_usec: Int(ns % 1_000_000_000 / 1000))
+        let rc = event_base_once(base, -1, Int16(EV_TIMEOUT), { _, _, context in
+            Unmanaged<Once>.fromOpaque(context!).takeRetainedValue().block()
+        }, box, &tv)
+        precondition(rc == 0, "event_base_once failed")
+    }
+
+    private final class Once {
+        let block: () -> Void
+        init(_ block: @escaping () -> Void) { self.block = block }
+    }
+}
