@@ -19,8 +19,9 @@ public struct RequestReader<C: Clock> where C.Duration == Duration {
         /// The last response is written out; the connection closes once the output drains, or at
         /// `deadline` when the client does not read it.
         case closing(linger: Bool, deadline: C.Instant?)
-        /// The write side is shut; what the client still sends is dropped until `until` at the latest.
-        case lingering(until: C.Instant)
+        /// The write side is shut; what the client still sends is dropped until it goes quiet
+        /// (`quiet`, pushed back by every byte) or until `until` at the latest.
+        case lingering(quiet: C.Instant, until: C.Instant)
         case closed
     }
 
@@ -95,7 +96,7 @@ public struct RequestReader<C: Clock> where C.Duration == Duration {
         case .body(let progress): bodyDeadline(progress)
         case .responding, .closed: nil
         case .closing(_, let deadline): deadline
-        case .lingering(let until): until
+        case .lingering(let quiet, let until): min(quiet, until)
         }
     }
 
@@ -117,9 +118,10 @@ public struct RequestReader<C: Clock> where C.Duration == Duration {
             return readBody(&progress, input, now: now)
         case .responding:
             return buffered > limits.maxHeaderBytes * 2 ? .stopReading : .wait(deadline: nil)
-        case .lingering(let until):
-            if !input.isEmpty { return .discard(input.count) }
-            return .wait(deadline: min(now.advanced(by: Self.lingerQuiet), until))
+        case .lingering(_, let until):
+            guard !input.isEmpty else { return .wait(deadline: deadline) }
+            state = .lingering(quiet: now.advanced(by: Self.lingerQuiet), until: until)
+            return .discard(input.count)
         case .closing, .closed:
             return .wait(deadline: deadline)
         }
@@ -166,7 +168,7 @@ public struct RequestReader<C: Clock> where C.Duration == Duration {
     public mutating func outputDrained(inputPending: Bool, draining: Bool, now: C.Instant) -> Action {
         guard case .closing(let linger, _) = state else { return .wait(deadline: deadline) }
         if !draining, linger || inputPending {
-            state = .lingering(until: now.advanced(by: Self.lingerTotal))
+            state = .lingering(quiet: now.advanced(by: Self.lingerQuiet), until: now.advanced(by: Self.lingerTotal))
             return .linger(deadline: now.advanced(by: Self.lingerQuiet))
         }
         state = .closed
