@@ -21,6 +21,19 @@ import Testing
         #expect(upstream.requestCount == 0)
     }
 
+    /// The request line has a limit of its own below the head's, as nginx's 8 KiB line buffer:
+    /// a 9,000-byte target in a head well under 16 KiB is a 414, and 8,000 bytes go through.
+    @Test func aRequestLineOverItsOwnLimitGets414() throws {
+        let long = "/" + String(repeating: "a", count: 9000)
+        let (response, upstream) = try answer("GET \(long) HTTP/1.1\r\nHost: t\r\n\r\n")
+        #expect(response?.status == 414)
+        #expect(upstream.requestCount == 0)
+        let fits = "/" + String(repeating: "a", count: 8000)
+        let (ok, reached) = try answer("GET \(fits) HTTP/1.1\r\nHost: t\r\n\r\n")
+        #expect(ok?.status == 200)
+        #expect(reached.requestCount == 1)
+    }
+
     @Test func headersThatNeverEndGet431() throws {
         let lines = String(repeating: "X-A: b\r\n", count: 400)
         let (response, _) = try answer("GET / HTTP/1.1\r\nHost: t\r\n\(lines)") { $0.server.maxHeaderBytes = 1024 }

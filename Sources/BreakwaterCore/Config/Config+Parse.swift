@@ -42,7 +42,7 @@ extension Config {
         }
 
         var config = Config()
-        if let r = try section("server", ["listen", "workers", "max_header_bytes", "max_body_bytes", "header_timeout",
+        if let r = try section("server", ["listen", "workers", "max_header_bytes", "max_request_line_bytes", "max_body_bytes", "header_timeout",
                                           "idle_timeout", "grace_period", "access_log"]) {
             try readServer(r, into: &config.server)
         }
@@ -85,6 +85,7 @@ extension Config {
         assign(&s.listen, try r.parsed("listen", Allowed.listen, HostPort.init(parsing:)))
         assign(&s.workers, try r.int("workers", Allowed.workers))
         assign(&s.maxHeaderBytes, try r.size("max_header_bytes", Allowed.maxHeaderBytes))
+        assign(&s.maxRequestLineBytes, try r.size("max_request_line_bytes", Allowed.maxRequestLineBytes))
         assign(&s.maxBodyBytes, try r.size("max_body_bytes", Allowed.maxBodyBytes))
         assign(&s.headerTimeout, try r.duration("header_timeout"))
         assign(&s.idleTimeout, try r.duration("idle_timeout"))

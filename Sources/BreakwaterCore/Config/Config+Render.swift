@@ -14,6 +14,7 @@ extension Config {
         set("listen", quote(server.listen.description))
         set("workers", "\(server.workers)")
         set("max_header_bytes", size(server.maxHeaderBytes))
+        set("max_request_line_bytes", size(server.maxRequestLineBytes))
         set("max_body_bytes", size(server.maxBodyBytes))
         set("header_timeout", duration(server.headerTimeout))
         set("idle_timeout", duration(server.idleTimeout))

@@ -4,6 +4,7 @@ enum Allowed {
     static let sections = "the sections [server], [upstream], [admin], [clients], [backoff], [[route]], [redis]"
     static let listen = "\"host:port\" (IPv6 as \"[::1]:8080\"; port 0 picks a free port)"
     static let workers = "an integer from 0 (one per core) to 1024"
+    static let maxRequestLineBytes = "a size from 256 to 1048576 bytes, as an integer or a string such as \"8KB\" (the head limit applies too)"
     static let maxHeaderBytes = "a size from 1024 to 1048576 bytes, as an integer or a string such as \"16KB\" (K = 1024)"
     static let maxBodyBytes = "a size of at least 1 byte, as an integer or a string such as \"10MB\" (M = 1024*1024)"
     static let duration = "a duration above zero: a number and a unit (ns, us, ms, s, m, h, d), such as \"500ms\" or \"1.5s\""
@@ -48,6 +49,8 @@ extension Config {
         try c.check((0...1024).contains(s.workers), "server.workers", "\(s.workers)", Allowed.workers)
         try c.check((1024...1_048_576).contains(s.maxHeaderBytes), "server.max_header_bytes",
                     "\(s.maxHeaderBytes)", Allowed.maxHeaderBytes)
+        try c.check((256...1_048_576).contains(s.maxRequestLineBytes), "server.max_request_line_bytes",
+                    "\(s.maxRequestLineBytes)", Allowed.maxRequestLineBytes)
         try c.check(s.maxBodyBytes >= 1, "server.max_body_bytes", "\(s.maxBodyBytes)", Allowed.maxBodyBytes)
         try c.positive(s.headerTimeout, "server.header_timeout")
         try c.positive(s.idleTimeout, "server.idle_timeout")

@@ -30,6 +30,8 @@ public struct ServerConfig: Sendable, Equatable {
     public var workers = 0
     /// `max_header_bytes`: request line plus headers; larger gets 431.
     public var maxHeaderBytes = 16_384
+    /// `max_request_line_bytes`: the request line alone; longer gets 414 (nginx's 8 KiB buffer).
+    public var maxRequestLineBytes = 8192
     /// `max_body_bytes`: request body; larger gets 413. "10MB" in nginx units, 10 MiB.
     public var maxBodyBytes = 10 << 20
     /// `header_timeout`: the whole request head must arrive within this, counted from its first byte.

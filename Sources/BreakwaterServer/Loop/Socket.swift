@@ -123,7 +123,7 @@ final class Socket {
     func setTimeout(_ duration: Duration?) {
         timeout = duration?.clampedNanoseconds
         guard !closed else { return }
-        if let duration {
+        if let timeout {
             if timer == nil {
                 do {
                     timer = try DeadlineTimer(base: base) { [unowned(unsafe) self] in timerFired() }
@@ -132,7 +132,7 @@ final class Socket {
                     return
                 }
             }
-            timer!.set(afterNanoseconds: timeout!)
+            timer!.set(afterNanoseconds: timeout)
         } else {
             timer?.clear()
         }

@@ -46,7 +46,7 @@ final class WorkerGroup: @unchecked Sendable {
     /// share of its connections. Binding once without it first turns that into a clear error.
     private static func ensureFree(_ address: SocketAddress) throws(SystemCallError) {
         let family = Int32(address.withSockaddr { sa, _ in sa.pointee.sa_family })
-        let fd = try syscall("socket") { socket(family, Socket.streamType | Int32(SOCK_CLOEXEC.rawValue), 0) }
+        let fd = try syscall("socket") { socket(family, Socket.streamType, 0) }
         defer { close(fd) }
         var one: Int32 = 1
         _ = try syscall("setsockopt(SO_REUSEADDR)") { setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size)) }

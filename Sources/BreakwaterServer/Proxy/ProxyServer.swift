@@ -165,7 +165,7 @@ public final class ProxyServer: @unchecked Sendable {
     }
 
     static func limits(_ server: ServerConfig) -> ReaderLimits {
-        ReaderLimits(maxHeaderBytes: server.maxHeaderBytes, maxBodyBytes: server.maxBodyBytes,
-                         headerTimeout: server.headerTimeout, idleTimeout: server.idleTimeout)
+        ReaderLimits(maxHeaderBytes: server.maxHeaderBytes, maxRequestLineBytes: min(server.maxRequestLineBytes, server.maxHeaderBytes),
+                     maxBodyBytes: server.maxBodyBytes, headerTimeout: server.headerTimeout, idleTimeout: server.idleTimeout)
     }
 }
