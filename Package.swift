@@ -37,7 +37,14 @@ let package = Package(
         ),
         // HTTP/1 wire rules: heads, framing, chunked decoding and the reader state machines.
         // No libevent and no sockets, so every rule is tested and fuzzed on plain bytes.
-        .target(name: "BreakwaterHTTP"),
+        .target(
+            name: "BreakwaterHTTP",
+            swiftSettings: [
+                // The readers are generic over their clock; this lets the server's release build
+                // specialise them for its loop clock instead of calling through generic metadata.
+                .unsafeFlags(["-cross-module-optimization"], .when(configuration: .release)),
+            ]
+        ),
         .target(
             name: "BreakwaterServer",
             dependencies: [

@@ -4,11 +4,14 @@
 /// The connection feeds it events (bytes arrived, a deadline passed, the response ended, the
 /// output drained, the peer closed) and carries out the `Action` each returns. `C` is the clock
 /// the deadlines are read from, so tests drive every timeout with a manual clock.
-public struct RequestReader<C: Clock> where C.Duration == Duration {
+///
+/// A class, not a struct: the connection asks it about its state on every response call, and a
+/// struct held by a class would be copied whole for each of those questions.
+public final class RequestReader<C: Clock> where C.Duration == Duration {
     /// Where the connection is in its life.
     public enum State {
-        /// Waiting for the first byte of the next request, since `since`.
-        case idle(since: C.Instant)
+        /// Waiting for the first byte of the next request, until `deadline` (idle_timeout).
+        case idle(deadline: C.Instant)
         /// A head is arriving.
         case head(HeadProgress)
         /// The head was read; its body is arriving.
@@ -27,7 +30,8 @@ public struct RequestReader<C: Clock> where C.Duration == Duration {
 
     /// A head still arriving.
     public struct HeadProgress {
-        /// When its first byte arrived.
+        /// When its first byte arrived (the deadline is worked out only when the head does not
+        /// arrive whole: the usual head never needs one).
         public var started: C.Instant
         /// Bytes already checked for characters no head may hold, and the last of them.
         var scanned = 0
@@ -36,9 +40,9 @@ public struct RequestReader<C: Clock> where C.Duration == Duration {
         var lineChecked = false
     }
 
-    /// A body being read.
+    /// A body being read (its head waits in `pendingHead`). Plain values only, so that moving
+    /// the state around costs no reference counting.
     public struct BodyProgress {
-        public var head: HTTPHead
         var reader: BodyReader
         /// When the head ended, when the last byte arrived, and the bytes (framing included) since.
         var started: C.Instant
@@ -76,6 +80,8 @@ public struct RequestReader<C: Clock> where C.Duration == Duration {
     public private(set) var state: State
     public let limits: ReaderLimits
     private var heads = HeadBuffer()
+    /// The head of the request whose body is being read.
+    private var pendingHead: HTTPHead?
 
     /// How long a lingering connection waits for the client's next bytes, and for all of them
     /// (nginx's lingering_timeout and lingering_time).
@@ -85,13 +91,13 @@ public struct RequestReader<C: Clock> where C.Duration == Duration {
     /// A reader for a connection accepted at `now`.
     public init(limits: ReaderLimits, now: C.Instant) {
         self.limits = limits
-        state = .idle(since: now)
+        state = .idle(deadline: now.advanced(by: limits.idleTimeout))
     }
 
     /// The deadline of the current state, if it has one.
     public var deadline: C.Instant? {
         switch state {
-        case .idle(let since): since.advanced(by: limits.idleTimeout)
+        case .idle(let deadline): deadline
         case .head(let progress): progress.started.advanced(by: limits.headerTimeout)
         case .body(let progress): bodyDeadline(progress)
         case .responding, .closed: nil
@@ -103,7 +109,7 @@ public struct RequestReader<C: Clock> where C.Duration == Duration {
     // MARK: events
 
     /// Bytes are waiting: `input` is the first of them (contiguous), `buffered` all of them.
-    public mutating func read(_ input: UnsafeRawBufferPointer, buffered: Int, now: C.Instant) -> Action {
+    public func read(_ input: UnsafeRawBufferPointer, buffered: Int, now: C.Instant) -> Action {
         switch state {
         case .idle:
             var n = 0
@@ -128,7 +134,7 @@ public struct RequestReader<C: Clock> where C.Duration == Duration {
     }
 
     /// The armed deadline came: what is due now, if anything.
-    public mutating func deadlinePassed(now: C.Instant) -> Action {
+    public func deadlinePassed(now: C.Instant) -> Action {
         guard let deadline, deadline <= now else { return .wait(deadline: deadline) }
         switch state {
         case .head, .body:
@@ -143,10 +149,11 @@ public struct RequestReader<C: Clock> where C.Duration == Duration {
 
     /// The response to the current request is written (queued): keep the connection for the next
     /// request, or close it once the output drains.
-    public mutating func responseEnded(keepAlive: Bool, now: C.Instant) -> Action {
+    public func responseEnded(keepAlive: Bool, now: C.Instant) -> Action {
         guard case .responding(let lingerAfter) = state else { return .wait(deadline: deadline) }
         if keepAlive {
-            state = .idle(since: now)
+            let deadline = now.advanced(by: limits.idleTimeout)
+            state = .idle(deadline: deadline)
             return .wait(deadline: deadline)
         }
         state = .closing(linger: lingerAfter, deadline: nil)
@@ -155,7 +162,7 @@ public struct RequestReader<C: Clock> where C.Duration == Duration {
 
     /// The response broke off mid-body: close once what was written is delivered, waiting at most
     /// `idleTimeout` for a client that does not read it.
-    public mutating func responseAborted(now: C.Instant) -> Action {
+    public func responseAborted(now: C.Instant) -> Action {
         state = .closing(linger: false, deadline: now.advanced(by: limits.idleTimeout))
         return .wait(deadline: deadline)
     }
@@ -165,7 +172,7 @@ public struct RequestReader<C: Clock> where C.Duration == Duration {
     /// waiting), unless the server is draining. Closing a socket with unread bytes makes the
     /// kernel send a reset, which can reach the client before it has read the answer; a 413 would
     /// then look like a dropped connection.
-    public mutating func outputDrained(inputPending: Bool, draining: Bool, now: C.Instant) -> Action {
+    public func outputDrained(inputPending: Bool, draining: Bool, now: C.Instant) -> Action {
         guard case .closing(let linger, _) = state else { return .wait(deadline: deadline) }
         if !draining, linger || inputPending {
             state = .lingering(quiet: now.advanced(by: Self.lingerQuiet), until: now.advanced(by: Self.lingerTotal))
@@ -176,7 +183,7 @@ public struct RequestReader<C: Clock> where C.Duration == Duration {
     }
 
     /// The peer closed or the socket failed.
-    public mutating func peerClosed() -> Action {
+    public func peerClosed() -> Action {
         state = .closed
         return .close
     }
@@ -195,7 +202,7 @@ public struct RequestReader<C: Clock> where C.Duration == Duration {
 
     // MARK: heads
 
-    private mutating func readHead(_ input: UnsafeRawBufferPointer, buffered: Int, now: C.Instant) -> Action {
+    private func readHead(_ input: UnsafeRawBufferPointer, buffered: Int, now: C.Instant) -> Action {
         guard case .head(var progress) = state else { return .wait(deadline: deadline) }
         guard let length = HeadBuffer.headLength(in: input) else {
             let window = min(buffered, limits.maxHeaderBytes + 4)
@@ -225,7 +232,8 @@ public struct RequestReader<C: Clock> where C.Duration == Duration {
         case .length(let n) where n > limits.maxBodyBytes:
             return refuse(HTTPError(413, "Content-Length \(n) over \(limits.maxBodyBytes)"))
         case .length, .chunked:
-            state = .body(BodyProgress(head: head, reader: BodyReader(framing, limit: limits.maxBodyBytes),
+            pendingHead = head
+            state = .body(BodyProgress(reader: BodyReader(framing, limit: limits.maxBodyBytes),
                                        started: now, lastProgress: now))
             let sendContinue = head.minorVersion == 1 && buffered == length
                 && head.listContains("expect", token: "100-continue")
@@ -277,7 +285,7 @@ public struct RequestReader<C: Clock> where C.Duration == Duration {
 
     // MARK: bodies
 
-    private mutating func readBody(_ progress: inout BodyProgress, _ input: UnsafeRawBufferPointer, now: C.Instant) -> Action {
+    private func readBody(_ progress: inout BodyProgress, _ input: UnsafeRawBufferPointer, now: C.Instant) -> Action {
         let step = progress.reader.next(input)
         switch step {
         case .needMore:
@@ -292,7 +300,9 @@ public struct RequestReader<C: Clock> where C.Duration == Duration {
             return .discard(n)
         case .done(let skip):
             state = .responding(lingerAfter: false)
-            return .complete(progress.head, discard: skip)
+            let head = pendingHead!
+            pendingHead = nil
+            return .complete(head, discard: skip)
         case .error(let error):
             return refuse(error)
         }
@@ -308,7 +318,8 @@ public struct RequestReader<C: Clock> where C.Duration == Duration {
 
     /// Refuses the request being read: the error is answered, and the connection lingers after
     /// it, since the rest of the request may still be on its way, unless the client was too slow.
-    private mutating func refuse(_ error: HTTPError) -> Action {
+    private func refuse(_ error: HTTPError) -> Action {
+        pendingHead = nil
         state = .responding(lingerAfter: error.status != 408)
         return .refuse(error)
     }

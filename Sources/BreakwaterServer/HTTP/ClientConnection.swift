@@ -16,7 +16,7 @@ final class ClientConnection: SocketDelegate {
     var worker: Worker { listener.worker }
     let socket: Socket
     /// The connection's life, and every HTTP/1 rule of reading requests.
-    var reader: RequestReader<LoopClock>
+    let reader: RequestReader<LoopClock>
     /// The reader's deadline, on the loop.
     private var timer: DeadlineTimer!
     /// Inside `process` (a response written synchronously must not re-enter it).
@@ -85,9 +85,15 @@ final class ClientConnection: SocketDelegate {
         processing = true
         defer { processing = false }
         let input = socket.input
+        let now = LoopClock.coarseNow   // one reading for the whole turn: the loop is quick
         while true {
             let buffered = evbuffer_get_length(input)
-            let action = Self.withFirstChunk(of: input) { reader.read($0, buffered: buffered, now: LoopClock.coarseNow) }
+            if buffered == 0 {
+                // Nothing to read: whatever the state, the reader would only wait for its deadline.
+                timer.set(at: reader.deadline)
+                return
+            }
+            let action = Self.withFirstChunk(of: input) { reader.read($0, buffered: buffered, now: now) }
             switch action {
             case .needContiguous(let n):
                 guard evbuffer_pullup(input, n) != nil else { return close() }
