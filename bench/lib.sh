@@ -5,7 +5,7 @@
 #   wait_port PORT PID S   wait until 127.0.0.1:PORT accepts, PID stays alive, at most S seconds
 #   track_pid PID NAME     kill PID (TERM, then KILL) when the script exits, however it exits
 #   untrack_pid PID        forget a tracked process that has exited
-#   stop_pid PID NAME      stop a process now: SIGTERM, then SIGKILL after 5 s
+#   stop_pid PID NAME      stop a process now: SIGTERM, then SIGKILL after 5 s; its exit status in STOP_STATUS
 #   proc_ticks PID         utime+stime of PID and its child processes, in clock ticks
 #   cpu_ticks N            "busy total" clock ticks of CPU N so far, from /proc/stat
 #   median X...            the median of the numbers given (mean of the middle two for an even count)
@@ -145,19 +145,24 @@ untrack_pid() {
 }
 
 # Stop PID: SIGTERM, up to 5 s to exit, then SIGKILL. Says so when a process needed SIGKILL.
+# Leaves the exit status of PID in STOP_STATUS (as `wait` gives it: 128 + N after signal N), also
+# when it had already exited.
+STOP_STATUS=0
 stop_pid() {
     local pid=$1 name=${2:-process} i
-    kill -0 "$pid" 2>/dev/null || return 0
-    kill -TERM "$pid" 2>/dev/null
-    for i in $(seq 1 50); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
     if kill -0 "$pid" 2>/dev/null; then
-        bench_log "note: $name (pid $pid) still running 5s after SIGTERM; sending SIGKILL"
-        kill -KILL "$pid" 2>/dev/null
+        kill -TERM "$pid" 2>/dev/null || true
+        for i in $(seq 1 50); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        if kill -0 "$pid" 2>/dev/null; then
+            bench_log "note: $name (pid $pid) still running 5s after SIGTERM; sending SIGKILL"
+            kill -KILL "$pid" 2>/dev/null || true
+        fi
     fi
-    wait "$pid" 2>/dev/null || true
+    STOP_STATUS=0
+    wait "$pid" 2>/dev/null || STOP_STATUS=$?
 }
 
 bench_cleanup() {
