@@ -103,12 +103,12 @@ check_alive() {
 run_one() {
     local name=$1 via=$2 client_mode=$3 demo_port bw_port admin_port demo_pid bw_pid storm_pid target status
     local watch
-    read -r demo_port bw_port admin_port <<<"$(python3 "$STORM" ports 3 | tr '\n' ' ')"
+    read -r demo_port bw_port admin_port <<<"$(free_ports 3 | tr '\n' ' ')"
 
     "$BIN" demo-api --listen "127.0.0.1:$demo_port" >"$OUT/$name-demo-api.log" 2>&1 &
     demo_pid=$!
     track_pid "$demo_pid" "demo-api"
-    python3 "$STORM" wait-port "$demo_port" 15 || bench_die "the demo API did not start (see $OUT/$name-demo-api.log)"
+    wait_port "$demo_port" "$demo_pid" 15 || bench_die "the demo API did not start (see $OUT/$name-demo-api.log)"
     target=127.0.0.1:$demo_port
 
     if [ "$via" = breakwater ]; then
@@ -136,7 +136,7 @@ EOF
         "$BIN" --config "$TMP/$name.conf" >"$OUT/$name-breakwater.log" 2>&1 &
         bw_pid=$!
         track_pid "$bw_pid" "breakwater"
-        python3 "$STORM" wait-port "$bw_port" 15 || bench_die "Breakwater did not start (see $OUT/$name-breakwater.log)"
+        wait_port "$bw_port" "$bw_pid" 15 || bench_die "Breakwater did not start (see $OUT/$name-breakwater.log)"
         target=127.0.0.1:$bw_port
     fi
 
