@@ -162,15 +162,15 @@ start_breakwater breakwater-2w-shared "$BW2_PORT" "$BW2_ADMIN" 2 "$SHARED_CPUS"
 BW2_PID=$STARTED_PID
 
 # ---- targets and cells ------------------------------------------------------------------------
-#            name                    port        pid
+#            name        port        pid        log
 target_info() {
     case $1 in
-        bw) echo "breakwater $BW_PORT $BW_PID" ;;
-        ngx) echo "nginx $NGX_PORT $NGX_PID" ;;
-        hap) echo "haproxy $HAP_PORT $HAP_PID" ;;
-        hapdeny) echo "haproxy $HAP_PORT $HAP_PID" ;;
-        bw1s) echo "breakwater $BW1_PORT $BW1_PID" ;;
-        bw2s) echo "breakwater $BW2_PORT $BW2_PID" ;;
+        bw) echo "breakwater $BW_PORT $BW_PID $OUT/breakwater.log" ;;
+        ngx) echo "nginx $NGX_PORT $NGX_PID $WORK/nginx-proxy-error.log" ;;
+        hap) echo "haproxy $HAP_PORT $HAP_PID $OUT/haproxy.log" ;;
+        hapdeny) echo "haproxy $HAP_PORT $HAP_PID $OUT/haproxy.log" ;;
+        bw1s) echo "breakwater $BW1_PORT $BW1_PID $OUT/breakwater-1w-shared.log" ;;
+        bw2s) echo "breakwater $BW2_PORT $BW2_PID $OUT/breakwater-2w-shared.log" ;;
     esac
 }
 target_label() {
@@ -237,17 +237,18 @@ upstream_requests() {
     curl -s --max-time 5 "http://$BENCH_HOST:$UP_PORT/upstream_status" | awk 'NR == 3 { print $3 }'
 }
 
-# run_wrk CELL TARGET ROUND DURATION: one wrk run; round 0 is a warm-up and is not recorded.
-run_wrk() {
+# measure CELL TARGET ROUND DURATION: one wrk run; round 0 is a warm-up and is not recorded.
+measure() {
     local cell=$1 t=$2 round=$3 duration=$4
-    local path conns wcpus wthreads name port pid rpid file
+    local path conns wcpus wthreads name port pid log label rpid file
     read -r path conns wcpus wthreads _ <<<"$(cell_info "$cell")"
-    read -r name port pid <<<"$(target_info "$t")"
+    read -r name port pid log <<<"$(target_info "$t")"
+    label=$(target_label "$t")
     path=$(target_path "$t" "$path")
     rpid=$(rss_pid "$pid")
     if [ "$round" = 0 ]; then file=$OUT/warmup-$cell-$t.txt; else file=$OUT/$cell-$t-round$round.txt; fi
 
-    local load ticks0 ticks1 user0 user1 c0a c0b c1a c1b up0 up1 w0 w1 wait0 wait1 status=0
+    local load ticks0 ticks1 user0 user1 c0a c0b c1a c1b up0 up1 w0 w1 wait0 wait1
     load=$(load_average)
     reset_peak_rss "$rpid"
     up0=$(upstream_requests)
@@ -257,12 +258,9 @@ run_wrk() {
     c0a=$(cpu_ticks "$PROXY_CPU")
     c1a=$(cpu_ticks "$LOAD_CPU")
     w0=$(date +%s.%N)
-    timeout -k 5 $((DURATION_S + 30)) taskset -c "$wcpus" nice -n "$NICE" \
-        wrk -t"$wthreads" -c"$conns" -d"$duration" --timeout 5s --latency "http://$BENCH_HOST:$port$path" >"$file" 2>&1 &
-    local wrk_pid=$!
-    track_pid "$wrk_pid" wrk
-    wait "$wrk_pid" || status=$?
-    untrack_pid "$wrk_pid"
+    run_wrk --cpus "$wcpus" --nice "$NICE" --limit $((DURATION_S + 30)) --server "$pid" "$log" \
+        "$file" "$label" \
+        -t"$wthreads" -c"$conns" -d"$duration" --timeout 5s --latency "http://$BENCH_HOST:$port$path"
     w1=$(date +%s.%N)
     ticks1=$(proc_ticks "$pid")
     user1=$(proc_ticks "$pid" user)
@@ -273,17 +271,12 @@ run_wrk() {
     local peak
     peak=$(peak_rss_kib "$rpid")
 
-    kill -0 "$pid" 2>/dev/null || bench_die "$(target_label "$t") (pid $pid) exited during $file"
-    [ "$status" = 0 ] || fail_with_log "$file" "wrk failed (exit $status) against $(target_label "$t")"
     [ "$round" = 0 ] && return 0
 
-    local r
-    r=$(wrk_results "$file") || fail_with_log "$file" "could not read wrk's output"
-    local rps requests p50 p99 non2xx sockerr
-    read -r rps requests p50 p99 non2xx sockerr <<<"$r"
-    awk -v cell="$cell" -v t="$t" -v round="$round" -v rps="$rps" -v p50="$p50" -v p99="$p99" \
-        -v n="$requests" -v dt="$((ticks1 - ticks0))" -v hz="$CLK_TCK" -v w0="$w0" -v w1="$w1" \
-        -v c0a="$c0a" -v c0b="$c0b" -v c1a="$c1a" -v c1b="$c1b" -v non2xx="$non2xx" -v sockerr="$sockerr" \
+    wrk_results "$file"
+    awk -v cell="$cell" -v t="$t" -v round="$round" -v rps="$WRK_RPS" -v p50="$WRK_P50" -v p99="$WRK_P99" \
+        -v n="$WRK_REQUESTS" -v dt="$((ticks1 - ticks0))" -v hz="$CLK_TCK" -v w0="$w0" -v w1="$w1" \
+        -v c0a="$c0a" -v c0b="$c0b" -v c1a="$c1a" -v c1b="$c1b" -v non2xx="$WRK_NON2XX" -v sockerr="$WRK_SOCKERR" \
         -v up="$((${up1:-0} - ${up0:-0} - 1))" -v peak="$peak" -v load="$load" -v dw="$((wait1 - wait0))" \
         -v du="$((user1 - user0))" 'BEGIN {
             split(c0a, a, " "); split(c0b, b, " "); split(c1a, x, " "); split(c1b, y, " ")
@@ -296,7 +289,7 @@ run_wrk() {
                 p50, p99, us, proxy, busy0, 100 * (y[1] - x[1]) / (y[2] - x[2]), n, non2xx, sockerr, up, peak, load,
                 busy0 - proxy, 100 * dw / 1e9 / wall, user, us - user
         }' >>"$RESULTS"
-    awk -F'\t' -v c="$cell" -v t="$t" -v r="$round" -v label="$(target_label "$t")" '$1 == c && $2 == t && $3 == r {
+    awk -F'\t' -v c="$cell" -v t="$t" -v r="$round" -v label="$label" '$1 == c && $2 == t && $3 == r {
         printf "  round %s %-10s %-20s %9.0f req/s  p50 %6.2f ms  p99 %6.2f ms  %6.2f us/req  proxy %3.0f%% (waiting %2.0f%%)  CPU0 %3.0f%%  CPU1 %3.0f%%  load %s\n",
             r, c, label, $4, $5, $6, $7, $8, $18, $9, $10, $16
     }' "$RESULTS" >&2
@@ -322,7 +315,7 @@ if [ "$WARMUP" != 0 ] && [ "$WARMUP" != 0s ]; then
     bench_log "warming up ($WARMUP per cell and proxy)"
     for cell in "${CELLS[@]}"; do
         read -r _ _ _ _ targets <<<"$(cell_info "$cell")"
-        for t in $targets; do run_wrk "$cell" "$t" 0 "$WARMUP"; done
+        for t in $targets; do measure "$cell" "$t" 0 "$WARMUP"; done
     done
 fi
 QUIET_MISSED=0
@@ -333,7 +326,7 @@ for round in $(seq 1 "$ROUNDS"); do
     for cell in "${CELLS[@]}"; do
         read -r _ _ _ _ targets <<<"$(cell_info "$cell")"
         # shellcheck disable=SC2086 # the lists are split into words on purpose
-        for t in $(rotate "$round" $targets); do run_wrk "$cell" "$t" "$round" "$DURATION"; done
+        for t in $(rotate "$round" $targets); do measure "$cell" "$t" "$round" "$DURATION"; done
     done
 done
 LOAD_END=$(load_average)

@@ -5,13 +5,16 @@
 #   wait_port PORT PID S   wait until 127.0.0.1:PORT accepts, PID stays alive, at most S seconds
 #   track_pid PID NAME     kill PID (TERM, then KILL) when the script exits, however it exits
 #   untrack_pid PID        forget a tracked process that has exited
-#   stop_pid PID NAME      stop a process now: SIGTERM, then SIGKILL after 5 s
+#   stop_pid PID NAME      stop a process now: SIGTERM, then SIGKILL after 5 s; its exit status in STOP_STATUS
 #   proc_ticks PID         utime+stime of PID and its child processes, in clock ticks
 #   cpu_ticks N            "busy total" clock ticks of CPU N so far, from /proc/stat
 #   median X...            the median of the numbers given (mean of the middle two for an even count)
 #   ensure_tool CMD PKG    install the Debian package PKG when CMD is missing
 #   wrk_ms VALUE           a wrk latency ("812.00us", "1.20ms", "2.01s") in milliseconds
-#   wrk_results FILE       "req/s requests p50_ms p99_ms non2xx socket_errors" of a wrk --latency output
+#   run_wrk [OPTION...] FILE NAME ARG...
+#                          run wrk ARG... against NAME, its output in FILE, tracked; exit if it fails
+#   wrk_results FILE       read a wrk --latency output into WRK_RPS WRK_REQUESTS WRK_P50 WRK_P99
+#                          WRK_NON2XX WRK_SOCKERR (the latencies in ms), or fail
 #   reset_peak_rss PID...  restart the peak-RSS count (VmHWM) of each PID at its current RSS
 #   peak_rss_kib PID       VmHWM of PID in KiB (0 when unknown)
 #   load_average           the 1-minute load average
@@ -142,19 +145,24 @@ untrack_pid() {
 }
 
 # Stop PID: SIGTERM, up to 5 s to exit, then SIGKILL. Says so when a process needed SIGKILL.
+# Leaves the exit status of PID in STOP_STATUS (as `wait` gives it: 128 + N after signal N), also
+# when it had already exited.
+STOP_STATUS=0
 stop_pid() {
     local pid=$1 name=${2:-process} i
-    kill -0 "$pid" 2>/dev/null || return 0
-    kill -TERM "$pid" 2>/dev/null
-    for i in $(seq 1 50); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
-    done
     if kill -0 "$pid" 2>/dev/null; then
-        bench_log "note: $name (pid $pid) still running 5s after SIGTERM; sending SIGKILL"
-        kill -KILL "$pid" 2>/dev/null
+        kill -TERM "$pid" 2>/dev/null || true
+        for i in $(seq 1 50); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        if kill -0 "$pid" 2>/dev/null; then
+            bench_log "note: $name (pid $pid) still running 5s after SIGTERM; sending SIGKILL"
+            kill -KILL "$pid" 2>/dev/null || true
+        fi
     fi
-    wait "$pid" 2>/dev/null || true
+    STOP_STATUS=0
+    wait "$pid" 2>/dev/null || STOP_STATUS=$?
 }
 
 bench_cleanup() {
@@ -240,16 +248,59 @@ wrk_ms() {
     }'
 }
 
+# run_wrk [OPTION...] FILE NAME WRK_ARGUMENT...: one run of wrk, its output in FILE, as a tracked
+# process (stopped if the script exits first). NAME is what wrk loads, for the messages. Exits, with
+# the end of FILE, when wrk fails. Read FILE with wrk_results after the samples that close the run
+# are taken: reading it starts a few processes, which would count in them.
+#   --cpus LIST       run wrk on these CPUs only (taskset -c LIST)
+#   --nice N          run wrk at nice N
+#   --limit S         stop wrk if it still runs after S seconds (timeout -k 5 S)
+#   --during COMMAND  evaluated once wrk has started, before waiting for it to end (a sample taken
+#                     halfway through, say); it sees and sets the caller's variables
+#   --server PID LOG  the process wrk loads: if it has exited by the end of the run, that is the
+#                     error, shown with the end of LOG
+run_wrk() {
+    # Names with a leading _, so that a --during command sees the caller's variables, not these.
+    local _cpus="" _nice="" _limit="" _during="" _server="" _server_log=""
+    while :; do
+        case $1 in
+            --cpus) _cpus=$2; shift 2 ;;
+            --nice) _nice=$2; shift 2 ;;
+            --limit) _limit=$2; shift 2 ;;
+            --during) _during=$2; shift 2 ;;
+            --server) _server=$2; _server_log=$3; shift 3 ;;
+            *) break ;;
+        esac
+    done
+    local _file=$1 _name=$2
+    shift 2
+    local _command=(wrk "$@")
+    if [ -n "$_nice" ]; then _command=(nice -n "$_nice" "${_command[@]}"); fi
+    if [ -n "$_cpus" ]; then _command=(taskset -c "$_cpus" "${_command[@]}"); fi
+    if [ -n "$_limit" ]; then _command=(timeout -k 5 "$_limit" "${_command[@]}"); fi
+    "${_command[@]}" >"$_file" 2>&1 &
+    local _wrk=$! _status=0
+    track_pid "$_wrk" wrk
+    if [ -n "$_during" ]; then eval "$_during"; fi
+    wait "$_wrk" || _status=$?
+    untrack_pid "$_wrk"
+    if [ -n "$_server" ] && ! kill -0 "$_server" 2>/dev/null; then
+        fail_with_log "$_server_log" "$_name (pid $_server) exited during the run ($_file)"
+    fi
+    [ "$_status" = 0 ] || fail_with_log "$_file" "wrk failed (exit $_status) against $_name"
+}
+
 wrk_results() {
-    local file=$1 rps requests p50 p99 non2xx sockerr
-    rps=$(awk '/^Requests\/sec:/ { print $2 }' "$file")
-    requests=$(awk '/ requests in / { print $1 }' "$file")
-    [ -n "$rps" ] && [ -n "$requests" ] || return 1
-    p50=$(wrk_ms "$(awk '$1 == "50%" { print $2 }' "$file")")
-    p99=$(wrk_ms "$(awk '$1 == "99%" { print $2 }' "$file")")
+    local file=$1 non2xx sockerr
+    WRK_RPS=$(awk '/^Requests\/sec:/ { print $2 }' "$file")
+    WRK_REQUESTS=$(awk '/ requests in / { print $1 }' "$file")
+    [ -n "$WRK_RPS" ] && [ -n "$WRK_REQUESTS" ] || fail_with_log "$file" "could not read wrk's output"
+    WRK_P50=$(wrk_ms "$(awk '$1 == "50%" { print $2 }' "$file")")
+    WRK_P99=$(wrk_ms "$(awk '$1 == "99%" { print $2 }' "$file")")
     non2xx=$(awk '/Non-2xx or 3xx responses:/ { print $NF }' "$file")
     sockerr=$(awk '/Socket errors:/ { gsub(",", ""); print $4 + $6 + $8 + $10 }' "$file")
-    echo "$rps $requests $p50 $p99 ${non2xx:-0} ${sockerr:-0}"
+    WRK_NON2XX=${non2xx:-0}
+    WRK_SOCKERR=${sockerr:-0}
 }
 
 # Writing 5 to /proc/PID/clear_refs resets VmHWM to the current RSS (Linux 4.0 and later), so the

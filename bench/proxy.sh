@@ -144,50 +144,46 @@ half_seconds() {
     }'
 }
 
-# run_wrk TARGET ROUND DURATION: one wrk run; a round number of 0 is a warm-up, not recorded.
-run_wrk() {
-    local t=$1 round=$2 duration=$3 port pid file
+# upstream_conns PID: the connections open to the demo API from PID or its child processes.
+upstream_conns() {
+    local owners
+    owners=$(printf '%s\n' "$1" $(pgrep -P "$1") | paste -sd '|')
+    ss -Htnp state established "( dport = :$DEMO_PORT )" 2>/dev/null | grep -cE "pid=($owners)," || true
+}
+
+# measure TARGET ROUND DURATION: one wrk run; a round number of 0 is a warm-up, not recorded.
+measure() {
+    local t=$1 round=$2 duration=$3 port pid name log file
     port=$(target_port "$t")
     pid=$(target_pid "$t")
+    name=$(target_name "$t")
+    log=$(target_log "$t")
     if [ "$round" = 0 ]; then file=$OUT/warmup-$t.txt; else file=$OUT/$t-round$round.txt; fi
 
-    local ticks0 demo0 cpu0_0 cpu1_0 wall0 ticks1 demo1 cpu0_1 cpu1_1 wall1 status=0
+    local ticks0 demo0 cpu0_0 cpu1_0 wall0 ticks1 demo1 cpu0_1 cpu1_1 wall1 upconns=0 tw=0
     ticks0=$(proc_ticks "$pid")
     demo0=$(proc_ticks "$DEMO_PID")
     cpu0_0=$(cpu_ticks "$PROXY_CPU")
     cpu1_0=$(cpu_ticks "$LOAD_CPU")
     wall0=$(date +%s.%N)
-    taskset -c "$LOAD_CPU" wrk -t"$THREADS" -c"$CONNECTIONS" -d"$duration" --latency \
-        "http://$BENCH_HOST:$port$REQUEST_PATH" >"$file" 2>&1 &
-    local wrk_pid=$!
-    track_pid "$wrk_pid" wrk
     # Halfway through, count the connections open to the demo API by the process wrk talks to
     # (B and C: the proxy's upstream pool; A: none, wrk itself is the client).
-    local upconns=0 tw=0 owners
-    sleep "$(half_seconds "$duration")"
-    owners=$(printf '%s\n' "$pid" $(pgrep -P "$pid") | paste -sd '|')
-    upconns=$(ss -Htnp state established "( dport = :$DEMO_PORT )" 2>/dev/null | grep -cE "pid=($owners)," || true)
-    wait "$wrk_pid" || status=$?
-    untrack_pid "$wrk_pid"
+    run_wrk --cpus "$LOAD_CPU" --server "$pid" "$log" \
+        --during 'sleep "$(half_seconds "$duration")"; upconns=$(upstream_conns "$pid")' \
+        "$file" "$name" -t"$THREADS" -c"$CONNECTIONS" -d"$duration" --latency "http://$BENCH_HOST:$port$REQUEST_PATH"
     tw=$(ss -Htn state time-wait "( dport = :$DEMO_PORT )" 2>/dev/null | wc -l)
     wall1=$(date +%s.%N)
     ticks1=$(proc_ticks "$pid")
     demo1=$(proc_ticks "$DEMO_PID")
     cpu0_1=$(cpu_ticks "$PROXY_CPU")
     cpu1_1=$(cpu_ticks "$LOAD_CPU")
-
-    kill -0 "$pid" 2>/dev/null || fail_with_log "$(target_log "$t")" "$(target_name "$t") exited during the run ($file)"
-    [ "$status" = 0 ] || fail_with_log "$file" "wrk failed (exit $status) against $(target_name "$t")"
     [ "$round" = 0 ] && return 0
 
-    local r rps requests p50 p99 non2xx sockerr
-    r=$(wrk_results "$file") || fail_with_log "$file" "could not read wrk's output"
-    read -r rps requests p50 p99 non2xx sockerr <<<"$r"
-
-    awk -v t="$t" -v r="$round" -v rps="$rps" -v p50="$p50" -v p99="$p99" -v n="$requests" \
+    wrk_results "$file"
+    awk -v t="$t" -v r="$round" -v rps="$WRK_RPS" -v p50="$WRK_P50" -v p99="$WRK_P99" -v n="$WRK_REQUESTS" \
         -v dt="$((ticks1 - ticks0))" -v dd="$((demo1 - demo0))" -v hz="$CLK_TCK" \
         -v w0="$wall0" -v w1="$wall1" -v c0="$cpu0_0" -v c1="$cpu0_1" -v l0="$cpu1_0" -v l1="$cpu1_1" \
-        -v non2xx="${non2xx:-0}" -v sockerr="${sockerr:-0}" -v up="$upconns" -v tw="$tw" 'BEGIN {
+        -v non2xx="$WRK_NON2XX" -v sockerr="$WRK_SOCKERR" -v up="$upconns" -v tw="$tw" 'BEGIN {
             split(c0, a, " "); split(c1, b, " "); split(l0, x, " "); split(l1, y, " ")
             wall = w1 - w0
             us = n > 0 ? dt / hz * 1e6 / n : 0
@@ -197,18 +193,18 @@ run_wrk() {
         }' >>"$RESULTS"
     awk -F'\t' -v t="$t" -v r="$round" '$1 == t && $2 == r {
         printf "  round %s %-18s %10s req/s  p50 %7s ms  p99 %7s ms  %6s us/req  %3s conns to the API\n", r, name, $3, $4, $5, $6, $14
-    }' name="$(target_name "$t")" "$RESULTS" >&2
+    }' name="$name" "$RESULTS" >&2
 }
 
 bench_log "breakwater $("$BIN" --version 2>/dev/null || echo '?'), $("$NGINX" -v 2>&1 | sed 's/^nginx version: //'), $(wrk -v 2>&1 | head -n 1 | awk '{ print $1, $2 }')"
 bench_log "wrk -t$THREADS -c$CONNECTIONS -d$DURATION, $ROUNDS rounds interleaved; proxy on CPU $PROXY_CPU, wrk and the demo API on CPU $LOAD_CPU"
 if [ "$WARMUP" != 0 ] && [ "$WARMUP" != 0s ]; then
     bench_log "warming up ($WARMUP per target)"
-    for t in "${TARGETS[@]}"; do run_wrk "$t" 0 "$WARMUP"; done
+    for t in "${TARGETS[@]}"; do measure "$t" 0 "$WARMUP"; done
 fi
 for round in $(seq 1 "$ROUNDS"); do
     for t in "${TARGETS[@]}"; do
-        run_wrk "$t" "$round" "$DURATION"
+        measure "$t" "$round" "$DURATION"
     done
 done
 

@@ -123,7 +123,8 @@ EOF
 target_port() { case $1 in local-*) echo "$LOCAL_PORT" ;; redis-*) echo "$REDIS_BW_PORT" ;; esac; }
 target_pid() { case $1 in local-*) echo "$LOCAL_PID" ;; redis-*) echo "$REDIS_BW_PID" ;; esac; }
 
-run_wrk() {
+# measure TARGET ROUND DURATION: one wrk run; a round number of 0 is a warm-up, not recorded.
+measure() {
     local t=$1 round=$2 duration=$3 file pid bw0 bw1 rd0 rd1
     pid=$(target_pid "$t")
     if [ "$round" = 0 ]; then file=$OUT/warmup-$t.txt; else file=$OUT/$t-round$round.txt; fi
@@ -134,14 +135,13 @@ run_wrk() {
     esac
     bw0=$(proc_ticks "$pid")
     rd0=$(proc_ticks "$REDIS_PID")
-    taskset -c "$LOAD_CPU" wrk "${args[@]}" "http://$BENCH_HOST:$(target_port "$t")$REQUEST_PATH" >"$file" 2>&1 \
-        || bench_die "wrk failed against $t ($file)"
+    run_wrk --cpus "$LOAD_CPU" "$file" "$t" "${args[@]}" "http://$BENCH_HOST:$(target_port "$t")$REQUEST_PATH"
     bw1=$(proc_ticks "$pid")
     rd1=$(proc_ticks "$REDIS_PID")
     [ "$round" = 0 ] && return 0
-    read -r rps requests p50 p99 non2xx sockerr <<<"$(wrk_results "$file")"
-    awk -v t="$t" -v r="$round" -v rps="$rps" -v p50="$p50" -v p99="$p99" -v n="$requests" -v hz="$CLK_TCK" \
-        -v bw="$((bw1 - bw0))" -v rd="$((rd1 - rd0))" -v non2xx="$non2xx" -v sockerr="$sockerr" 'BEGIN {
+    wrk_results "$file"
+    awk -v t="$t" -v r="$round" -v rps="$WRK_RPS" -v p50="$WRK_P50" -v p99="$WRK_P99" -v n="$WRK_REQUESTS" -v hz="$CLK_TCK" \
+        -v bw="$((bw1 - bw0))" -v rd="$((rd1 - rd0))" -v non2xx="$WRK_NON2XX" -v sockerr="$WRK_SOCKERR" 'BEGIN {
             bwus = 0; rdus = 0
             if (n > 0) { bwus = bw / hz * 1e6 / n; rdus = rd / hz * 1e6 / n }
             printf "%s\t%s\t%.1f\t%.3f\t%.3f\t%.2f\t%.2f\t%d\t%d\t%d\n", t, r, rps, p50, p99, bwus, rdus, n, non2xx, sockerr
@@ -151,10 +151,10 @@ run_wrk() {
 
 bench_log "breakwater $("$BIN" --version 2>/dev/null || echo '?'), $(redis-server --version | awk '{ print $1, $2, $3 }'), wrk -t1 -c$CONNECTIONS -d$DURATION, $ROUNDS rounds"
 if [ "$WARMUP" != 0 ] && [ "$WARMUP" != 0s ]; then
-    for t in "${TARGETS[@]}"; do run_wrk "$t" 0 "$WARMUP"; done
+    for t in "${TARGETS[@]}"; do measure "$t" 0 "$WARMUP"; done
 fi
 for round in $(seq 1 "$ROUNDS"); do
-    for t in "${TARGETS[@]}"; do run_wrk "$t" "$round" "$DURATION"; done
+    for t in "${TARGETS[@]}"; do measure "$t" "$round" "$DURATION"; done
 done
 
 ERRORS=$(curl -s "http://$BENCH_HOST:$REDIS_ADMIN/metrics" | awk '$1 == "breakwater_redis_errors_total" { print $2 }')

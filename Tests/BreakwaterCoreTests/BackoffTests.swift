@@ -2,46 +2,35 @@ import Testing
 @testable import BreakwaterCore
 
 @Suite struct BackoffTests {
-    private func policy(_ strategy: BackoffStrategy = .exponential, base: Duration = .milliseconds(500),
-                        factor: Double = 2, max: Duration = .seconds(600), jitter: Double = 0.2) -> BackoffPolicy {
-        var p = BackoffPolicy()
-        p.strategy = strategy
-        p.base = base
-        p.factor = factor
-        p.max = max
-        p.jitter = jitter
-        return p
-    }
-
     @Test func exponentialDoublesFromBaseUpToMax() {
-        let p = policy(max: .seconds(8))
+        let p = BackoffPolicy(max: .seconds(8))
         let delays = (1...8).map { p.delay(level: $0) }
         #expect(delays == [.milliseconds(500), .seconds(1), .seconds(2), .seconds(4),
                            .seconds(8), .seconds(8), .seconds(8), .seconds(8)])
     }
 
     @Test func linearGrowsByBaseEachLevel() {
-        let p = policy(.linear, base: .seconds(10), max: .seconds(35))
+        let p = BackoffPolicy(strategy: .linear, base: .seconds(10), max: .seconds(35))
         #expect((1...5).map { p.delay(level: $0) } == [.seconds(10), .seconds(20), .seconds(30), .seconds(35), .seconds(35)])
     }
 
     @Test func hugeLevelsStayAtMaxWithoutOverflow() {
-        let p = policy()
+        let p = BackoffPolicy()
         for level in [64, 1_024, 10_000, Int(UInt32.max), Int.max] {
             #expect(p.delay(level: level) == .seconds(600))
         }
         for level in [1_200, 10_000, Int(UInt32.max), Int.max] {
-            #expect(policy(.linear).delay(level: level) == .seconds(600))
+            #expect(BackoffPolicy(strategy: .linear).delay(level: level) == .seconds(600))
         }
     }
 
     @Test func levelBelowOneIsTreatedAsOne() {
-        #expect(policy().delay(level: 0) == .milliseconds(500))
-        #expect(policy().delay(level: -3) == .milliseconds(500))
+        #expect(BackoffPolicy().delay(level: 0) == .milliseconds(500))
+        #expect(BackoffPolicy().delay(level: -3) == .milliseconds(500))
     }
 
     @Test func jitterShortensWithinTheConfiguredFraction() {
-        let p = policy(jitter: 0.2)
+        let p = BackoffPolicy(jitter: 0.2)
         var rng = SplitMix64(seed: 7)
         for level in 1...12 {
             let delay = p.delayNanoseconds(level: level)
@@ -57,7 +46,7 @@ import Testing
 
     @Test func jitterStillSpreadsWindowsAtTheCap() {
         // fleet PR #53357: clamping after jitter made every agent wait exactly `max` again.
-        let p = policy(max: .seconds(60), jitter: 0.2)
+        let p = BackoffPolicy(max: .seconds(60), jitter: 0.2)
         var rng = SplitMix64(seed: 53_357)
         let windows = (0..<500).map { _ in p.windowNanoseconds(level: 40, u: rng.nextUnit()) }
         #expect(Set(windows).count > 400)
@@ -67,7 +56,7 @@ import Testing
     }
 
     @Test func zeroJitterGivesExactDelay() {
-        let p = policy(jitter: 0)
+        let p = BackoffPolicy(jitter: 0)
         #expect(p.window(level: 3, u: 0.9) == .seconds(2))
     }
 

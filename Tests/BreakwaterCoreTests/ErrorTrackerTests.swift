@@ -11,17 +11,6 @@ import Testing
         ErrorTracker(maxClients: maxClients, clock: clock, shards: 4, random: { u })
     }
 
-    func policy(threshold: Int = 1, strategy: BackoffStrategy = .exponential, base: Duration = .milliseconds(500),
-                max: Duration = .seconds(600), resetAfter: Duration = .seconds(900)) -> BackoffPolicy {
-        var p = BackoffPolicy()
-        p.threshold = threshold
-        p.strategy = strategy
-        p.base = base
-        p.max = max
-        p.resetAfter = resetAfter
-        return p
-    }
-
     func fail(_ t: ErrorTracker<ManualClock>, _ key: ClientKey, _ p: BackoffPolicy, retryAfter: Duration? = nil) -> Duration? {
         t.record(key, outcome: .error, policy: p, routeIndex: 0, upstreamRetryAfter: retryAfter)
     }
@@ -39,13 +28,13 @@ import Testing
 
     @Test func unknownClientIsForwarded() {
         let t = tracker()
-        #expect(t.check(key, policy: policy()) == .forward)
+        #expect(t.check(key, policy: BackoffPolicy()) == .forward)
         #expect(t.trackedCount == 0)
     }
 
     @Test func firstErrorBlocksForBaseThenOneProbe() {
         let t = tracker()
-        let p = policy()
+        let p = BackoffPolicy()
         #expect(fail(t, key, p) == .milliseconds(500))
         #expect(t.check(key, policy: p) == .reject(.backoff, retryAfter: .milliseconds(500)))
         clock.advance(by: .milliseconds(200))
@@ -57,7 +46,7 @@ import Testing
 
     @Test func exponentialWindowsDoubleUpToMax() {
         let t = tracker()
-        let p = policy(max: .seconds(8))
+        let p = BackoffPolicy(max: .seconds(8))
         var windows = [fail(t, key, p)!]
         for _ in 0..<6 { windows.append(failProbe(t, p, after: windows.last!)!) }
         #expect(windows == [.milliseconds(500), .seconds(1), .seconds(2), .seconds(4), .seconds(8), .seconds(8), .seconds(8)])
@@ -67,7 +56,7 @@ import Testing
     @Test func linearWindowsGrowOneBaseAtATime() {
         // Coder's prebuilds: 1x, 2x, 3x the interval.
         let t = tracker()
-        let p = policy(strategy: .linear, base: .seconds(30), max: .seconds(3_600))
+        let p = BackoffPolicy(strategy: .linear, base: .seconds(30), max: .seconds(3_600))
         var windows = [fail(t, key, p)!]
         for _ in 0..<3 { windows.append(failProbe(t, p, after: windows.last!)!) }
         #expect(windows == [.seconds(30), .seconds(60), .seconds(90), .seconds(120)])
@@ -75,7 +64,7 @@ import Testing
 
     @Test func thresholdThreeNeedsThreeErrorsBeforeTheFirstWindow() {
         let t = tracker()
-        let p = policy(threshold: 3)
+        let p = BackoffPolicy(threshold: 3)
         #expect(fail(t, key, p) == nil)
         #expect(t.check(key, policy: p) == .forward)
         #expect(fail(t, key, p) == nil)
@@ -89,7 +78,7 @@ import Testing
 
     @Test func jitteredWindowsStayWithinTheJitterFraction() {
         let t = ErrorTracker(maxClients: 100, clock: clock, seed: 99, shards: 1)
-        let p = policy(max: .seconds(60))
+        let p = BackoffPolicy(max: .seconds(60))
         var seen = Set<Duration>()
         for i in 0..<200 {
             let k = ClientKey(value: UInt64(i))
@@ -109,7 +98,7 @@ import Testing
     @Test func successClearsAtOnceAndTheNextFailureStartsFromBase() {
         // NetBird: state left over from before a long healthy period must not decide anything.
         let t = tracker()
-        let p = policy()
+        let p = BackoffPolicy()
         var window = fail(t, key, p)!
         for _ in 0..<5 { window = failProbe(t, p, after: window)! }
         #expect(window == .seconds(16))
@@ -125,7 +114,7 @@ import Testing
     @Test func idleEntryIsForgottenAfterResetAfter() {
         // Wave: a period of stability resets the backoff.
         let t = tracker()
-        let p = policy(threshold: 3, resetAfter: .seconds(60))
+        let p = BackoffPolicy(threshold: 3, resetAfter: .seconds(60))
         _ = fail(t, key, p)
         _ = fail(t, key, p)
         clock.advance(by: .seconds(59))
@@ -140,7 +129,7 @@ import Testing
         // max (30 min) longer than reset_after (15 min): the client must stay at max, not be
         // forgotten while it waits out its own window.
         let t = tracker()
-        let p = policy(base: .seconds(1_800), max: .seconds(1_800), resetAfter: .seconds(900))
+        let p = BackoffPolicy(base: .seconds(1_800), max: .seconds(1_800), resetAfter: .seconds(900))
         _ = fail(t, key, p)
         #expect(failProbe(t, p, after: .seconds(1_800)) == .seconds(1_800))
         #expect(t.client(key)?.level == 2)
@@ -151,7 +140,7 @@ import Testing
     @Test func tenThousandFailuresStillBlockForMaxAndStillProbe() {
         // Never give up: no overflow, no exhaustion, one probe per window forever.
         let t = tracker()
-        let p = policy(max: .seconds(600))
+        let p = BackoffPolicy(max: .seconds(600))
         var window = fail(t, key, p)!
         for _ in 1..<10_000 {
             clock.advance(by: window)
@@ -169,7 +158,7 @@ import Testing
 
     @Test func upstreamRetryAfterIsAFloorOnTheWindow() {
         let t = tracker()
-        let p = policy()
+        let p = BackoffPolicy()
         #expect(fail(t, key, p, retryAfter: .seconds(30)) == .seconds(30))
         #expect(t.check(key, policy: p) == .reject(.backoff, retryAfter: .seconds(30)))
         // A shorter upstream hint does not shorten our own window.
@@ -181,13 +170,13 @@ import Testing
 
     @Test func absurdUpstreamRetryAfterIsCapped() {
         let t = tracker()
-        #expect(fail(t, key, policy(), retryAfter: .seconds(Int64.max)) == .seconds(86_400))
+        #expect(fail(t, key, BackoffPolicy(), retryAfter: .seconds(Int64.max)) == .seconds(86_400))
     }
 
     @Test func rejectedRequestsNeverExtendTheWindow() {
         // haproxy #615: hammering during a window must not push its end further away.
         let t = tracker()
-        let p = policy()
+        let p = BackoffPolicy()
         _ = fail(t, key, p)
         for _ in 0..<1_000 {
             _ = t.check(key, policy: p)
@@ -202,7 +191,7 @@ import Testing
     @Test func errorsFromRequestsForwardedBeforeTheWindowDoNotEscalate() {
         // 50 parallel requests all answered 401: one window, not 50 levels.
         let t = tracker()
-        let p = policy()
+        let p = BackoffPolicy()
         #expect(fail(t, key, p) == .milliseconds(500))
         for _ in 1..<50 { #expect(fail(t, key, p) == nil) }
         let state = t.client(key)!
@@ -213,7 +202,7 @@ import Testing
 
     @Test func upstreamRetryAfterExtendsAnOpenWindow() {
         let t = tracker()
-        let p = policy()
+        let p = BackoffPolicy()
         _ = fail(t, key, p)
         #expect(fail(t, key, p, retryAfter: .seconds(10)) == .seconds(10))
         #expect(fail(t, key, p, retryAfter: .seconds(5)) == nil)
@@ -222,7 +211,7 @@ import Testing
 
     @Test func abandonedProbeLetsTheNextRequestProbe() {
         let t = tracker()
-        let p = policy()
+        let p = BackoffPolicy()
         _ = fail(t, key, p)
         clock.advance(by: .milliseconds(500))
         #expect(t.check(key, policy: p) == .probe)
@@ -234,7 +223,7 @@ import Testing
 
     @Test func lostProbeIsReplacedAfterTheLease() {
         let t = ErrorTracker(maxClients: 10, clock: clock, shards: 1, probeLease: .seconds(90), random: { 0 })
-        let p = policy()
+        let p = BackoffPolicy()
         _ = fail(t, key, p)
         clock.advance(by: .milliseconds(500))
         #expect(t.check(key, policy: p) == .probe)
@@ -246,7 +235,7 @@ import Testing
 
     @Test func successOfAnyRequestClearsTheProbe() {
         let t = tracker()
-        let p = policy()
+        let p = BackoffPolicy()
         _ = fail(t, key, p)
         clock.advance(by: .milliseconds(500))
         #expect(t.check(key, policy: p) == .probe)
@@ -256,7 +245,7 @@ import Testing
 
     @Test func forgetIsTheAdminReset() {
         let t = tracker()
-        let p = policy()
+        let p = BackoffPolicy()
         _ = fail(t, key, p)
         #expect(t.forget(key))
         #expect(!t.forget(key))
@@ -265,7 +254,7 @@ import Testing
 
     @Test func countsAndTopReflectTheTable() {
         let t = tracker()
-        let p = policy(threshold: 2)
+        let p = BackoffPolicy(threshold: 2)
         let a = ClientKey(value: 1), b = ClientKey(value: 2), c = ClientKey(value: 3)
         _ = fail(t, a, p)
         for _ in 0..<2 { _ = fail(t, b, p) }
@@ -285,7 +274,7 @@ import Testing
 
     @Test func purgeDropsExpiredEntries() {
         let t = tracker()
-        let p = policy(threshold: 5, resetAfter: .seconds(10))
+        let p = BackoffPolicy(threshold: 5, resetAfter: .seconds(10))
         for i in 0..<100 { _ = fail(t, ClientKey(value: UInt64(i)), p) }
         clock.advance(by: .seconds(5))
         for i in 0..<10 { _ = fail(t, ClientKey(value: UInt64(i)), p) }
@@ -297,7 +286,7 @@ import Testing
 
     @Test func evictionKeepsBlockedClientsWhileIdleOnesGo() {
         let t = tracker(maxClients: 64)
-        let p = policy(threshold: 3)
+        let p = BackoffPolicy(threshold: 3)
         let blockedKeys = (0..<8).map { ClientKey(value: 0xB10C_0000 + UInt64($0)) }
         for k in blockedKeys { for _ in 0..<3 { _ = fail(t, k, p) } }
         // A flood of fresh keys, each with one error: far more than the table holds.
@@ -312,7 +301,7 @@ import Testing
 
     @Test func evictionPrefersEndedWindowsOverOpenOnes() {
         let t = tracker(maxClients: 16)
-        let p = policy(threshold: 1)
+        let p = BackoffPolicy(threshold: 1)
         let longBlocked = (0..<4).map { ClientKey(value: 0xB10C_0000 + UInt64($0)) }
         for k in longBlocked { _ = fail(t, k, p, retryAfter: .seconds(3_600)) }
         // Fresh keys whose short windows end before the next wave arrives.
@@ -328,7 +317,7 @@ import Testing
     @Test func idleEvictionGivesACheckedEntryASecondChance() {
         // One shard of 10, threshold 3: one error each leaves every key idle (level 0).
         let t = ErrorTracker(maxClients: 10, clock: clock, shards: 1, random: { 0 })
-        let p = policy(threshold: 3)
+        let p = BackoffPolicy(threshold: 3)
         let keys = (0..<10).map { ClientKey(value: 0x1D1E_0000 + UInt64($0)) }
         for k in keys { _ = fail(t, k, p) }
         #expect(t.check(keys[0], policy: p) == .forward)
@@ -345,7 +334,7 @@ import Testing
         // Every entry seen: eight go back to the front, the ninth from the tail goes even so,
         // so one insertion never walks the whole list.
         let t = ErrorTracker(maxClients: 10, clock: clock, shards: 1, random: { 0 })
-        let p = policy(threshold: 3)
+        let p = BackoffPolicy(threshold: 3)
         let keys = (0..<10).map { ClientKey(value: 0x1D1E_0000 + UInt64($0)) }
         for k in keys { _ = fail(t, k, p) }
         for k in keys.reversed() { #expect(t.check(k, policy: p) == .forward) }
@@ -359,7 +348,7 @@ import Testing
         // A rejected request changes nothing, so it does not refresh the entry's place; a probe
         // starts a new round and does.
         let t = ErrorTracker(maxClients: 3, clock: clock, shards: 1, random: { 0 })
-        let p = policy()
+        let p = BackoffPolicy()
         let a = ClientKey(value: 0xA), b = ClientKey(value: 0xB), c = ClientKey(value: 0xC)
         _ = fail(t, a, p)
         clock.advance(by: .milliseconds(1))
@@ -380,7 +369,7 @@ import Testing
     @Test func presenceFilterCounterSaturatesWithoutLosingKeys() {
         // 40 keys on one filter counter (four bits): it stops at 15 and never claims one absent.
         let t = ErrorTracker(maxClients: 1_000, clock: clock, shards: 1, random: { 0 })
-        let p = policy(threshold: 5)
+        let p = BackoffPolicy(threshold: 5)
         let filter = PresenceFilter(capacity: 1_000, shards: 1)
         defer { filter.deallocate() }
         var keys: [ClientKey] = []
@@ -403,7 +392,7 @@ import Testing
     @Test func presenceFilterCountsReturnToZero() {
         // Inserted, evicted, expired, forgotten, cleared: every counter ends where it started.
         let t = ErrorTracker(maxClients: 64, clock: clock, shards: 4, random: { 0 })
-        let p = policy(threshold: 2, resetAfter: .seconds(10))
+        let p = BackoffPolicy(threshold: 2, resetAfter: .seconds(10))
         for i in 0..<1_000 { _ = fail(t, ClientKey(value: UInt64(i) &* 0x9E37_79B9_7F4A_7C15), p) }
         #expect(t.integrityProblem() == nil)
         for i in 0..<1_000 where i % 3 == 0 { _ = t.forget(ClientKey(value: UInt64(i) &* 0x9E37_79B9_7F4A_7C15)) }
@@ -421,7 +410,7 @@ import Testing
     @Test func tableStaysUnder96BytesPerClient() {
         let count = 100_000
         let t = ErrorTracker(maxClients: count, clock: clock, seed: 1)
-        let p = policy()
+        let p = BackoffPolicy()
         for i in 0..<(2 * count) { _ = fail(t, ClientKey(value: UInt64(i) &* 0x9E37_79B9_7F4A_7C15), p) }
         // Each shard holds its share of the bound, so a full table is within a few % of it.
         #expect(t.trackedCount <= count)
@@ -432,7 +421,7 @@ import Testing
     }
 
     @Test func sameSeedGivesTheSameWindows() {
-        let p = policy()
+        let p = BackoffPolicy()
         func windows(seed: UInt64) -> [Duration] {
             let t = ErrorTracker(maxClients: 100, clock: ManualClock(), seed: seed, shards: 1)
             return (0..<20).map { t.record(ClientKey(value: UInt64($0)), outcome: .error, policy: p, routeIndex: 0, upstreamRetryAfter: nil)! }

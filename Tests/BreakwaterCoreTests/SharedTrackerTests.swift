@@ -37,12 +37,8 @@ import Testing
     }
 
     @Test func errorArgumentsCarryThePolicyClampedAsTheTrackerClampsIt() {
-        var policy = BackoffPolicy()
-        policy.threshold = 0
-        policy.jitter = 1.5
-        policy.base = .milliseconds(500)
-        policy.max = .seconds(600)
-        policy.resetAfter = .seconds(900)
+        var policy = BackoffPolicy(base: .milliseconds(500), max: .seconds(600), jitter: 1.5, threshold: 0,
+                                   resetAfter: .seconds(900))
         let args = SharedTracker.errorArguments(policy: policy, u: 0.25, upstreamRetryAfter: .seconds(200_000))
         #expect(args == ["1", "e", "500000000", "2.0", "600000000000", "1.0", "0.25", "900000000", "86400000000000"])
         policy.strategy = .linear
@@ -74,8 +70,7 @@ import Testing
         let tracker = ErrorTracker(maxClients: 10, clock: ManualClock(), random: { 0 })
         let store: TrackerStore = tracker
         let key = ClientKey(value: 42)
-        var policy = BackoffPolicy()
-        policy.base = .seconds(1)
+        let policy = BackoffPolicy(base: .seconds(1))
         #expect(store.checkNow(key, policy: policy) == .forward)
         final class Windows: WindowObserver {
             var seen: [Duration] = []

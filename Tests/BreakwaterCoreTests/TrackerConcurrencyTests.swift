@@ -27,14 +27,6 @@ func runTogether(_ count: Int, _ body: @escaping @Sendable (Int) -> Void) {
 
 /// The tracker and the limiter hammered from many threads; also run under ThreadSanitizer.
 @Suite struct TrackerConcurrencyTests {
-    func policy(threshold: Int = 1) -> BackoffPolicy {
-        var p = BackoffPolicy()
-        p.threshold = threshold
-        p.base = .milliseconds(500)
-        p.max = .seconds(2)
-        return p
-    }
-
     @Test func concurrentErrorsAreAllCounted() {
         // With the clock standing still, order does not matter: a serial replay gives the same
         // count per key, and one window each (all errors after the first land inside it).
@@ -42,7 +34,7 @@ func runTogether(_ count: Int, _ body: @escaping @Sendable (Int) -> Void) {
         let tracker = ErrorTracker(maxClients: 1_000, clock: clock, seed: 3, shards: 8)
         let keys = (0..<16).map { ClientKey(value: UInt64($0) &* 0x1234_5678_9ABC) }
         let threads = 8, perThread = 2_000
-        let p = policy()
+        let p = BackoffPolicy(max: .seconds(2))
         runTogether(threads) { t in
             for i in 0..<perThread {
                 _ = tracker.record(keys[(i + t) % keys.count], outcome: .error, policy: p, routeIndex: 0, upstreamRetryAfter: nil)
@@ -60,7 +52,7 @@ func runTogether(_ count: Int, _ body: @escaping @Sendable (Int) -> Void) {
         let clock = ManualClock()
         let tracker = ErrorTracker(maxClients: 100, clock: clock, seed: 1, shards: 4)
         let key = ClientKey(value: 50)
-        let p = policy()
+        let p = BackoffPolicy(max: .seconds(2))
         var window = tracker.record(key, outcome: .error, policy: p, routeIndex: 0, upstreamRetryAfter: nil)!
         for _ in 0..<20 {
             clock.advance(by: window)
@@ -82,7 +74,7 @@ func runTogether(_ count: Int, _ body: @escaping @Sendable (Int) -> Void) {
         let tracker = ErrorTracker(maxClients: 100, clock: clock, shards: 2, probeLease: .seconds(1_000_000),
                                    random: { 0 })
         let keys = (0..<4).map { ClientKey(value: UInt64($0)) }
-        let p = policy()
+        let p = BackoffPolicy(max: .seconds(2))
         for key in keys { _ = tracker.record(key, outcome: .error, policy: p, routeIndex: 0, upstreamRetryAfter: nil) }
         let inFlight = LockedValue([Int](repeating: 0, count: keys.count))
         let violations = LockedValue(0)
@@ -115,7 +107,7 @@ func runTogether(_ count: Int, _ body: @escaping @Sendable (Int) -> Void) {
     @Test func successesAfterErrorsClearEveryKey() {
         let clock = ManualClock()
         let tracker = ErrorTracker(maxClients: 10_000, clock: clock, seed: 9, shards: 16)
-        let p = policy(threshold: 2)
+        let p = BackoffPolicy(max: .seconds(2), threshold: 2)
         let keys = (0..<500).map { ClientKey(value: UInt64($0)) }
         runTogether(8) { t in
             for key in keys { _ = tracker.record(key, outcome: .error, policy: p, routeIndex: t, upstreamRetryAfter: nil) }
@@ -134,7 +126,7 @@ func runTogether(_ count: Int, _ body: @escaping @Sendable (Int) -> Void) {
     @Test func evictionUnderContentionKeepsTheBoundAndTheBlocked() {
         let clock = ManualClock()
         let tracker = ErrorTracker(maxClients: 256, clock: clock, seed: 4, shards: 8)
-        let p = policy(threshold: 3)
+        let p = BackoffPolicy(max: .seconds(2), threshold: 3)
         let blocked = (0..<16).map { ClientKey(value: 0xB10C_0000 + UInt64($0)) }
         for key in blocked {
             for _ in 0..<3 { _ = tracker.record(key, outcome: .error, policy: p, routeIndex: 0, upstreamRetryAfter: nil) }
@@ -154,7 +146,7 @@ func runTogether(_ count: Int, _ body: @escaping @Sendable (Int) -> Void) {
     @Test func statsReadersRunBesideWriters() {
         let clock = ManualClock()
         let tracker = ErrorTracker(maxClients: 512, clock: clock, seed: 5, shards: 8)
-        let p = policy()
+        let p = BackoffPolicy(max: .seconds(2))
         runTogether(6) { t in
             for i in 0..<2_000 {
                 if t == 0 {

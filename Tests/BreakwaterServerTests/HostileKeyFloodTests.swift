@@ -7,21 +7,14 @@ import Testing
 /// keys can neither grow memory past the bound nor wash a blocked client out of the table").
 /// scripts/reliability/keyflood.sh runs the same against the real binary with 1,000,000 keys.
 @Suite struct HostileKeyFloodTests {
-    private static func policy(base: Duration) -> BackoffPolicy {
-        var p = BackoffPolicy()
-        p.base = base
-        p.max = base
-        p.jitter = 0
-        return p
-    }
-
     /// Runs `flood` fresh keys, each failing once under a 500 ms policy, `perMillisecond` of
     /// them per millisecond of the manual clock, after `blocked` keys were put in 10-minute
     /// windows; returns how many of those are still blocked, and the largest table size seen.
     private func run(blocked: Int, flood: Int, perMillisecond: Int) -> (stillBlocked: Int, maxTracked: Int) {
         let clock = ManualClock(1_000_000_000)
         let tracker = ErrorTracker(maxClients: 20_000, clock: clock, seed: 7)
-        let long = Self.policy(base: .seconds(600)), short = Self.policy(base: .milliseconds(500))
+        let long = BackoffPolicy(base: .seconds(600), max: .seconds(600), jitter: 0)
+        let short = BackoffPolicy(base: .milliseconds(500), max: .milliseconds(500), jitter: 0)
         let keys = (0..<blocked).map { ClientKey(value: 0xB10C_0000_0000 &+ UInt64($0) &* 0x9E37_79B9_7F4A_7C15) }
         for key in keys { _ = tracker.record(key, outcome: .error, policy: long, routeIndex: 1, upstreamRetryAfter: nil) }
         var maxTracked = 0

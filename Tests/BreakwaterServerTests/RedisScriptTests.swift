@@ -5,19 +5,6 @@ import Testing
 /// The shared-tracker scripts on a real Redis: the same windows as the local tracker's math, and
 /// the same decisions (forward, backoff, one probe) as `ErrorTracker`.
 @Suite(.serialized) struct RedisScriptTests {
-    private static func policy(_ strategy: BackoffStrategy = .exponential, base: Duration = .milliseconds(500),
-                               factor: Double = 2, max: Duration = .seconds(600), jitter: Double = 0.2,
-                               threshold: Int = 1) -> BackoffPolicy {
-        var p = BackoffPolicy()
-        p.strategy = strategy
-        p.base = base
-        p.factor = factor
-        p.max = max
-        p.jitter = jitter
-        p.threshold = threshold
-        return p
-    }
-
     private static func load(_ client: RedisTestClient, _ script: String) throws -> String {
         guard case .bulk(let sha?) = try client.command("SCRIPT", "LOAD", script) else {
             throw TestSocket.Failure(description: "SCRIPT LOAD failed")
@@ -30,13 +17,13 @@ import Testing
         let client = try redis.client()
         let sha = try Self.load(client, SharedTracker.errorScript)
         let policies = [
-            Self.policy(),
-            Self.policy(base: .seconds(1), max: .seconds(1800)),
-            Self.policy(base: .milliseconds(333), factor: 1.5, max: .seconds(7200), jitter: 0.5),
-            Self.policy(base: .microseconds(1234567), factor: 1.1, max: .seconds(86_400), jitter: 1),
-            Self.policy(base: .milliseconds(10), factor: 3.7, max: .seconds(60), jitter: 0),
-            Self.policy(.linear, base: .seconds(1), max: .seconds(35)),
-            Self.policy(.linear, base: .milliseconds(333), max: .seconds(600), jitter: 0.35),
+            BackoffPolicy(),
+            BackoffPolicy(base: .seconds(1), max: .seconds(1800)),
+            BackoffPolicy(base: .milliseconds(333), factor: 1.5, max: .seconds(7200), jitter: 0.5),
+            BackoffPolicy(base: .microseconds(1234567), factor: 1.1, max: .seconds(86_400), jitter: 1),
+            BackoffPolicy(base: .milliseconds(10), factor: 3.7, max: .seconds(60), jitter: 0),
+            BackoffPolicy(strategy: .linear, base: .seconds(1), max: .seconds(35)),
+            BackoffPolicy(strategy: .linear, base: .milliseconds(333), max: .seconds(600), jitter: 0.35),
         ]
         var rng = SystemRandomNumberGenerator()
         var compared = 0
@@ -79,18 +66,18 @@ import Testing
         // No state: forward, and clean.
         #expect(code(try checkKey()) == 0)
         // Below the threshold: counted, forwarded, not clean.
-        #expect(try recordError(Self.policy(threshold: 2)) == .integer(-1))
+        #expect(try recordError(BackoffPolicy(threshold: 2)) == .integer(-1))
         #expect(code(try checkKey()) == 1)
         // Reaching it: a window of base, refused with the time left.
-        #expect(try recordError(Self.policy(threshold: 2)) == .integer(500_000_000))
+        #expect(try recordError(BackoffPolicy(threshold: 2)) == .integer(500_000_000))
         let blocked = try checkKey()
         #expect(code(blocked) == 3)
         if case .array(let items) = blocked, case .integer(let remaining) = items[1] {
             #expect(remaining > 400_000 && remaining <= 500_000)
         }
         // An error inside the window only counts; an upstream Retry-After past it extends it.
-        #expect(try recordError(Self.policy(threshold: 2)) == .integer(-1))
-        #expect(try recordError(Self.policy(threshold: 2), floor: .seconds(7)) == .integer(7_000_000_000))
+        #expect(try recordError(BackoffPolicy(threshold: 2)) == .integer(-1))
+        #expect(try recordError(BackoffPolicy(threshold: 2), floor: .seconds(7)) == .integer(7_000_000_000))
         // Window over: exactly one probe, the rest wait for it; giving it back frees it.
         _ = try client.command("HSET", "c", "w", "0")
         #expect(code(try checkKey()) == 2)
@@ -99,7 +86,7 @@ import Testing
         _ = try client.command("EVALSHA", abandon, "1", "c")
         #expect(code(try checkKey()) == 2)
         // The probe's error opens the next level; the key expires reset_after past the window end.
-        #expect(try recordError(Self.policy(threshold: 2)) == .integer(1_000_000_000))
+        #expect(try recordError(BackoffPolicy(threshold: 2)) == .integer(1_000_000_000))
         guard case .integer(let ttl) = try client.command("PTTL", "c") else { Issue.record("no TTL"); return }
         #expect(ttl > 900_000 && ttl <= 901_002, "ttl \(ttl)")
         // Abandoning an unknown key creates nothing.

@@ -29,6 +29,7 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/../.."
+. bench/lib.sh
 
 MODE=${MODE:-ignore}
 DURATION=${DURATION:-120}
@@ -39,69 +40,19 @@ WORKERS=${WORKERS:-1}
 RESULTS=${RESULTS:-bench/storm/results}
 STORM=bench/storm/storm.py
 
-log() { printf '%s\n' "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-
-case "$MODE" in ignore | honour | all) ;; *) die "MODE must be ignore, honour or all, got '$MODE'" ;; esac
-case "$CLIENTS" in '' | *[!0-9]* | 0) die "CLIENTS must be a positive integer, got '$CLIENTS'" ;; esac
-case "$PROCS" in '' | *[!0-9]* | 0) die "PROCS must be a positive integer, got '$PROCS'" ;; esac
-case "$WORKERS" in '' | *[!0-9]* | 0) die "WORKERS must be a positive integer, got '$WORKERS'" ;; esac
+case "$MODE" in ignore | honour | all) ;; *) bench_die "MODE must be ignore, honour or all, got '$MODE'" ;; esac
+case "$CLIENTS" in '' | *[!0-9]* | 0) bench_die "CLIENTS must be a positive integer, got '$CLIENTS'" ;; esac
+case "$PROCS" in '' | *[!0-9]* | 0) bench_die "PROCS must be a positive integer, got '$PROCS'" ;; esac
+case "$WORKERS" in '' | *[!0-9]* | 0) bench_die "WORKERS must be a positive integer, got '$WORKERS'" ;; esac
 python3 -c 'import sys; sys.exit(0 if sys.version_info >= (3, 8) else 1)' 2>/dev/null ||
-    die "python3 (3.8 or newer) is needed"
+    bench_die "python3 (3.8 or newer) is needed"
 python3 -c "import sys; d = float(sys.argv[1]); i = float(sys.argv[2]); sys.exit(0 if d > 0 and i > 0 else 1)" \
-    "$DURATION" "$INTERVAL" 2>/dev/null || die "DURATION and INTERVAL must be positive numbers"
-
-# ---- processes: every one started here is stopped on exit -------------------------------------
-PIDS=()
-NAMES=()
-TMP=""
-
-track() { PIDS+=("$1"); NAMES+=("$2"); }
-
-STOP_STATUS=0
-stop() { # PID NAME: SIGTERM, then SIGKILL after 5 s; the exit status goes to STOP_STATUS
-    local pid=$1 name=$2 i status=0
-    if kill -0 "$pid" 2>/dev/null; then
-        kill -TERM "$pid" 2>/dev/null || true
-        for i in $(seq 1 50); do
-            kill -0 "$pid" 2>/dev/null || break
-            sleep 0.1
-        done
-        if kill -0 "$pid" 2>/dev/null; then
-            log "note: $name (pid $pid) still running 5 s after SIGTERM; sending SIGKILL"
-            kill -KILL "$pid" 2>/dev/null || true
-        fi
-    fi
-    wait "$pid" 2>/dev/null || status=$?
-    STOP_STATUS=$status
-}
-
-untrack() {
-    local i
-    for i in "${!PIDS[@]}"; do
-        if [ "${PIDS[$i]}" = "$1" ]; then unset 'PIDS[i]' 'NAMES[i]'; fi
-    done
-    PIDS=("${PIDS[@]}")
-    NAMES=("${NAMES[@]}")
-}
-
-cleanup() {
-    local status=$? i
-    trap - EXIT INT TERM
-    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
-        stop "${PIDS[$i]}" "${NAMES[$i]}"
-    done
-    [ -n "$TMP" ] && rm -rf "$TMP"
-    exit "$status"
-}
-trap cleanup EXIT
-trap 'log "interrupted"; exit 130' INT
-trap 'log "terminated"; exit 143' TERM
+    "$DURATION" "$INTERVAL" 2>/dev/null || bench_die "DURATION and INTERVAL must be positive numbers"
 
 # ---- tools ------------------------------------------------------------------------------------
 PLOT_PY=python3
 if ! python3 -c 'import matplotlib' 2>/dev/null; then
-    log "matplotlib not found: installing it (pip, else Debian's python3-matplotlib)"
+    bench_log "matplotlib not found: installing it (pip, else Debian's python3-matplotlib)"
     if ! python3 -m pip install --quiet matplotlib >&2; then
         sudo=""
         [ "$(id -u)" -eq 0 ] || sudo="sudo"
@@ -111,7 +62,7 @@ if ! python3 -c 'import matplotlib' 2>/dev/null; then
         if /usr/bin/python3 -c 'import matplotlib' 2>/dev/null; then
             PLOT_PY=/usr/bin/python3
         else
-            log "note: matplotlib could not be installed; the chart will be missing"
+            bench_log "note: matplotlib could not be installed; the chart will be missing"
             PLOT_PY=""
         fi
     fi
@@ -119,11 +70,11 @@ fi
 
 if [ -n "${BREAKWATER_BIN:-}" ]; then
     BIN=$BREAKWATER_BIN
-    [ -x "$BIN" ] || die "BREAKWATER_BIN=$BIN is not an executable"
+    [ -x "$BIN" ] || bench_die "BREAKWATER_BIN=$BIN is not an executable"
     COMMIT=${BREAKWATER_REV:-"unknown (BREAKWATER_BIN given)"}
 else
-    log "building: swift build -c release --product breakwater"
-    swift build -c release --product breakwater >&2 || die "the release build failed"
+    bench_log "building: swift build -c release --product breakwater"
+    swift build -c release --product breakwater >&2 || bench_die "the release build failed"
     BIN=$(swift build -c release --product breakwater --show-bin-path)/breakwater
     COMMIT=$(git describe --always --dirty 2>/dev/null || echo unknown)
 fi
@@ -131,17 +82,18 @@ fi
 OUT=bench/out/storm-$(date +%Y%m%d-%H%M%S)
 mkdir -p "$OUT" "$RESULTS"
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/breakwater-storm.XXXXXX")
+on_exit "rm -rf '$TMP'"
 
 # check_alive PID NAME LOG: true while PID runs; else says how it ended (exit status or signal)
 check_alive() {
     local pid=$1 name=$2 logfile=$3 status=0
     kill -0 "$pid" 2>/dev/null && return 0
     wait "$pid" 2>/dev/null || status=$?
-    untrack "$pid"
+    untrack_pid "$pid"
     if [ "$status" -gt 128 ]; then
-        log "error: $name (pid $pid) ended during the run by signal $((status - 128)) (see $logfile)"
+        bench_log "error: $name (pid $pid) ended during the run by signal $((status - 128)) (see $logfile)"
     else
-        log "error: $name (pid $pid) exited during the run with status $status (see $logfile)"
+        bench_log "error: $name (pid $pid) exited during the run with status $status (see $logfile)"
     fi
     return 1
 }
@@ -151,12 +103,12 @@ check_alive() {
 run_one() {
     local name=$1 via=$2 client_mode=$3 demo_port bw_port admin_port demo_pid bw_pid storm_pid target status
     local watch
-    read -r demo_port bw_port admin_port <<<"$(python3 "$STORM" ports 3 | tr '\n' ' ')"
+    read -r demo_port bw_port admin_port <<<"$(free_ports 3 | tr '\n' ' ')"
 
     "$BIN" demo-api --listen "127.0.0.1:$demo_port" >"$OUT/$name-demo-api.log" 2>&1 &
     demo_pid=$!
-    track "$demo_pid" "demo-api"
-    python3 "$STORM" wait-port "$demo_port" 15 || die "the demo API did not start (see $OUT/$name-demo-api.log)"
+    track_pid "$demo_pid" "demo-api"
+    wait_port "$demo_port" "$demo_pid" 15 || bench_die "the demo API did not start (see $OUT/$name-demo-api.log)"
     target=127.0.0.1:$demo_port
 
     if [ "$via" = breakwater ]; then
@@ -180,39 +132,39 @@ backoff = { base = "1s", max = "30s", jitter = 0.2 }
 EOF
         cp "$TMP/$name.conf" "$OUT/$name.conf"
         "$BIN" check --config "$TMP/$name.conf" >"$OUT/$name-check.txt" 2>&1 ||
-            die "breakwater check refused the generated conf (see $OUT/$name-check.txt)"
+            bench_die "breakwater check refused the generated conf (see $OUT/$name-check.txt)"
         "$BIN" --config "$TMP/$name.conf" >"$OUT/$name-breakwater.log" 2>&1 &
         bw_pid=$!
-        track "$bw_pid" "breakwater"
-        python3 "$STORM" wait-port "$bw_port" 15 || die "Breakwater did not start (see $OUT/$name-breakwater.log)"
+        track_pid "$bw_pid" "breakwater"
+        wait_port "$bw_port" "$bw_pid" 15 || bench_die "Breakwater did not start (see $OUT/$name-breakwater.log)"
         target=127.0.0.1:$bw_port
     fi
 
     watch=(--watch-pid "demo-api=$demo_pid")
     [ "$via" = breakwater ] && watch+=(--watch-pid "breakwater=$bw_pid")
-    log "run $name: $CLIENTS clients -> $target ($via), every ${INTERVAL}s for ${DURATION}s, Retry-After: $client_mode"
+    bench_log "run $name: $CLIENTS clients -> $target ($via), every ${INTERVAL}s for ${DURATION}s, Retry-After: $client_mode"
     python3 "$STORM" run "${watch[@]}" --name "$name" --via "$via" --target "$target" --counter-port "$demo_port" \
         --clients "$CLIENTS" --interval "$INTERVAL" --duration "$DURATION" --procs "$PROCS" \
         --mode "$client_mode" --workers "$WORKERS" --commit "$COMMIT" \
         --out "$RESULTS/run_$name.json" &
     storm_pid=$!
-    track "$storm_pid" "storm.py"
+    track_pid "$storm_pid" "storm.py"
     status=0
     wait "$storm_pid" || status=$?
-    untrack "$storm_pid"
+    untrack_pid "$storm_pid"
     if [ "$status" -ne 0 ]; then
         # Say whether a server died under the load (and how), and who listens on its port, before giving up.
         if command -v ss >/dev/null 2>&1; then
-            log "listening on the demo API's port $demo_port now:"
+            bench_log "listening on the demo API's port $demo_port now:"
             ss -Htlnp "sport = :$demo_port" >&2 || true
         fi
         check_alive "$demo_pid" demo-api "$OUT/$name-demo-api.log"
         [ "$via" = breakwater ] && check_alive "$bw_pid" breakwater "$OUT/$name-breakwater.log"
-        die "the load generator failed (exit $status)"
+        bench_die "the load generator failed (exit $status)"
     fi
-    check_alive "$demo_pid" demo-api "$OUT/$name-demo-api.log" || die "the demo API died during the run"
+    check_alive "$demo_pid" demo-api "$OUT/$name-demo-api.log" || bench_die "the demo API died during the run"
     if [ "$via" = breakwater ]; then
-        check_alive "$bw_pid" breakwater "$OUT/$name-breakwater.log" || die "Breakwater died during the run"
+        check_alive "$bw_pid" breakwater "$OUT/$name-breakwater.log" || bench_die "Breakwater died during the run"
     fi
 
     if [ "$via" = breakwater ]; then
@@ -229,14 +181,14 @@ for path, ext in (("/metrics", "metrics.txt"), ("/stats", "stats.json")):
         open("%s-%s" % (prefix, ext), "w").write("unavailable: %r\n" % (exc,))
 PY
         python3 "$STORM" attach-metrics "$RESULTS/run_$name.json" "$OUT/$name-metrics.txt"
-        stop "$bw_pid" breakwater
+        stop_pid "$bw_pid" breakwater
         status=$STOP_STATUS
-        untrack "$bw_pid"
-        [ "$status" -eq 0 ] || log "note: Breakwater exited with status $status after SIGTERM (see $OUT/$name-breakwater.log)"
+        untrack_pid "$bw_pid"
+        [ "$status" -eq 0 ] || bench_log "note: Breakwater exited with status $status after SIGTERM (see $OUT/$name-breakwater.log)"
         echo "$status" >"$OUT/$name-breakwater.exit"
     fi
-    stop "$demo_pid" demo-api
-    untrack "$demo_pid"
+    stop_pid "$demo_pid" demo-api
+    untrack_pid "$demo_pid"
 }
 
 case "$MODE" in
@@ -258,4 +210,4 @@ python3 "$STORM" report "$RESULTS"
 if [ -n "$PLOT_PY" ]; then
     "$PLOT_PY" bench/storm/plot.py "$RESULTS/storm.csv" "$RESULTS/storm.png"
 fi
-log "results: $RESULTS/summary.md, $RESULTS/storm.csv, $RESULTS/clients.csv, $RESULTS/storm.png; logs: $OUT"
+bench_log "results: $RESULTS/summary.md, $RESULTS/storm.csv, $RESULTS/clients.csv, $RESULTS/storm.png; logs: $OUT"

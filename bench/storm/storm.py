@@ -7,8 +7,6 @@ Here the clock runs 100x faster: every client polls every 100 ms and Breakwater'
 
 Subcommands (bench/storm/run.sh drives them):
 
-  storm.py ports N                  print N distinct free TCP ports on 127.0.0.1
-  storm.py wait-port PORT SECONDS   wait until 127.0.0.1:PORT accepts connections
   storm.py run ...                  one run: load processes + the upstream counter poller,
                                     writes a compact JSON summary of the run
   storm.py worker ...               one load process (started by `run`), JSON on stdout
@@ -37,30 +35,6 @@ REQUEST_TIMEOUT = 10.0
 
 # ---------------------------------------------------------------------------------------------
 # small helpers
-
-
-def free_ports(count):
-    socks = []
-    try:
-        for _ in range(count):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind((HOST, 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
-def wait_port(port, seconds):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection((HOST, port), timeout=0.5):
-                return True
-        except OSError:
-            time.sleep(0.05)
-    return False
 
 
 def cpu_seconds(pid):
@@ -1120,11 +1094,6 @@ def cmd_report(args):
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
-    sp = sub.add_parser("ports")
-    sp.add_argument("count", type=int)
-    sp = sub.add_parser("wait-port")
-    sp.add_argument("port", type=int)
-    sp.add_argument("seconds", type=float)
     sp = sub.add_parser("worker")
     sp.add_argument("--config", required=True)
     sp = sub.add_parser("run")
@@ -1149,11 +1118,7 @@ def main():
     sp = sub.add_parser("report")
     sp.add_argument("dir")
     args = p.parse_args()
-    if args.cmd == "ports":
-        print("\n".join(str(x) for x in free_ports(args.count)))
-    elif args.cmd == "wait-port":
-        sys.exit(0 if wait_port(args.port, args.seconds) else 1)
-    elif args.cmd == "worker":
+    if args.cmd == "worker":
         cmd_worker(args)
     elif args.cmd == "run":
         cmd_run(args)

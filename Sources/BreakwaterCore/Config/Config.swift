@@ -154,26 +154,39 @@ public struct ErrorSet: Sendable, Equatable {
 /// `[backoff]`, and the per-route overrides of it.
 public struct BackoffPolicy: Sendable, Equatable {
     /// `on`: what counts as an error.
-    public var on = ErrorSet.default
+    public var on: ErrorSet
     /// `strategy`.
-    public var strategy = BackoffStrategy.exponential
+    public var strategy: BackoffStrategy
     /// `base`: the first window.
-    public var base: Duration = .milliseconds(500)
+    public var base: Duration
     /// `factor`: growth per error with the exponential strategy.
-    public var factor = 2.0
+    public var factor: Double
     /// `max`: no window is longer.
-    public var max: Duration = .seconds(600)
+    public var max: Duration
     /// `jitter`: a window is shortened by up to this fraction, at random.
-    public var jitter = 0.2
+    public var jitter: Double
     /// `threshold`: consecutive errors before the first window.
-    public var threshold = 1
+    public var threshold: Int
     /// `reset_after`: an entry untouched this long is forgotten.
-    public var resetAfter: Duration = .seconds(900)
+    public var resetAfter: Duration
     /// `mode`.
-    public var mode = BackoffMode.enforce
+    public var mode: BackoffMode
 
-    /// The defaults of DESIGN.md.
-    public init() {}
+    /// A policy from its parts; each one left out is the default of `[backoff]` (as in
+    /// conf/breakwater.conf), so `BackoffPolicy()` is the default policy.
+    public init(on: ErrorSet = .default, strategy: BackoffStrategy = .exponential, base: Duration = .milliseconds(500),
+                factor: Double = 2.0, max: Duration = .seconds(600), jitter: Double = 0.2, threshold: Int = 1,
+                resetAfter: Duration = .seconds(900), mode: BackoffMode = .enforce) {
+        self.on = on
+        self.strategy = strategy
+        self.base = base
+        self.factor = factor
+        self.max = max
+        self.jitter = jitter
+        self.threshold = threshold
+        self.resetAfter = resetAfter
+        self.mode = mode
+    }
 }
 
 /// A plain request rate, `"10r/s"` or `"600r/m"`.

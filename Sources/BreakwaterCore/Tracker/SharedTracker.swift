@@ -23,15 +23,8 @@ public enum SharedTracker {
 
     /// Reconnection delays: 100 ms doubling to 5 s, each shortened by up to half at random so the
     /// workers of many replicas do not reconnect in step after Redis restarts.
-    public static let reconnect: BackoffPolicy = {
-        var policy = BackoffPolicy()
-        policy.strategy = .exponential
-        policy.base = .milliseconds(100)
-        policy.factor = 2
-        policy.max = .seconds(5)
-        policy.jitter = 0.5
-        return policy
-    }()
+    public static let reconnect = BackoffPolicy(strategy: .exponential, base: .milliseconds(100), factor: 2,
+                                                max: .seconds(5), jitter: 0.5)
 
     /// `KEYS[1]`: the client. `ARGV[1]`: probe lease in microseconds.
     /// Returns `{code, remaining_us}`, see `verdict(code:remainingMicroseconds:)`.

@@ -12,13 +12,7 @@ final class UpstreamHealth: Sendable {
     let endpoint: HostPort
     private let failures = ManagedAtomic<Int>(0)
     private let downUntil = ManagedAtomic<Int64>(0)
-    private static let policy: BackoffPolicy = {
-        var p = BackoffPolicy()
-        p.base = .seconds(1)
-        p.max = .seconds(30)
-        p.jitter = 0.2
-        return p
-    }()
+    private static let policy = BackoffPolicy(base: .seconds(1), max: .seconds(30), jitter: 0.2)
 
     init(endpoint: HostPort) { self.endpoint = endpoint }
 
