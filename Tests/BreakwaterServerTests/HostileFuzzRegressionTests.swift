@@ -40,7 +40,7 @@ import Glibc
     /// `[éx]`, `[[ é ]]`) or `}` where an array expects a value (`[502, 503}`). Its assertions
     /// fire in release builds too. Run through the real binary, so an abort fails one test rather
     /// than the test process: `breakwater check` must refuse each with exit 1 and the file named,
-    /// as DESIGN.md promises for a bad file. Sent with SIGHUP, the same file kills a running proxy.
+    /// as the README promises for a bad file. Sent with SIGHUP, the same file kills a running proxy.
     @Test func confFilesThatAbortedTheParserAreRefusedCleanly() throws {
         let dir = Self.fuzzDirectory.appendingPathComponent("Regressions/config-aborts")
         let names = try FileManager.default.contentsOfDirectory(atPath: dir.path).sorted()

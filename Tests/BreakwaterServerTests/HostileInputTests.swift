@@ -3,7 +3,7 @@ import Foundation
 import Testing
 @testable import BreakwaterServer
 
-/// Malformed and oversized request heads: each gets the answer DESIGN.md's table gives it, none
+/// Malformed and oversized request heads: each gets the answer the README's "Bad input" table gives it, none
 /// reaches the upstream, and the proxy goes on serving well-formed requests afterwards.
 /// (RequestLimitTests covers the first shapes; these are the rest of the hostile catalogue.)
 @Suite struct HostileInputTests {

@@ -3,7 +3,7 @@ import Foundation
 import Testing
 
 /// The tracker under a flood of fresh keys, on a manual clock: the table stays within
-/// max_clients, and clients blocked before the flood stay blocked (DESIGN.md: "a flood of fresh
+/// max_clients, and clients blocked before the flood stay blocked (README: "a flood of fresh
 /// keys can neither grow memory past the bound nor wash a blocked client out of the table").
 /// scripts/reliability/keyflood.sh runs the same against the real binary with 1,000,000 keys.
 @Suite struct HostileKeyFloodTests {

@@ -5,7 +5,7 @@ import Darwin
 #endif
 import TOMLKit
 
-// load(path) → parse(text) → validate(): the conf file's way in. Every key of DESIGN.md is read
+// load(path) → parse(text) → validate(): the conf file's way in. Every key of the README's "Configuration" is read
 // here, with its default coming from the model in Config.swift when the file leaves it out.
 
 extension Config {

@@ -218,7 +218,7 @@ struct Checker {
         }
     }
 
-    /// The rules of DESIGN.md's tracker: a window that can never be shorter than zero nor longer
+    /// The tracker's rules (README, "How a request goes through"): a window that can never be shorter than zero nor longer
     /// than `max`, jitter that cannot cancel a window out, growth that never shrinks it.
     func backoff(_ p: BackoffPolicy, _ path: String) throws {
         for status in p.on.statuses.sorted() {

@@ -1,6 +1,6 @@
 /// The whole configuration of one Breakwater process, as read from the conf file.
 ///
-/// Every value has the default that DESIGN.md documents, so `Config()` is the effective
+/// Every value has the default that the README documents, so `Config()` is the effective
 /// configuration of an empty file. Parsing and validation live in `Config+TOML.swift`.
 public struct Config: Sendable, Equatable {
     /// `[server]`: the client-facing listener and its limits.
@@ -18,7 +18,7 @@ public struct Config: Sendable, Equatable {
     /// `[redis]`: present only when the tracker is shared between replicas.
     public var redis: RedisConfig? = nil
 
-    /// The defaults of DESIGN.md.
+    /// The defaults the README documents (section "Configuration").
     public init() {}
 }
 
@@ -43,7 +43,7 @@ public struct ServerConfig: Sendable, Equatable {
     /// `access_log`: nil (off), "stderr", or a file path.
     public var accessLog: String? = nil
 
-    /// The defaults of DESIGN.md.
+    /// The defaults the README documents (section "Configuration").
     public init() {}
 }
 
@@ -66,7 +66,7 @@ public struct UpstreamConfig: Sendable, Equatable {
     /// `retry_budget`: retries may add at most this fraction of the requests of the last 10 s.
     public var retryBudget = 0.2
 
-    /// The defaults of DESIGN.md.
+    /// The defaults the README documents (section "Configuration").
     public init() {}
 }
 
@@ -75,7 +75,7 @@ public struct AdminConfig: Sendable, Equatable {
     /// `listen`: the stats endpoint; loopback by default.
     public var listen = HostPort(host: "127.0.0.1", port: 9901)
 
-    /// The defaults of DESIGN.md.
+    /// The defaults the README documents (section "Configuration").
     public init() {}
 }
 
@@ -92,7 +92,7 @@ public struct ClientsConfig: Sendable, Equatable {
     /// `max_clients`: the bound of the tracker table.
     public var maxClients = 1_000_000
 
-    /// The defaults of DESIGN.md.
+    /// The defaults the README documents (section "Configuration").
     public init() {}
 }
 
@@ -241,7 +241,7 @@ public struct RedisConfig: Sendable, Equatable {
     /// `timeout`: a reply slower than this counts as an error and the local tracker decides.
     public var timeout: Duration = .milliseconds(50)
 
-    /// The defaults of DESIGN.md.
+    /// The defaults the README documents (section "Configuration").
     public init() {}
 }
 

@@ -1,4 +1,4 @@
-/// Turns a request into the tracker key of its client (DESIGN.md, "Identity").
+/// Turns a request into the tracker key of its client (README, "How a request goes through": Identity).
 ///
 /// The key is a SipHash of the identity parts in the route's order, each part tagged and
 /// length-prefixed so that no two different identities can hash the same input ("ab"+"c" versus

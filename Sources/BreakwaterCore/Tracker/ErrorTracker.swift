@@ -42,7 +42,7 @@ public struct TrackedClient: Sendable, Equatable {
 
 /// The backoff state of every client, shared by all worker threads.
 ///
-/// The rules are DESIGN.md's "The tracker"; in short:
+/// The rules are the README's ("How a request goes through": Tracker); in short:
 /// - `check` decides (forward, probe, reject) and never moves a window: refused requests never
 ///   extend it (haproxy #615).
 /// - `record` moves the state, and only upstream answers reach it: an error counts, and once the
