@@ -147,6 +147,17 @@ public struct HTTPHead {
         return prefix.starts(with: Array("http://".utf8)) || prefix.starts(with: Array("https://".utf8))
     }
 
+    /// The value of a hex digit of either case; nil for any other byte.
+    @inline(__always)
+    static func hexDigit(_ c: UInt8) -> UInt8? {
+        switch c {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): c &- UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): c &- UInt8(ascii: "a") &+ 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): c &- UInt8(ascii: "A") &+ 10
+        default: nil
+        }
+    }
+
     private static func parseVersion(_ b: [UInt8], from start: Int, to end: Int) throws(HTTPError) -> Int {
         guard end - start == 8, b[start] == 0x48, b[start + 1] == 0x54, b[start + 2] == 0x54,
               b[start + 3] == 0x50, b[start + 4] == 0x2f, b[start + 6] == 0x2e
