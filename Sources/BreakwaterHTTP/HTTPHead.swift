@@ -17,6 +17,9 @@ public struct HTTPHead {
     public private(set) var first: Range<Int> = 0..<0
     /// Request: request-target. Response: reason phrase.
     public private(set) var second: Range<Int> = 0..<0
+    /// Request with an absolute-form target: the target's authority (host and optional port,
+    /// never userinfo). Empty for an origin-form target and for responses.
+    public private(set) var authority: Range<Int> = 0..<0
     /// The minor HTTP version (0 or 1).
     public private(set) var minorVersion = 1
     /// Response status code; 0 for requests.
@@ -34,6 +37,16 @@ public struct HTTPHead {
     ///   any token). Methods are case-sensitive (RFC 9110 9.1): `get` is not GET, and rather than
     ///   forward a method no upstream knows, it is refused as nginx refuses it. Every registered
     ///   method fits.
+    /// - The target is origin-form (`/path?query`) or absolute-form (`http://authority/path`,
+    ///   `https://` too; any case). Its authority is held to `checkHost` with nginx's narrower
+    ///   reg-name of a request line, and userinfo (`http://user:pw@host/`) is refused: RFC 9110
+    ///   4.2.4 deprecates it, and nginx refuses it too.
+    /// - The asterisk-form (`*`) is refused with every method. RFC 9112 3.2.4 allows it only
+    ///   with OPTIONS, so with any other method it is malformed; `OPTIONS *` itself is refused as
+    ///   nginx refuses it: it asks about the server as a whole, which no route of a reverse proxy
+    ///   in front of one API stands for, and it has no path to route or rate-limit by.
+    /// - CONNECT is refused: its only target form is authority-form (RFC 9110 9.3.6), which a
+    ///   reverse proxy does not serve, so CONNECT with any target it accepts is malformed.
     public static func parseRequest(_ bytes: [UInt8]) throws(HTTPError) -> HTTPHead {
         var fields: [HeaderField] = []
         return try parseRequest(bytes, fields: &fields)
@@ -53,10 +66,7 @@ public struct HTTPHead {
         while i < lineEnd, bytes[i] > 0x20, bytes[i] < 0x7f { i += 1 }
         guard i > targetStart, i < lineEnd, bytes[i] == 0x20 else { throw .badRequest("bad request target") }
         head.second = targetStart..<i
-        let t = bytes[targetStart]
-        guard t == UInt8(ascii: "/") || t == UInt8(ascii: "*") || head.isAbsoluteForm else {
-            throw .badRequest("bad request target")
-        }
+        try head.checkTarget()
         head.minorVersion = try parseVersion(bytes, from: i + 1, to: lineEnd)
         try parseFields(bytes, from: lineEnd + 2, into: &fields)
         head.fields = fields
@@ -96,11 +106,11 @@ public struct HTTPHead {
     }
 
     /// Whether `prefix`, the first bytes of a request received so far, can still grow into a valid
-    /// request line: a method of `isMethodChar`s, one space, a target starting as origin, asterisk
-    /// or absolute form, one space, `HTTP/d.d` and CRLF. Lets a connection refuse what is not HTTP
-    /// at once. Never stricter than `parseRequest`: a request line it parses passes here at every
-    /// length (the fuzz oracle checks it), while some it refuses (a lower-case method) are refused
-    /// here from their first bytes.
+    /// request line: a method of `isMethodChar`s, one space, a target starting as origin or
+    /// absolute form, one space, `HTTP/d.d` and CRLF. Lets a connection refuse what is not HTTP at
+    /// once. Never stricter than `parseRequest`: a request line it parses passes here at every
+    /// length (the fuzz oracle checks it), while some it refuses (`OPTIONS *`, a lower-case
+    /// method) are refused here from their first bytes.
     public static func isPlausibleRequestStart(_ prefix: ArraySlice<UInt8>) -> Bool {
         var i = prefix.startIndex
         let end = prefix.endIndex
@@ -109,10 +119,7 @@ public struct HTTPHead {
         guard i > prefix.startIndex, prefix[i] == 0x20 else { return false }
         i += 1
         guard i < end else { return true }
-        let first = prefix[i] | 0x20
-        guard prefix[i] == UInt8(ascii: "/") || prefix[i] == UInt8(ascii: "*") || first == UInt8(ascii: "h") else {
-            return false
-        }
+        guard prefix[i] == UInt8(ascii: "/") || prefix[i] | 0x20 == UInt8(ascii: "h") else { return false }
         while i < end, prefix[i] > 0x20, prefix[i] < 0x7f { i += 1 }
         guard i < end else { return true }
         guard prefix[i] == 0x20 else { return false }
@@ -142,9 +149,42 @@ public struct HTTPHead {
         return true
     }
 
-    private var isAbsoluteForm: Bool {
-        let prefix = bytes[second].prefix(8).map { $0 | 0x20 }
-        return prefix.starts(with: Array("http://".utf8)) || prefix.starts(with: Array("https://".utf8))
+    /// The request-target rules of `parseRequest`; sets `authority` for an absolute-form target.
+    private mutating func checkTarget() throws(HTTPError) {
+        if methodIs("CONNECT") { throw .badRequest("CONNECT without authority-form") }
+        let end = second.upperBound
+        switch bytes[second.lowerBound] {
+        case UInt8(ascii: "/"):
+            break
+        case UInt8(ascii: "*"):
+            throw .badRequest(methodIs("OPTIONS") ? "OPTIONS * is not served" : "asterisk-form without OPTIONS")
+        default:
+            guard let start = Self.authorityStart(bytes, second) else { throw .badRequest("bad request target") }
+            // RFC 3986 3.2: the authority ends at the path or the query.
+            var j = start
+            while j < end, bytes[j] != UInt8(ascii: "/"), bytes[j] != UInt8(ascii: "?") {
+                if bytes[j] == UInt8(ascii: "@") { throw .badRequest("userinfo in the request target") }
+                j += 1
+            }
+            try Self.checkHost(bytes, start..<j, requestLine: true)
+            authority = start..<j
+        }
+    }
+
+    /// The index after `http://` or `https://` (scheme in any case) at the start of `target`; nil
+    /// when it starts with neither.
+    private static func authorityStart(_ b: [UInt8], _ target: Range<Int>) -> Int? {
+        var i = target.lowerBound
+        for c in "http".utf8 {
+            guard i < target.upperBound, b[i] | 0x20 == c else { return nil }
+            i += 1
+        }
+        if i < target.upperBound, b[i] | 0x20 == UInt8(ascii: "s") { i += 1 }
+        for c in "://".utf8 {
+            guard i < target.upperBound, b[i] == c else { return nil }
+            i += 1
+        }
+        return i
     }
 
     /// The value of a hex digit of either case; nil for any other byte.
@@ -433,13 +473,12 @@ extension HTTPHead {
 
     /// The origin-form path and query of the target (absolute-form reduced to its path).
     public var originTarget: ArraySlice<UInt8> {
-        let t = bytes[second]
-        guard t.first != UInt8(ascii: "/"), t.first != UInt8(ascii: "*") else { return t }
-        let afterScheme = t.index(t.startIndex, offsetBy: t.prefix(8).last == UInt8(ascii: "/") ? 8 : 7)
-        guard let slash = t[afterScheme...].firstIndex(of: UInt8(ascii: "/")) else {
-            return ArraySlice("/".utf8)
-        }
-        return t[slash...]
+        guard !authority.isEmpty else { return bytes[second] }
+        let rest = bytes[authority.upperBound..<second.upperBound]
+        if rest.first == UInt8(ascii: "/") { return rest }
+        // `http://h` or `http://h?q`: an empty path, which is "/" (RFC 9112 3.2.1). Rare enough
+        // that building the slice does not matter.
+        return ArraySlice([UInt8(ascii: "/")] + rest)
     }
 
     /// The path part of the target, without the query, as bytes.

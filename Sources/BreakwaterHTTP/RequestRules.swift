@@ -6,7 +6,9 @@ extension HTTPHead {
     /// Throws the status to refuse the request with when it breaks a rule of request semantics.
     ///
     /// Host (RFC 9112 3.2): never more than one line, whatever the version (nginx refuses a second
-    /// one even when equal); exactly one in HTTP/1.1; its value must pass `checkHost`.
+    /// one even when equal); exactly one in HTTP/1.1; its value must pass `checkHost`; with an
+    /// absolute-form target it must equal the target's authority, ignoring case, as HAProxy
+    /// requires: the upstream sees the Host, the rules here saw the authority.
     public func checkRequest() throws(HTTPError) {
         var host: HeaderField?
         for f in fields where nameIs(f, "host") {
@@ -14,14 +16,19 @@ extension HTTPHead {
             host = f
         }
         if let host {
-            try Self.checkHost(bytes, Int(host.valueStart)..<Int(host.valueEnd))
+            let value = Int(host.valueStart)..<Int(host.valueEnd)
+            try Self.checkHost(bytes, value, requestLine: false)
+            if !authority.isEmpty, !equalIgnoringCase(value, authority) {
+                throw .badRequest("Host differs from the target's authority")
+            }
         } else if minorVersion == 1 {
             throw .badRequest("HTTP/1.1 request without Host")
         }
     }
 
     /// Checks that `b[range]` is `uri-host [ ":" port ]` (RFC 9112 3.2, RFC 3986 3.2.2), as the
-    /// value of a Host must be; throws a 400 saying what is wrong.
+    /// value of a Host or as the authority of an absolute-form target (`requestLine`); throws a
+    /// 400 saying what is wrong.
     ///
     /// - uri-host is an IP-literal, `[` IPv6address or IPvFuture `]`, or a reg-name: unreserved
     ///   characters, sub-delims and pct-encodings. An IPv4address is a reg-name as far as syntax
@@ -33,11 +40,12 @@ extension HTTPHead {
     ///   too; a host of just `.`; two dots in a row. An empty Host is allowed by RFC 9112 3.2
     ///   only for a target URI without authority, but every target accepted here is an http(s)
     ///   URI, whose host must not be empty (RFC 9110 4.2.1), and nginx answers it with 400.
-    /// - `%00` is refused: an encoded NUL ends a name early for whatever decodes it into a C
-    ///   string.
+    /// - `%00` is refused, as in the path (see `parseRequest`).
     /// - The port is digits, at most 65535. An empty port (`host:`) is allowed, as RFC 3986 and
     ///   nginx both allow it.
-    static func checkHost(_ b: [UInt8], _ range: Range<Int>) throws(HTTPError) {
+    /// - In the request line (`requestLine`), a reg-name is letters, digits, `.` and `-` only, as
+    ///   nginx requires there; so no pct-encoding either.
+    static func checkHost(_ b: [UInt8], _ range: Range<Int>, requestLine: Bool) throws(HTTPError) {
         var i = range.lowerBound
         let end = range.upperBound
         guard i < end else { throw .badRequest("empty host") }
@@ -52,7 +60,7 @@ extension HTTPHead {
             while i < end {
                 let c = b[i]
                 if c == UInt8(ascii: ":") { break }
-                if c == UInt8(ascii: "%") {
+                if c == UInt8(ascii: "%"), !requestLine {
                     guard i + 2 < end, let high = hexDigit(b[i + 1]), let low = hexDigit(b[i + 2]) else {
                         throw .badRequest("bad percent-encoding in host")
                     }
@@ -61,7 +69,7 @@ extension HTTPHead {
                     i += 3
                     continue
                 }
-                guard isRegNameChar(c) else {
+                guard requestLine ? isRequestLineHostChar(c) : isRegNameChar(c) else {
                     switch c {
                     case UInt8(ascii: ","): throw .badRequest("list of hosts")
                     case UInt8(ascii: " "), 0x09: throw .badRequest("space in host")
@@ -99,6 +107,12 @@ extension HTTPHead {
     static func isRegNameChar(_ c: UInt8) -> Bool {
         let word: UInt64 = c < 64 ? 0x2BFF_6FD2_0000_0000 : c < 128 ? 0x47FF_FFFE_87FF_FFFE : 0
         return word >> UInt64(c & 63) & 1 != 0
+    }
+
+    /// The bytes nginx takes in the host of a request line: ALPHA, DIGIT, `.` and `-`.
+    @inline(__always)
+    static func isRequestLineHostChar(_ c: UInt8) -> Bool {
+        (c | 0x20) &- UInt8(ascii: "a") < 26 || c &- UInt8(ascii: "0") < 10 || c == UInt8(ascii: ".") || c == UInt8(ascii: "-")
     }
 
     /// Whether `b[range]`, the inside of the brackets, is an IPv6address or an IPvFuture
@@ -182,5 +196,15 @@ extension HTTPHead {
             guard i > start, value <= 255, i - start == 1 || b[start] != UInt8(ascii: "0") else { return false }
         }
         return i == range.upperBound
+    }
+
+    /// Whether `bytes[a]` and `bytes[b]` are equal ignoring ASCII case.
+    private func equalIgnoringCase(_ a: Range<Int>, _ b: Range<Int>) -> Bool {
+        guard a.count == b.count else { return false }
+        for k in 0..<a.count {
+            let x = bytes[a.lowerBound + k], y = bytes[b.lowerBound + k]
+            if x != y, x | 0x20 != y | 0x20 || (x | 0x20) &- UInt8(ascii: "a") >= 26 { return false }
+        }
+        return true
     }
 }

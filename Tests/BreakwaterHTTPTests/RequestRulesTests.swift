@@ -86,6 +86,79 @@ import Testing
         #expect(Self.refusal("GET / HTTP/1.0\r\nHost: a b\r\n\r\n") == 400)
     }
 
+    // MARK: Absolute-form
+
+    @Test func absoluteFormIsReducedToItsPath() throws {
+        let head = try Self.parsed("GET http://h:81/x?y=1 HTTP/1.1\r\nHost: h:81\r\n\r\n")
+        #expect(Array(head.originTarget) == Array("/x?y=1".utf8))
+        #expect(head.path == "/x")
+        #expect(String(decoding: head.bytes[head.authority], as: UTF8.self) == "h:81")
+        let bare = try Self.parsed("GET HTTPS://H HTTP/1.1\r\nHost: h\r\n\r\n")
+        #expect(Array(bare.originTarget) == Array("/".utf8))
+        let query = try Self.parsed("GET http://h?q=1 HTTP/1.1\r\nHost: h\r\n\r\n")
+        #expect(Array(query.originTarget) == Array("/?q=1".utf8))
+        #expect(query.path == "/")
+        let origin = try Self.parsed("GET /a?b HTTP/1.1\r\nHost: h\r\n\r\n")
+        #expect(origin.authority.isEmpty)
+        #expect(Array(origin.originTarget) == Array("/a?b".utf8))
+    }
+
+    @Test(arguments: [
+        "http://user:pw@h:81/x", "http://user@h/x", "http://@h/x", "http://h@/x", "https://u:p@[::1]/",
+    ])
+    func userinfoIsRefused(target: String) {
+        #expect(Self.refusal("GET \(target) HTTP/1.1\r\nHost: h:81\r\n\r\n") == 400)
+    }
+
+    @Test(arguments: [
+        ("http://h:81/x", "h:81"), ("http://H/", "h"), ("http://h:/x", "h:"), ("http://[::1]:8080/x", "[::1]:8080"),
+        ("https://a-b.example/", "A-B.EXAMPLE"), ("http://127.0.0.1/", "127.0.0.1"),
+    ])
+    func absoluteFormWithItsHostIsAccepted(target: String, host: String) {
+        #expect(Self.refusal("GET \(target) HTTP/1.1\r\nHost: \(host)\r\n\r\n") == nil)
+    }
+
+    /// The authority is held to the host rule, with nginx's narrower reg-name of a request line.
+    @Test(arguments: [
+        "http:///x", "http://:81/x", "http://h:x/", "http://h:65536/", "http://a..b/", "http://a_b/", "http://a%41/",
+        "http://a!b/", "http://a,b/", "http://h#f", "http://[::1/x]", "http://[1.2.3.4]/", "ftp://h/", "http:/h/",
+        "http:h/", "httpx://h/", "hxxp://h/",
+    ])
+    func malformedAuthoritiesAreRefused(target: String) {
+        #expect(Self.refusal("GET \(target) HTTP/1.1\r\nHost: h\r\n\r\n") == 400)
+    }
+
+    /// HAProxy refuses a Host that differs from the authority: the upstream reads the one, the
+    /// rules here judged the other.
+    @Test func hostMustEqualTheAuthority() {
+        #expect(Self.refusal("GET http://h/x HTTP/1.1\r\nHost: other\r\n\r\n") == 400)
+        #expect(Self.refusal("GET http://h:80/x HTTP/1.1\r\nHost: h\r\n\r\n") == 400)
+        #expect(Self.refusal("GET http://h/x HTTP/1.1\r\nHost: h:80\r\n\r\n") == 400)
+        #expect(Self.refusal("GET http://h/x HTTP/1.1\r\n\r\n") == 400)
+        #expect(Self.refusal("GET http://h/x HTTP/1.0\r\n\r\n") == nil)
+        #expect(Self.refusal("GET http://h/x HTTP/1.0\r\nHost: g\r\n\r\n") == 400)
+    }
+
+    // MARK: Asterisk-form and CONNECT
+
+    @Test(arguments: ["GET", "HEAD", "POST", "DELETE", "TRACE"])
+    func anAsteriskWithoutOPTIONSIsRefused(method: String) {
+        #expect(Self.refusal("\(method) * HTTP/1.1\r\nHost: h\r\n\r\n") == 400)
+    }
+
+    /// `OPTIONS *` is refused like nginx refuses it (see `parseRequest`), from its first bytes.
+    @Test func optionsAsteriskIsRefused() {
+        #expect(Self.refusal("OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n") == 400)
+        #expect(Self.refusal("OPTIONS *foo HTTP/1.1\r\nHost: h\r\n\r\n") == 400)
+        #expect(!HTTPHead.isPlausibleRequestStart(Array("OPTIONS *".utf8)[...]))
+        #expect(Self.refusal("OPTIONS /things HTTP/1.1\r\nHost: h\r\n\r\n") == nil)
+    }
+
+    @Test(arguments: ["/", "http://h:443/"])
+    func connectIsRefused(target: String) {
+        #expect(Self.refusal("CONNECT \(target) HTTP/1.1\r\nHost: h:443\r\n\r\n") == 400)
+    }
+
     // MARK: Methods
 
     /// nginx takes `A`-`Z`, `_` and `-` only; methods are case-sensitive, so `get` is not GET and
@@ -124,6 +197,49 @@ import Testing
         let regName = Set(Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~!$&'()*+;=".utf8))
         for byte in UInt8.min...UInt8.max {
             #expect(HTTPHead.isRegNameChar(byte) == regName.contains(byte), "byte \(byte)")
+        }
+    }
+
+    /// Request lines assembled at random from pieces the rules care about: whatever the parser
+    /// accepts must be plausible at every length.
+    @Test func randomRequestLinesAcceptedByTheParserArePlausible() {
+        let methods = ["GET", "get", "OPTIONS", "CONNECT", "M-SEARCH", "X_1", "TRACE", ""]
+        let pieces = ["/", "*", "http://", "HTTPS://", "h", "H", ":", "@", "%", "%0", "%00", "%4a", "0", "?", "[", "]",
+                      "::1", ".", "..", "_", ",", "#", "~", " "]
+        let starts = ["/", "/", "http://h", "HTTPS://[::1]:8", "*", ""]
+        let versions = [" HTTP/1.1", " HTTP/1.0", " HTTP/2.0", " HTTP/1.1 ", ""]
+        var seed: UInt64 = 0x9E37_79B9_7F4A_7C15
+        func next(_ n: Int) -> Int {
+            seed = seed &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            return Int(seed >> 33) % n
+        }
+        var accepted = 0
+        for _ in 0..<20_000 {
+            var line = methods[next(methods.count)] + (next(8) == 0 ? "" : " ") + starts[next(starts.count)]
+            for _ in 0..<next(6) { line += pieces[next(pieces.count)] }
+            line += versions[next(versions.count)]
+            let bytes = Array((line + "\r\n\r\n").utf8)
+            guard (try? HTTPHead.parseRequest(bytes)) != nil else { continue }
+            accepted += 1
+            for end in 0...bytes.count where !HTTPHead.isPlausibleRequestStart(bytes[0..<end]) {
+                Issue.record("\(line.debugDescription) is parsed but its first \(end) bytes are refused")
+                break
+            }
+        }
+        #expect(accepted > 1000)
+    }
+
+    /// What the parser accepts is plausible at every length, as the fuzz oracle requires.
+    @Test(arguments: [
+        "GET / HTTP/1.1\r\nHost: h\r\n\r\n", "M-SEARCH /a%41?q=%zz HTTP/1.0\r\n\r\n",
+        "GET http://h:81/x HTTP/1.1\r\nHost: h:81\r\n\r\n", "GET HTTPS://H HTTP/1.1\r\nHost: h\r\n\r\n",
+        "X_Y /x HTTP/1.1\r\nHost: [::1]\r\n\r\n",
+    ])
+    func acceptedRequestsArePlausibleAtEveryLength(raw: String) throws {
+        let bytes = Array(raw.utf8)
+        _ = try HTTPHead.parseRequest(bytes).checkRequest()
+        for end in 0...bytes.count {
+            #expect(HTTPHead.isPlausibleRequestStart(bytes[0..<end]), "first \(end) bytes")
         }
     }
 }
