@@ -47,6 +47,9 @@ public struct HTTPHead {
     ///   in front of one API stands for, and it has no path to route or rate-limit by.
     /// - CONNECT is refused: its only target form is authority-form (RFC 9110 9.3.6), which a
     ///   reverse proxy does not serve, so CONNECT with any target it accepts is malformed.
+    /// - In the path (not the query), a `%` must start a pct-encoding (`%` and two hex digits) and
+    ///   `%00` is refused, as nginx's URI decoder refuses both: an encoded NUL ends a path early
+    ///   for whatever decodes it into a C string.
     public static func parseRequest(_ bytes: [UInt8]) throws(HTTPError) -> HTTPHead {
         var fields: [HeaderField] = []
         return try parseRequest(bytes, fields: &fields)
@@ -63,10 +66,17 @@ public struct HTTPHead {
         head.first = 0..<i
         i += 1
         let targetStart = i
-        while i < lineEnd, bytes[i] > 0x20, bytes[i] < 0x7f { i += 1 }
+        // Noting a `%` on the way costs less than a second pass over every target.
+        var sawPercent = false
+        while i < lineEnd {
+            let c = bytes[i]
+            guard c > 0x20, c < 0x7f else { break }
+            sawPercent = sawPercent || c == UInt8(ascii: "%")
+            i += 1
+        }
         guard i > targetStart, i < lineEnd, bytes[i] == 0x20 else { throw .badRequest("bad request target") }
         head.second = targetStart..<i
-        try head.checkTarget()
+        try head.checkTarget(sawPercent: sawPercent)
         head.minorVersion = try parseVersion(bytes, from: i + 1, to: lineEnd)
         try parseFields(bytes, from: lineEnd + 2, into: &fields)
         head.fields = fields
@@ -150,10 +160,11 @@ public struct HTTPHead {
     }
 
     /// The request-target rules of `parseRequest`; sets `authority` for an absolute-form target.
-    private mutating func checkTarget() throws(HTTPError) {
+    private mutating func checkTarget(sawPercent: Bool) throws(HTTPError) {
         if methodIs("CONNECT") { throw .badRequest("CONNECT without authority-form") }
         let end = second.upperBound
-        switch bytes[second.lowerBound] {
+        var pathStart = second.lowerBound
+        switch bytes[pathStart] {
         case UInt8(ascii: "/"):
             break
         case UInt8(ascii: "*"):
@@ -168,7 +179,9 @@ public struct HTTPHead {
             }
             try Self.checkHost(bytes, start..<j, requestLine: true)
             authority = start..<j
+            pathStart = j
         }
+        if sawPercent { try Self.checkPercentEncoding(bytes, from: pathStart, to: end) }
     }
 
     /// The index after `http://` or `https://` (scheme in any case) at the start of `target`; nil
@@ -185,6 +198,26 @@ public struct HTTPHead {
             i += 1
         }
         return i
+    }
+
+    /// Refuses, in the path from `start` up to the query, a `%` not followed by two hex digits and
+    /// the pct-encoded NUL.
+    private static func checkPercentEncoding(_ b: [UInt8], from start: Int, to end: Int) throws(HTTPError) {
+        var i = start
+        while i < end {
+            switch b[i] {
+            case UInt8(ascii: "?"):
+                return
+            case UInt8(ascii: "%"):
+                guard i + 2 < end, let high = hexDigit(b[i + 1]), let low = hexDigit(b[i + 2]) else {
+                    throw .badRequest("bad percent-encoding in the path")
+                }
+                guard high | low != 0 else { throw .badRequest("encoded NUL in the path") }
+                i += 3
+            default:
+                i += 1
+            }
+        }
     }
 
     /// The value of a hex digit of either case; nil for any other byte.

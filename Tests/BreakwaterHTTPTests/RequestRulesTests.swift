@@ -139,6 +139,25 @@ import Testing
         #expect(Self.refusal("GET http://h/x HTTP/1.0\r\nHost: g\r\n\r\n") == 400)
     }
 
+    // MARK: Percent-encoding
+
+    @Test(arguments: ["/%00", "/a%00b", "/a/%00/b", "http://h/%00", "/%00?x"])
+    func anEncodedNULInThePathIsRefused(target: String) {
+        #expect(Self.refusal("GET \(target) HTTP/1.1\r\nHost: h\r\n\r\n") == 400)
+    }
+
+    /// nginx's URI decoder refuses a `%` not followed by two hex digits with 400.
+    @Test(arguments: ["/%", "/a%", "/a%0", "/a%0?x", "/a%zz", "/a%4g", "/a%g4", "/%%41", "/a%2", "http://h/%x1"])
+    func badPercentEncodingInThePathIsRefused(target: String) {
+        #expect(Self.refusal("GET \(target) HTTP/1.1\r\nHost: h\r\n\r\n") == 400)
+    }
+
+    /// The query is not decoded by nginx either, so it is left as it is.
+    @Test(arguments: ["/%2f", "/%2F", "/a%41b%7e", "/%FF", "/%01", "/a?q=100%", "/a?q=%zz", "/a?q=%00", "/?%", "http://h/%41"])
+    func goodPercentEncodingAndAnyQueryAreAccepted(target: String) {
+        #expect(Self.refusal("GET \(target) HTTP/1.1\r\nHost: h\r\n\r\n") == nil)
+    }
+
     // MARK: Asterisk-form and CONNECT
 
     @Test(arguments: ["GET", "HEAD", "POST", "DELETE", "TRACE"])
