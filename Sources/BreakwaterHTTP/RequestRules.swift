@@ -3,13 +3,21 @@
 /// Where nginx 1.22 and HAProxy 2.6 differ, the stricter one sets the rule: whatever either of
 /// them refuses is refused here too, so what Breakwater forwards is what both would have taken.
 extension HTTPHead {
-    /// Throws the status to refuse the request with when it breaks a rule of request semantics.
+    /// Checks a parsed request head against the rules of request semantics and returns its body
+    /// framing; throws the status to refuse the request with. The one call a connection makes on
+    /// a request head before routing it. In order:
     ///
-    /// Host (RFC 9112 3.2): never more than one line, whatever the version (nginx refuses a second
-    /// one even when equal); exactly one in HTTP/1.1; its value must pass `checkHost`; with an
-    /// absolute-form target it must equal the target's authority, ignoring case, as HAProxy
-    /// requires: the upstream sees the Host, the rules here saw the authority.
-    public func checkRequest() throws(HTTPError) {
+    /// - Host (RFC 9112 3.2): never more than one line, whatever the version (nginx refuses a
+    ///   second one even when equal); exactly one in HTTP/1.1; its value must pass `checkHost`;
+    ///   with an absolute-form target it must equal the target's authority, ignoring case, as
+    ///   HAProxy requires: the upstream sees the Host, the rules here saw the authority.
+    /// - Framing: `requestBodyLength()`, whose errors are 400s.
+    /// - TRACE is refused with 405, with or without a body, as nginx refuses it. It echoes the
+    ///   request back with its headers, credentials and cookies included (cross-site tracing)
+    ///   and with what the proxy added to them, and an API server has no use for it. A TRACE
+    ///   with a body is malformed besides (RFC 9110 9.3.8). It comes after the framing, as in
+    ///   nginx, so broken framing is still a 400.
+    public func checkRequest() throws(HTTPError) -> BodyLength {
         var host: HeaderField?
         for f in fields where nameIs(f, "host") {
             guard host == nil else { throw .badRequest("more than one Host") }
@@ -24,6 +32,9 @@ extension HTTPHead {
         } else if minorVersion == 1 {
             throw .badRequest("HTTP/1.1 request without Host")
         }
+        let length = try requestBodyLength()
+        if methodIs("TRACE") { throw HTTPError(405, "TRACE") }
+        return length
     }
 
     /// Checks that `b[range]` is `uri-host [ ":" port ]` (RFC 9112 3.2, RFC 3986 3.2.2), as the

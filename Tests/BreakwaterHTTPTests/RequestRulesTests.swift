@@ -210,6 +210,35 @@ import Testing
         }
     }
 
+    // MARK: TRACE and framing
+
+    /// nginx answers TRACE with 405 whatever it carries (see `checkRequest`).
+    @Test(arguments: [
+        "TRACE / HTTP/1.1\r\nHost: h\r\n\r\n",
+        "TRACE / HTTP/1.0\r\n\r\n",
+        "TRACE / HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n",
+        "TRACE / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello",
+        "TRACE / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n",
+    ])
+    func traceIsRefusedWith405(raw: String) {
+        #expect(Self.refusal(raw) == 405)
+    }
+
+    @Test func brokenFramingIsA400EvenForTrace() {
+        #expect(Self.refusal("TRACE / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n") == 400)
+        #expect(Self.refusal("TRACE / HTTP/1.1\r\nHost: h\r\nContent-Length: x\r\n\r\n") == 400)
+    }
+
+    @Test func checkRequestReturnsTheFraming() throws {
+        func framing(_ raw: String) throws -> BodyLength {
+            try HTTPHead.parseRequest(Array(raw.utf8)).checkRequest()
+        }
+        #expect(try framing("GET / HTTP/1.1\r\nHost: h\r\n\r\n") == .none)
+        #expect(try framing("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n") == .none)
+        #expect(try framing("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 12\r\n\r\n") == .length(12))
+        #expect(try framing("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n") == .chunked)
+    }
+
     // MARK: Consistency
 
     @Test func regNameCharactersAreRFC3986sButTheComma() {
