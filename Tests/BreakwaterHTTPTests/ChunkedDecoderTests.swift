@@ -122,6 +122,29 @@ import Testing
         #expect(Self.decode("fffffffffffffff\r\nab", piece: 1) == .needMore(body: Array("ab".utf8)))
     }
 
+    /// A size line of `maxLineBytes` (digits and extensions, the CRLF not counted) is taken; one
+    /// byte more is an error at that byte.
+    @Test(arguments: [nil, 1] as [Int?])
+    func anOverLongSizeLineIsAnError(piece: Int?) {
+        let line = "1;" + String(repeating: "e", count: ChunkedDecoder.maxLineBytes - 2)
+        #expect(Self.decode(line + "\r\nx\r\n0\r\n\r\n", piece: piece) == .done(body: Array("x".utf8), rest: []))
+        let tooLong = line + "e"
+        #expect(Self.decode(tooLong, piece: piece) == .error(status: 400, fed: tooLong.utf8.count))
+    }
+
+    /// A trailer section (its lines with their CRLFs, not the blank line after them) of
+    /// `maxTrailerBytes` is taken; one byte more is an error at that byte.
+    @Test(arguments: [nil, 1] as [Int?])
+    func anOverLongTrailerSectionIsAnError(piece: Int?) {
+        let line = "X: " + String(repeating: "t", count: 95) + "\r\n"
+        let lines = String(repeating: line, count: ChunkedDecoder.maxTrailerBytes / line.utf8.count)
+        let room = ChunkedDecoder.maxTrailerBytes - lines.utf8.count - "Y:\r\n".utf8.count
+        let exact = "0\r\n" + lines + "Y:" + String(repeating: "t", count: room) + "\r\n\r\n"
+        #expect(Self.decode(exact + "next", piece: piece) == .done(body: [], rest: Array("next".utf8)))
+        let over = "0\r\n" + lines + "Y:" + String(repeating: "t", count: room + 1) + "\r\n"
+        #expect(Self.decode(over + "\r\n", piece: piece) == .error(status: 400, fed: over.utf8.count + (piece == nil ? 2 : 0)))
+    }
+
     // MARK: BodyReader
 
     @Test(arguments: [nil, 1, 4] as [Int?])
