@@ -59,6 +59,11 @@ public struct ChunkedDecoder: Sendable {
     /// Whether the last chunk and trailer section have been read.
     public var isDone: Bool { if case .done = state { true } else { false } }
 
+    /// The data bytes of the current chunk still to come: right after the `.skip` that ends a
+    /// size line, the size it announced; 0 outside chunk data. Lets a reader judge a chunk's size
+    /// before any of its data arrives.
+    public var chunkRemaining: Int { if case .data(let remaining) = state { remaining } else { 0 } }
+
     /// Judges the bytes at the start of `input` (the bytes not yet consumed).
     public mutating func next(_ input: UnsafeRawBufferPointer) -> Step {
         if case .done = state { return .done(skip: 0) }

@@ -164,6 +164,18 @@ import Testing
         #expect(status == 413)
     }
 
+    /// The chunk that goes over the limit is refused at its size line, before any of its data.
+    @Test(arguments: [nil, 1] as [Int?])
+    func aChunkOverTheLimitIsRefusedAtItsSize(piece: Int?) {
+        let sizes = "4\r\nabcd\r\n7\r\n"
+        var reader = BodyReader(.chunked, limit: 10)
+        #expect(Self.feed(Array(sizes.utf8), piece: piece, into: &reader) == .error(status: 413, fed: sizes.utf8.count))
+        #expect(reader.received == 4)
+        var huge = BodyReader(.chunked, limit: 1 << 20)
+        let hugeSize = "fffffffffffffff\r\n"
+        #expect(Self.feed(Array(hugeSize.utf8), piece: piece, into: &huge) == .error(status: 413, fed: hugeSize.utf8.count))
+    }
+
     @Test func aLengthBodyEndsAtItsLength() {
         var reader = BodyReader(.length(5))
         #expect(Self.feed(Array("helloGET".utf8), piece: 2, into: &reader) == .done(body: Array("hello".utf8), rest: Array("GET".utf8)))
