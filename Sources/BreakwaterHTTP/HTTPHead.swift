@@ -70,8 +70,8 @@ public struct HTTPHead {
         var sawPercent = false
         while i < lineEnd {
             let c = bytes[i]
-            guard c > 0x20, c < 0x7f else { break }
-            sawPercent = sawPercent || c == UInt8(ascii: "%")
+            guard c &- 0x21 < 0x5e else { break }   // VCHAR, 0x21 to 0x7e
+            if c == UInt8(ascii: "%") { sawPercent = true }
             i += 1
         }
         guard i > targetStart, i < lineEnd, bytes[i] == 0x20 else { throw .badRequest("bad request target") }

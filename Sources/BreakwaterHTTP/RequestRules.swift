@@ -56,7 +56,15 @@ extension HTTPHead {
     ///   nginx both allow it.
     /// - In the request line (`requestLine`), a reg-name is letters, digits, `.` and `-` only, as
     ///   nginx requires there; so no pct-encoding either.
-    static func checkHost(_ b: [UInt8], _ range: Range<Int>, requestLine: Bool) throws(HTTPError) {
+    static func checkHost(_ bytes: [UInt8], _ range: Range<Int>, requestLine: Bool) throws(HTTPError) {
+        // Through a buffer pointer: this runs on every request, and the loop conditions keep the
+        // indices inside `range`, which lies inside the buffer.
+        try bytes.withUnsafeBufferPointer { (b) throws(HTTPError) in
+            try checkHost(b, range, requestLine: requestLine)
+        }
+    }
+
+    private static func checkHost(_ b: UnsafeBufferPointer<UInt8>, _ range: Range<Int>, requestLine: Bool) throws(HTTPError) {
         var i = range.lowerBound
         let end = range.upperBound
         guard i < end else { throw .badRequest("empty host") }
@@ -66,21 +74,23 @@ extension HTTPHead {
             guard close < end, isIPLiteral(b, i + 1..<close) else { throw .badRequest("bad IP literal in host") }
             i = close + 1
         } else {
+            let (classLow, classHigh) = requestLine ? requestLineHostClass : regNameClass
             let hostStart = i
-            var previous: UInt8 = 0
             while i < end {
                 let c = b[i]
-                if c == UInt8(ascii: ":") { break }
-                if c == UInt8(ascii: "%"), !requestLine {
+                if isIn(c, classLow, classHigh) {
+                    // Two dots in a row make an empty label, which nginx refuses.
+                    if c == UInt8(ascii: "."), i > hostStart, b[i - 1] == c { throw .badRequest("empty label in host") }
+                    i += 1
+                } else if c == UInt8(ascii: ":") {
+                    break
+                } else if c == UInt8(ascii: "%"), !requestLine {
                     guard i + 2 < end, let high = hexDigit(b[i + 1]), let low = hexDigit(b[i + 2]) else {
                         throw .badRequest("bad percent-encoding in host")
                     }
                     guard high | low != 0 else { throw .badRequest("encoded NUL in host") }
-                    previous = c
                     i += 3
-                    continue
-                }
-                guard requestLine ? isRequestLineHostChar(c) : isRegNameChar(c) else {
+                } else {
                     switch c {
                     case UInt8(ascii: ","): throw .badRequest("list of hosts")
                     case UInt8(ascii: " "), 0x09: throw .badRequest("space in host")
@@ -89,9 +99,6 @@ extension HTTPHead {
                     default: throw .badRequest("bad character in host")
                     }
                 }
-                if c == UInt8(ascii: "."), previous == c { throw .badRequest("empty label in host") }
-                previous = c
-                i += 1
             }
             guard i > hostStart else { throw .badRequest("empty host") }
             guard i - hostStart > 1 || b[hostStart] != UInt8(ascii: ".") else { throw .badRequest("empty host") }
@@ -113,22 +120,33 @@ extension HTTPHead {
     }
 
     /// RFC 3986 reg-name bytes other than pct-encodings: unreserved (ALPHA, DIGIT, `-._~`) and
-    /// sub-delims (`!$&'()*+;=`) but the comma, as a 128-bit map.
+    /// sub-delims (`!$&'()*+;=`) but the comma, as the two halves of a 128-bit map.
+    private static var regNameClass: (UInt64, UInt64) { (0x2BFF_6FD2_0000_0000, 0x47FF_FFFE_87FF_FFFE) }
+
+    /// The bytes nginx takes in the host of a request line: ALPHA, DIGIT, `.` and `-`.
+    private static var requestLineHostClass: (UInt64, UInt64) { (0x03FF_6000_0000_0000, 0x07FF_FFFE_07FF_FFFE) }
+
+    /// Whether `c` is in the byte class whose 128-bit map has the halves `low` and `high` (no
+    /// table in memory, as for `isTokenChar`).
     @inline(__always)
-    static func isRegNameChar(_ c: UInt8) -> Bool {
-        let word: UInt64 = c < 64 ? 0x2BFF_6FD2_0000_0000 : c < 128 ? 0x47FF_FFFE_87FF_FFFE : 0
+    private static func isIn(_ c: UInt8, _ low: UInt64, _ high: UInt64) -> Bool {
+        let word = c < 64 ? low : c < 128 ? high : 0
         return word >> UInt64(c & 63) & 1 != 0
     }
 
-    /// The bytes nginx takes in the host of a request line: ALPHA, DIGIT, `.` and `-`.
-    @inline(__always)
+    /// Whether `c` is a reg-name byte of `checkHost` (pct-encodings aside).
+    static func isRegNameChar(_ c: UInt8) -> Bool {
+        isIn(c, regNameClass.0, regNameClass.1)
+    }
+
+    /// Whether `c` is a host byte of a request line for `checkHost`.
     static func isRequestLineHostChar(_ c: UInt8) -> Bool {
-        (c | 0x20) &- UInt8(ascii: "a") < 26 || c &- UInt8(ascii: "0") < 10 || c == UInt8(ascii: ".") || c == UInt8(ascii: "-")
+        isIn(c, requestLineHostClass.0, requestLineHostClass.1)
     }
 
     /// Whether `b[range]`, the inside of the brackets, is an IPv6address or an IPvFuture
     /// (RFC 3986 3.2.2). A zone identifier (RFC 6874) has no place in a Host and is refused.
-    private static func isIPLiteral(_ b: [UInt8], _ range: Range<Int>) -> Bool {
+    private static func isIPLiteral(_ b: UnsafeBufferPointer<UInt8>, _ range: Range<Int>) -> Bool {
         guard let first = range.first else { return false }
         if b[first] | 0x20 == UInt8(ascii: "v") { return isIPvFuture(b, range.dropFirst()) }
         return isIPv6(b, range)
@@ -136,7 +154,7 @@ extension HTTPHead {
 
     /// `1*HEXDIG "." 1*( unreserved / sub-delims / ":" )`, without the comma and two dots in a
     /// row, as for a reg-name.
-    private static func isIPvFuture(_ b: [UInt8], _ range: Range<Int>) -> Bool {
+    private static func isIPvFuture(_ b: UnsafeBufferPointer<UInt8>, _ range: Range<Int>) -> Bool {
         var i = range.lowerBound
         while i < range.upperBound, hexDigit(b[i]) != nil { i += 1 }
         guard i > range.lowerBound, i < range.upperBound, b[i] == UInt8(ascii: ".") else { return false }
@@ -155,7 +173,7 @@ extension HTTPHead {
 
     /// RFC 3986 IPv6address: eight groups of one to four hex digits separated by colons, the last
     /// two of which may be an IPv4address, and at most one `::` standing for one or more groups.
-    private static func isIPv6(_ b: [UInt8], _ range: Range<Int>) -> Bool {
+    private static func isIPv6(_ b: UnsafeBufferPointer<UInt8>, _ range: Range<Int>) -> Bool {
         var i = range.lowerBound
         let end = range.upperBound
         var groups = 0
@@ -191,7 +209,7 @@ extension HTTPHead {
     }
 
     /// RFC 3986 IPv4address: four dec-octets (0 to 255, no leading zero) separated by dots.
-    private static func isIPv4(_ b: [UInt8], _ range: Range<Int>) -> Bool {
+    private static func isIPv4(_ b: UnsafeBufferPointer<UInt8>, _ range: Range<Int>) -> Bool {
         var i = range.lowerBound
         for octet in 0..<4 {
             if octet > 0 {

@@ -248,6 +248,13 @@ import Testing
         }
     }
 
+    @Test func requestLineHostCharactersAreNginxs() {
+        let host = Set(Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-.".utf8))
+        for byte in UInt8.min...UInt8.max {
+            #expect(HTTPHead.isRequestLineHostChar(byte) == host.contains(byte), "byte \(byte)")
+        }
+    }
+
     /// Request lines assembled at random from pieces the rules care about: whatever the parser
     /// accepts must be plausible at every length.
     @Test func randomRequestLinesAcceptedByTheParserArePlausible() {
