@@ -17,7 +17,8 @@ public struct BodyReader: Sendable {
     /// Body bytes passed on so far, framing not counted.
     public private(set) var received = 0
 
-    /// A reader for a body of `length`; a chunked body of more than `limit` bytes is an error.
+    /// A reader for a body of `length`; a chunked body of more than `limit` bytes is a 413, from
+    /// the size line of the chunk that goes over.
     public init(_ length: BodyLength, limit: Int = .max) {
         switch length {
         case .none, .length(0): framing = .complete
@@ -49,9 +50,16 @@ public struct BodyReader: Sendable {
         case .chunked(var decoder):
             let step = decoder.next(input)
             switch step {
+            case .skip:
+                // A size line was read: refuse a chunk that would take the body over the limit
+                // now, as nginx does, rather than pass on the data before it and wait for the
+                // byte that goes over. Every data byte belongs to a chunk judged here.
+                guard decoder.chunkRemaining <= limit - received else {
+                    return .error(HTTPError(413, "chunked body over \(limit) bytes"))
+                }
+                framing = .chunked(decoder)
             case .data(let n):
                 received += n
-                guard received <= limit else { return .error(HTTPError(413, "chunked body over \(limit) bytes")) }
                 framing = .chunked(decoder)
             case .done:
                 framing = .complete

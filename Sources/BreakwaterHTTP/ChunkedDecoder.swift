@@ -48,15 +48,21 @@ public struct ChunkedDecoder: Sendable {
     private var lineBytes = 0
     private var trailerBytes = 0
 
-    /// A size line (digits and extensions) may be this long.
+    /// A size line may hold this many bytes of digits and extensions, its CRLF not counted.
     public static let maxLineBytes = 4096
-    /// The trailer section may be this long.
+    /// The trailer section may hold this many bytes: its lines with their CRLFs, the blank line
+    /// that ends it not counted.
     public static let maxTrailerBytes = 16_384
 
     public init() {}
 
     /// Whether the last chunk and trailer section have been read.
     public var isDone: Bool { if case .done = state { true } else { false } }
+
+    /// The data bytes of the current chunk still to come: right after the `.skip` that ends a
+    /// size line, the size it announced; 0 outside chunk data. Lets a reader judge a chunk's size
+    /// before any of its data arrives.
+    public var chunkRemaining: Int { if case .data(let remaining) = state { remaining } else { 0 } }
 
     /// Judges the bytes at the start of `input` (the bytes not yet consumed).
     public mutating func next(_ input: UnsafeRawBufferPointer) -> Step {
@@ -84,11 +90,14 @@ public struct ChunkedDecoder: Sendable {
                     lineBytes -= 1
                 }
             case .sizeTail(let value, let inExtension):
-                lineBytes += 1
-                guard lineBytes <= Self.maxLineBytes else { return .error(.badRequest("chunk size line too long")) }
+                // The CR ends the line and is not part of what the limit counts.
                 if c == 0x0d {
                     state = .sizeLF(value: value)
-                } else if c == UInt8(ascii: ";") {
+                    continue
+                }
+                lineBytes += 1
+                guard lineBytes <= Self.maxLineBytes else { return .error(.badRequest("chunk size line too long")) }
+                if c == UInt8(ascii: ";") {
                     state = .sizeTail(value: value, inExtension: true)
                 } else if c == 0x0a || (c < 0x20 && c != 0x09) || c == 0x7f {
                     return .error(.badRequest("control character in chunk size line"))
@@ -111,13 +120,16 @@ public struct ChunkedDecoder: Sendable {
                 guard c == 0x0a else { return .error(.badRequest("missing CRLF after chunk data")) }
                 state = .size(value: 0, digits: 0)
             case .trailerStart, .trailerLine:
+                let atStart = if case .trailerStart = state { true } else { false }
+                // The blank line ending the section is not part of it, nor of what the limit counts.
+                if c == 0x0d, atStart {
+                    state = .endLF
+                    continue
+                }
                 trailerBytes += 1
                 guard trailerBytes <= Self.maxTrailerBytes else { return .error(.badRequest("trailer section too long")) }
-                let atStart = if case .trailerStart = state { true } else { false }
                 if c == 0x0d {
-                    if atStart {
-                        state = .endLF
-                    } else if case .trailerLine(colon: true) = state {
+                    if case .trailerLine(colon: true) = state {
                         state = .trailerLF
                     } else {
                         return .error(.badRequest("trailer line without a colon"))
@@ -134,6 +146,7 @@ public struct ChunkedDecoder: Sendable {
             case .trailerLF:
                 guard c == 0x0a else { return .error(.badRequest("bare CR in the trailer section")) }
                 trailerBytes += 1
+                guard trailerBytes <= Self.maxTrailerBytes else { return .error(.badRequest("trailer section too long")) }
                 state = .trailerStart
             case .endLF:
                 guard c == 0x0a else { return .error(.badRequest("bare CR ending the trailer section")) }

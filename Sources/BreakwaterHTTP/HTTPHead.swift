@@ -17,6 +17,9 @@ public struct HTTPHead {
     public private(set) var first: Range<Int> = 0..<0
     /// Request: request-target. Response: reason phrase.
     public private(set) var second: Range<Int> = 0..<0
+    /// Request with an absolute-form target: the target's authority (host and optional port,
+    /// never userinfo). Empty for an origin-form target and for responses.
+    public private(set) var authority: Range<Int> = 0..<0
     /// The minor HTTP version (0 or 1).
     public private(set) var minorVersion = 1
     /// Response status code; 0 for requests.
@@ -27,6 +30,26 @@ public struct HTTPHead {
     private init(bytes: [UInt8]) { self.bytes = bytes }
 
     /// Parses `method SP target SP HTTP/1.x CRLF headers CRLF`.
+    ///
+    /// The request line is held to the stricter of nginx 1.22 and HAProxy 2.6 (every refusal is
+    /// a 400 unless said otherwise):
+    /// - The method is upper-case letters, `_` and `-`, as nginx requires (RFC 9110 would allow
+    ///   any token). Methods are case-sensitive (RFC 9110 9.1): `get` is not GET, and rather than
+    ///   forward a method no upstream knows, it is refused as nginx refuses it. Every registered
+    ///   method fits.
+    /// - The target is origin-form (`/path?query`) or absolute-form (`http://authority/path`,
+    ///   `https://` too; any case). Its authority is held to `checkHost` with nginx's narrower
+    ///   reg-name of a request line, and userinfo (`http://user:pw@host/`) is refused: RFC 9110
+    ///   4.2.4 deprecates it, and nginx refuses it too.
+    /// - The asterisk-form (`*`) is refused with every method. RFC 9112 3.2.4 allows it only
+    ///   with OPTIONS, so with any other method it is malformed; `OPTIONS *` itself is refused as
+    ///   nginx refuses it: it asks about the server as a whole, which no route of a reverse proxy
+    ///   in front of one API stands for, and it has no path to route or rate-limit by.
+    /// - CONNECT is refused: its only target form is authority-form (RFC 9110 9.3.6), which a
+    ///   reverse proxy does not serve, so CONNECT with any target it accepts is malformed.
+    /// - In the path (not the query), a `%` must start a pct-encoding (`%` and two hex digits) and
+    ///   `%00` is refused, as nginx's URI decoder refuses both: an encoded NUL ends a path early
+    ///   for whatever decodes it into a C string.
     public static func parseRequest(_ bytes: [UInt8]) throws(HTTPError) -> HTTPHead {
         var fields: [HeaderField] = []
         return try parseRequest(bytes, fields: &fields)
@@ -38,19 +61,22 @@ public struct HTTPHead {
         var head = HTTPHead(bytes: bytes)
         let lineEnd = try Self.lineEnd(bytes, from: 0)
         var i = 0
-        let methodStart = i
-        while i < lineEnd, isTokenChar(bytes[i]) { i += 1 }
-        guard i > methodStart, i < lineEnd, bytes[i] == 0x20 else { throw .badRequest("bad method") }
-        head.first = methodStart..<i
+        while i < lineEnd, isMethodChar(bytes[i]) { i += 1 }
+        guard i > 0, i < lineEnd, bytes[i] == 0x20 else { throw .badRequest("bad method") }
+        head.first = 0..<i
         i += 1
         let targetStart = i
-        while i < lineEnd, bytes[i] > 0x20, bytes[i] < 0x7f { i += 1 }
+        // Noting a `%` on the way costs less than a second pass over every target.
+        var sawPercent = false
+        while i < lineEnd {
+            let c = bytes[i]
+            guard c &- 0x21 < 0x5e else { break }   // VCHAR, 0x21 to 0x7e
+            if c == UInt8(ascii: "%") { sawPercent = true }
+            i += 1
+        }
         guard i > targetStart, i < lineEnd, bytes[i] == 0x20 else { throw .badRequest("bad request target") }
         head.second = targetStart..<i
-        let t = bytes[targetStart]
-        guard t == UInt8(ascii: "/") || t == UInt8(ascii: "*") || head.isAbsoluteForm else {
-            throw .badRequest("bad request target")
-        }
+        try head.checkTarget(sawPercent: sawPercent)
         head.minorVersion = try parseVersion(bytes, from: i + 1, to: lineEnd)
         try parseFields(bytes, from: lineEnd + 2, into: &fields)
         head.fields = fields
@@ -90,20 +116,20 @@ public struct HTTPHead {
     }
 
     /// Whether `prefix`, the first bytes of a request received so far, can still grow into a valid
-    /// request line: a token method, one space, a target starting as origin, asterisk or absolute
-    /// form, one space, `HTTP/d.d` and CRLF. Lets a connection refuse what is not HTTP at once.
+    /// request line: a method of `isMethodChar`s, one space, a target starting as origin or
+    /// absolute form, one space, `HTTP/d.d` and CRLF. Lets a connection refuse what is not HTTP at
+    /// once. Never stricter than `parseRequest`: a request line it parses passes here at every
+    /// length (the fuzz oracle checks it), while some it refuses (`OPTIONS *`, a lower-case
+    /// method) are refused here from their first bytes.
     public static func isPlausibleRequestStart(_ prefix: ArraySlice<UInt8>) -> Bool {
         var i = prefix.startIndex
         let end = prefix.endIndex
-        while i < end, isTokenChar(prefix[i]) { i += 1 }
+        while i < end, isMethodChar(prefix[i]) { i += 1 }
         guard i < end else { return true }
         guard i > prefix.startIndex, prefix[i] == 0x20 else { return false }
         i += 1
         guard i < end else { return true }
-        let first = prefix[i] | 0x20
-        guard prefix[i] == UInt8(ascii: "/") || prefix[i] == UInt8(ascii: "*") || first == UInt8(ascii: "h") else {
-            return false
-        }
+        guard prefix[i] == UInt8(ascii: "/") || prefix[i] | 0x20 == UInt8(ascii: "h") else { return false }
         while i < end, prefix[i] > 0x20, prefix[i] < 0x7f { i += 1 }
         guard i < end else { return true }
         guard prefix[i] == 0x20 else { return false }
@@ -133,9 +159,76 @@ public struct HTTPHead {
         return true
     }
 
-    private var isAbsoluteForm: Bool {
-        let prefix = bytes[second].prefix(8).map { $0 | 0x20 }
-        return prefix.starts(with: Array("http://".utf8)) || prefix.starts(with: Array("https://".utf8))
+    /// The request-target rules of `parseRequest`; sets `authority` for an absolute-form target.
+    private mutating func checkTarget(sawPercent: Bool) throws(HTTPError) {
+        if methodIs("CONNECT") { throw .badRequest("CONNECT without authority-form") }
+        let end = second.upperBound
+        var pathStart = second.lowerBound
+        switch bytes[pathStart] {
+        case UInt8(ascii: "/"):
+            break
+        case UInt8(ascii: "*"):
+            throw .badRequest(methodIs("OPTIONS") ? "OPTIONS * is not served" : "asterisk-form without OPTIONS")
+        default:
+            guard let start = Self.authorityStart(bytes, second) else { throw .badRequest("bad request target") }
+            // RFC 3986 3.2: the authority ends at the path or the query.
+            var j = start
+            while j < end, bytes[j] != UInt8(ascii: "/"), bytes[j] != UInt8(ascii: "?") {
+                if bytes[j] == UInt8(ascii: "@") { throw .badRequest("userinfo in the request target") }
+                j += 1
+            }
+            try Self.checkHost(bytes, start..<j, requestLine: true)
+            authority = start..<j
+            pathStart = j
+        }
+        if sawPercent { try Self.checkPercentEncoding(bytes, from: pathStart, to: end) }
+    }
+
+    /// The index after `http://` or `https://` (scheme in any case) at the start of `target`; nil
+    /// when it starts with neither.
+    private static func authorityStart(_ b: [UInt8], _ target: Range<Int>) -> Int? {
+        var i = target.lowerBound
+        for c in "http".utf8 {
+            guard i < target.upperBound, b[i] | 0x20 == c else { return nil }
+            i += 1
+        }
+        if i < target.upperBound, b[i] | 0x20 == UInt8(ascii: "s") { i += 1 }
+        for c in "://".utf8 {
+            guard i < target.upperBound, b[i] == c else { return nil }
+            i += 1
+        }
+        return i
+    }
+
+    /// Refuses, in the path from `start` up to the query, a `%` not followed by two hex digits and
+    /// the pct-encoded NUL.
+    private static func checkPercentEncoding(_ b: [UInt8], from start: Int, to end: Int) throws(HTTPError) {
+        var i = start
+        while i < end {
+            switch b[i] {
+            case UInt8(ascii: "?"):
+                return
+            case UInt8(ascii: "%"):
+                guard i + 2 < end, let high = hexDigit(b[i + 1]), let low = hexDigit(b[i + 2]) else {
+                    throw .badRequest("bad percent-encoding in the path")
+                }
+                guard high | low != 0 else { throw .badRequest("encoded NUL in the path") }
+                i += 3
+            default:
+                i += 1
+            }
+        }
+    }
+
+    /// The value of a hex digit of either case; nil for any other byte.
+    @inline(__always)
+    static func hexDigit(_ c: UInt8) -> UInt8? {
+        switch c {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): c &- UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): c &- UInt8(ascii: "a") &+ 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): c &- UInt8(ascii: "A") &+ 10
+        default: nil
+        }
     }
 
     private static func parseVersion(_ b: [UInt8], from start: Int, to end: Int) throws(HTTPError) -> Int {
@@ -256,6 +349,12 @@ public struct HTTPHead {
     public static func isTokenChar(_ c: UInt8) -> Bool {
         let word: UInt64 = c < 64 ? 0x03FF_6CFA_0000_0000 : c < 128 ? 0x57FF_FFFF_C7FF_FFFE : 0
         return word >> UInt64(c & 63) & 1 != 0
+    }
+
+    /// A byte of a method as nginx accepts it: `A`-`Z`, `_` and `-` (see `parseRequest`).
+    @inline(__always)
+    public static func isMethodChar(_ c: UInt8) -> Bool {
+        c &- UInt8(ascii: "A") < 26 || c == UInt8(ascii: "_") || c == UInt8(ascii: "-")
     }
 }
 
@@ -391,18 +490,28 @@ extension HTTPHead {
     /// The request method as written.
     public var method: String { String(decoding: bytes[first], as: UTF8.self) }
 
+    /// Whether the request method is exactly `name`, compared byte for byte: methods are
+    /// case-sensitive (RFC 9110 9.1), and no String is built for a test made on every request.
+    @inline(__always)
+    public func methodIs(_ name: StaticString) -> Bool {
+        let count = name.utf8CodeUnitCount
+        guard first.count == count else { return false }
+        let want = name.utf8Start
+        for k in 0..<count where bytes[first.lowerBound + k] != want[k] { return false }
+        return true
+    }
+
     /// The request target as written.
     public var target: String { String(decoding: bytes[second], as: UTF8.self) }
 
     /// The origin-form path and query of the target (absolute-form reduced to its path).
     public var originTarget: ArraySlice<UInt8> {
-        let t = bytes[second]
-        guard t.first != UInt8(ascii: "/"), t.first != UInt8(ascii: "*") else { return t }
-        let afterScheme = t.index(t.startIndex, offsetBy: t.prefix(8).last == UInt8(ascii: "/") ? 8 : 7)
-        guard let slash = t[afterScheme...].firstIndex(of: UInt8(ascii: "/")) else {
-            return ArraySlice("/".utf8)
-        }
-        return t[slash...]
+        guard !authority.isEmpty else { return bytes[second] }
+        let rest = bytes[authority.upperBound..<second.upperBound]
+        if rest.first == UInt8(ascii: "/") { return rest }
+        // `http://h` or `http://h?q`: an empty path, which is "/" (RFC 9112 3.2.1). Rare enough
+        // that building the slice does not matter.
+        return ArraySlice([UInt8(ascii: "/")] + rest)
     }
 
     /// The path part of the target, without the query, as bytes.
