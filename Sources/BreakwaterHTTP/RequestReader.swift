@@ -220,8 +220,7 @@ public final class RequestReader<C: Clock> where C.Duration == Duration {
             if head.second.upperBound + 11 > limits.maxRequestLineBytes {
                 throw HTTPError(414, "request line over \(limits.maxRequestLineBytes) bytes")
             }
-            try head.checkRequest()
-            framing = try head.requestBodyLength()
+            framing = try head.checkRequest()
         } catch {
             return refuse(error)
         }

@@ -88,8 +88,9 @@ final class ClientConnection: SocketDelegate {
         let now = LoopClock.coarseNow   // one reading for the whole turn: the loop is quick
         while true {
             let buffered = evbuffer_get_length(input)
-            if buffered == 0 {
-                // Nothing to read: whatever the state, the reader would only wait for its deadline.
+            if buffered == 0, reader.isIdle || reader.isResponding {
+                // Nothing to read between requests: the reader would only wait for its deadline.
+                // (A body may still complete with no bytes left, so the reader hears of those.)
                 timer.set(at: reader.deadline)
                 return
             }
