@@ -1,4 +1,5 @@
 import BreakwaterCore
+import BreakwaterFuzzOracles
 import Foundation
 import Testing
 #if canImport(Glibc)
@@ -6,7 +7,7 @@ import Glibc
 #endif
 
 /// Every input a fuzzer ever crashed or tripped an oracle with, kept in Fuzz/Regressions/<target>/
-/// and run through the same oracles (Support/FuzzOracles.swift) on every `make test`; the seed
+/// and run through the same oracles (Sources/BreakwaterFuzzOracles) on every `make test`; the seed
 /// corpora in Fuzz/Corpus/<target>/ run too, so the oracles stay true on well-formed input.
 @Suite struct HostileFuzzRegressionTests {
     static let fuzzDirectory = Binary.packageRoot.appendingPathComponent("Fuzz")

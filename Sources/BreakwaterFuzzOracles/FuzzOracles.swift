@@ -1,10 +1,9 @@
-import BreakwaterHTTP
 import BreakwaterCore
-@testable import BreakwaterServer
+import BreakwaterHTTP
 
-// The properties the libFuzzer targets in Fuzz/ check, shared with HostileFuzzRegressionTests
-// (Fuzz/Sources/FuzzOracles links this very file). Each oracle takes the fuzzer's bytes and
-// returns a description of what went wrong, or nil; a crash inside is a finding too.
+// The properties the libFuzzer targets in Fuzz/ check, shared with HostileFuzzRegressionTests,
+// which runs them over every stored input. Each oracle takes the fuzzer's bytes and returns a
+// description of what went wrong, or nil; a crash inside is a finding too.
 
 /// The conf parser: any text is parsed or refused with a ConfigError (never another error, never
 /// an abort inside TOMLKit: TOMLPrecheck keeps the shapes toml++ asserts on away from it), and a
