@@ -41,6 +41,8 @@ import Testing
         Shape(text: "a = [1, \u{2029}]\n", line: 1, column: 9, says: "U+2029"),
         Shape(text: "a = { b = [ } }\n", line: 1, column: 13, says: "'}'"),
         Shape(text: "a = [[1,}]]\n", line: 1, column: 9, says: "'}'"),
+        // At toml++'s deepest nesting (256 values) it still asserts before it counts the depth.
+        Shape(text: "a = " + String(repeating: "[", count: 256) + "}\n", line: 1, column: 261, says: "'}'"),
         // A date, then 'T' and no hour.
         Shape(text: "d = 1979-05-27T:00\n", line: 1, column: 16, says: "':' where the hour"),
         Shape(text: "d = 1979-05-27ta1:00\n", line: 1, column: 16, says: "'a'"),
@@ -92,6 +94,7 @@ import Testing
         "x = { a = [1, 2], b = \"}\", c = { d = [] } }\n",
         "x = []\ny = [[]]\nz = [ ]\n",
         "x = true\ny = inf\nz = -nan\n",
+        "x = " + String(repeating: "[", count: 256) + String(repeating: "]", count: 256) + "\n",
     ]
 
     @Test(arguments: lookAlikes)
@@ -116,5 +119,14 @@ import Testing
         #expect(TOMLPrecheck.refusal(in: text) == nil)
         let error = try #require(throws: ConfigError.self) { try Config.parse(text, file: "bad.conf") }
         #expect(error.key == "syntax")
+    }
+
+    /// Nesting deeper than toml++'s 256 values: the precheck stops where toml++ reports the depth
+    /// (rather than recursing 100,000 deep itself), whatever follows.
+    @Test func deepNestingIsLeftToTheParsersDepthLimit() throws {
+        let text = "a = " + String(repeating: "[", count: 100_000) + "}\n"
+        #expect(TOMLPrecheck.refusal(in: text) == nil)
+        let error = try #require(throws: ConfigError.self) { try Config.parse(text, file: "deep.conf") }
+        #expect(error.message.contains("depth"), "\(error)")
     }
 }

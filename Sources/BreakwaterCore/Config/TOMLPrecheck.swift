@@ -67,6 +67,8 @@ extension TOMLPrecheck {
         var index = 0
         var line = 1
         var lineStart = 0
+        /// Values inside values, counted as toml++ counts them.
+        var depth = 0
 
         init(_ text: [Unicode.Scalar]) {
             self.text = text
@@ -208,6 +210,11 @@ extension TOMLPrecheck {
         // MARK: values
 
         mutating func value() throws(Stop) {
+            // toml++ refuses values nested deeper than 256 (TOML_MAX_NESTED_VALUES), and the limit
+            // keeps this recursion off the end of the stack.
+            depth += 1
+            defer { depth -= 1 }
+            guard depth <= 256 else { throw .parserReports }
             switch peek() {
             case "\"", "'": try string()
             case "[": try array()
