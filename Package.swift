@@ -10,6 +10,8 @@ let package = Package(
         .library(name: "BreakwaterCore", targets: ["BreakwaterCore"]),
         // HTTP/1 wire rules with no I/O, for the fuzz harnesses in Fuzz/.
         .library(name: "BreakwaterHTTP", targets: ["BreakwaterHTTP"]),
+        // The properties the fuzz harnesses in Fuzz/ check, shared with the test suite.
+        .library(name: "BreakwaterFuzzOracles", targets: ["BreakwaterFuzzOracles"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
@@ -63,6 +65,9 @@ let package = Package(
                 .unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release)),
             ]
         ),
+        // One function per fuzz target: bytes in, a broken property out. No libFuzzer here, so
+        // the test suite runs the same oracles over the stored inputs.
+        .target(name: "BreakwaterFuzzOracles", dependencies: ["BreakwaterCore", "BreakwaterHTTP"]),
         .executableTarget(
             name: "breakwater",
             dependencies: [
@@ -74,6 +79,7 @@ let package = Package(
         ),
         .testTarget(name: "BreakwaterCoreTests", dependencies: ["BreakwaterCore"]),
         .testTarget(name: "BreakwaterHTTPTests", dependencies: ["BreakwaterHTTP"]),
-        .testTarget(name: "BreakwaterServerTests", dependencies: ["BreakwaterServer", "BreakwaterCore", "BreakwaterHTTP"]),
+        .testTarget(name: "BreakwaterServerTests",
+                    dependencies: ["BreakwaterServer", "BreakwaterCore", "BreakwaterHTTP", "BreakwaterFuzzOracles"]),
     ]
 )

@@ -2,21 +2,24 @@
 import PackageDescription
 
 // libFuzzer harnesses for Breakwater's parsers, kept out of the main package: `make fuzz` builds
-// them with -sanitize=fuzzer,address and runs each for a bounded time. The modules under test are
-// the main package's own sources, linked in (Sources/BreakwaterCore, two files of the server), so
-// what is fuzzed is exactly what ships; the oracles are shared with the test suite.
+// them with -sanitize=fuzzer,address and runs each for a bounded time. The code under test comes
+// from the main package's own library products (BreakwaterCore, BreakwaterHTTP), so what is
+// fuzzed is exactly what ships; the oracles (BreakwaterFuzzOracles) are shared with the test
+// suite. Each harness is an entry point and the libFuzzer driver, nothing more.
 let package = Package(
     name: "breakwater-fuzz",
     dependencies: [
-        .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
+        // Named, because a package found by path is otherwise known by its directory's name,
+        // which is whatever the checkout is called.
+        .package(name: "breakwater", path: ".."),
     ],
     targets: [
-        .target(name: "BreakwaterCore", dependencies: [.product(name: "TOMLKit", package: "TOMLKit")]),
-        // HTTPHead.swift and RequestFraming.swift only: the request parser without the event loop.
-        .target(name: "BreakwaterServer", dependencies: ["BreakwaterCore"]),
-        .target(name: "FuzzOracles", dependencies: ["BreakwaterCore", "BreakwaterServer"]),
-        .executableTarget(name: "FuzzConfig", dependencies: ["FuzzOracles"]),
-        .executableTarget(name: "FuzzIdentity", dependencies: ["FuzzOracles"]),
-        .executableTarget(name: "FuzzHTTPHead", dependencies: ["FuzzOracles"]),
+        // Hands control to the libFuzzer runtime that -sanitize=fuzzer links in.
+        .target(name: "FuzzDriver"),
+        .executableTarget(name: "FuzzConfig", dependencies: ["FuzzDriver", oracles]),
+        .executableTarget(name: "FuzzIdentity", dependencies: ["FuzzDriver", oracles]),
+        .executableTarget(name: "FuzzHTTPHead", dependencies: ["FuzzDriver", oracles]),
     ]
 )
+
+var oracles: Target.Dependency { .product(name: "BreakwaterFuzzOracles", package: "breakwater") }

@@ -1,3 +1,5 @@
+import BreakwaterCore
+import BreakwaterFuzzOracles
 import Foundation
 import Testing
 #if canImport(Glibc)
@@ -5,7 +7,7 @@ import Glibc
 #endif
 
 /// Every input a fuzzer ever crashed or tripped an oracle with, kept in Fuzz/Regressions/<target>/
-/// and run through the same oracles (Support/FuzzOracles.swift) on every `make test`; the seed
+/// and run through the same oracles (Sources/BreakwaterFuzzOracles) on every `make test`; the seed
 /// corpora in Fuzz/Corpus/<target>/ run too, so the oracles stay true on well-formed input.
 @Suite struct HostileFuzzRegressionTests {
     static let fuzzDirectory = Binary.packageRoot.appendingPathComponent("Fuzz")
@@ -35,25 +37,55 @@ import Glibc
         }
     }
 
-    /// Conf files that made the conf fuzzer's process abort inside TOMLKit's bundled toml++ 3.4.0
-    /// (see abortsTOMLParser): a table header that does not start with a key (`[`, `[#]`, `[,x]`,
-    /// `[éx]`, `[[ é ]]`) or `}` where an array expects a value (`[502, 503}`). Its assertions
-    /// fire in release builds too. Run through the real binary, so an abort fails one test rather
-    /// than the test process: `breakwater check` must refuse each with exit 1 and the file named,
-    /// as the README promises for a bad file. Sent with SIGHUP, the same file kills a running proxy.
+    /// Conf files that made the conf fuzzer's process abort inside TOMLKit's bundled toml++ 3.4.0,
+    /// whose assertions fire in release builds too: a table header that does not start with a key
+    /// (`[`, `[#]`, `[,x]`, `[éx]`, `[[ é ]]`), `}` where an array expects a value (`[502, }`), a
+    /// date-time without its hour. TOMLPrecheck refuses them before TOMLKit sees them. Run through
+    /// the real binary, so a regression fails one test rather than the test process:
+    /// `breakwater check` must refuse each with exit 1 and the file named, as the README promises.
     @Test func confFilesThatAbortedTheParserAreRefusedCleanly() throws {
-        let dir = Self.fuzzDirectory.appendingPathComponent("Regressions/config-aborts")
+        for (name, path) in try Self.abortingConfFiles() {
+            #expect(TOMLPrecheck.refusal(in: try String(contentsOfFile: path, encoding: .utf8)) != nil, "\(name)")
+            let result = try Self.runAborting(["check", "--config", path])
+            #expect(result.status == 1, "\(name): exit \(result.status)")
+            #expect(result.stderr.contains(name), "\(name): \(result.stderr.prefix(300))")
+            #expect(result.stderr.contains(": syntax: line "), "\(name): \(result.stderr.prefix(300))")
+        }
+    }
+
+    /// The same files swapped in under a running proxy and sent with SIGHUP: each reload is refused
+    /// and logged, and the proxy keeps serving with the config it had.
+    @Test func aRunningProxyRefusesTheSameFilesOnReload() throws {
+        let upstream = try TestUpstream()
+        defer { upstream.stop() }
+        let proxy = try ProxyProcess(upstreams: [upstream.port])
+        defer { proxy.stop() }
+        let good = try String(contentsOf: proxy.conf, encoding: .utf8)
+        for (i, (name, path)) in try Self.abortingConfFiles().enumerated() {
+            try Data(contentsOf: URL(fileURLWithPath: path)).write(to: proxy.conf)
+            proxy.signal(SIGHUP)
+            let refused = eventually(10) {
+                proxy.logText.components(separatedBy: "reload refused").count - 1 == i + 1 || !proxy.isRunning
+            }
+            #expect(refused, "\(name): \(proxy.logText.suffix(500))")
+            #expect(proxy.isRunning, "\(name)")
+            guard proxy.isRunning else { return }
+            #expect(proxy.logText.contains("\(proxy.conf.path): syntax: line "), "\(name)")
+            #expect(try request(port: proxy.port, "GET", "/anything").status == 200, "\(name)")
+        }
+        // The original file still loads: the proxy was never left without a config.
+        try good.write(to: proxy.conf, atomically: true, encoding: .utf8)
+        proxy.signal(SIGHUP)
+        #expect(eventually(10) { proxy.logText.contains("reloaded") })
+        #expect(try request(port: proxy.port, "GET", "/anything").status == 200)
+    }
+
+    /// Fuzz/Regressions/config-aborts/*: (file name, path).
+    static func abortingConfFiles() throws -> [(String, String)] {
+        let dir = fuzzDirectory.appendingPathComponent("Regressions/config-aborts")
         let names = try FileManager.default.contentsOfDirectory(atPath: dir.path).sorted()
         #expect(!names.isEmpty)
-        for name in names {
-            let path = dir.appendingPathComponent(name).path
-            #expect(abortsTOMLParser(try String(contentsOfFile: path, encoding: .utf8)), "\(name)")
-            let result = try Self.runAborting(["check", "--config", path])
-            withKnownIssue("Config.parse hands the text to TOMLKit, whose toml++ 3.4.0 aborts on these shapes instead of reporting them") {
-                #expect(result.status == 1, "\(name): exit \(result.status)")
-                #expect(result.stderr.contains(name), "\(name): \(result.stderr.prefix(300))")
-            }
-        }
+        return names.map { ($0, dir.appendingPathComponent($0).path) }
     }
 
     /// Runs the binary with its output in a file, spawned and reaped here rather than through

@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
-# Builds the libFuzzer harnesses in Fuzz/ (-sanitize=fuzzer,address) and runs each for
-# FUZZ_SECONDS (default 60), starting from its seed corpus (Fuzz/Corpus/<target>) and its past
-# findings (Fuzz/Regressions/<target>). New inputs go to a work corpus under OUT; a crash or a
-# broken oracle leaves its input in OUT/fuzz/<target>-crash-* and fails the run: copy it to
+# Builds the libFuzzer harnesses in Fuzz/ and runs each for FUZZ_SECONDS (default 60), starting
+# from its seed corpus (Fuzz/Corpus/<target>) and its past findings (Fuzz/Regressions/<target>
+# and Fuzz/Regressions/<target>-*). New inputs go to a work corpus under OUT; a crash or a broken
+# oracle leaves its input in OUT/fuzz/<target>-crash-* and fails the run: copy it to
 # Fuzz/Regressions/<target>/ (HostileFuzzRegressionTests runs those on every `make test`).
+#
+# Fuzz/ is a package of its own that depends on the main one by path: the harnesses link the
+# shipped BreakwaterCore and BreakwaterHTTP and the oracles of BreakwaterFuzzOracles, all built
+# here with -sanitize=fuzzer,address. The C++ inside TOMLKit (toml++) is built with coverage and
+# AddressSanitizer too, so the conf fuzzer is guided through the TOML parser itself.
 #
 #   FUZZ_SECONDS=300 FUZZ_TARGETS="config http-head" scripts/reliability/fuzz.sh
 #
@@ -18,7 +23,8 @@ FUZZ_SCRATCH=${FUZZ_SCRATCH:-$ROOT/Fuzz/.build}
 
 bench_log "building the fuzz harnesses in $FUZZ_SCRATCH"
 swift build --package-path "$ROOT/Fuzz" -c release --scratch-path "$FUZZ_SCRATCH" \
-    -Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library -Xswiftc -enable-testing >&2 \
+    -Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library \
+    -Xcxx -fsanitize=fuzzer-no-link,address >&2 \
     || bench_die "the fuzz build failed (it needs the swift.org toolchain, which ships libFuzzer)"
 
 binary_of() {
@@ -36,7 +42,9 @@ for target in $FUZZ_TARGETS; do
     mkdir -p "$work"
     bench_log "fuzzing $target for ${FUZZ_SECONDS}s"
     corpora=("$ROOT/Fuzz/Corpus/$target")
-    [ -d "$ROOT/Fuzz/Regressions/$target" ] && corpora+=("$ROOT/Fuzz/Regressions/$target")
+    for dir in "$ROOT/Fuzz/Regressions/$target" "$ROOT/Fuzz/Regressions/$target"-*; do
+        [ -d "$dir" ] && corpora+=("$dir")
+    done
     set +e
     ASAN_OPTIONS=detect_leaks=0 SWIFT_BACKTRACE=enable=no timeout $((FUZZ_SECONDS + 120)) "$FUZZ_SCRATCH/release/$(binary_of "$target")" \
         "$work" "${corpora[@]}" \

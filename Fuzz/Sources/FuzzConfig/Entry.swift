@@ -1,6 +1,7 @@
-import FuzzOracles
+import BreakwaterFuzzOracles
+import FuzzDriver
 
-/// libFuzzer's entry point: the input must pass `configOracle` (Tests/BreakwaterServerTests/Support/FuzzOracles.swift).
+/// libFuzzer's entry point: the input must pass `configOracle` (Sources/BreakwaterFuzzOracles in the main package).
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     let bytes = size == 0 ? [] : Array(UnsafeBufferPointer(start: data, count: size))

@@ -27,6 +27,12 @@ extension Config {
             let line = text[..<nul].filter { $0 == "\n" }.count + 1
             throw ConfigError(file: file, key: "syntax", message: "line \(line): a NUL byte", allowed: "a TOML 1.0 text file")
         }
+        // TOMLKit's toml++ aborts the process on a few shapes of broken text rather than reporting
+        // them (see TOMLPrecheck); those never reach it.
+        if let refusal = TOMLPrecheck.refusal(in: text) {
+            throw ConfigError(file: file, key: "syntax", message: "line \(refusal.line), column \(refusal.column): \(refusal.message)",
+                              allowed: refusal.allowed)
+        }
         let root: TOMLTable
         do {
             root = try TOMLTable(string: text)

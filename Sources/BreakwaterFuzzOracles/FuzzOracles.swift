@@ -1,23 +1,22 @@
-import BreakwaterHTTP
 import BreakwaterCore
-@testable import BreakwaterServer
+import BreakwaterHTTP
 
-// The properties the libFuzzer targets in Fuzz/ check, shared with HostileFuzzRegressionTests
-// (Fuzz/Sources/FuzzOracles links this very file). Each oracle takes the fuzzer's bytes and
-// returns a description of what went wrong, or nil; a crash inside is a finding too.
+// The properties the libFuzzer targets in Fuzz/ check, shared with HostileFuzzRegressionTests,
+// which runs them over every stored input. Each oracle takes the fuzzer's bytes and returns a
+// description of what went wrong, or nil; a crash inside is a finding too.
 
-/// The conf parser: any text is parsed or refused with a ConfigError (never another error), and
-/// a config it accepts renders to text that parses back to the same config.
+/// The conf parser: any text is parsed or refused with a ConfigError (never another error, never
+/// an abort inside TOMLKit: TOMLPrecheck keeps the shapes toml++ asserts on away from it), and a
+/// config it accepts renders to text that parses back to the same config.
 public func configOracle(_ bytes: [UInt8]) -> String? {
     let text = String(decoding: bytes, as: UTF8.self)
-    // Known, reported, and tested through the binary in HostileFuzzRegressionTests: toml++ 3.4.0
-    // (inside TOMLKit) aborts on two shapes of broken text. Skipped here so the fuzzer keeps
-    // looking for other bugs; remove once Config.parse refuses such text itself.
-    if abortsTOMLParser(text) { return nil }
     let config: Config
     do {
         config = try Config.parse(text, file: "fuzz.conf")
-    } catch is ConfigError {
+    } catch let error as ConfigError {
+        if TOMLPrecheck.refusal(in: text) != nil && error.key != "syntax" {
+            return "the precheck refused the text but the error names \(error.key), not syntax"
+        }
         return nil
     } catch {
         return "parse threw \(type(of: error)), not a ConfigError: \(error)"
@@ -28,32 +27,6 @@ public func configOracle(_ bytes: [UInt8]) -> String? {
     } catch {
         return "the rendered config does not parse: \(error)"
     }
-}
-
-/// Whether `text` holds one of the shapes that make toml++ 3.4.0 assert (and so abort the process,
-/// release builds included) instead of reporting a parse error:
-/// - a table header (`[` or `[[`, then spaces) whose next character cannot start a key (not a
-///   bare-key character, quote or `]`, or the end of the line): parse_table_header calls
-///   parse_key unchecked (fixed upstream in marzer/tomlplusplus#301);
-/// - `}` where an array expects a value (after `[` or `,` and whitespace): parse_array calls
-///   parse_value, which asserts it is not at a value terminator.
-public func abortsTOMLParser(_ text: String) -> Bool {
-    for line in text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" }) {
-        var rest = line.unicodeScalars.drop { $0 == " " || $0 == "\t" }
-        guard rest.first == "[" else { continue }
-        rest = rest.dropFirst()
-        if rest.first == "[" { rest = rest.dropFirst() }
-        rest = rest.drop { $0 == " " || $0 == "\t" }
-        guard let c = rest.first else { return true }
-        let startsKey = c.isASCII && (c.properties.isAlphabetic || ("0"..."9").contains(c) || "_-\"']".unicodeScalars.contains(c))
-        if !startsKey { return true }
-    }
-    var afterOpener = false
-    for c in text.unicodeScalars {
-        if c == "}" && afterOpener { return true }
-        if c == "[" || c == "," { afterOpener = true } else if !(c == " " || c == "\t" || c == "\r" || c == "\n") { afterOpener = false }
-    }
-    return false
 }
 
 /// Client identity and route matching, fed from one input split at NUL bytes into: route

@@ -1,1 +1,0 @@
-../../../Sources/BreakwaterServer/HTTPHead.swift

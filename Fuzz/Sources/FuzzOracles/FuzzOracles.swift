@@ -1,1 +1,0 @@
-../../../Tests/BreakwaterServerTests/Support/FuzzOracles.swift
