@@ -29,13 +29,9 @@ struct Serve: ParsableCommand {
         let logger = makeLogger("breakwater")
         let loaded = try loadOrExit(config)
         let server = try ProxyServer(config: loaded, logger: logger)
-        do {
-            try server.start()
-        } catch {
-            logger.critical("cannot start: \(error)")
-            throw ExitCode.failure
-        }
         let path = config
+        // The handlers go in before the listeners open: a SIGTERM sent as soon as the port
+        // answers must not fall between the signal being ignored and its source being ready.
         onSignals([SIGTERM, SIGINT]) { signal in
             logger.info("stopping: draining requests in flight", metadata: ["signal": "\(signal)"])
             server.shutdown()
@@ -52,6 +48,12 @@ struct Serve: ParsableCommand {
             } catch {
                 logger.error("reload refused, the running config stays: \(error)")
             }
+        }
+        do {
+            try server.start()
+        } catch {
+            logger.critical("cannot start: \(error)")
+            throw ExitCode.failure
         }
         dispatchMain()
     }
