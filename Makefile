@@ -48,7 +48,8 @@ clean:
 	rm -rf .build .build-tsan
 
 # Not part of `make test`: bounded, but minutes long. Reports go to scripts/reliability/out/.
-# libFuzzer harnesses (Fuzz/) for the conf parser, identity and routes, the request head, FUZZ_SECONDS each.
+# libFuzzer harnesses (Fuzz/) for the conf parser, identity and routes, the request head and the
+# chunked body decoder, FUZZ_SECONDS each.
 fuzz: deps-build
 	scripts/reliability/fuzz.sh
 

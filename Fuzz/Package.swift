@@ -19,6 +19,7 @@ let package = Package(
         .executableTarget(name: "FuzzConfig", dependencies: ["FuzzDriver", oracles]),
         .executableTarget(name: "FuzzIdentity", dependencies: ["FuzzDriver", oracles]),
         .executableTarget(name: "FuzzHTTPHead", dependencies: ["FuzzDriver", oracles]),
+        .executableTarget(name: "FuzzChunked", dependencies: ["FuzzDriver", oracles]),
     ]
 )
 

@@ -131,3 +131,88 @@ public func httpHeadOracle(_ bytes: [UInt8]) -> String? {
     }
     return nil
 }
+
+/// The chunked decoder: any input decodes to the same data and the same end (done at the same
+/// byte, the same error, or still waiting for more) whether it arrives whole, in pieces of
+/// arbitrary sizes or byte by byte; every step stays inside the bytes it was given; it never
+/// crashes. The first byte of the fuzzer's input picks the piece sizes, the rest is the body.
+public func chunkedOracle(_ bytes: [UInt8]) -> String? {
+    guard let seed = bytes.first else { return nil }
+    let body = Array(bytes.dropFirst())
+    let whole: ChunkedOutcome
+    switch decodeChunked(body, pieces: [body.count]) {
+    case .success(let outcome): whole = outcome
+    case .failure(let problem): return "fed whole: \(problem)"
+    }
+    // Piece sizes from a small generator seeded by the first byte, up to 1 + seed % 64 bytes each.
+    var state = UInt32(seed) &* 2_654_435_761 | 1
+    var sizes: [Int] = []
+    var covered = 0
+    while covered < body.count {
+        state = state &* 1_103_515_245 &+ 12_345
+        let size = 1 + Int(state >> 16) % (1 + Int(seed) % 64)
+        sizes.append(size)
+        covered += size
+    }
+    for (name, pieces) in [("in pieces \(sizes.prefix(8))", sizes), ("byte by byte", Array(repeating: 1, count: body.count))] {
+        switch decodeChunked(body, pieces: pieces) {
+        case .success(let outcome) where outcome == whole: continue
+        case .success(let outcome): return "fed \(name): \(outcome), fed whole: \(whole)"
+        case .failure(let problem): return "fed \(name): \(problem)"
+        }
+    }
+    return nil
+}
+
+/// What decoding a chunked body came to: the data it passed on and how it ended.
+struct ChunkedOutcome: Equatable, CustomStringConvertible {
+    enum End: Equatable {
+        /// The message ended after this many bytes of the input.
+        case done(Int)
+        case error(HTTPError)
+        /// The input ran out before the message ended.
+        case needMore
+    }
+    var data: [UInt8]
+    var end: End
+    var description: String { "\(data.count) data bytes, \(end)" }
+}
+
+struct ChunkedProblem: Error, CustomStringConvertible {
+    let description: String
+}
+
+/// Feeds `body` to a fresh decoder in pieces of the given sizes (the last one cut to what is
+/// left), as a connection would: each call sees the bytes received and not yet consumed.
+func decodeChunked(_ body: [UInt8], pieces: [Int]) -> Result<ChunkedOutcome, ChunkedProblem> {
+    var decoder = ChunkedDecoder()
+    var data: [UInt8] = []
+    var received = 0, consumed = 0
+    for size in pieces {
+        received = min(body.count, received + size)
+        // Each call consumes at least one byte unless it ends or needs more, so this is a bound.
+        for _ in 0...(received - consumed) {
+            let step = body.withUnsafeBytes { decoder.next(UnsafeRawBufferPointer(rebasing: $0[consumed..<received])) }
+            let available = received - consumed
+            switch step {
+            case .needMore:
+                guard available == 0 else { return .failure(ChunkedProblem(description: "needMore with \(available) bytes unread")) }
+            case .skip(let n), .data(let n):
+                guard n >= 1, n <= available else { return .failure(ChunkedProblem(description: "\(step) with \(available) bytes given")) }
+                if case .data = step { data += body[consumed..<consumed + n] }
+                consumed += n
+                guard !decoder.isDone else { return .failure(ChunkedProblem(description: "done after \(step), not after .done")) }
+                continue
+            case .done(let n):
+                guard n >= 0, n <= available else { return .failure(ChunkedProblem(description: "\(step) with \(available) bytes given")) }
+                guard decoder.isDone else { return .failure(ChunkedProblem(description: "\(step) but isDone is false")) }
+                return .success(ChunkedOutcome(data: data, end: .done(consumed + n)))
+            case .error(let error):
+                return .success(ChunkedOutcome(data: data, end: .error(error)))
+            }
+            break
+        }
+        guard consumed == received else { return .failure(ChunkedProblem(description: "stopped with \(received - consumed) bytes unread")) }
+    }
+    return .success(ChunkedOutcome(data: data, end: .needMore))
+}

@@ -23,11 +23,12 @@ import Glibc
         }
     }
 
-    @Test(arguments: ["config", "identity", "http-head"])
+    @Test(arguments: ["config", "identity", "http-head", "chunked"])
     func storedInputsPassTheirOracle(target: String) {
         let oracle: ([UInt8]) -> String? = switch target {
         case "config": configOracle
         case "identity": identityOracle
+        case "chunked": chunkedOracle
         default: httpHeadOracle
         }
         let inputs = Self.inputs(target)

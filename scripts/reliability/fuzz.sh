@@ -21,7 +21,7 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
 FUZZ_SECONDS=${FUZZ_SECONDS:-60}
-FUZZ_TARGETS=${FUZZ_TARGETS:-config identity http-head}
+FUZZ_TARGETS=${FUZZ_TARGETS:-config identity http-head chunked}
 FUZZ_SCRATCH=${FUZZ_SCRATCH:-$ROOT/Fuzz/.build}
 FUZZ_SESSION_SECONDS=${FUZZ_SESSION_SECONDS:-120}
 
@@ -36,6 +36,7 @@ binary_of() {
         config) echo FuzzConfig ;;
         identity) echo FuzzIdentity ;;
         http-head) echo FuzzHTTPHead ;;
+        chunked) echo FuzzChunked ;;
         *) bench_die "unknown fuzz target $1" ;;
     esac
 }
