@@ -51,7 +51,7 @@ public struct HeadBuffer {
         bytes = []   // `taken` is now the only reference, unless a head still uses the storage
         if taken.capacity > Self.keptCapacity && head.count <= Self.keptCapacity { taken = [] }
         taken.removeAll(keepingCapacity: true)
-        taken.append(contentsOf: head)
+        taken.append(contentsOf: head.assumingMemoryBound(to: UInt8.self))
         bytes = taken
         return taken
     }

@@ -58,15 +58,17 @@ public final class RequestReader<C: Clock> where C.Duration == Duration {
         case needContiguous(Int)
         /// Drop the first n bytes of the input, then read again.
         case discard(Int)
-        /// A request without a body: take its `length` head bytes off the input and answer it.
-        case request(HTTPHead, length: Int)
+        /// A request without a body: take its `length` head bytes off the input and answer it
+        /// (`takeHead()` gives its head).
+        case request(length: Int)
         /// A head whose body follows: take its `length` bytes off the input, then read again.
         /// `sendContinue`: the client waits for `100 Continue` before sending the body.
-        case head(HTTPHead, length: Int, sendContinue: Bool)
+        case head(length: Int, sendContinue: Bool)
         /// The first n bytes of the input are body bytes: move them to the body, then read again.
         case body(Int)
-        /// The body ended after dropping the first `discard` bytes: answer the request.
-        case complete(HTTPHead, discard: Int)
+        /// The body ended after dropping the first `discard` bytes: answer the request
+        /// (`takeHead()` gives its head).
+        case complete(discard: Int)
         /// Answer the request with this error, then close.
         case refuse(HTTPError)
         /// Pipelined bytes pile up while a response is written: stop reading until it ends.
@@ -80,7 +82,8 @@ public final class RequestReader<C: Clock> where C.Duration == Duration {
     public private(set) var state: State
     public let limits: ReaderLimits
     private var heads = HeadBuffer()
-    /// The head of the request whose body is being read.
+    /// The head of the request being read, until the connection takes it. Actions carry no head
+    /// themselves: they stay plain values, which the connection's loop passes around for free.
     private var pendingHead: HTTPHead?
 
     /// How long a lingering connection waits for the client's next bytes, and for all of them
@@ -188,6 +191,11 @@ public final class RequestReader<C: Clock> where C.Duration == Duration {
         return .close
     }
 
+    /// The head of the request that `.request` or `.complete` handed over; once.
+    public func takeHead() -> HTTPHead {
+        pendingHead.take()!
+    }
+
     /// Whether a request was handed over (or refused) and its response is being written.
     public var isResponding: Bool { if case .responding = state { true } else { false } }
 
@@ -227,7 +235,8 @@ public final class RequestReader<C: Clock> where C.Duration == Duration {
         switch framing {
         case .none, .untilClose:
             state = .responding(lingerAfter: false)
-            return .request(head, length: length)
+            pendingHead = head
+            return .request(length: length)
         case .length(let n) where n > limits.maxBodyBytes:
             return refuse(HTTPError(413, "Content-Length \(n) over \(limits.maxBodyBytes)"))
         case .length, .chunked:
@@ -236,7 +245,7 @@ public final class RequestReader<C: Clock> where C.Duration == Duration {
                                        started: now, lastProgress: now))
             let sendContinue = head.minorVersion == 1 && buffered == length
                 && head.listContains("expect", token: "100-continue")
-            return .head(head, length: length, sendContinue: sendContinue)
+            return .head(length: length, sendContinue: sendContinue)
         }
     }
 
@@ -299,9 +308,7 @@ public final class RequestReader<C: Clock> where C.Duration == Duration {
             return .discard(n)
         case .done(let skip):
             state = .responding(lingerAfter: false)
-            let head = pendingHead!
-            pendingHead = nil
-            return .complete(head, discard: skip)
+            return .complete(discard: skip)
         case .error(let error):
             return refuse(error)
         }

@@ -83,5 +83,5 @@ public struct ResponseFraming: Sendable {
 
 extension HTTPHead {
     /// Whether this request is a HEAD (methods are case-sensitive: `head` is another method).
-    public var isHEAD: Bool { bytes[first].elementsEqual("HEAD".utf8) }
+    public var isHEAD: Bool { methodIs("HEAD") }
 }

@@ -102,7 +102,7 @@ final class ClientConnection: SocketDelegate {
                 evbuffer_drain(input, n)
             case .body(let n):
                 evbuffer_remove_buffer(input, body, n)
-            case .head(_, let length, let sendContinue):
+            case .head(let length, let sendContinue):
                 evbuffer_drain(input, length)
                 body = evbuffer_new()
                 guard body != nil else { return close() }
@@ -110,14 +110,14 @@ final class ClientConnection: SocketDelegate {
                     writeRaw("HTTP/1.1 100 Continue\r\n\r\n")
                     socket.flush()
                 }
-            case .request(let head, let length):
+            case .request(let length):
                 evbuffer_drain(input, length)
-                dispatch(head, body: nil)
-            case .complete(let head, let discard):
+                dispatch(reader.takeHead(), body: nil)
+            case .complete(let discard):
                 evbuffer_drain(input, discard)
                 let complete = body
                 body = nil
-                dispatch(head, body: complete)
+                dispatch(reader.takeHead(), body: complete)
             case .refuse(let error):
                 refuse(error)
             case .stopReading:

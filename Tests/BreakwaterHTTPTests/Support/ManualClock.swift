@@ -62,16 +62,16 @@ struct ReaderDriver {
             case .body(let n):
                 body += input.prefix(n)
                 input.removeFirst(n)
-            case .head(_, let length, let sendContinue):
+            case .head(let length, let sendContinue):
                 input.removeFirst(length)
                 body = []
                 if sendContinue { continues += 1 }
-            case .request(let head, let length):
+            case .request(let length):
                 input.removeFirst(length)
-                requests.append((head, []))
-            case .complete(let head, let discard):
+                requests.append((reader.takeHead(), []))
+            case .complete(let discard):
                 input.removeFirst(discard)
-                requests.append((head, body))
+                requests.append((reader.takeHead(), body))
             case .refuse(let error):
                 refusals.append(error)
                 input.removeAll()
