@@ -3,7 +3,7 @@
 # Usage: scripts/install-deps.sh build|test|bench
 set -euo pipefail
 
-build=(libevent-dev libhiredis-dev pkg-config)
+build=(libevent-dev libhiredis-dev libssl-dev pkg-config)
 test=("${build[@]}" curl prometheus redis-server)
 bench=("${build[@]}" curl wrk nginx-light haproxy python3-matplotlib valgrind)
 

@@ -28,7 +28,13 @@ struct Serve: ParsableCommand {
     func run() throws {
         let logger = makeLogger("breakwater")
         let loaded = try loadOrExit(config)
-        let server = try ProxyServer(config: loaded, logger: logger)
+        let server: ProxyServer
+        do {
+            server = try ProxyServer(config: loaded, logger: logger)
+        } catch {
+            logger.critical("cannot start: \(error)")
+            throw ExitCode.failure
+        }
         let path = config
         // The handlers go in before the listeners open: a SIGTERM sent as soon as the port
         // answers must not fall between the signal being ignored and its source being ready.
@@ -68,7 +74,15 @@ struct Check: ParsableCommand {
 
     func run() throws {
         let loaded = try loadOrExit(config)
+        let warnings: [String]
+        do {
+            warnings = try TLSCheck.warnings(for: loaded)
+        } catch {
+            FileHandleStderr.write("breakwater: \(config): \(error)\n")
+            throw ExitCode.failure
+        }
         print(loaded.render(), terminator: "")
+        for warning in warnings { FileHandleStderr.write("warning: \(warning)\n") }
         FileHandleStderr.write("\(config): ok\n")
     }
 }
