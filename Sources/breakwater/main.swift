@@ -51,6 +51,7 @@ struct Serve: ParsableCommand {
                     logger.warning("reload: \(key) changed; it takes effect only after a restart")
                 }
                 logger.info("reloaded", metadata: ["config": "\(path)"])
+                for warning in (try? TLSCheck.warnings(for: fresh)) ?? [] { logger.warning("\(warning)") }
             } catch {
                 logger.error("reload refused, the running config stays: \(error)")
             }
@@ -61,6 +62,7 @@ struct Serve: ParsableCommand {
             logger.critical("cannot start: \(error)")
             throw ExitCode.failure
         }
+        for warning in (try? TLSCheck.warnings(for: loaded)) ?? [] { logger.warning("\(warning)") }
         dispatchMain()
     }
 }
