@@ -170,7 +170,7 @@ final class ClientConnection: SocketDelegate {
         return body(UnsafeRawBufferPointer(start: base, count: chunk.iov_len))
     }
 
-    private func dispatch(_ head: HTTPHead, body: OpaquePointer?) {
+    private func dispatch(_ head: consuming HTTPHead, body: OpaquePointer?) {
         timer.clear()
         framing = ResponseFraming(request: head)
         listener.handler.handle(HTTPRequest(head: head, body: body, peer: peer, tls: socket.tls), on: self)

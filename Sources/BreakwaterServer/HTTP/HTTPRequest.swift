@@ -37,7 +37,7 @@ final class HTTPRequest {
     /// The connection's TLS session, nil for plain HTTP.
     let tls: TLSSession?
 
-    init(head: HTTPHead, body: OpaquePointer?, peer: IPAddress, tls: TLSSession? = nil) {
+    init(head: consuming HTTPHead, body: OpaquePointer?, peer: IPAddress, tls: TLSSession? = nil) {
         self.head = head
         self.body = body
         self.peer = peer
