@@ -128,6 +128,14 @@ struct BadConf: Sendable, CustomTestStringConvertible {
         #expect(config.clients.key == [.header("x-api-key"), .ip])
     }
 
+    @Test func tlsFingerprintIsAKeyPart() throws {
+        let text = "[clients]\nkey = [\"tls:fingerprint\"]\n" + BadConf.route("r", "/r/", "key = [\"route\", \"tls:fingerprint\", \"ip\"]")
+        let config = try Config.parse(text, file: "k.conf")
+        #expect(config.clients.key == [.tlsFingerprint])
+        #expect(config.routes[0].key == [.route, .tlsFingerprint, .ip])
+        #expect(KeyPart.tlsFingerprint.description == "tls:fingerprint")
+    }
+
     @Test func aBadValueIsDescribedWithFileKeyValueAndWhatIsAllowed() throws {
         let error = #expect(throws: ConfigError.self) {
             try Config.parse("[server]\nworkers = -3\n", file: "conf/x.conf")

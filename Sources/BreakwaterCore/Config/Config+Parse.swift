@@ -186,6 +186,7 @@ func keyPart(_ text: String) -> KeyPart? {
     switch text {
     case "ip": return .ip
     case "route": return .route
+    case "tls:fingerprint": return .tlsFingerprint
     case _ where text.hasPrefix("header:") && text.count > 7: return .header(String(text.dropFirst(7)).lowercased())
     default: return nil
     }

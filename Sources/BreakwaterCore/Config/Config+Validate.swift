@@ -15,7 +15,7 @@ enum Allowed {
     static let retries = "an integer from 0 to 10"
     static let retryOn = "an array of HTTP statuses from 500 to 599 (a refused connection is always retried)"
     static let retryBudget = "a number from 0.0 to 1.0 (a fraction of requests)"
-    static let key = "a non-empty array of distinct parts: \"ip\", \"header:NAME\", \"route\""
+    static let key = "a non-empty array of distinct parts: \"ip\", \"header:NAME\", \"route\", \"tls:fingerprint\""
     static let trustedProxies = "an array of CIDR strings such as \"10.0.0.0/8\" or \"fd00::/8\""
     static let ipv6Prefix = "an integer from 1 to 128"
     static let hashKey = "\"\" (random per start, only without [redis]) or a secret of at least 16 characters"

@@ -105,13 +105,17 @@ public enum KeyPart: Sendable, Equatable, Hashable, CustomStringConvertible {
     case header(String)
     /// The route's name, so one client is tracked separately per route.
     case route
+    /// The SHA-256 fingerprint of the client's TLS certificate, hashed; plain HTTP or no client
+    /// certificate falls back to `ip`.
+    case tlsFingerprint
 
-    /// The spelling used in the conf file: `ip`, `header:NAME`, `route`.
+    /// The spelling used in the conf file: `ip`, `header:NAME`, `route`, `tls:fingerprint`.
     public var description: String {
         switch self {
         case .ip: return "ip"
         case .header(let name): return "header:\(name)"
         case .route: return "route"
+        case .tlsFingerprint: return "tls:fingerprint"
         }
     }
 }
