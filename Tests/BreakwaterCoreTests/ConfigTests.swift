@@ -87,6 +87,9 @@ struct BadConf: Sendable, CustomTestStringConvertible {
         odd.routes[0].backoff.on = ErrorSet(statuses: [], connect: true, timeout: false)
         odd.routes[1].backoff = odd.backoff  // a bypass route takes no overrides, only [backoff]
         odd.routes.append(RouteConfig(name: "plain", path: "/plain"))
+        odd.server.upgrades = ["websocket", "foo"]
+        odd.server.tunnelIdleTimeout = .seconds(5)
+        odd.routes[0].upgrades = []
         odd.redis = RedisConfig()
         odd.redis?.url = "redis://:secret@[::1]:6380/2"
         for config in [Config(), try Config.load(path: Self.shippedPath), odd] {
@@ -101,7 +104,8 @@ struct BadConf: Sendable, CustomTestStringConvertible {
                     "grace_period", "access_log", "servers", "connect_timeout", "timeout", "max_connections",
                     "retries", "retry_base", "retry_on", "retry_budget", "key", "trusted_proxies", "ipv6_prefix",
                     "hash_key", "max_clients", "on", "strategy", "base", "factor", "max", "jitter", "threshold",
-                    "reset_after", "mode", "tls", "tls_server_name", "tls_ca", "tls_verify"] {
+                    "reset_after", "mode", "tls", "tls_server_name", "tls_ca", "tls_verify", "upgrades",
+                    "tunnel_idle_timeout"] {
             #expect(text.contains("\n\(key) = "), "\(key)")
         }
         #expect(text.contains("max_body_bytes = \"10MiB\""))

@@ -56,7 +56,7 @@ extension Config {
 
         var config = Config()
         if let r = try section("server", ["listen", "workers", "max_header_bytes", "max_request_line_bytes", "max_body_bytes", "header_timeout",
-                                          "idle_timeout", "grace_period", "access_log"]) {
+                                          "idle_timeout", "grace_period", "access_log", "upgrades", "tunnel_idle_timeout"]) {
             try readServer(r, into: &config.server)
         }
         if let r = try section("upstream", ["servers", "connect_timeout", "timeout", "max_connections", "retries",
@@ -111,6 +111,8 @@ extension Config {
         assign(&s.gracePeriod, try r.duration("grace_period", Allowed.durationOrZero))
         // "off" exists so that the effective config can spell "no access log" as a value.
         if let log = try r.string("access_log", Allowed.accessLog) { s.accessLog = log == "off" ? nil : log }
+        assign(&s.upgrades, try r.list("upgrades", Allowed.upgrades, upgradeToken))
+        assign(&s.tunnelIdleTimeout, try r.duration("tunnel_idle_timeout"))
     }
 
     private static func readUpstream(_ r: TableReader, into u: inout UpstreamConfig) throws {
@@ -237,7 +239,7 @@ extension Config {
                 throw ConfigError(file: file, key: at, message: "got \(describe(item, withType: true))", allowed: shape)
             }
             let r = try TableReader(table, path: at, file: file,
-                                    known: ["name", "path", "key", "backoff", "rate", "burst", "bypass"])
+                                    known: ["name", "path", "key", "backoff", "rate", "burst", "bypass", "upgrades"])
             func required(_ key: String, _ allowed: String) throws -> String {
                 guard let v = try r.string(key, allowed) else {
                     throw ConfigError(file: file, key: r.name(key), message: "missing", allowed: allowed)
@@ -256,6 +258,8 @@ extension Config {
                 throw r.error("burst", "burst = \(route.burst) without a rate", Allowed.burst)
             }
             assign(&route.bypass, try r.bool("bypass", Allowed.bypass))
+            // A bypass route skips the shield, not the upgrade rules, so it may set its own list.
+            route.upgrades = try r.list("upgrades", Allowed.upgrades, upgradeToken)
             if route.bypass, let extra = ["key", "backoff", "rate", "burst"].first(where: r.has) {
                 throw ConfigError(file: file, key: r.name(extra),
                                   message: "\(extra) on a route with bypass = true, which is never tracked nor limited",
@@ -276,6 +280,13 @@ func keyPart(_ text: String) -> KeyPart? {
     case _ where text.hasPrefix("header:") && text.count > 7: return .header(String(text.dropFirst(7)).lowercased())
     default: return nil
     }
+}
+
+/// One `upgrades` token, lower-cased: RFC 9110 matches protocol names case-insensitively, and the
+/// stored form is fixed so the request path compares bytes. Only ASCII letters change, so a token
+/// that `validate` refuses is quoted in the error much as it was written.
+func upgradeToken(_ text: String) -> String {
+    String(decoding: text.utf8.map { (0x41...0x5A).contains($0) ? $0 | 0x20 : $0 }, as: UTF8.self)
 }
 
 private let slash = UInt8(ascii: "/")

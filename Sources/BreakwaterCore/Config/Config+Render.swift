@@ -23,6 +23,8 @@ extension Config {
         set("idle_timeout", duration(server.idleTimeout))
         set("grace_period", duration(server.gracePeriod))
         set("access_log", quote(server.accessLog ?? "off"))
+        set("upgrades", list(server.upgrades.map(quote)))
+        set("tunnel_idle_timeout", duration(server.tunnelIdleTimeout))
 
         out.append("")
         if let tls {
@@ -84,6 +86,9 @@ extension Config {
                 }
             }
             set("bypass", "\(route.bypass)")
+            if let upgrades = route.upgrades { set("upgrades", list(upgrades.map(quote))) } else {
+                out.append("# upgrades: not set, so [server] upgrades = \(list(server.upgrades.map(quote))) applies")
+            }
         }
 
         out.append("")

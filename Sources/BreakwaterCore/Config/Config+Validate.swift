@@ -44,6 +44,8 @@ enum Allowed {
     static let clientCA = "a PEM file path (relative paths are read from the conf file's directory), or \"\" for none; "
         + "required when client_auth is \"optional\" or \"required\""
     static let clientAuth = "\"off\", \"optional\" or \"required\" (the last two need client_ca)"
+    static let upgrades = "an array of distinct Upgrade protocol names, each an HTTP token (RFC 9110), such as "
+        + "[\"websocket\"]; [] allows none"
     static let bool = "true or false"
     static let string = "a string"
 }
@@ -70,6 +72,8 @@ extension Config {
         if let log = s.accessLog {
             try c.check(!log.isEmpty && log != "off", "server.access_log", quote(log), Allowed.accessLog)
         }
+        try c.upgrades(s.upgrades, "server.upgrades")
+        try c.positive(s.tunnelIdleTimeout, "server.tunnel_idle_timeout")
 
         let u = upstream
         try c.check(!u.servers.isEmpty, "upstream.servers", "[]", Allowed.servers)
@@ -138,6 +142,7 @@ extension Config {
                         route.rate == nil ? "\(route.burst) without a rate" : "\(route.burst)", Allowed.burst)
             try c.check(!route.bypass || route.rate == nil, "\(at).rate",
                         "\(quote(route.rate?.confText ?? "")) on a route with bypass = true", Allowed.bypass)
+            if let upgrades = route.upgrades { try c.upgrades(upgrades, "\(at).upgrades") }
         }
 
         if let r = redis {
@@ -192,6 +197,16 @@ func validServerName(_ name: String) -> Bool {
     return labels.allSatisfy { label in
         (1...63).contains(label.utf8.count) && !label.hasPrefix("-") && !label.hasSuffix("-")
             && label.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") }
+    }
+}
+
+/// Whether `byte` is an RFC 9110 tchar: a letter, a digit, or one of ``!#$%&'*+-.^_`|~``.
+func isTChar(_ byte: UInt8) -> Bool {
+    switch byte {
+    case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"):
+        return true
+    default:
+        return "!#$%&'*+-.^_`|~".utf8.contains(byte)
     }
 }
 
@@ -260,6 +275,21 @@ struct Checker {
                   "\"\" while client_auth = \(quote(t.clientAuth.rawValue)): client certificates could not be verified",
                   Allowed.clientCA)
         try positive(t.handshakeTimeout, "tls.handshake_timeout")
+    }
+
+    /// Upgrade tokens as the request path compares them: HTTP tokens, lower-case (a conf file's are
+    /// lower-cased when read), each once. `h2c` is refused by name: HTTP/2 is not spoken yet, and a
+    /// request asking for it is served as HTTP/1.1 with the header removed, whatever the list says.
+    func upgrades(_ tokens: [String], _ key: String) throws {
+        for (i, token) in tokens.enumerated() {
+            let isToken = !token.isEmpty && token.utf8.allSatisfy(isTChar)
+            try check(isToken, key, quote(token), Allowed.upgrades)
+            try check(token == upgradeToken(token), key, "\(quote(token)), not in lower case",
+                      Allowed.upgrades + " (stored in lower case: tokens are matched case-insensitively)")
+            try check(!tokens[..<i].contains(token), key, "\(quote(token)) twice", Allowed.upgrades)
+            try check(token != "h2c", key, "\"h2c\": h2c upgrades are not supported (HTTP/2 comes later; such a request "
+                      + "is served as HTTP/1.1 without its Upgrade header)", Allowed.upgrades + ", other than \"h2c\"")
+        }
     }
 
     /// Key parts as the identity code expects them: at least one, distinct, header names valid

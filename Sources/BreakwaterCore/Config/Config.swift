@@ -45,6 +45,13 @@ public struct ServerConfig: Sendable, Equatable {
     public var gracePeriod: Duration = .seconds(10)
     /// `access_log`: nil (off), "stderr", or a file path.
     public var accessLog: String? = nil
+    /// `upgrades`: the `Upgrade` tokens (RFC 9110 section 7.8) a request may ask for on routes that
+    /// set no list of their own, in lower case since tokens are matched case-insensitively; `[]`
+    /// allows none, and an upgrade request is then refused with 400.
+    public var upgrades: [String] = ["websocket"]
+    /// `tunnel_idle_timeout`: a tunnel (a connection after its `101 Switching Protocols`) with no
+    /// byte either way for this long is closed.
+    public var tunnelIdleTimeout: Duration = .seconds(3600)
 
     /// The defaults the README documents (section "Configuration").
     public init() {}
@@ -302,6 +309,8 @@ public struct RouteConfig: Sendable, Equatable {
     public var burst = 0
     /// `bypass`: skip tracking; counted as bypassed.
     public var bypass = false
+    /// `upgrades`: the `Upgrade` tokens allowed on this route, lower-case; nil means `[server] upgrades`.
+    public var upgrades: [String]? = nil
 
     /// A route with the given name and path prefix and default everything else.
     public init(name: String, path: String) {

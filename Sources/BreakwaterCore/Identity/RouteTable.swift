@@ -19,10 +19,13 @@ public final class ResolvedRoute: Sendable {
     public let bypass: Bool
     /// `policy.on` as a bitmap.
     public let classifier: StatusClassifier
+    /// The `Upgrade` tokens a request on this route may ask for: the route's `upgrades`, else
+    /// `[server] upgrades`; lower-case, since tokens are matched case-insensitively. Empty: none.
+    public let upgrades: [String]
 
     /// A route from its parts.
     public init(index: Int, name: String, path: String, keyParts: [KeyPart], policy: BackoffPolicy,
-                rate: Rate?, burst: Int, bypass: Bool) {
+                rate: Rate?, burst: Int, bypass: Bool, upgrades: [String] = ["websocket"]) {
         self.index = index
         self.name = name
         self.path = path
@@ -35,6 +38,15 @@ public final class ResolvedRoute: Sendable {
         self.burst = burst
         self.bypass = bypass
         classifier = StatusClassifier(policy.on)
+        self.upgrades = upgrades.map(upgradeToken)
+    }
+
+    /// Whether `token` (as the request spelt it, in any case) is one of `upgrades`.
+    public func allowsUpgrade(_ token: some StringProtocol) -> Bool {
+        upgrades.contains { allowed in
+            allowed.utf8.count == token.utf8.count
+                && zip(allowed.utf8, token.utf8).allSatisfy { a, t in a == ((0x41...0x5A).contains(t) ? t | 0x20 : t) }
+        }
     }
 
     /// Whether an upstream status is an error for this route: O(1), no hashing.
@@ -61,11 +73,12 @@ public struct RouteTable: Sendable {
     public init(config: Config) {
         var resolved = config.routes.enumerated().map { i, route in
             ResolvedRoute(index: i, name: route.name, path: route.path, keyParts: route.key ?? config.clients.key,
-                          policy: route.backoff, rate: route.rate, burst: route.burst, bypass: route.bypass)
+                          policy: route.backoff, rate: route.rate, burst: route.burst, bypass: route.bypass,
+                          upgrades: route.upgrades ?? config.server.upgrades)
         }
         resolved.append(ResolvedRoute(index: config.routes.count, name: "default", path: "",
                                       keyParts: config.clients.key, policy: config.backoff,
-                                      rate: nil, burst: 0, bypass: false))
+                                      rate: nil, burst: 0, bypass: false, upgrades: config.server.upgrades))
         routes = resolved
         prefixes = config.routes.map { Array($0.path.utf8) }
     }
