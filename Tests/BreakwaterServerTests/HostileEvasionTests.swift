@@ -54,3 +54,37 @@ import Testing
         #expect(seen.header("X-Gone") == nil)   // what Connection names is still hop-by-hop otherwise
     }
 }
+
+/// A route holds however its path is spelt: the upstream sees the normalised path, and a blocked
+/// client stays blocked through every spelling.
+@Suite struct HostilePathTests {
+    @Test func everySpellingOfABlockedRouteIsShielded() throws {
+        let upstream = try TestUpstream { _, socket in
+            try TestUpstream.respond(socket, status: 401, body: [])
+            return true
+        }
+        defer { upstream.stop() }
+        let proxy = try Harness(upstreamPorts: [upstream.port]) {
+            var device = RouteConfig(name: "device", path: "/device/")
+            device.key = [.ip, .route]
+            device.backoff.base = .seconds(30)
+            device.backoff.max = .seconds(30)
+            device.caseInsensitive = true
+            $0.routes = [device]
+            $0.clients.key = [.ip, .route]
+        }
+        #expect(try request(port: proxy.port, "GET", "/device/x").status == 401)
+        for spelling in ["/%64evice/x", "/./device/x", "/y/../device/x", "//device/x", "/DEVICE/x", "/device;v=1/x",
+                         "/Device/%78"] {
+            #expect(try request(port: proxy.port, "GET", spelling).status == 429, "\(spelling)")
+        }
+        for refused in ["/device%2Fx", "/../device/x"] {
+            #expect(try request(port: proxy.port, "GET", refused).status == 400, "\(refused)")
+        }
+        #expect(upstream.requestCount == 1)
+        // Another route is another client: the default route still reaches the upstream, with the
+        // path as normalised.
+        #expect(try request(port: proxy.port, "GET", "/other/./a//b?q=%2F").status == 401)
+        #expect(upstream.requests.last?.target == "/other/a/b?q=%2F")
+    }
+}

@@ -239,7 +239,8 @@ extension Config {
                 throw ConfigError(file: file, key: at, message: "got \(describe(item, withType: true))", allowed: shape)
             }
             let r = try TableReader(table, path: at, file: file,
-                                    known: ["name", "path", "key", "backoff", "rate", "burst", "bypass", "upgrades"])
+                                    known: ["name", "path", "key", "backoff", "rate", "burst", "bypass", "upgrades",
+                                            "case_insensitive"])
             func required(_ key: String, _ allowed: String) throws -> String {
                 guard let v = try r.string(key, allowed) else {
                     throw ConfigError(file: file, key: r.name(key), message: "missing", allowed: allowed)
@@ -258,6 +259,7 @@ extension Config {
                 throw r.error("burst", "burst = \(route.burst) without a rate", Allowed.burst)
             }
             assign(&route.bypass, try r.bool("bypass", Allowed.bypass))
+            assign(&route.caseInsensitive, try r.bool("case_insensitive", "true or false"))
             // A bypass route skips the shield, not the upgrade rules, so it may set its own list.
             route.upgrades = try r.list("upgrades", Allowed.upgrades, upgradeToken)
             if route.bypass, let extra = ["key", "backoff", "rate", "burst"].first(where: r.has) {

@@ -86,6 +86,7 @@ extension Config {
                 }
             }
             set("bypass", "\(route.bypass)")
+            set("case_insensitive", "\(route.caseInsensitive)")
             if let upgrades = route.upgrades { set("upgrades", list(upgrades.map(quote))) } else {
                 out.append("# upgrades: not set, so [server] upgrades = \(list(server.upgrades.map(quote))) applies")
             }

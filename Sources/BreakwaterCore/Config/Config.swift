@@ -311,6 +311,9 @@ public struct RouteConfig: Sendable, Equatable {
     public var bypass = false
     /// `upgrades`: the `Upgrade` tokens allowed on this route, lower-case; nil means `[server] upgrades`.
     public var upgrades: [String]? = nil
+    /// `case_insensitive`: the path prefix matches in any ASCII case (`/DEVICE/` is `/device/`),
+    /// for upstreams whose paths are case-insensitive. Off: routes match case-sensitively.
+    public var caseInsensitive = false
 
     /// A route with the given name and path prefix and default everything else.
     public init(name: String, path: String) {

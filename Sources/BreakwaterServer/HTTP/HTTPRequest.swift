@@ -38,6 +38,9 @@ final class HTTPRequest {
     let tls: TLSSession?
     /// Set by the handler when the request asks to switch to a protocol its route allows.
     var upgrading = false
+    /// The path in its normal form when the request spelt it otherwise: what routes matched and
+    /// what goes upstream. nil: the path as received is already normal.
+    var normalizedPath: [UInt8]?
 
     init(head: consuming HTTPHead, body: OpaquePointer?, peer: IPAddress, tls: TLSSession? = nil) {
         self.head = head

@@ -1,3 +1,4 @@
+import BreakwaterHTTP
 import BreakwaterCore
 import Logging
 
@@ -66,7 +67,19 @@ final class ProxyHandler: HTTPHandler {
 
     func handle(_ request: HTTPRequest, on connection: ClientConnection) {
         let context = self.context
-        let route = request.head.pathBytes.withUnsafeBytes { context.routes.match(pathBytes: $0) }
+        // Routes match the path in one spelling (percent-escapes, dot segments, repeated slashes,
+        // parameters), and that spelling goes upstream; what cannot be normalised is refused.
+        let normalized: NormalizedPath?
+        do throws(HTTPError) {
+            normalized = try NormalizedPath.of(request.head.pathBytes)
+        } catch {
+            rejected(status: error.status, peer: request.peer, secure: request.isSecure)
+            return connection.respond(status: error.status, reason: error.reason, headers: [("Content-Type", "text/plain")],
+                                      body: Array("\(error.status) \(error.reason)\n".utf8))
+        }
+        request.normalizedPath = normalized?.path
+        let route = normalized.map { n in n.matchPath.withUnsafeBytes { context.routes.match(pathBytes: $0) } }
+            ?? request.head.pathBytes.withUnsafeBytes { context.routes.match(pathBytes: $0) }
         let metrics = context.routeMetrics[route.index]
         // An upgrade (WebSocket...) goes through as one only to a protocol the route allows; h2c
         // alone is served as HTTP/1.1, its Upgrade dropped like any hop-by-hop field.

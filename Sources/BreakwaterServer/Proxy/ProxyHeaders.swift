@@ -36,7 +36,13 @@ enum ProxyHeaders {
         let head = request.head
         out.append(bytes: head.bytes[head.first])
         out.append(0x20)
-        out.append(bytes: head.originTarget)
+        if let path = request.normalizedPath {
+            out.append(bytes: path[...])
+            let target = head.originTarget
+            if let query = target.firstIndex(of: UInt8(ascii: "?")) { out.append(bytes: target[query...]) }
+        } else {
+            out.append(bytes: head.originTarget)
+        }
         out.append(ascii: " HTTP/1.1\r\n")
         // Names listed in the Connection header are hop-by-hop too.
         let hasConnection = head.connectionListsOtherFields
