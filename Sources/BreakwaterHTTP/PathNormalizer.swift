@@ -33,6 +33,13 @@ public struct NormalizedPath: Sendable {
         var i = raw.startIndex
         while i < raw.endIndex {
             let c = raw[i]
+            // Letters, digits and most of what follows them in a path are above ';', and none of
+            // the four bytes that need a look is: one comparison for the common byte.
+            if c > UInt8(ascii: ";") {
+                previous = c
+                i += 1
+                continue
+            }
             if c == UInt8(ascii: "%") || c == UInt8(ascii: ";") { return true }
             if c == UInt8(ascii: "/"), previous == c { return true }
             if c == UInt8(ascii: "."), previous == UInt8(ascii: "/") {

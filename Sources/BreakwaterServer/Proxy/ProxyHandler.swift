@@ -69,9 +69,10 @@ final class ProxyHandler: HTTPHandler {
         let context = self.context
         // Routes match the path in one spelling (percent-escapes, dot segments, repeated slashes,
         // parameters), and that spelling goes upstream; what cannot be normalised is refused.
+        let path = request.head.pathBytes
         let normalized: NormalizedPath?
         do throws(HTTPError) {
-            normalized = try NormalizedPath.of(request.head.pathBytes)
+            normalized = try NormalizedPath.of(path)
         } catch {
             rejected(status: error.status, peer: request.peer, secure: request.isSecure)
             return connection.respond(status: error.status, reason: error.reason, headers: [("Content-Type", "text/plain")],
@@ -79,7 +80,7 @@ final class ProxyHandler: HTTPHandler {
         }
         request.normalizedPath = normalized?.path
         let route = normalized.map { n in n.matchPath.withUnsafeBytes { context.routes.match(pathBytes: $0) } }
-            ?? request.head.pathBytes.withUnsafeBytes { context.routes.match(pathBytes: $0) }
+            ?? path.withUnsafeBytes { context.routes.match(pathBytes: $0) }
         let metrics = context.routeMetrics[route.index]
         // An upgrade (WebSocket...) goes through as one only to a protocol the route allows; h2c
         // alone is served as HTTP/1.1, its Upgrade dropped like any hop-by-hop field.
