@@ -202,6 +202,18 @@ public final class RequestReader<C: Clock> where C.Duration == Duration {
         return .close
     }
 
+    /// The head of the request whose body is being read (after `.head`), to judge it before its
+    /// body arrives.
+    public var headOfBody: HTTPHead? { if case .body = state { pendingHead } else { nil } }
+
+    /// The request whose body is being read was answered from its head alone (the shield refused
+    /// it): its body is not read, and the connection lingers after the answer, dropping it.
+    public func answeredBeforeBody() {
+        guard case .body = state else { return }
+        pendingHead = nil
+        state = .responding(lingerAfter: true)
+    }
+
     /// The head of the request that `.request` or `.complete` handed over; once.
     public func takeHead() -> HTTPHead {
         pendingHead.take()!

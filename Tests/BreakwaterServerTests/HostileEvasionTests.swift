@@ -88,3 +88,70 @@ import Testing
         #expect(upstream.requests.last?.target == "/other/a/b?q=%2F")
     }
 }
+
+/// A blocked client cannot make the proxy take its body: the shield judges the head, before a
+/// `100 Continue` and before any body byte is kept.
+@Suite struct HostileBodyTests {
+    private static func blockedProxy(_ upstream: TestUpstream, base: Duration = .seconds(30)) throws -> Harness {
+        try Harness(upstreamPorts: [upstream.port]) {
+            var route = RouteConfig(name: "api", path: "/api/")
+            route.key = [.header("Authorization")]
+            route.backoff.base = base
+            route.backoff.max = base
+            route.backoff.jitter = 0
+            $0.routes = [route]
+        }
+    }
+
+    @Test func aBlockedClientIsAnsweredBeforeItsBodyAndGetsNo100Continue() throws {
+        let upstream = try TestUpstream { request, socket in
+            try TestUpstream.respond(socket, status: request.target.contains("ok") ? 200 : 401, body: [])
+            return true
+        }
+        defer { upstream.stop() }
+        let proxy = try Self.blockedProxy(upstream)
+        #expect(try request(port: proxy.port, "GET", "/api/x", headers: [("Authorization", "Bearer old")]).status == 401)
+        let socket = try TestSocket(port: proxy.port)
+        let sent = Date()
+        try socket.send("POST /api/x HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer old\r\nExpect: 100-continue\r\n"
+                        + "Content-Length: 10000000\r\n\r\n")
+        let response = try #require(try socket.readMessage())
+        #expect(response.status == 429)   // not a 100 Continue first
+        #expect(response.header("Retry-After") != nil)
+        #expect(Date().timeIntervalSince(sent) < 2)
+        // Without Expect too: the answer comes while the body is still being sent.
+        let second = try TestSocket(port: proxy.port)
+        try second.send("POST /api/x HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer old\r\nContent-Length: 10000000\r\n\r\n"
+                        + String(repeating: "b", count: 65_536))
+        #expect(try second.readMessage()?.status == 429)
+        #expect(upstream.requestCount == 1)
+    }
+
+    @Test func aProbeWithABodyIsForwardedWhole() throws {
+        let upstream = try TestUpstream(handler: TestUpstream.echo)
+        defer { upstream.stop() }
+        let failing = try TestUpstream { _, socket in
+            try TestUpstream.respond(socket, status: 401, body: [])
+            return true
+        }
+        defer { failing.stop() }
+        // Blocked for 300 ms by a 401, then the probe is a POST whose body arrives after its head.
+        let proxy = try Harness(upstreamPorts: [failing.port]) {
+            var route = RouteConfig(name: "api", path: "/api/")
+            route.key = [.header("Authorization")]
+            route.backoff.base = .milliseconds(300)
+            route.backoff.max = .milliseconds(300)
+            route.backoff.jitter = 0
+            $0.routes = [route]
+        }
+        #expect(try request(port: proxy.port, "GET", "/api/x", headers: [("Authorization", "Bearer t")]).status == 401)
+        usleep(400_000)
+        let socket = try TestSocket(port: proxy.port)
+        try socket.send("POST /api/x HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer t\r\nContent-Length: 5\r\n\r\n")
+        usleep(100_000)
+        try socket.send("hello")
+        #expect(try socket.readMessage()?.status == 401)   // the probe reached the upstream
+        #expect(failing.requestCount == 2)
+        #expect(failing.requests.last?.body == Array("hello".utf8))
+    }
+}

@@ -9,10 +9,15 @@ protocol HTTPHandler: AnyObject {
     /// The connection refused a request itself (malformed, too large, too slow) with `status`;
     /// `secure`: it came over TLS.
     func rejected(status: Int, peer: IPAddress, secure: Bool)
+    /// A request's head arrived and its body is to follow (`request` has no body yet): nil lets
+    /// the body be read, or the answer to give at once instead, written by the closure, before
+    /// a `100 Continue` and before any body byte is buffered.
+    func bodyAhead(_ request: HTTPRequest, on connection: ClientConnection) -> ((ClientConnection) -> Void)?
 }
 
 extension HTTPHandler {
     func rejected(status: Int, peer: IPAddress, secure: Bool) {}
+    func bodyAhead(_ request: HTTPRequest, on connection: ClientConnection) -> ((ClientConnection) -> Void)? { nil }
 }
 
 /// The side of a pending response that must hear about the client.
