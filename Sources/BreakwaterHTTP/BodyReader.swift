@@ -55,7 +55,7 @@ public struct BodyReader: Sendable {
                 // now, as nginx does, rather than pass on the data before it and wait for the
                 // byte that goes over. Every data byte belongs to a chunk judged here.
                 guard decoder.chunkRemaining <= limit - received else {
-                    return .error(HTTPError(413, "chunked body over \(limit) bytes"))
+                    return .error(HTTPError(413, "chunked body over the limit"))
                 }
                 framing = .chunked(decoder)
             case .data(let n):

@@ -238,7 +238,7 @@ public struct HTTPHead {
         let major = b[start + 5] &- 0x30
         let minor = b[start + 7] &- 0x30
         guard major < 10, minor < 10 else { throw .badRequest("bad HTTP version") }
-        guard major == 1 else { throw HTTPError(505, "HTTP/\(major).x") }
+        guard major == 1 else { throw HTTPError(505, "an HTTP major version other than 1") }
         return minor == 0 ? 0 : 1
     }
 
@@ -281,7 +281,7 @@ public struct HTTPHead {
                     guard i + 1 < n, b[i + 1] == 0x0a else { throw .badRequest("bare CR") }
                     return
                 }
-                guard fields.count < maxFields else { throw HTTPError(431, "more than \(maxFields) header lines") }
+                guard fields.count < maxFields else { throw HTTPError(431, "more header lines than HTTPHead.maxFields") }
                 if c == 0x20 || c == 0x09 { throw .badRequest("obsolete line folding") }
                 var j = i
                 while j < n, isTokenChar(b[j]) { j += 1 }

@@ -226,7 +226,7 @@ public final class RequestReader<C: Clock> where C.Duration == Duration {
             head = try heads.parseRequest(UnsafeRawBufferPointer(rebasing: input[..<length]))
             // The request line ends with " HTTP/1.x\r\n" after the target: 11 bytes.
             if head.second.upperBound + 11 > limits.maxRequestLineBytes {
-                throw HTTPError(414, "request line over \(limits.maxRequestLineBytes) bytes")
+                throw HTTPError(414, "request line over max_request_line_bytes")
             }
             framing = try head.checkRequest()
         } catch {
@@ -238,7 +238,7 @@ public final class RequestReader<C: Clock> where C.Duration == Duration {
             pendingHead = head
             return .request(length: length)
         case .length(let n) where n > limits.maxBodyBytes:
-            return refuse(HTTPError(413, "Content-Length \(n) over \(limits.maxBodyBytes)"))
+            return refuse(HTTPError(413, "Content-Length over max_body_bytes"))
         case .length, .chunked:
             pendingHead = head
             state = .body(BodyProgress(reader: BodyReader(framing, limit: limits.maxBodyBytes),
@@ -266,10 +266,10 @@ public final class RequestReader<C: Clock> where C.Duration == Duration {
                 } catch {
                     return error
                 }
-                if lf + 1 > limits.maxRequestLineBytes { return HTTPError(414, "request line over \(limits.maxRequestLineBytes) bytes") }
+                if lf + 1 > limits.maxRequestLineBytes { return HTTPError(414, "request line over max_request_line_bytes") }
                 progress.lineChecked = true
             } else if input.count > limits.maxRequestLineBytes {
-                return HTTPError(414, "request line over \(limits.maxRequestLineBytes) bytes")
+                return HTTPError(414, "request line over max_request_line_bytes")
             }
         }
         // Each byte once: a head ended by a bare LF never shows the CRLFCRLF waited for.
@@ -286,9 +286,9 @@ public final class RequestReader<C: Clock> where C.Duration == Duration {
     /// The head passed `max_header_bytes`: 414 when the request line alone did, else 431.
     private func tooLarge(_ input: UnsafeRawBufferPointer) -> HTTPError {
         if let lf = input.prefix(limits.maxHeaderBytes).firstIndex(of: 0x0a), lf + 1 <= limits.maxRequestLineBytes {
-            return HTTPError(431, "head over \(limits.maxHeaderBytes) bytes")
+            return HTTPError(431, "head over max_header_bytes")
         }
-        return HTTPError(414, "request line over \(limits.maxRequestLineBytes) bytes")
+        return HTTPError(414, "request line over max_request_line_bytes")
     }
 
     // MARK: bodies

@@ -35,7 +35,7 @@ public struct ResponseFraming: Sendable {
     public private(set) var chunked = false
 
     /// The framing for the response to `request`.
-    public init(request: HTTPHead) {
+    public init(request: borrowing HTTPHead) {
         minorVersion = request.minorVersion
         answeringHEAD = request.isHEAD
         keepAlive = request.keepsAlive

@@ -28,7 +28,13 @@ struct Serve: ParsableCommand {
     func run() throws {
         let logger = makeLogger("breakwater")
         let loaded = try loadOrExit(config)
-        let server = try ProxyServer(config: loaded, logger: logger)
+        let server: ProxyServer
+        do {
+            server = try ProxyServer(config: loaded, logger: logger)
+        } catch {
+            logger.critical("cannot start: \(error)")
+            throw ExitCode.failure
+        }
         let path = config
         // The handlers go in before the listeners open: a SIGTERM sent as soon as the port
         // answers must not fall between the signal being ignored and its source being ready.
@@ -45,6 +51,7 @@ struct Serve: ParsableCommand {
                     logger.warning("reload: \(key) changed; it takes effect only after a restart")
                 }
                 logger.info("reloaded", metadata: ["config": "\(path)"])
+                for warning in (try? TLSCheck.warnings(for: fresh)) ?? [] { logger.warning("\(warning)") }
             } catch {
                 logger.error("reload refused, the running config stays: \(error)")
             }
@@ -55,6 +62,7 @@ struct Serve: ParsableCommand {
             logger.critical("cannot start: \(error)")
             throw ExitCode.failure
         }
+        for warning in (try? TLSCheck.warnings(for: loaded)) ?? [] { logger.warning("\(warning)") }
         dispatchMain()
     }
 }
@@ -68,7 +76,15 @@ struct Check: ParsableCommand {
 
     func run() throws {
         let loaded = try loadOrExit(config)
+        let warnings: [String]
+        do {
+            warnings = try TLSCheck.warnings(for: loaded)
+        } catch {
+            FileHandleStderr.write("breakwater: \(config): \(error)\n")
+            throw ExitCode.failure
+        }
         print(loaded.render(), terminator: "")
+        for warning in warnings { FileHandleStderr.write("warning: \(warning)\n") }
         FileHandleStderr.write("\(config): ok\n")
     }
 }

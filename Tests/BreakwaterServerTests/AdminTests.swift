@@ -144,6 +144,6 @@ import Testing
         // Each worker buffers its own lines, so the file is ordered per worker, not overall.
         #expect(lines.contains { $0.contains("\"GET /api/v1/device/…\" 401 forwarded route=device") })
         #expect(lines.contains { $0.contains("\"GET /api/v1/device/…\" 429 shielded route=device upstream=- bytes=0") })
-        #expect(lines.contains { $0.contains("127.0.0.1 \"POST /echo\" 200 forwarded route=default") && $0.hasSuffix("bytes=3") })
+        #expect(lines.contains { $0.contains("127.0.0.1 \"POST /echo\" 200 forwarded route=default") && $0.hasSuffix("bytes=3 scheme=http") })
     }
 }

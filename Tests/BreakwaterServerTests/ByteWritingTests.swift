@@ -37,6 +37,26 @@ import Testing
         #expect(Array(written.dropFirst(6)) == expected)
     }
 
+    /// Numbers are written in place by the writer: every digit count, and the edges.
+    @Test func decimalsComeOutAsAnArrayWritesThem() throws {
+        var values = [0, 9, 10, 99, 100, 999, 1000, 65_535, 1 << 31, Int.max]
+        var power = 1
+        for _ in 0..<18 {
+            power *= 10
+            values += [power - 1, power, power + 1]
+        }
+        for value in values {
+            let buffer = try #require(evbuffer_new())
+            defer { evbuffer_free(buffer) }
+            EvbufferWriter.write(into: buffer, reserving: 1) { $0.append(decimal: value) }
+            let length = evbuffer_get_length(buffer)
+            let written = [UInt8](unsafeUninitializedCapacity: length) { out, count in
+                count = Int(evbuffer_remove(buffer, out.baseAddress, length))
+            }
+            #expect(String(decoding: written, as: UTF8.self) == String(value))
+        }
+    }
+
     @Test func digitsArePaddedToTheWidth() {
         var out: [UInt8] = []
         out.append(digits: 7, width: 3)

@@ -83,7 +83,7 @@ final class AdminHandler: HTTPHandler {
     private func stats(_ context: ProxyContext) -> [UInt8] {
         let now = LoopClock().nanoseconds()
         let routes = context.routes.routes
-        let uptime = ContinuousClock.now - context.metrics.started
+        let uptime = context.metrics.started.duration(to: LoopClock().now)
         let top = context.tracker.top(20).map { client in
             Stats.Offender(key: client.key.description,
                            route: routes.indices.contains(client.routeIndex) ? routes[client.routeIndex].name : "?",
@@ -92,7 +92,7 @@ final class AdminHandler: HTTPHandler {
                            probe_in_flight: client.probeInFlight)
         }
         let stats = Stats(
-            uptime_seconds: Double(uptime.components.seconds) + Double(uptime.components.attoseconds) / 1e18,
+            uptime_seconds: Double(uptime.clampedNanoseconds) / 1e9,
             requests: Dictionary(uniqueKeysWithValues: RequestOutcome.allCases.map { ($0.rawValue, context.metrics.totals.value($0)) }),
             tracked_clients: context.tracker.trackedCount, blocked_clients: context.tracker.blockedCount,
             evictions: context.tracker.evictions, top: top)

@@ -127,7 +127,9 @@ final class ProxyMetrics: Sendable {
     private let residentMemory: Gauge
     private let openFDs: Gauge
     private let startTime: Gauge
-    let started = ContinuousClock.now
+    /// The TLS listener whose handshakes and certificates are shown, and the handshakes counted so far.
+    private let tls = Mutex<(endpoint: TLSEndpoint, seen: [Int])?>(nil)
+    let started = LoopClock().now
 
     init() {
         trackedClients = registry.makeGauge(descriptor: .breakwater("tracked", "clients", "Clients in the tracker table."))
@@ -163,8 +165,37 @@ final class ProxyMetrics: Sendable {
         }
     }
 
+    /// Shows the TLS listener's handshakes (`breakwater_tls_handshakes_total{result}`) and the
+    /// expiry of the certificates it serves (`breakwater_tls_certificate_expiry_timestamp_seconds{name}`).
+    func watch(tls endpoint: TLSEndpoint) {
+        tls.withLock { watched in
+            watched = (endpoint, watched?.seen ?? TLSEndpoint.Result.allCases.map { _ in 0 })
+        }
+    }
+
+    private func renderTLS() {
+        tls.withLock { watched in
+            guard let (endpoint, seen) = watched else { return }
+            var now = seen
+            for (i, result) in TLSEndpoint.Result.allCases.enumerated() {
+                let counter = registry.makeCounter(descriptor: .breakwater("tls_handshakes", "total", "TLS handshakes by how they ended."),
+                                                   labels: [("result", result.rawValue)])
+                let total = endpoint.total(result)
+                if total > seen[i] { counter.increment(by: Int64(total - seen[i])) }
+                now[i] = max(seen[i], total)
+            }
+            watched = (endpoint, now)
+            for certificate in endpoint.context.certificates {
+                registry.makeGauge(descriptor: .breakwater("tls_certificate_expiry_timestamp", "seconds",
+                                                           "When each served certificate expires, since the Unix epoch."),
+                                   labels: [("name", certificate.name)]).set(Double(certificate.notAfter))
+            }
+        }
+    }
+
     /// The exposition text, with gauges refreshed from the tracker and the process.
     func render(tracker: ErrorTracker<LoopClock>) -> [UInt8] {
+        renderTLS()
         for (health, gauge) in servers.withLock({ $0 }) { gauge.set(Int64(health.isUp() ? 1 : 0)) }
         trackedClients.set(Double(tracker.trackedCount))
         blockedClients.set(Double(tracker.blockedCount))

@@ -39,9 +39,10 @@ final class ClientConnection: SocketDelegate {
     }
 
     /// Wraps an accepted socket and starts reading from it.
-    static func open(fd: Int32, peer: IPAddress, listener: Listener) throws(SystemCallError) {
+    /// With `tls`, the handshake comes first, within the listener's `handshake_timeout`.
+    static func open(fd: Int32, peer: IPAddress, listener: Listener, tls: TLSSession? = nil) throws(SystemCallError) {
         let worker = listener.worker
-        let connection = ClientConnection(socket: try Socket(fd: fd, base: worker.base), peer: peer, listener: listener)
+        let connection = ClientConnection(socket: try Socket(fd: fd, base: worker.base, tls: tls), peer: peer, listener: listener)
         connection.socket.delegate = connection
         do {
             connection.timer = try DeadlineTimer(base: worker.base) { [unowned(unsafe) connection] in connection.timerFired() }
@@ -51,6 +52,7 @@ final class ClientConnection: SocketDelegate {
         }
         worker.connections[ObjectIdentifier(connection)] = connection
         connection.timer.set(at: connection.reader.deadline)
+        if let endpoint = listener.tls { connection.socket.setTimeout(endpoint.handshakeTimeout) }
     }
 
     // MARK: socket and timer events
@@ -69,7 +71,15 @@ final class ClientConnection: SocketDelegate {
     }
 
     func socketEvent(_ socket: Socket, _ event: SocketEvent) {
+        if let tls = socket.tls, tls.handshaking, let endpoint = listener.tls {
+            endpoint.count(event == .timeout ? .timeout : .failed)
+        }
         perform(reader.peerClosed())
+    }
+
+    func socketSecured(_ socket: Socket) {
+        socket.setTimeout(nil)
+        listener.tls?.count(.ok)
     }
 
     private func timerFired() {
@@ -160,15 +170,15 @@ final class ClientConnection: SocketDelegate {
         return body(UnsafeRawBufferPointer(start: base, count: chunk.iov_len))
     }
 
-    private func dispatch(_ head: HTTPHead, body: OpaquePointer?) {
+    private func dispatch(_ head: consuming HTTPHead, body: OpaquePointer?) {
         timer.clear()
         framing = ResponseFraming(request: head)
-        listener.handler.handle(HTTPRequest(head: head, body: body, peer: peer), on: self)
+        listener.handler.handle(HTTPRequest(head: head, body: body, peer: peer, tls: socket.tls), on: self)
     }
 
     /// Answers a request the reader refused; the connection closes after the answer is written.
     private func refuse(_ error: HTTPError) {
-        listener.handler.rejected(status: error.status, peer: peer)
+        listener.handler.rejected(status: error.status, peer: peer, secure: socket.tls != nil)
         evbuffer_drain(socket.input, evbuffer_get_length(socket.input))   // never to be parsed
         if let body { evbuffer_free(body) }
         body = nil

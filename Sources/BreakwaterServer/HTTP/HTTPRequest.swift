@@ -6,12 +6,13 @@ import BreakwaterCore
 protocol HTTPHandler: AnyObject {
     /// Answers `request`, now or later, through `connection`'s response calls.
     func handle(_ request: HTTPRequest, on connection: ClientConnection)
-    /// The connection refused a request itself (malformed, too large, too slow) with `status`.
-    func rejected(status: Int, peer: IPAddress)
+    /// The connection refused a request itself (malformed, too large, too slow) with `status`;
+    /// `secure`: it came over TLS.
+    func rejected(status: Int, peer: IPAddress, secure: Bool)
 }
 
 extension HTTPHandler {
-    func rejected(status: Int, peer: IPAddress) {}
+    func rejected(status: Int, peer: IPAddress, secure: Bool) {}
 }
 
 /// The side of a pending response that must hear about the client.
@@ -33,12 +34,22 @@ final class HTTPRequest {
     let body: OpaquePointer?
     /// The TCP peer.
     let peer: IPAddress
+    /// The connection's TLS session, nil for plain HTTP.
+    let tls: TLSSession?
 
-    init(head: HTTPHead, body: OpaquePointer?, peer: IPAddress) {
+    init(head: consuming HTTPHead, body: OpaquePointer?, peer: IPAddress, tls: TLSSession? = nil) {
         self.head = head
         self.body = body
         self.peer = peer
+        self.tls = tls
     }
+
+    /// Whether the request came over TLS (`X-Forwarded-Proto: https`).
+    var isSecure: Bool { tls != nil }
+
+    /// The SHA-256 fingerprint of the client's certificate (hex), nil without one: the value of
+    /// the `tls:fingerprint` key part.
+    var clientCertificateFingerprint: String? { tls?.peerFingerprint() }
 
     deinit { if let body { evbuffer_free(body) } }
 

@@ -8,6 +8,8 @@ protocol ByteSink {
     mutating func append(raw bytes: UnsafeRawBufferPointer)
     /// Appends one byte.
     mutating func append(_ byte: UInt8)
+    /// Appends a non-negative integer in decimal (a sink may write it in place).
+    mutating func append(decimal value: Int)
 }
 
 extension ByteSink {
@@ -113,6 +115,53 @@ struct EvbufferWriter: ByteSink {
         guard let source = bytes.baseAddress, makeRoom(bytes.count) else { return }
         (space.iov_base! + used).copyMemory(from: source, byteCount: bytes.count)
         used += bytes.count
+    }
+
+    /// Appends a non-negative integer in decimal, written in place, two digits at a time: the
+    /// numbers of a head (status, Content-Length, Retry-After) cost no copy and no temporary.
+    mutating func append(decimal value: Int) {
+        var n = UInt(Swift.max(value, 0))
+        let count = Self.digitCount(n)
+        guard makeRoom(count) else { return }
+        let out = (space.iov_base! + used).assumingMemoryBound(to: UInt8.self)
+        let pairs = Self.digitPairs.utf8Start
+        var i = count
+        while n >= 100 {
+            let pair = Int(n % 100) &* 2
+            n /= 100
+            i -= 2
+            out[i] = pairs[pair]
+            out[i + 1] = pairs[pair + 1]
+        }
+        if n >= 10 {
+            out[i - 2] = pairs[Int(n) &* 2]
+            out[i - 1] = pairs[Int(n) &* 2 + 1]
+        } else {
+            out[i - 1] = UInt8(truncatingIfNeeded: n) &+ 0x30
+        }
+        used += count
+    }
+
+    /// "00", "01", ... "99" in a row.
+    private static let digitPairs: StaticString = """
+        00010203040506070809101112131415161718192021222324252627282930313233343536373839\
+        40414243444546474849505152535455565758596061626364656667686970717273747576777879\
+        8081828384858687888990919293949596979899
+        """
+
+    @inline(__always)
+    private static func digitCount(_ n: UInt) -> Int {
+        if n < 10 { return 1 }
+        if n < 100 { return 2 }
+        if n < 1000 { return 3 }
+        if n < 10_000 { return 4 }
+        var count = 5
+        var rest = n / 100_000
+        while rest > 0 {
+            rest /= 10
+            count += 1
+        }
+        return count
     }
 
     @inline(__always)

@@ -15,6 +15,8 @@ final class Listener {
     let worker: Worker
     let handler: HTTPHandler
     let limits: ReaderLimits
+    /// The TLS state of a TLS listener; nil for plain HTTP.
+    let tls: TLSEndpoint?
     /// The listening socket, and its readiness event (nil once closed).
     private let fd: Int32
     private var acceptEvent: LoopEvent!
@@ -36,8 +38,9 @@ final class Listener {
     private static let logger = Logger(label: "breakwater") { StreamLogHandler.standardError(label: $0) }
 
     init(worker: Worker, address: SocketAddress, limits: ReaderLimits, handler: HTTPHandler,
-         keepWhileDraining: Bool = false) throws(SystemCallError) {
+         keepWhileDraining: Bool = false, tls: TLSEndpoint? = nil) throws(SystemCallError) {
         self.worker = worker
+        self.tls = tls
         self.keepWhileDraining = keepWhileDraining
         self.limits = limits
         self.handler = handler
@@ -88,7 +91,12 @@ final class Listener {
             }
             do {
                 try Socket.setNoDelay(client)
-                try ClientConnection.open(fd: client, peer: peer, listener: self)
+                var session: TLSSession?
+                if let tls {
+                    session = tls.context.makeSession(fd: client)
+                    if session == nil { throw SystemCallError("SSL_new", .unspecified) }
+                }
+                try ClientConnection.open(fd: client, peer: peer, listener: self, tls: session)
             } catch {
                 Glibc.close(client)
             }

@@ -24,6 +24,13 @@ protocol SocketDelegate: AnyObject {
     func socketDrained(_ socket: Socket)
     /// Connected, closed by the peer, failed or timed out.
     func socketEvent(_ socket: Socket, _ event: SocketEvent)
+    /// The TLS handshake of an accepted connection completed (a connecting socket reports
+    /// `.connected` only once its handshake is done instead).
+    func socketSecured(_ socket: Socket)
+}
+
+extension SocketDelegate {
+    func socketSecured(_ socket: Socket) {}
 }
 
 /// A non-blocking TCP socket on one worker's loop, with an input and an output evbuffer.
@@ -54,6 +61,14 @@ final class Socket {
     private var waitingToWrite = false
     private var connecting: Bool
     private var failed: Int32 = 0
+    /// The TLS session when the bytes on the wire are TLS records; `input` and `output` then hold
+    /// the plain bytes.
+    let tls: TLSSession?
+    /// A TLS write that must be retried with the same length (OpenSSL's rule), and whether it
+    /// waits for the socket to become readable; whether a TLS read waits for it to be writable.
+    private var tlsWriteLength = 0
+    private var tlsWriteWantsRead = false
+    private var tlsReadWantsWrite = false
     private(set) var closed = false
 
     static let readSize = 16_384
@@ -62,10 +77,11 @@ final class Socket {
     static let streamType = Int32(SOCK_STREAM.rawValue)
 
     /// Wraps a connected (or connecting) non-blocking socket; reading starts at once.
-    init(fd: Int32, base: OpaquePointer, connecting: Bool = false) throws(SystemCallError) {
+    init(fd: Int32, base: OpaquePointer, connecting: Bool = false, tls: TLSSession? = nil) throws(SystemCallError) {
         self.fd = fd
         self.base = base
         self.connecting = connecting
+        self.tls = tls
         input = try libevent("evbuffer_new", evbuffer_new())
         output = try libevent("evbuffer_new", evbuffer_new())
         readEvent = try LoopEvent.readiness(base: base, fd: fd, read: true) { [unowned(unsafe) self] in readReady() }
@@ -79,19 +95,27 @@ final class Socket {
     }
 
     /// Starts a non-blocking connect to `address`.
-    static func connect(to address: SocketAddress, base: OpaquePointer) throws(SystemCallError) -> Socket {
+    /// With `tls`, a TLS session for the connection is made once the socket exists, and
+    /// `.connected` is reported after the handshake.
+    static func connect(to address: SocketAddress, base: OpaquePointer,
+                        tls: ((Int32) -> TLSSession?)? = nil) throws(SystemCallError) -> Socket {
         let family = Int32(address.withSockaddr { sa, _ in sa.pointee.sa_family })
         let fd = try syscall("socket") {
             Glibc.socket(family, streamType | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         }
-        do {
-            do {
+        do throws(SystemCallError) {
+            do throws(SystemCallError) {
                 _ = try syscall("connect(\(address))") { address.withSockaddr { sa, length in Glibc.connect(fd, sa, length) } }
             } catch where error.errno == EINPROGRESS {
                 // The usual case: the connection completes later, and the write event says so.
             }
             try setNoDelay(fd)
-            return try Socket(fd: fd, base: base, connecting: true)
+            var session: TLSSession?
+            if let tls {
+                session = tls(fd)
+                if session == nil { throw SystemCallError("SSL_new", .unspecified) }
+            }
+            return try Socket(fd: fd, base: base, connecting: true, tls: session)
         } catch {
             Glibc.close(fd)
             throw error
@@ -139,9 +163,10 @@ final class Socket {
     }
 
     /// Bytes moved: the inactivity deadline starts over (no libevent call, see DeadlineTimer).
+    /// A handshake's deadline is not moved by its bytes: it bounds the whole handshake.
     @inline(__always)
     private func touch() {
-        if let timeout { timer!.set(afterNanoseconds: timeout) }
+        if let timeout, tls?.handshaking != true { timer!.set(afterNanoseconds: timeout) }
     }
 
     /// Sends what `output` holds, as far as the kernel takes it now; the rest goes when it can.
@@ -153,6 +178,7 @@ final class Socket {
     /// Sends the end of the stream (FIN) after what is written; reading goes on.
     func shutdownWrite() {
         guard !closed else { return }
+        tls?.shutdown()
         do {
             _ = try syscall("shutdown") { Glibc.shutdown(fd, Int32(SHUT_WR)) }
         } catch {
@@ -165,6 +191,7 @@ final class Socket {
         guard !closed else { return }
         closed = true
         delegate = nil
+        if failed == 0 { tls?.shutdown() }
         readEvent.close()
         writeEvent.close()
         timer?.free()
@@ -182,6 +209,7 @@ final class Socket {
             delegate?.socketEvent(self, .error(error))
             return
         }
+        if let tls { return readTLS(tls) }
         var vec = iovec()
         guard evbuffer_reserve_space(input, Self.readSize, &vec, 1) == 1 else {
             fail(ENOMEM)
@@ -216,15 +244,32 @@ final class Socket {
                 return
             }
             setReading(true)
+            if let tls {
+                _ = advanceHandshake(tls)
+                return
+            }
             delegate?.socketEvent(self, .connected)
             if !closed, evbuffer_get_length(output) > 0 { write() }
             return
+        }
+        if let tls {
+            if tls.handshaking {
+                stopWaitingToWrite()
+                if advanceHandshake(tls) { readTLS(tls) }
+                return
+            }
+            if tlsReadWantsWrite {
+                tlsReadWantsWrite = false
+                readTLS(tls)
+                if closed { return }
+            }
         }
         write()
         if !waitingToWrite, !closed { delegate?.socketDrained(self) }
     }
 
     private func write() {
+        if let tls { return writeTLS(tls) }
         while evbuffer_get_length(output) > 0 {
             let n = evbuffer_write(output, fd)
             if n > 0 {
@@ -241,10 +286,133 @@ final class Socket {
             fail(n < 0 ? errno : EPIPE)
             break
         }
-        if waitingToWrite {
-            waitingToWrite = false
-            writeEvent.delete()
+        stopWaitingToWrite()
+    }
+
+    private func waitForWritable() {
+        guard !waitingToWrite else { return }
+        waitingToWrite = true
+        writeEvent.add()
+    }
+
+    private func stopWaitingToWrite() {
+        guard waitingToWrite else { return }
+        waitingToWrite = false
+        writeEvent.delete()
+    }
+
+    // MARK: TLS
+
+    /// One step of the handshake; true when it completed just now and the socket is still open.
+    private func advanceHandshake(_ tls: TLSSession) -> Bool {
+        switch tls.handshake() {
+        case .done:
+            if tls.isServer {
+                delegate?.socketSecured(self)
+            } else {
+                delegate?.socketEvent(self, .connected)
+                if !closed, evbuffer_get_length(output) > 0 { write() }
+            }
+            return !closed
+        case .wantRead:
+            return false
+        case .wantWrite:
+            waitForWritable()
+            return false
+        case .closed:
+            setReading(false)
+            delegate?.socketEvent(self, tls.isServer ? .eof : .error(ECONNRESET))
+            return false
+        case .failed(let error):
+            setReading(false)
+            delegate?.socketEvent(self, .error(error == 0 ? EPROTO : error))
+            return false
         }
+    }
+
+    /// Reads and decrypts what the socket holds. One TLS record a wake-up, unless OpenSSL holds
+    /// more already decrypted (then the socket may not wake us for it).
+    private func readTLS(_ tls: TLSSession) {
+        if tls.handshaking {
+            guard advanceHandshake(tls) else { return }
+        }
+        if tlsWriteWantsRead {
+            tlsWriteWantsRead = false
+            write()
+            if closed { return }
+        }
+        var received = false
+        reading: while true {
+            var vec = iovec()
+            guard evbuffer_reserve_space(input, Self.readSize, &vec, 1) == 1 else {
+                fail(ENOMEM)
+                return
+            }
+            switch tls.read(into: vec.iov_base, count: vec.iov_len) {
+            case .done(let n):
+                vec.iov_len = n
+                precondition(evbuffer_commit_space(input, &vec, 1) == 0, "evbuffer_commit_space failed")
+                received = true
+                if !tls.hasPendingBytes { break reading }
+            case .wantRead:
+                break reading
+            case .wantWrite:
+                tlsReadWantsWrite = true
+                waitForWritable()
+                break reading
+            case .closed:
+                if received { delegate?.socketReadable(self) }
+                if closed { return }
+                setReading(false)
+                delegate?.socketEvent(self, .eof)
+                return
+            case .failed(let error):
+                setReading(false)
+                delegate?.socketEvent(self, .error(error == 0 ? EPROTO : error))
+                return
+            }
+        }
+        if received {
+            touch()
+            delegate?.socketReadable(self)
+        }
+    }
+
+    /// Encrypts and sends what `output` holds. Small pieces are gathered into records of up to
+    /// 16 KiB first, so a head and a small body go out as one record.
+    private func writeTLS(_ tls: TLSSession) {
+        guard !tls.handshaking else { return }   // written once the handshake is done
+        while true {
+            let buffered = evbuffer_get_length(output)
+            guard buffered > 0 else { break }
+            let length = tlsWriteLength > 0 ? tlsWriteLength : min(buffered, Self.readSize)
+            guard let data = evbuffer_pullup(output, length) else {
+                fail(ENOMEM)
+                return
+            }
+            switch tls.write(from: data, count: length) {
+            case .done(let n):
+                tlsWriteLength = 0
+                evbuffer_drain(output, n)
+                touch()
+            case .wantWrite:
+                tlsWriteLength = length
+                waitForWritable()
+                return
+            case .wantRead:
+                tlsWriteLength = length
+                tlsWriteWantsRead = true
+                setReading(true)
+                return
+            case .closed:
+                fail(EPIPE)
+                return
+            case .failed(let error):
+                fail(error == 0 ? EPROTO : error)
+                return
+            }
+        }
+        stopWaitingToWrite()
     }
 
     /// A broken pipe, a reset or a failed call: reported from the read side, outside the

@@ -27,15 +27,16 @@ final class WorkerGroup: @unchecked Sendable {
 
     /// Binds `address` on every worker (SO_REUSEPORT); port 0 becomes the port the first worker got.
     /// A `keepWhileDraining` listener (admin) stays open while the others drain.
+    /// With `tls`, the listeners speak TLS.
     func listen(on endpoint: HostPort, limits: ReaderLimits, onlyFirst: Bool = false, keepWhileDraining: Bool = false,
-                handler: (Worker) throws -> HTTPHandler) throws -> UInt16 {
+                tls: TLSEndpoint? = nil, handler: (Worker) throws -> HTTPHandler) throws -> UInt16 {
         var address = try SocketAddress(endpoint)
         if endpoint.port != 0 { try Self.ensureFree(address) }
         var port: UInt16 = 0
         for worker in onlyFirst ? [workers[0]] : workers {
             if port != 0 { address = try SocketAddress(HostPort(host: endpoint.host, port: port)) }
             let listener = try Listener(worker: worker, address: address, limits: limits, handler: try handler(worker),
-                                        keepWhileDraining: keepWhileDraining)
+                                        keepWhileDraining: keepWhileDraining, tls: tls)
             worker.listeners.append(listener)
             port = listener.port
         }

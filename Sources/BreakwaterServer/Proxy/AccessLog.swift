@@ -57,11 +57,11 @@ final class AccessLog {
 
     var target: String { sink.target }
 
-    /// Appends one line: time, client, request, status, outcome, route, upstream time, body bytes.
+    /// Appends one line: time, client, request, status, outcome, route, upstream time, body
+    /// bytes, and the scheme the client spoke (`http`, or `https` over TLS).
     func log(client: String, method: String, path: Substring, status: Int, outcome: String, route: String,
-             upstream: Duration?, bytes: Int) {
-        var ts = timespec()
-        clock_gettime(CLOCK_REALTIME, &ts)
+             upstream: Duration?, bytes: Int, secure: Bool) {
+        let ts = LoopClock.wallTime()
         if ts.tv_sec != second {
             second = ts.tv_sec
             var t = time_t(ts.tv_sec)
@@ -94,8 +94,7 @@ final class AccessLog {
         buffer.append(ascii: " upstream=")
         if let upstream {
             // Seconds with three decimals, rounded to the millisecond.
-            let (seconds, attoseconds) = upstream.components
-            let millis = Int(seconds) * 1000 + Int((attoseconds + 500_000_000_000_000) / 1_000_000_000_000_000)
+            let millis = Int((upstream.clampedNanoseconds + 500_000) / 1_000_000)
             buffer.append(decimal: millis / 1000)
             buffer.append(ascii: ".")
             buffer.append(digits: millis % 1000, width: 3)
@@ -104,7 +103,7 @@ final class AccessLog {
         }
         buffer.append(ascii: " bytes=")
         buffer.append(decimal: bytes)
-        buffer.append(ascii: "\n")
+        buffer.append(ascii: secure ? " scheme=https\n" : " scheme=http\n")
         if buffer.count >= 32_768 {
             flush()
         } else if !flushScheduled {

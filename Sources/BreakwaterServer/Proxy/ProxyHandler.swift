@@ -16,9 +16,12 @@ final class ProxyContext: Sendable {
     let unroutedMetrics: RouteMetrics
     /// `[upstream]` retry settings.
     let retryPolicy: RetryPolicy
+    /// TLS towards the upstream servers (`[upstream] tls = true`), nil for plain HTTP.
+    let upstreamTLS: TLSClientContext?
 
     init(config: Config, hasher: KeyedHasher, tracker: ErrorTracker<LoopClock>, rateLimiter: RateLimiter<LoopClock>,
-         metrics: ProxyMetrics) {
+         metrics: ProxyMetrics, upstreamTLS: TLSClientContext? = nil) {
+        self.upstreamTLS = upstreamTLS
         self.config = config
         self.routes = RouteTable(config: config)
         self.identity = ClientIdentity(clients: config.clients, hasher: hasher)
@@ -58,7 +61,7 @@ final class ProxyHandler: HTTPHandler {
         self.accessLog = accessLog
         self.logger = logger
         store = context.tracker
-        pool = try UpstreamPool(worker: worker, config: context.config.upstream, health: health)
+        pool = try UpstreamPool(worker: worker, config: context.config.upstream, health: health, tls: context.upstreamTLS)
     }
 
     func handle(_ request: HTTPRequest, on connection: ClientConnection) {
@@ -70,7 +73,9 @@ final class ProxyHandler: HTTPHandler {
             ProxyExchange(handler: self, request: request, client: connection, route: route, key: nil, isProbe: false).start()
             return
         }
-        let key = context.identity.key(parts: route.keyParts, routeName: route.name, peer: request.peer) {
+        let key = context.identity.key(parts: route.keyParts, routeName: route.name, peer: request.peer,
+                                       tlsFingerprint: request.isSecure && route.keyParts.contains(.tlsFingerprint)
+                                           ? request.clientCertificateFingerprint : nil) {
             request.head.combined(dynamic: $0)
         }
         // The shield check: the one place every tracked request passes before anything is forwarded.
@@ -125,10 +130,10 @@ final class ProxyHandler: HTTPHandler {
         ProxyExchange(handler: self, request: request, client: connection, route: route, key: key, isProbe: isProbe).start()
     }
 
-    func rejected(status: Int, peer: IPAddress) {
+    func rejected(status: Int, peer: IPAddress, secure: Bool) {
         context.unroutedMetrics.count(.rejected, totals: context.metrics.totals)
         accessLog?.log(client: peer.description, method: "-", path: "-", status: status, outcome: "rejected",
-                       route: "none", upstream: nil, bytes: 0)
+                       route: "none", upstream: nil, bytes: 0, secure: secure)
     }
 
     /// One access log line. A client identified by a header (a token) is logged by its hashed
@@ -147,6 +152,6 @@ final class ProxyHandler: HTTPHandler {
             path = request.head.path
         }
         accessLog.log(client: client, method: request.head.method, path: path, status: status, outcome: outcome,
-                      route: route.name, upstream: upstream, bytes: bytes)
+                      route: route.name, upstream: upstream, bytes: bytes, secure: request.isSecure)
     }
 }

@@ -59,7 +59,7 @@ enum ProxyHeaders {
             out.append(ascii: ", ")
         }
         out.append(bytes: clientAddress[...])
-        out.append(ascii: "\r\nX-Forwarded-Proto: http\r\nVia: ")
+        out.append(ascii: request.isSecure ? "\r\nX-Forwarded-Proto: https\r\nVia: " : "\r\nX-Forwarded-Proto: http\r\nVia: ")
         if let via {
             out.append(utf8: via)
             out.append(ascii: ", ")

@@ -13,6 +13,12 @@ public final class ProxyServer: @unchecked Sendable {
     public private(set) var port: UInt16 = 0
     /// The port of the admin listener.
     public private(set) var adminPort: UInt16 = 0
+    /// The port of the TLS listener; 0 without `[tls]`.
+    public private(set) var tlsPort: UInt16 = 0
+    /// The TLS listener's certificates and counters; nil without `[tls]`.
+    private var tlsEndpoint: TLSEndpoint?
+    /// TLS towards the upstream servers; nil unless `[upstream] tls = true`.
+    private var upstreamTLS: TLSClientContext?
     private let logger: Logger
     private let group: WorkerGroup
     private var handlers: [ProxyHandler] = []
@@ -37,6 +43,10 @@ public final class ProxyServer: @unchecked Sendable {
         let seed = random.next()
         tracker = ErrorTracker(maxClients: config.clients.maxClients, clock: LoopClock(), seed: seed)
         rateLimiter = RateLimiter(maxKeys: config.clients.maxClients, clock: LoopClock())
+        upstreamTLS = try Self.upstreamTLS(config.upstream)
+        if let tls = config.tls {
+            tlsEndpoint = TLSEndpoint(context: try TLSServerContext(Self.tlsSettings(tls)), handshakeTimeout: tls.handshakeTimeout)
+        }
     }
 
     /// Binds the listeners and starts the loops.
@@ -52,6 +62,10 @@ public final class ProxyServer: @unchecked Sendable {
                                            logger: logger, health: health)
             handlers.append(handler)
             return handler
+        }
+        if let tls = config.tls, let tlsEndpoint {
+            metrics.watch(tls: tlsEndpoint)
+            tlsPort = try group.listen(on: tls.listen, limits: Self.limits(config.server), tls: tlsEndpoint) { handlers[$0.index] }
         }
         adminPort = try group.listen(on: config.admin.listen, limits: ReaderLimits(), onlyFirst: true, keepWhileDraining: true) {
             AdminHandler(proxy: handlers[0], worker: $0)
@@ -86,7 +100,23 @@ public final class ProxyServer: @unchecked Sendable {
         keep("admin.listen", \.admin.listen)
         keep("clients.max_clients", \.clients.maxClients)
         keep("clients.hash_key", \.clients.hashKey)
+        if (applied.tls == nil) != (config.tls == nil) {
+            needsRestart.append("tls")
+            applied.tls = config.tls
+        } else if var tls = applied.tls, let running = config.tls {
+            if tls.listen != running.listen { needsRestart.append("tls.listen") }
+            if tls.handshakeTimeout != running.handshakeTimeout { needsRestart.append("tls.handshake_timeout") }
+            tls.listen = running.listen
+            tls.handshakeTimeout = running.handshakeTimeout
+            applied.tls = tls
+        }
+        // Certificates are read again on every reload (the files may have been replaced under the
+        // same names). Whatever does not load refuses the whole reload, so nothing has changed yet.
+        var tlsContext: TLSServerContext?
+        if let tls = applied.tls, tlsEndpoint != nil { tlsContext = try TLSServerContext(Self.tlsSettings(tls)) }
         let upstreamChanged = applied.upstream != config.upstream
+        var newUpstreamTLS = upstreamTLS
+        if upstreamChanged { newUpstreamTLS = try Self.upstreamTLS(applied.upstream) }
         if upstreamChanged {
             for server in applied.upstream.servers { _ = try SocketAddress(server) }
             health = Self.health(for: applied.upstream, keeping: health)
@@ -97,6 +127,8 @@ public final class ProxyServer: @unchecked Sendable {
         let redisChanged = applied.redis != config.redis
         let sink = logChanged ? try applied.server.accessLog.map { try AccessLogSink(target: $0) } : nil
         config = applied
+        upstreamTLS = newUpstreamTLS
+        if let tlsContext { tlsEndpoint?.replace(with: tlsContext) }
         let context = makeContext(applied)
         for (worker, handler) in zip(group.workers, handlers) {
             worker.execute {
@@ -106,7 +138,8 @@ public final class ProxyServer: @unchecked Sendable {
                     handler.accessLog?.flush()
                     handler.accessLog = sink.map { AccessLog(sink: $0, worker: worker) }
                 }
-                if upstreamChanged, let pool = try? UpstreamPool(worker: worker, config: applied.upstream, health: health) {
+                if upstreamChanged, let pool = try? UpstreamPool(worker: worker, config: applied.upstream, health: health,
+                                                                 tls: context.upstreamTLS) {
                     handler.pool.closeIdle()
                     handler.pool = pool
                 }
@@ -161,7 +194,22 @@ public final class ProxyServer: @unchecked Sendable {
     }
 
     private func makeContext(_ config: Config) -> ProxyContext {
-        ProxyContext(config: config, hasher: hasher, tracker: tracker, rateLimiter: rateLimiter, metrics: metrics)
+        ProxyContext(config: config, hasher: hasher, tracker: tracker, rateLimiter: rateLimiter, metrics: metrics,
+                     upstreamTLS: upstreamTLS)
+    }
+
+    /// The client TLS context for `[upstream] tls = true`; nil for plain HTTP.
+    static func upstreamTLS(_ upstream: UpstreamConfig) throws(TLSError) -> TLSClientContext? {
+        guard upstream.tls else { return nil }
+        return try TLSClientContext(ca: upstream.tlsCA, verify: upstream.tlsVerify)
+    }
+
+    /// The server TLS settings of `[tls]`.
+    static func tlsSettings(_ tls: TLSConfig) -> TLSServerContext.Settings {
+        TLSServerContext.Settings(
+            pairs: tls.certificates.map { ($0.cert, $0.key) }, minimumVersion13: tls.minVersion == .v1_3, alpn: tls.alpn,
+            clientCA: tls.clientCA,
+            clientCertificateRequired: tls.clientAuth == .off ? nil : tls.clientAuth == .required)
     }
 
     static func limits(_ server: ServerConfig) -> ReaderLimits {

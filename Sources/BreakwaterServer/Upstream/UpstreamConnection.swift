@@ -57,7 +57,11 @@ final class UpstreamConnection: SocketDelegate {
     init(server: UpstreamServer, pool: UpstreamPool) throws(SystemCallError) {
         self.server = server
         self.pool = pool
-        socket = try Socket.connect(to: server.address, base: pool.worker.base)
+        let settings = pool.settings
+        socket = try Socket.connect(to: server.address, base: pool.worker.base, tls: settings.tls.map { context in
+            let name = settings.tlsServerName.isEmpty ? server.endpoint.host : settings.tlsServerName
+            return { fd in context.makeSession(fd: fd, serverName: name) }
+        })
         socket.delegate = self
         socket.setTimeout(pool.settings.connectTimeout)
     }

@@ -61,11 +61,16 @@ struct UpstreamSettings {
     var maxConnections: Int
     /// A parked connection unused this long is closed, before the server's own keep-alive timer races us.
     var idleTimeout: Duration = .seconds(4)
+    /// TLS to the servers, nil for plain HTTP, and the name to verify ("" : each server's host).
+    var tls: TLSClientContext?
+    var tlsServerName: String
 
-    init(_ config: UpstreamConfig) {
+    init(_ config: UpstreamConfig, tls: TLSClientContext?) {
         connectTimeout = config.connectTimeout
         timeout = config.timeout
         maxConnections = config.maxConnections
+        self.tls = tls
+        tlsServerName = config.tlsServerName
     }
 }
 
@@ -91,9 +96,9 @@ final class UpstreamPool {
     /// The idle sweep's timer, made with the first parked connection.
     private var sweepTimer: LoopEvent?
 
-    init(worker: Worker, config: UpstreamConfig, health: [UpstreamHealth]) throws {
+    init(worker: Worker, config: UpstreamConfig, health: [UpstreamHealth], tls: TLSClientContext? = nil) throws {
         self.worker = worker
-        settings = UpstreamSettings(config)
+        settings = UpstreamSettings(config, tls: tls)
         servers = try health.enumerated().map { try UpstreamServer(health: $1, index: $0) }
         idle = Array(repeating: [], count: servers.count)
         open = Array(repeating: 0, count: servers.count)
