@@ -56,6 +56,38 @@ import Glibc
         #expect(upstream.requestCount == 2)
     }
 
+    /// Requests that arrive in one TLS record are all answered: the ones after the first wait in
+    /// OpenSSL's buffer, where no socket event announces them.
+    @Test func pipelinedRequestsOverTlsAreAllAnswered() throws {
+        let certs = try TestCertificates.shared()
+        let upstream = try TestUpstream(handler: TestUpstream.echo)
+        defer { upstream.stop() }
+        let proxy = try TLSHarness(upstreamPorts: [upstream.port], tls: certificatesKey([certs.localhost]), workers: 1)
+        let client = try InteractiveTool("openssl", ["s_client", "-connect", "127.0.0.1:\(proxy.tlsPort)", "-servername", "localhost",
+                                                     "-quiet", "-nocommands"])
+        defer { client.stop() }
+        client.send((1...3).map { "GET /p/\($0) HTTP/1.1\r\nHost: localhost\r\n\r\n" }.joined())
+        #expect(client.waitFor("HTTP/1.1 200", count: 3), "\(client.text)")
+        for i in 1...3 { #expect(client.waitFor("X-Target: /p/\(i)"), "\(client.text)") }
+        #expect(upstream.requestCount == 3)
+    }
+
+    @Test func aSlowTlsClientSendsAndGetsWholeBodies() throws {
+        let certs = try TestCertificates.shared()
+        let upstream = try TestUpstream(handler: TestUpstream.echo)
+        defer { upstream.stop() }
+        let proxy = try TLSHarness(upstreamPorts: [upstream.port], tls: certificatesKey([certs.localhost]))
+        var generator = SystemRandomNumberGenerator()
+        let body = (0..<(2 << 20)).map { _ in UInt8.random(in: 0...255, using: &generator) }
+        let file = try Binary.tempDirectory().appendingPathComponent("body")
+        try Data(body).write(to: file)
+        // 4 MB/s each way: the proxy meets a full socket buffer and OpenSSL's retries on both sides.
+        let response = try proxy.curl("/slow", ["--data-binary", "@\(file.path)", "-H", "Expect:", "--limit-rate", "4M"])
+        #expect(response.status == 200, "\(response)")
+        #expect(response.bodyBytes.count == body.count)
+        #expect(checksum(response.bodyBytes) == checksum(body))
+    }
+
     @Test func theAccessLogSaysHttpsForTlsRequests() throws {
         let certs = try TestCertificates.shared()
         let upstream = try TestUpstream()

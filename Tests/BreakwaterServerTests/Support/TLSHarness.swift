@@ -14,12 +14,13 @@ final class TLSHarness {
     var port: UInt16 { server.port }
     var adminPort: UInt16 { server.adminPort }
 
-    init(upstreamPorts: [UInt16], tls: String?, server serverKeys: String = "", upstream: String = "", rest: String = "") throws {
+    init(upstreamPorts: [UInt16], tls: String?, workers: Int = 2, server serverKeys: String = "", upstream: String = "",
+         rest: String = "") throws {
         tlsPort = tls == nil ? 0 : Binary.freePort()
         var text = """
             [server]
             listen = "127.0.0.1:0"
-            workers = 2
+            workers = \(workers)
             grace_period = "2s"
             \(serverKeys)
             [admin]
