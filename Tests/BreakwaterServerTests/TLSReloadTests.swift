@@ -34,6 +34,10 @@ import Glibc
         let (proxy, tlsPort) = try start(upstream: upstream.port, pair: pair)
         defer { proxy.stop() }
         #expect(served(tlsPort) == "localhost")
+        // Scraped before the reload, as Prometheus would have.
+        let expiriesBefore = metricSeries(try request(port: proxy.adminPort, "GET", "/metrics").bodyText,
+                                          "breakwater_tls_certificate_expiry_timestamp_seconds")
+        #expect(expiriesBefore.map(\.value) == [try TestCertificates.expiry(of: certs.localhost.cert)], "\(expiriesBefore)")
 
         // One connection opened before the reload, kept open across it.
         let held = try InteractiveTool("openssl", ["s_client", "-connect", "127.0.0.1:\(tlsPort)", "-servername", "localhost",
@@ -55,6 +59,14 @@ import Glibc
         #expect(!held.text.contains("localhost-renewed"))
         #expect(upstream.requests.map(\.target).contains("/held"))
         #expect(proxy.isRunning)
+
+        // The expiry metric shows the certificate now served, and only it: the replaced one's
+        // expiry would keep an alert on it firing after the renewal.
+        let metrics = try request(port: proxy.adminPort, "GET", "/metrics").bodyText
+        let expiries = metricSeries(metrics, "breakwater_tls_certificate_expiry_timestamp_seconds")
+        let renewedExpiry = try TestCertificates.expiry(of: certs.renewed.cert)
+        #expect(expiries.count == 1 && expiries.allSatisfy { abs($0.value - renewedExpiry) < 1 },
+                "one pair served, expiring at \(renewedExpiry): \(expiries)")
     }
 
     @Test func sighupRefusesAPairThatDoesNotLoadOrDoesNotMatchAndKeepsTheOldOne() throws {

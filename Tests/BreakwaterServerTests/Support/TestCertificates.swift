@@ -21,7 +21,7 @@ final class TestCertificates: Sendable {
     let ca: URL
     /// CN=localhost; SAN DNS:localhost, IP:127.0.0.1, IP:::1; signed by `ca`. The default pair.
     let localhost: CertificatePair
-    /// CN=localhost-renewed, the same names: what a renewal puts in place of `localhost`.
+    /// CN=localhost-renewed, the same names, valid for 400 days: what a renewal puts in place of `localhost`.
     let renewed: CertificatePair
     /// CN=api.example; SAN DNS:api.example, DNS:*.api.example; signed by `ca`.
     let api: CertificatePair
@@ -79,7 +79,7 @@ final class TestCertificates: Sendable {
         let serverCA = selfSigned("ca", subject: "Breakwater Test CA", section: "ca", days: 3650)
         ca = serverCA.cert
         localhost = signed("localhost", subject: "localhost", section: "localhost", by: serverCA)
-        renewed = signed("renewed", subject: "localhost-renewed", section: "localhost", by: serverCA)
+        renewed = signed("renewed", subject: "localhost-renewed", section: "localhost", by: serverCA, days: 400)
         api = signed("api", subject: "api.example", section: "api", by: serverCA)
         shortLived = signed("short-lived", subject: "short-lived", section: "localhost", by: serverCA, days: 5)
         self.selfSigned = selfSigned("self-signed", subject: "self-signed", section: "self_signed", days: 365)
