@@ -4,7 +4,8 @@ import Testing
 import Glibc
 #endif
 
-/// The real binary: certificates reloaded on SIGHUP, and `breakwater check` loading the pairs.
+/// The real binary: certificates reloaded on SIGHUP, descriptors after bad handshakes, and
+/// `breakwater check` loading the pairs.
 @Suite struct TLSReloadTests {
     /// The binary with `[tls]` on a free port serving `pair`, ready for handshakes.
     private func start(upstream: UInt16, pair: CertificatePair) throws -> (ProxyProcess, UInt16) {
@@ -108,6 +109,47 @@ import Glibc
         _ = try certs.install(certs.renewed, into: dir, as: "server")
         proxy.signal(SIGHUP)
         #expect(eventually(10) { served(tlsPort) == "localhost-renewed" }, "\(proxy.logText)")
+    }
+
+    @Test func handshakesThatFailTimeOutOrAreCutOffLeaveNoDescriptorsBehind() throws {
+        let certs = try TestCertificates.shared()
+        // Every upstream connection closes after its answer, so the pool keeps none open.
+        let upstream = try TestUpstream { _, socket in
+            try TestUpstream.respond(socket, status: 200, headers: [("Connection", "close")], body: Array("hello".utf8))
+            return false
+        }
+        defer { upstream.stop() }
+        let tlsPort = Binary.freePort()
+        let proxy = try ProxyProcess(upstreams: [upstream.port], rest: """
+            [tls]
+            listen = "127.0.0.1:\(tlsPort)"
+            \(certificatesKey([certs.localhost]))
+            handshake_timeout = "1s"
+            """)
+        defer { proxy.stop() }
+        #expect(eventually(10) { (try? SClient.handshake(port: tlsPort))?.succeeded == true })
+        let before = proxy.settledFDs()
+
+        for _ in 0..<10 { #expect(try !SClient.handshake(port: tlsPort, alpn: "h2").succeeded) }
+        for _ in 0..<10 { #expect(try SClient.handshake(port: tlsPort, extra: ["-tls1_2"]).succeeded) }
+        var held: [TestSocket] = []
+        for i in 0..<20 {
+            let socket = try TestSocket(port: tlsPort)
+            // Half send the start of a ClientHello and close; half send nothing and wait for the timeout.
+            if i % 2 == 0 {
+                try socket.send([0x16, 0x03, 0x01, 0x02, 0x00, 0x01])
+            } else {
+                held.append(socket)
+            }
+        }
+        for _ in 0..<10 {
+            let result = try Curl.run("https://localhost:\(tlsPort)/", ["--cacert", certs.ca.path, "--resolve", "localhost:\(tlsPort):127.0.0.1"])
+            #expect(result.status == 200, "\(result)")
+        }
+        for socket in held { #expect(socket.isClosedByPeer()) }
+        held.removeAll()
+        #expect(proxy.settledFDs() == before, "\(proxy.logText)")
+        #expect(proxy.isRunning)
     }
 
     // MARK: breakwater check
