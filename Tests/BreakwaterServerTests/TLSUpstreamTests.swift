@@ -39,6 +39,25 @@ import Testing
         }
     }
 
+    @Test func upstreamTlsConnectionsAreReusedAndOneTheUpstreamClosedIsNotUsed() throws {
+        let certs = try TestCertificates.shared()
+        let upstream = try TLSUpstream(pair: certs.localhost, idleTimeout: 1)
+        defer { upstream.stop() }
+        let proxy = try TLSHarness(upstreamPorts: [upstream.port], tls: nil, workers: 1, upstream: """
+            tls = true
+            tls_ca = "\(certs.ca.path)"
+            """)
+        let first = try (1...3).map { try request(port: proxy.port, "GET", "/pooled/\($0)") }
+        #expect(first.map(\.status) == [200, 200, 200])
+        #expect(Set(first.map { $0.header("X-Connection") }).count == 1, "one TLS connection for the three")
+        // The upstream closes the parked connection after 1 s, before the proxy's own 4 s.
+        usleep(1_500_000)
+        let later = try request(port: proxy.port, "GET", "/after-close")
+        #expect(later.status == 200, "\(later.startLine) \(later.bodyText)")
+        #expect(later.header("X-Connection") != first[0].header("X-Connection"))
+        #expect(try metricValue(proxy.metrics(), connectErrors) == 0)
+    }
+
     @Test func tlsEndToEndMarksTheRequestHttps() throws {
         let certs = try TestCertificates.shared()
         let upstream = try TLSUpstream(pair: certs.localhost)

@@ -6,19 +6,20 @@ import Glibc
 /// An HTTPS upstream on 127.0.0.1: Python's `http.server` behind `ssl`, serving `pair`. Every
 /// answer is 200 with body "tls upstream" and headers that show what it saw: `X-Upstream-TLS`
 /// (the TLS version of the connection), `X-Seen-SNI` (the server name the client sent, "-" for
-/// none) and `X-Seen-Proto` (the request's X-Forwarded-Proto). It stops itself after 5 minutes
-/// whatever happens to the test.
+/// none), `X-Seen-Proto` (the request's X-Forwarded-Proto) and `X-Connection` (1 for the first
+/// connection accepted, 2 for the next...). A connection idle for `idleTimeout` seconds is closed.
+/// It stops itself after 5 minutes whatever happens to the test.
 final class TLSUpstream: @unchecked Sendable {
     let port: UInt16
     let dir: URL
     private let process: Process
 
-    init(pair: CertificatePair) throws {
+    init(pair: CertificatePair, idleTimeout: Double = 10) throws {
         dir = try Binary.tempDirectory()
         let script = dir.appendingPathComponent("upstream.py")
         let portFile = dir.appendingPathComponent("port")
         try Self.script.write(to: script, atomically: true, encoding: .utf8)
-        let process = try Tool.start("python3", [script.path, pair.cert.path, pair.key.path, portFile.path],
+        let process = try Tool.start("python3", [script.path, pair.cert.path, pair.key.path, portFile.path, "\(idleTimeout)"],
                                      log: dir.appendingPathComponent("upstream.log"))
         self.process = process
         var found: UInt16?
@@ -47,9 +48,10 @@ final class TLSUpstream: @unchecked Sendable {
     }
 
     private static let script = #"""
-        import http.server, os, ssl, sys, threading
+        import http.server, itertools, os, ssl, sys, threading
 
-        cert, key, port_file = sys.argv[1:4]
+        cert, key, port_file, idle_timeout = sys.argv[1:5]
+        serials = itertools.count(1)
         threading.Timer(300, os._exit, [0]).start()
 
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -71,6 +73,7 @@ final class TLSUpstream: @unchecked Sendable {
                 self.send_header("X-Upstream-TLS", self.connection.version() or "-")
                 self.send_header("X-Seen-SNI", getattr(self.connection, "seen_sni", None) or "-")
                 self.send_header("X-Seen-Proto", self.headers.get("X-Forwarded-Proto", "-"))
+                self.send_header("X-Connection", str(self.connection.serial))
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 if self.command != "HEAD":
@@ -87,11 +90,13 @@ final class TLSUpstream: @unchecked Sendable {
             # The handshake runs on the connection's own thread, so a client that stalls in it
             # holds up no other.
             def finish_request(self, request, client_address):
-                request.settimeout(10)
+                request.settimeout(float(idle_timeout))
+                serial = next(serials)
                 try:
                     connection = context.wrap_socket(request, server_side=True)
                 except OSError:
                     return
+                connection.serial = serial
                 try:
                     self.RequestHandlerClass(connection, client_address, self)
                 finally:
