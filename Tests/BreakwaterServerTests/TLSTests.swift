@@ -298,6 +298,22 @@ import Glibc
         #expect(counted, "\(text)")
     }
 
+    @Test func theHandshakeTimeoutEndsWithTheHandshake() throws {
+        let certs = try TestCertificates.shared()
+        let upstream = try TestUpstream()
+        defer { upstream.stop() }
+        let proxy = try TLSHarness(upstreamPorts: [upstream.port], tls: certificatesKey([certs.localhost]) + "\nhandshake_timeout = \"1s\"")
+        let client = try InteractiveTool("openssl", ["s_client", "-connect", "127.0.0.1:\(proxy.tlsPort)", "-servername", "localhost",
+                                                     "-nocommands", "-ign_eof"])
+        defer { client.stop() }
+        #expect(client.waitFor("Verify return code"), "\(client.text)")
+        // Idle past the handshake timeout (well within idle_timeout), then ask.
+        usleep(1_800_000)
+        client.send("GET /late HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        #expect(client.waitFor("HTTP/1.1 200"), "\(client.text)")
+        #expect(upstream.requestCount == 1)
+    }
+
     @Test func handshakesAndCertificateExpiriesAreInTheMetrics() throws {
         let certs = try TestCertificates.shared()
         let upstream = try TestUpstream()
