@@ -25,6 +25,7 @@ extension Config {
         set("access_log", quote(server.accessLog ?? "off"))
         set("upgrades", list(server.upgrades.map(quote)))
         set("tunnel_idle_timeout", duration(server.tunnelIdleTimeout))
+        set("min_body_rate", size(server.minBodyRate))
 
         out.append("")
         if let tls {

@@ -216,6 +216,7 @@ public final class ProxyServer: @unchecked Sendable {
 
     static func limits(_ server: ServerConfig) -> ReaderLimits {
         ReaderLimits(maxHeaderBytes: server.maxHeaderBytes, maxRequestLineBytes: min(server.maxRequestLineBytes, server.maxHeaderBytes),
-                     maxBodyBytes: server.maxBodyBytes, headerTimeout: server.headerTimeout, idleTimeout: server.idleTimeout)
+                     maxBodyBytes: server.maxBodyBytes, headerTimeout: server.headerTimeout, idleTimeout: server.idleTimeout,
+                     minBodyRate: server.minBodyRate)
     }
 }
