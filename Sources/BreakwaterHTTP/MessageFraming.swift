@@ -77,3 +77,16 @@ extension HTTPHead {
         return .length(n)
     }
 }
+
+extension HTTPHead {
+    /// The protocols an HTTP/1.1 request asks to switch to (RFC 9110 7.8): the names in its
+    /// `Upgrade` header, lower-case and without their version, when `Connection` lists `upgrade`;
+    /// empty otherwise (an Upgrade that Connection does not name is a stray hop-by-hop field).
+    public var upgradeProtocols: [String] {
+        guard minorVersion == 1, listContains("connection", token: "upgrade"), let value = combined("upgrade") else { return [] }
+        return value.split(separator: ",").compactMap { element in
+            let name = element.trimmingASCIISpaces().prefix { $0 != "/" }
+            return name.isEmpty ? nil : name.lowercased()
+        }
+    }
+}

@@ -22,6 +22,8 @@ public final class RequestReader<C: Clock> where C.Duration == Duration {
         /// The last response is written out; the connection closes once the output drains, or at
         /// `deadline` when the client does not read it.
         case closing(linger: Bool, deadline: C.Instant?)
+        /// The connection was upgraded: its bytes are a tunnel's, no longer HTTP.
+        case tunnel
         /// The write side is shut; what the client still sends is dropped until it goes quiet
         /// (`quiet`, pushed back by every byte) or until `until` at the latest.
         case lingering(quiet: C.Instant, until: C.Instant)
@@ -103,7 +105,7 @@ public final class RequestReader<C: Clock> where C.Duration == Duration {
         case .idle(let deadline): deadline
         case .head(let progress): progress.started.advanced(by: limits.headerTimeout)
         case .body(let progress): bodyDeadline(progress)
-        case .responding, .closed: nil
+        case .responding, .closed, .tunnel: nil
         case .closing(_, let deadline): deadline
         case .lingering(let quiet, let until): min(quiet, until)
         }
@@ -131,7 +133,7 @@ public final class RequestReader<C: Clock> where C.Duration == Duration {
             guard !input.isEmpty else { return .wait(deadline: deadline) }
             state = .lingering(quiet: now.advanced(by: Self.lingerQuiet), until: until)
             return .discard(input.count)
-        case .closing, .closed:
+        case .closing, .closed, .tunnel:
             return .wait(deadline: deadline)
         }
     }
@@ -145,7 +147,7 @@ public final class RequestReader<C: Clock> where C.Duration == Duration {
         case .idle, .lingering, .closing:
             state = .closed
             return .close
-        case .responding, .closed:
+        case .responding, .closed, .tunnel:
             return .wait(deadline: nil)
         }
     }
@@ -183,6 +185,12 @@ public final class RequestReader<C: Clock> where C.Duration == Duration {
         }
         state = .closed
         return .close
+    }
+
+    /// The response switched protocols: the connection is a tunnel from now on.
+    public func tunnelStarted() {
+        guard case .responding = state else { return }
+        state = .tunnel
     }
 
     /// The peer closed or the socket failed.

@@ -15,12 +15,15 @@ public struct ResponseReader {
     public enum State {
         /// No request outstanding.
         case idle
-        /// A request went out; its response head is awaited.
-        case head(answeringHEAD: Bool, receivedAny: Bool)
+        /// A request went out; its response head is awaited. `upgrading`: the request asked to
+        /// switch protocols, so a 101 ends the HTTP exchange and starts a tunnel.
+        case head(answeringHEAD: Bool, upgrading: Bool, receivedAny: Bool)
         /// The head was delivered; the body is arriving. `keepAlive`: the server keeps the connection.
         case body(BodyReader, keepAlive: Bool)
         /// The body is complete.
         case complete(keepAlive: Bool)
+        /// The server switched protocols: what follows on the connection is no longer HTTP.
+        case switched
         case failed
     }
 
@@ -38,6 +41,9 @@ public struct ResponseReader {
         case body(Int)
         /// The response is complete; `reusable`: the connection may carry another exchange.
         case complete(reusable: Bool)
+        /// A `101 Switching Protocols` to a request that asked for it: take its `length` bytes off
+        /// the input; every byte after them belongs to the new protocol.
+        case switched(HTTPHead, length: Int)
         /// The exchange failed; the connection must close.
         case fail(Failure)
     }
@@ -49,9 +55,10 @@ public struct ResponseReader {
 
     public init() {}
 
-    /// A request went out on the connection; `answeringHEAD`: its response has no body.
-    public mutating func requestSent(answeringHEAD: Bool) {
-        state = .head(answeringHEAD: answeringHEAD, receivedAny: false)
+    /// A request went out on the connection; `answeringHEAD`: its response has no body;
+    /// `upgrading`: it asked to switch protocols.
+    public mutating func requestSent(answeringHEAD: Bool, upgrading: Bool = false) {
+        state = .head(answeringHEAD: answeringHEAD, upgrading: upgrading, receivedAny: false)
     }
 
     /// Bytes are waiting: `input` is the first of them (contiguous), `buffered` all of them.
@@ -60,10 +67,12 @@ public struct ResponseReader {
         case .idle, .failed:
             // Bytes from a server with no request outstanding are out of protocol.
             return buffered > 0 ? fail(.badResponse) : .wait
-        case .head(let answeringHEAD, _):
+        case .switched:
+            return .wait   // the tunnel reads them
+        case .head(let answeringHEAD, let upgrading, _):
             guard buffered > 0 else { return .wait }
-            state = .head(answeringHEAD: answeringHEAD, receivedAny: true)
-            return readHead(input, buffered: buffered, answeringHEAD: answeringHEAD)
+            state = .head(answeringHEAD: answeringHEAD, upgrading: upgrading, receivedAny: true)
+            return readHead(input, buffered: buffered, answeringHEAD: answeringHEAD, upgrading: upgrading)
         case .body(var reader, let keepAlive):
             let step = reader.next(input)
             switch step {
@@ -92,7 +101,7 @@ public struct ResponseReader {
     /// reset, an error). Only an orderly close can end a body that runs until close.
     public mutating func peerClosed(cleanly: Bool) -> Action {
         switch state {
-        case .head(_, let receivedAny):
+        case .head(_, _, let receivedAny):
             return fail(receivedAny ? .badResponse : .closedBeforeResponse)
         case .body(var reader, _):
             guard cleanly, reader.peerClosed() else { return fail(.brokenResponse) }
@@ -101,21 +110,26 @@ public struct ResponseReader {
         case .complete:
             state = .idle
             return .complete(reusable: false)
-        case .idle, .failed:
+        case .idle, .failed, .switched:
             return .wait
         }
     }
 
-    private mutating func readHead(_ input: UnsafeRawBufferPointer, buffered: Int, answeringHEAD: Bool) -> Action {
+    private mutating func readHead(_ input: UnsafeRawBufferPointer, buffered: Int, answeringHEAD: Bool, upgrading: Bool) -> Action {
         guard let length = HeadBuffer.headLength(in: input) else {
             let window = min(buffered, Self.maxHeadBytes + 4)
             if input.count < window { return .needContiguous(window) }
             return buffered > Self.maxHeadBytes ? fail(.badResponse) : .wait
         }
         guard length <= Self.maxHeadBytes,
-              let head = try? heads.parseResponse(UnsafeRawBufferPointer(rebasing: input[..<length])),
-              head.status != 101   // a switch of protocols is not relayed
+              let head = try? heads.parseResponse(UnsafeRawBufferPointer(rebasing: input[..<length]))
         else { return fail(.badResponse) }
+        if head.status == 101 {
+            // A switch of protocols nobody asked for cannot be relayed.
+            guard upgrading else { return fail(.badResponse) }
+            state = .switched
+            return .switched(head, length: length)
+        }
         if head.status < 200 { return .discard(length) }   // interim responses (100 Continue) are not relayed
         guard let framing = try? head.responseBodyLength(answeringHEAD: answeringHEAD) else { return fail(.badResponse) }
         let reader = BodyReader(framing)

@@ -30,7 +30,7 @@ import Testing
             case .body(let n):
                 outcome.body += input.prefix(n)
                 input.removeFirst(n)
-            case .complete, .fail:
+            case .complete, .fail, .switched:
                 outcome.end = action
                 return false
             }
@@ -119,5 +119,61 @@ import Testing
         var reader = ResponseReader()
         let action = bytes("HTTP/1.1 200 OK\r\n\r\n").withUnsafeBytes { reader.read($0, buffered: $0.count) }
         guard case .fail(.badResponse) = action else { Issue.record("\(action)"); return }
+    }
+}
+
+/// Switching protocols: a 101 only answers a request that asked for it, and what follows it is
+/// not HTTP.
+@Suite struct UpgradeTests {
+    @Test func a101ToAnUpgradeSwitchesAndLeavesTheRestForTheTunnel() {
+        var reader = ResponseReader()
+        reader.requestSent(answeringHEAD: false, upgrading: true)
+        let input = bytes("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n\u{81}\u{01}x")
+        let action = input.withUnsafeBytes { reader.read($0, buffered: $0.count) }
+        guard case .switched(let head, let length) = action else { Issue.record("\(action)"); return }
+        #expect(head.status == 101)
+        #expect(input.count - length == 4)   // the frame that came along stays for the tunnel
+        let after = input.withUnsafeBytes { reader.read(UnsafeRawBufferPointer(rebasing: $0[length...]), buffered: input.count - length) }
+        guard case .wait = after else { Issue.record("\(after)"); return }
+    }
+
+    @Test func a101NobodyAskedForIsABadResponse() {
+        var reader = ResponseReader()
+        reader.requestSent(answeringHEAD: false)
+        let action = bytes("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n").withUnsafeBytes {
+            reader.read($0, buffered: $0.count)
+        }
+        guard case .fail(.badResponse) = action else { Issue.record("\(action)"); return }
+    }
+
+    @Test func anUpgradeThatIsRefusedIsAnOrdinaryResponse() {
+        var reader = ResponseReader()
+        reader.requestSent(answeringHEAD: false, upgrading: true)
+        let action = bytes("HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n").withUnsafeBytes {
+            reader.read($0, buffered: $0.count)
+        }
+        guard case .head(let head, _, _) = action else { Issue.record("\(action)"); return }
+        #expect(head.status == 401)
+    }
+
+    @Test func upgradeProtocolsNeedConnectionUpgradeAndHTTP11() throws {
+        func protocols(_ text: String) throws -> [String] { try HTTPHead.parseRequest(bytes(text)).upgradeProtocols }
+        #expect(try protocols("GET / HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, Upgrade\r\nUpgrade: WebSocket, foo/2\r\n\r\n")
+                == ["websocket", "foo"])
+        #expect(try protocols("GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\r\n").isEmpty)
+        #expect(try protocols("GET / HTTP/1.0\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n").isEmpty)
+        #expect(try protocols("GET / HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\n\r\n").isEmpty)
+    }
+
+    @Test func aRequestReaderInATunnelReadsNoMoreHTTP() {
+        var d = ReaderDriver()
+        d.receive("GET /ws HTTP/1.1\r\nHost: x\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n")
+        #expect(d.requests.count == 1)
+        d.reader.tunnelStarted()
+        guard case .tunnel = d.reader.state else { Issue.record("\(d.reader.state)"); return }
+        #expect(d.reader.deadline == nil)
+        #expect(!d.reader.isIdle)
+        d.receive("GET /next HTTP/1.1\r\nHost: x\r\n\r\n")
+        #expect(d.requests.count == 1)   // tunnel bytes, not a request
     }
 }

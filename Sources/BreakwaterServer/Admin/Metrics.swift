@@ -29,6 +29,8 @@ final class RouteMetrics: Sendable {
     private let upstream: [Counter]
     private let dryRun: Counter
     private let retries: [Counter]
+    /// Tunnels opened on this route (`breakwater_tunnels_total{route}`).
+    let tunnels: Counter
     let upstreamDuration: DurationHistogram
     let backoffWindow: DurationHistogram
 
@@ -48,6 +50,8 @@ final class RouteMetrics: Sendable {
         }
         dryRun = registry.makeCounter(descriptor: .breakwater("dry_run", "total", "Requests forwarded in dry-run mode that enforce mode would have answered with 429."),
                                       labels: [("route", name)])
+        tunnels = registry.makeCounter(descriptor: .breakwater("tunnels", "total", "Upgraded connections (WebSocket and other protocols) tunnelled, by route."),
+                                       labels: [("route", name)])
         upstreamDuration = registry.makeDurationHistogram(
             descriptor: .breakwater("upstream_request_duration", "seconds", "Time from forwarding a request to the upstream's response head."),
             labels: [("route", name)],
@@ -127,6 +131,10 @@ final class ProxyMetrics: Sendable {
     private let residentMemory: Gauge
     private let openFDs: Gauge
     private let startTime: Gauge
+    /// Tunnels open now, and the bytes tunnels relayed each way.
+    private let tunnelsActive = Atomic<Int>(0)
+    private let tunnelBytes: (toUpstream: Counter, toClient: Counter)
+    private let tunnelsActiveGauge: Gauge
     /// The TLS listener whose handshakes and certificates are shown, and the handshakes counted so far.
     private let tls = Mutex<(endpoint: TLSEndpoint, seen: [Int])?>(nil)
     let started = LoopClock().now
@@ -140,6 +148,10 @@ final class ProxyMetrics: Sendable {
         openFDs = registry.makeGauge(descriptor: .init(namespace: "process", metricName: "open", unitName: "fds", helpText: "Number of open file descriptors."))
         startTime = registry.makeGauge(descriptor: .init(namespace: "process", metricName: "start_time", unitName: "seconds", helpText: "Start time of the process since the Unix epoch in seconds."))
         startTime.set(Double(ProcessStats.startTime()))
+        tunnelsActiveGauge = registry.makeGauge(descriptor: .breakwater("tunnels", "active", "Tunnels open now."))
+        let bytes = MetricNameDescriptor.breakwater("tunnel_bytes", "total", "Bytes relayed through tunnels, by direction.")
+        tunnelBytes = (registry.makeCounter(descriptor: bytes, labels: [("direction", "to_upstream")]),
+                       registry.makeCounter(descriptor: bytes, labels: [("direction", "to_client")]))
         registry.makeGauge(descriptor: .breakwater("build", "info", "Always 1; the version label says which build runs."),
                            labels: [("version", Breakwater.version)]).set(Int64(1))
     }
@@ -193,8 +205,20 @@ final class ProxyMetrics: Sendable {
         }
     }
 
+    /// A tunnel opened.
+    func tunnelOpened() { tunnelsActive.wrappingAdd(1, ordering: .relaxed) }
+
+    /// A tunnel closed.
+    func tunnelClosed() { tunnelsActive.wrappingSubtract(1, ordering: .relaxed) }
+
+    /// `n` bytes went through a tunnel.
+    func countTunnelBytes(_ n: Int, toUpstream: Bool) {
+        (toUpstream ? tunnelBytes.toUpstream : tunnelBytes.toClient).increment(by: Int64(n))
+    }
+
     /// The exposition text, with gauges refreshed from the tracker and the process.
     func render(tracker: ErrorTracker<LoopClock>) -> [UInt8] {
+        tunnelsActiveGauge.set(Int64(tunnelsActive.load(ordering: .relaxed)))
         renderTLS()
         for (health, gauge) in servers.withLock({ $0 }) { gauge.set(Int64(health.isUp() ? 1 : 0)) }
         trackedClients.set(Double(tracker.trackedCount))

@@ -27,6 +27,8 @@ final class ClientConnection: SocketDelegate {
     var framing = ResponseFraming.refusal
     /// The handler's side of the current exchange, told when the client leaves or drains.
     var exchange: ClientExchange?
+    /// The tunnel this connection became after a 101; it owns the socket's callbacks then.
+    private var tunnel: Tunnel?
 
     /// Output above this many bytes makes `sendBody` report back-pressure.
     static let highWater = 1 << 20
@@ -210,6 +212,33 @@ final class ClientConnection: SocketDelegate {
         perform(reader.responseAborted(now: LoopClock.coarseNow))
     }
 
+    // MARK: tunnels
+
+    /// The upstream switched protocols: writes its 101 head (`writeHead`, with the Upgrade and
+    /// `Connection: upgrade` fields) and joins this connection and `upstream` into a tunnel.
+    func startTunnel(upstream: Socket, idleTimeout: Duration, metrics: ProxyMetrics,
+                     head writeHead: (inout EvbufferWriter) -> Void, onClose: @escaping (Duration, Int, Int) -> Void) {
+        guard reader.isResponding else {
+            upstream.close()
+            return
+        }
+        exchange = nil
+        timer.clear()
+        reader.tunnelStarted()
+        EvbufferWriter.write(into: socket.output, reserving: 512, writeHead)
+        socket.flush()
+        let tunnel = Tunnel(owner: self, client: socket, upstream: upstream, idleTimeout: idleTimeout, metrics: metrics,
+                            onClose: onClose)
+        self.tunnel = tunnel
+        tunnel.start()
+    }
+
+    /// The tunnel closed both connections.
+    func tunnelClosed() {
+        tunnel = nil
+        close()
+    }
+
     // MARK: closing
 
     /// Closes now if no request is in progress (used while draining).
@@ -221,6 +250,10 @@ final class ClientConnection: SocketDelegate {
     func close() {
         if case .closed = reader.state, socket.closed { return }
         _ = reader.peerClosed()
+        if let tunnel {
+            self.tunnel = nil
+            tunnel.close()
+        }
         if let exchange {
             self.exchange = nil
             exchange.clientClosed()

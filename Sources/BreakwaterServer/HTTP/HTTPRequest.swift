@@ -36,6 +36,8 @@ final class HTTPRequest {
     let peer: IPAddress
     /// The connection's TLS session, nil for plain HTTP.
     let tls: TLSSession?
+    /// Set by the handler when the request asks to switch to a protocol its route allows.
+    var upgrading = false
 
     init(head: consuming HTTPHead, body: OpaquePointer?, peer: IPAddress, tls: TLSSession? = nil) {
         self.head = head

@@ -46,6 +46,10 @@ final class ProxyExchange: ClientExchange, UpstreamWaiter, UpstreamExchange {
     private var upstreamTime: Duration?
     private var bytesSent = 0
 
+    /// The request asks to switch to a protocol its route allows (`upgrades`): its Upgrade goes
+    /// upstream, and a 101 turns the two connections into a tunnel.
+    private var upgrading: Bool { request.upgrading }
+
     init(handler: ProxyHandler, request: HTTPRequest, client: ClientConnection,
          route: ResolvedRoute, key: ClientKey?, isProbe: Bool) {
         self.handler = handler
@@ -74,9 +78,10 @@ final class ProxyExchange: ClientExchange, UpstreamWaiter, UpstreamExchange {
             return
         }
         phase = .sent(connection)
-        connection.send(body: request.body, expectNoBody: request.isHEAD, to: self,
+        connection.send(body: request.body, expectNoBody: request.isHEAD, upgrading: upgrading, to: self,
                         reserving: request.head.bytes.count + 256) {
-            ProxyHeaders.upstreamRequest(request, clientAddress: client.peerText, defaultHost: server.hostHeader, into: &$0)
+            ProxyHeaders.upstreamRequest(request, clientAddress: client.peerText, defaultHost: server.hostHeader,
+                                         upgrade: upgrading, into: &$0)
         }
     }
 
@@ -103,6 +108,26 @@ final class ProxyExchange: ClientExchange, UpstreamWaiter, UpstreamExchange {
         record(status: head.status, retryAfter: head.combined("retry-after"))
         client.beginResponse(framing: framing, reserving: head.bytes.count + 128) {
             ProxyHeaders.clientResponse(head, keepLength: framing == .none, into: &$0)
+        }
+    }
+
+    func upstreamSwitched(_ head: HTTPHead, socket: Socket) {
+        guard case .sent = phase else { return socket.close() }
+        metrics.count(UpstreamClass(status: head.status))
+        server.health.succeeded()
+        let elapsed = Duration.nanoseconds(LoopClock().nanoseconds() - started)
+        metrics.upstreamDuration.record(elapsed)
+        status = 101
+        phase = .finished
+        record(status: 101, retryAfter: nil)   // the handshake succeeded: a success for the tracker
+        metrics.tunnels.increment()
+        let context = handler.context
+        let (handler, request, route, key) = (self.handler, self.request, self.route, self.key)
+        client.startTunnel(upstream: socket, idleTimeout: context.config.server.tunnelIdleTimeout, metrics: context.metrics) {
+            ProxyHeaders.switchingResponse(head, into: &$0)
+        } onClose: { duration, toUpstream, toClient in
+            handler.logAccess(request, route: route, key: key, status: 101, outcome: "tunnel", upstream: duration,
+                              bytes: toUpstream + toClient)
         }
     }
 

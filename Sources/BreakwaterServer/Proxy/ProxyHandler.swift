@@ -68,6 +68,18 @@ final class ProxyHandler: HTTPHandler {
         let context = self.context
         let route = request.head.pathBytes.withUnsafeBytes { context.routes.match(pathBytes: $0) }
         let metrics = context.routeMetrics[route.index]
+        // An upgrade (WebSocket...) goes through as one only to a protocol the route allows; h2c
+        // alone is served as HTTP/1.1, its Upgrade dropped like any hop-by-hop field.
+        let protocols = request.head.upgradeProtocols
+        if !protocols.isEmpty, protocols.contains(where: { $0 != "h2c" }) {
+            guard protocols.contains(where: { route.upgrades.contains($0) }) else {
+                rejected(status: 400, peer: request.peer, secure: request.isSecure)
+                connection.respond(status: 400, reason: "Bad Request", headers: [("Content-Type", "text/plain")],
+                                   body: Array("400 Bad Request: upgrade not allowed here\n".utf8))
+                return
+            }
+            request.upgrading = true
+        }
         if route.bypass {
             metrics.count(.bypassed, totals: context.metrics.totals)
             ProxyExchange(handler: self, request: request, client: connection, route: route, key: nil, isProbe: false).start()

@@ -22,7 +22,10 @@ enum ProxyHeaders {
     /// A request without Host (HTTP/1.0 allows that) gets `defaultHost`, since HTTP/1.1 requires one.
     /// Header names with an underscore are dropped, as nginx does by default: CGI-style upstreams
     /// read `X-Forwarded_For` as `X-Forwarded-For`, which would let a client forge it.
-    static func upstreamRequest(_ request: HTTPRequest, clientAddress: [UInt8], defaultHost: String, into out: inout some ByteSink) {
+    /// With `upgrade`, the request's Upgrade field goes along with `Connection: upgrade` (an
+    /// upgrade the route allows); otherwise Upgrade stays on its hop like every hop-by-hop field.
+    static func upstreamRequest(_ request: HTTPRequest, clientAddress: [UInt8], defaultHost: String, upgrade: Bool = false,
+                                into out: inout some ByteSink) {
         let head = request.head
         out.append(bytes: head.bytes[head.first])
         out.append(0x20)
@@ -33,6 +36,10 @@ enum ProxyHeaders {
         var forwardedFor: String?
         var via: String?
         for f in head.fields {
+            if upgrade, head.nameIs(f, "upgrade") {
+                appendLine(&out, head, f)
+                continue
+            }
             if isHopByHop(head, f) || head.nameIs(f, "expect") { continue }
             if hasConnection, head.isListedInConnection(f) { continue }
             if head.nameIs(f, "x-forwarded-for") {
@@ -65,6 +72,7 @@ enum ProxyHeaders {
             out.append(ascii: ", ")
         }
         out.append(ascii: "1.1 breakwater\r\n")
+        if upgrade { out.append(ascii: "Connection: upgrade\r\n") }
         let length = request.bodyLength
         if length > 0 || head.count("content-length") > 0 || head.count("transfer-encoding") > 0 {
             out.append(ascii: "Content-Length: ")
@@ -72,6 +80,14 @@ enum ProxyHeaders {
             out.append(ascii: "\r\n")
         }
         out.append(ascii: "\r\n")
+    }
+
+    /// The whole head of a `101 Switching Protocols` relayed to the client: its fields but the
+    /// hop-by-hop ones, the Upgrade field, `Connection: upgrade`, and the blank line.
+    static func switchingResponse(_ head: HTTPHead, into out: inout some ByteSink) {
+        clientResponse(head, keepLength: false, into: &out)
+        for f in head.fields where head.nameIs(f, "upgrade") { appendLine(&out, head, f) }
+        out.append(ascii: "Connection: upgrade\r\n\r\n")
     }
 
     /// The status line and headers relayed to the client; framing is added by the connection.

@@ -32,6 +32,9 @@ protocol UpstreamExchange: AnyObject {
     func upstreamBody(_ buffer: OpaquePointer)
     /// The response is complete.
     func upstreamEnd()
+    /// The server switched protocols (101) to an upgrade request: `socket` is the exchange's
+    /// now, with any bytes that came after the head in its input; the connection is gone.
+    func upstreamSwitched(_ head: HTTPHead, socket: Socket)
     /// The exchange failed; no further calls follow.
     func upstreamFailed(_ failure: UpstreamFailure)
 }
@@ -67,10 +70,11 @@ final class UpstreamConnection: SocketDelegate {
     }
 
     /// Sends a request, its head written by `writeHead`; the response is delivered to `exchange`.
-    func send(body requestBody: OpaquePointer?, expectNoBody: Bool, to exchange: UpstreamExchange,
+    /// `upgrading`: the request asks to switch protocols, so a 101 may answer it.
+    func send(body requestBody: OpaquePointer?, expectNoBody: Bool, upgrading: Bool = false, to exchange: UpstreamExchange,
               reserving size: Int, head writeHead: (inout EvbufferWriter) -> Void) {
         self.exchange = exchange
-        reader.requestSent(answeringHEAD: expectNoBody)
+        reader.requestSent(answeringHEAD: expectNoBody, upgrading: upgrading)
         if state == .idle {
             state = .busy
             socket.setTimeout(pool.settings.timeout)
@@ -173,6 +177,9 @@ final class UpstreamConnection: SocketDelegate {
             exchange?.upstreamBody(chunk)
         case .complete(let reusable):
             finish(reusable: reusable)
+        case .switched(let head, let length):
+            evbuffer_drain(input, length)
+            handOver(head)
         case .fail(let failure):
             fail(UpstreamFailure(failure))
         }
@@ -192,6 +199,19 @@ final class UpstreamConnection: SocketDelegate {
             close()
         }
         exchange.upstreamEnd()
+    }
+
+    /// Gives the socket to the exchange for a tunnel; the pool counts the connection as closed.
+    private func handOver(_ head: HTTPHead) {
+        guard let exchange, state == .busy else { return fail(.badResponse) }
+        self.exchange = nil
+        state = .closed
+        if let bodyChunk { evbuffer_free(bodyChunk) }
+        bodyChunk = nil
+        socket.delegate = nil
+        socket.setTimeout(nil)
+        pool.closed(self, wasIdle: false)
+        exchange.upstreamSwitched(head, socket: socket)
     }
 
     private func fail(_ failure: UpstreamFailure) {
