@@ -68,6 +68,8 @@ extension ErrorTracker {
     /// full table of a million).
     public func exportState(clocks: ClockPair) -> [SavedClient] {
         var saved: [SavedClient] = []
+        // Sized once: growing to the exact need shard by shard would copy the whole array each time.
+        saved.reserveCapacity(trackedCount)
         var copy: [TrackerEntry] = []
         for i in 0..<shardCount {
             copy.removeAll(keepingCapacity: true)
@@ -78,7 +80,6 @@ extension ErrorTracker {
                     copy.append(entry)
                 }
             }
-            saved.reserveCapacity(saved.count + copy.count)
             for entry in copy {
                 saved.append(SavedClient(key: entry.key, routeIndex: entry.routeIndex, level: entry.level,
                                          consecutiveErrors: entry.consecutiveErrors,

@@ -92,28 +92,32 @@ public enum StateFile {
 
     /// The whole file for `clients`.
     public static func encode(_ clients: [SavedClient], fingerprint: UInt64, writtenAt: Int64) -> [UInt8] {
-        var out: [UInt8] = []
-        out.reserveCapacity(headerSize + clients.count * entrySize + checksumSize)
-        out += magic
-        put(&out, UInt64(version) | UInt64(entrySize) << 32)
-        put(&out, fingerprint)
-        put(&out, UInt64(bitPattern: writtenAt))
-        put(&out, UInt64(clients.count))
-        put(&out, 0)
-        for c in clients {
-            put(&out, c.key)
-            put(&out, UInt64(bitPattern: c.windowEnd))
-            put(&out, UInt64(bitPattern: c.lastSeen))
-            put(&out, UInt64(bitPattern: c.expiresAt))
-            put(&out, UInt64(c.consecutiveErrors) | UInt64(c.level) << 32)
-            put(&out, UInt64(c.routeIndex))
-        }
-        let sum = out.withUnsafeBytes { bytes in
+        let body = headerSize + clients.count * entrySize
+        var out = [UInt8](repeating: 0, count: body + checksumSize)
+        out.withUnsafeMutableBytes { buffer in
+            // Every field starts at a multiple of 8 and the array's storage is 16-byte aligned.
+            func put(_ value: UInt64, _ offset: Int) {
+                buffer.storeBytes(of: value.littleEndian, toByteOffset: offset, as: UInt64.self)
+            }
+            buffer.copyBytes(from: magic)
+            put(UInt64(version) | UInt64(entrySize) << 32, 8)
+            put(fingerprint, 16)
+            put(UInt64(bitPattern: writtenAt), 24)
+            put(UInt64(clients.count), 32)
+            var at = headerSize
+            for c in clients {
+                put(c.key, at)
+                put(UInt64(bitPattern: c.windowEnd), at + 8)
+                put(UInt64(bitPattern: c.lastSeen), at + 16)
+                put(UInt64(bitPattern: c.expiresAt), at + 24)
+                put(UInt64(c.consecutiveErrors) | UInt64(c.level) << 32, at + 32)
+                put(UInt64(c.routeIndex), at + 40)
+                at += entrySize
+            }
             var state = checksumHasher.stream()
-            state.combine(bytes)
-            return state.finalize()
+            state.combine(UnsafeRawBufferPointer(rebasing: buffer[..<body]))
+            put(state.finalize(), body)
         }
-        put(&out, sum)
         return out
     }
 
@@ -172,10 +176,6 @@ public enum StateFile {
         let print = word(bytes, 16)
         if let fingerprint, fingerprint != print { throw .foreignHashKey }
         return Header(version: version, fingerprint: print, writtenAt: Int64(bitPattern: word(bytes, 24)), count: Int(count))
-    }
-
-    private static func put(_ out: inout [UInt8], _ value: UInt64) {
-        withUnsafeBytes(of: value.littleEndian) { out += $0 }
     }
 
     private static func word(_ bytes: [UInt8], _ offset: Int) -> UInt64 {
