@@ -100,12 +100,15 @@ struct StateCommand: ParsableCommand {
             commandName: "inspect",
             abstract: "Print a state file's header and entries, or why it is refused (exit 1).")
 
+        /// The state file.
         @Argument(help: "The state file.")
         var file: String
 
+        /// A conf file whose `hash_key` the state file must have been written with; nil: not checked.
         @Option(name: .long, help: "A conf file whose clients.hash_key the file must have been written with.")
         var config: String?
 
+        /// Prints the report, or the refusal and exits 1.
         func run() throws {
             let fingerprint = try config.map { StateFile.fingerprint(of: KeyedHasher(secret: try loadOrExit($0).clients.hashKey)) }
             let header: StateFile.Header

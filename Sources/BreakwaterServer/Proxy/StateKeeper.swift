@@ -139,6 +139,7 @@ public enum StateFileIO {
         /// What failed and why.
         public let description: String
 
+        /// "`what` `path`: errno's words", with `errno` read now unless `code` is given.
         init(_ what: String, _ path: String, errno code: Int32 = errno) {
             description = "\(what) \(path): \(String(cString: strerror(code)))"
         }
