@@ -47,7 +47,9 @@ COPY conf/breakwater.conf /etc/breakwater/breakwater.conf
 RUN sed -i \
         -e 's|^listen = "127\.0\.0\.1:8080"|listen = "0.0.0.0:8080"|' \
         -e 's|^listen = "127\.0\.0\.1:9901"|listen = "0.0.0.0:9901"|' \
+        -e 's|^file = "state/breakwater.state"|file = "/var/lib/breakwater/breakwater.state"|' \
         /etc/breakwater/breakwater.conf \
+    && mkdir -p /var/lib/breakwater && chown breakwater:breakwater /var/lib/breakwater \
     && grep -q '^listen = "0\.0\.0\.0:8080"' /etc/breakwater/breakwater.conf \
     && grep -q '^listen = "0\.0\.0\.0:9901"' /etc/breakwater/breakwater.conf \
     && breakwater check --config /etc/breakwater/breakwater.conf >/dev/null
