@@ -3,9 +3,13 @@ import FoundationEssentials
 
 /// The admin listener: `/metrics`, `/stats`, `/healthz`, `POST /clients/reset?key=HASH`, nothing else.
 /// It runs on the first worker and reads that worker's proxy context, so it needs no lock.
+///
+/// With `admin.token` set, every request but `/healthz` (and `/metrics` when `metrics_public`)
+/// must carry the token; the token in force is the context's, so a reload can rotate it.
 final class AdminHandler: HTTPHandler {
     private let proxy: ProxyHandler
     private let worker: Worker
+    private let auth = AdminAuth()
 
     init(proxy: ProxyHandler, worker: Worker) {
         self.proxy = proxy
@@ -15,7 +19,15 @@ final class AdminHandler: HTTPHandler {
     func handle(_ request: HTTPRequest, on connection: ClientConnection) {
         let context = proxy.context
         let method = request.head.method
-        switch String(request.head.path) {
+        let path = String(request.head.path)
+        let admin = context.config.admin
+        let open = path == "/healthz" || (path == "/metrics" && admin.metricsPublic)
+        if !admin.token.isEmpty && !open && !auth.authorized(request.head, token: admin.token) {
+            return connection.respond(status: 401, reason: "Unauthorized",
+                                      headers: [("WWW-Authenticate", #"Bearer realm="breakwater admin""#), ("Content-Type", "text/plain")],
+                                      body: Array("401 Unauthorized: send Authorization: Bearer <admin.token>\n".utf8))
+        }
+        switch path {
         case "/metrics":
             guard method == "GET" || method == "HEAD" else { return notAllowed(connection, "GET") }
             connection.respond(status: 200, reason: "OK", headers: [("Content-Type", "text/plain; version=0.0.4; charset=utf-8")],
@@ -33,6 +45,10 @@ final class AdminHandler: HTTPHandler {
             }
         case "/clients/reset":
             guard method == "POST" else { return notAllowed(connection, "POST") }
+            if let why = AdminAuth.crossOrigin(request.head) {
+                return connection.respond(status: 403, reason: "Forbidden", headers: [("Content-Type", "text/plain")],
+                                          body: Array("403 Forbidden: cross-origin request refused (\(why))\n".utf8))
+            }
             reset(request, context, connection)
         default:
             connection.respond(status: 404, reason: "Not Found", headers: [("Content-Type", "text/plain")],

@@ -84,7 +84,8 @@ public final class ProxyServer: @unchecked Sendable {
     /// Applies a new config to new requests; the tracker's state and open connections carry over.
     /// Returns the keys that changed but need a restart to take effect (listeners, workers, the
     /// tracker's size and hash key); those keep their running values. Throws, changing nothing,
-    /// when an upstream server cannot be resolved.
+    /// when an upstream server cannot be resolved, or when the new admin token would leave the
+    /// running (non-loopback) admin listener without one.
     @discardableResult
     public func reload(_ newConfig: Config) throws -> [String] {
         var applied = newConfig
@@ -98,6 +99,8 @@ public final class ProxyServer: @unchecked Sendable {
         keep("server.listen", \.server.listen)
         keep("server.workers", \.server.workers)
         keep("admin.listen", \.admin.listen)
+        // The listener stays where it is, so the new token is judged against the running address.
+        try applied.validateAdminToken(file: "the reloaded conf")
         keep("clients.max_clients", \.clients.maxClients)
         keep("clients.hash_key", \.clients.hashKey)
         if (applied.tls == nil) != (config.tls == nil) {
