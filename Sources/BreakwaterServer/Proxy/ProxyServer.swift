@@ -26,6 +26,8 @@ public final class ProxyServer: @unchecked Sendable {
     private let tracker: ErrorTracker<LoopClock>
     private let rateLimiter: RateLimiter<LoopClock>
     let metrics = ProxyMetrics()
+    /// The last 15 minutes at one-second steps, sampled and served on the first worker.
+    private let series = Series()
     /// Health of each upstream server, shared by all workers; kept by endpoint across reloads.
     private var health: [UpstreamHealth] = []
     /// One Redis-backed tracker store per worker while `[redis]` is set; touched only by the
@@ -68,11 +70,12 @@ public final class ProxyServer: @unchecked Sendable {
             tlsPort = try group.listen(on: tls.listen, limits: Self.limits(config.server), tls: tlsEndpoint) { handlers[$0.index] }
         }
         adminPort = try group.listen(on: config.admin.listen, limits: ReaderLimits(), onlyFirst: true, keepWhileDraining: true) {
-            AdminHandler(proxy: handlers[0], worker: $0)
+            AdminHandler(proxy: handlers[0], worker: $0, series: series)
         }
         installStores(config.redis)
         group.start(name: "breakwater")
         schedulePurge(on: group.workers[0])
+        scheduleSample(on: group.workers[0])
         logger.info("breakwater listening", metadata: [
             "listen": "\(HostPort(host: config.server.listen.host, port: port))",
             "admin": "\(HostPort(host: config.admin.listen.host, port: adminPort))",
@@ -166,6 +169,7 @@ public final class ProxyServer: @unchecked Sendable {
         redisStores = redis.map { redis in
             group.workers.map { RedisStore(config: redis, local: tracker, worker: $0, errors: metrics.redisErrors, logger: logger) }
         } ?? []
+        metrics.watch(redis: redis == nil ? nil : redisStores.map(\.link))
         for (index, (worker, handler)) in zip(group.workers, handlers).enumerated() {
             let fresh = redisStores.isEmpty ? nil : redisStores[index]
             let previous = old.isEmpty ? nil : old[index]
@@ -185,6 +189,16 @@ public final class ProxyServer: @unchecked Sendable {
 
     private static func health(for upstream: UpstreamConfig, keeping old: [UpstreamHealth]) -> [UpstreamHealth] {
         upstream.servers.map { endpoint in old.first { $0.endpoint == endpoint } ?? UpstreamHealth(endpoint: endpoint) }
+    }
+
+    /// Adds a row to the series just after each whole second, on the worker that serves it, until draining.
+    private func scheduleSample(on worker: Worker) {
+        worker.schedule(after: Series.delayToNextSecond()) { [weak self] in
+            guard let self, !worker.draining else { return }
+            series.sample(time: Int(Series.wallClock().rounded(.down)), totals: metrics.totals,
+                          tracked: tracker.trackedCount, blocked: tracker.blockedCount)
+            scheduleSample(on: worker)
+        }
     }
 
     /// Drops expired tracker entries every few seconds so the gauges stay exact between requests.
