@@ -73,7 +73,7 @@ enum DashboardPage {
         th,td{padding:4px 8px;border-bottom:1px solid var(--line);text-align:left;white-space:nowrap}
         th{color:var(--muted);font-weight:600;font-size:12px}
         td.mono{font-family:ui-monospace,monospace}
-        ul{list-style:none;margin:0;padding:0}
+        ul{list-style:none;margin:0 0 12px;padding:0}
         li{padding:3px 0;display:flex;justify-content:space-between;gap:12px;border-bottom:1px solid var(--line)}
         .ok{color:#2e7d32}.bad{color:#c62828}.warn{color:#e65100}
         @media (prefers-color-scheme:dark){.ok{color:#81c784}.bad{color:#ef9a9a}.warn{color:#ffb74d}}
@@ -111,11 +111,11 @@ enum DashboardPage {
         <svg id="clients" role="img" aria-label="clients"></svg><div class="legend" id="clients-legend"></div></section>
         <section><h2>Backoff windows imposed per second</h2>
         <svg id="windows" role="img" aria-label="windows imposed"></svg></section>
+        <section><h2>Upstream servers</h2><ul id="servers"></ul>
+        <h2>TLS certificates</h2><ul id="certificates"></ul><p id="certificates-empty">No TLS listener.</p></section>
         <section class="wide"><h2>Top offenders</h2><div class="scroll"><table id="offenders">
         <thead><tr><th>key (hashed)</th><th>route</th><th>level</th><th>errors</th><th>window left</th><th></th></tr></thead>
         <tbody></tbody></table></div><p id="offenders-empty">No client is being held back.</p></section>
-        <section><h2>Upstream servers</h2><ul id="servers"></ul></section>
-        <section><h2>TLS certificates</h2><ul id="certificates"></ul><p id="certificates-empty">No TLS listener.</p></section>
         </main>
         <form id="login" hidden><div>
         <h2>Admin token</h2>
