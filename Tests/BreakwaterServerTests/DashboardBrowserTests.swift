@@ -96,4 +96,36 @@ import Testing
         }
         try? FileManager.default.removeItem(at: profile)
     }
+
+    @Test func forgiveInThePageClearsTheClient() throws {
+        let api = try startDemoAPI()
+        defer { api.shutdown() }
+        let proxy = try Harness(upstreamPorts: [api.port]) {
+            $0.admin.token = Self.token
+            $0.routes = [AdminTests.deviceRoute()]
+        }
+        let admin = proxy.server.adminPort
+        let bearer = [("Authorization", "Bearer \(Self.token)")]
+        func ask(_ i: Int) throws -> Int {
+            try request(port: proxy.port, "GET", "/api/v1/device/expired-\(i)", headers: [("Authorization", "Bearer expired-\(i)")]).status
+        }
+        for i in 0..<5 { #expect(try ask(i) == 401) }
+        for i in 0..<5 { #expect(try ask(i) == 429) }
+
+        let profile = try Binary.tempDirectory()
+        defer { try? FileManager.default.removeItem(at: profile) }
+        let page = try DevToolsPage(url: "http://127.0.0.1:\(admin)/#token=\(Self.token)", profile: profile)
+        defer { page.close() }
+        #expect(eventually(15) { (try? page.evaluate("document.querySelectorAll('#offenders tbody tr').length")) as? Int == 5 },
+                "the page lists the five blocked clients")
+        let key = try #require(try page.evaluate("document.querySelector('#offenders tbody tr').dataset.key") as? String)
+        _ = try page.evaluate("document.querySelector('#offenders tbody tr[data-key=\"\(key)\"] button').click()")
+        #expect(eventually(10) {
+            let stats = try? request(port: admin, "GET", "/stats", headers: bearer).bodyText
+            return stats?.contains(key) == false && stats?.contains(#""blocked_clients":4"#) == true
+        }, "forgiven: gone from /stats")
+        #expect(eventually(5) { (try? page.evaluate("document.querySelectorAll('#offenders tbody tr').length")) as? Int == 4 })
+        let statuses = try (0..<5).map(ask)
+        #expect(statuses.sorted() == [401, 429, 429, 429, 429], "the forgiven client's next request is forwarded: \(statuses)")
+    }
 }
