@@ -93,6 +93,39 @@ import Testing
         }
     }
 
+    @Test func statsSaysRedisFailingOpenAndTheCertificatesServed() throws {
+        let dir = try Binary.tempDirectory()
+        let cert = dir.appendingPathComponent("cert.pem"), key = dir.appendingPathComponent("key.pem")
+        let made = try Tool.run("openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30", "-subj", "/CN=api.test",
+                                            "-keyout", key.path, "-out", cert.path])
+        try #require(made.status == 0, "\(made.stderr)")
+        let upstream = try TestUpstream()
+        defer { upstream.stop() }
+        let redis = try RedisTestServer()
+        let proxy = try Harness(upstreamPorts: [upstream.port]) {
+            $0.tls = TLSConfig(listen: HostPort(host: "127.0.0.1", port: 0), certificates: [.init(cert: cert.path, key: key.path)])
+            $0.redis = RedisConfig()
+            $0.redis?.url = "redis://127.0.0.1:\(redis.port)"
+            $0.clients.hashKey = "a-shared-hash-key-0123"
+        }
+        func stats() throws -> [String: Any] {
+            try #require(try JSONSerialization.jsonObject(with: Data(request(port: proxy.server.adminPort, "GET", "/stats").body))
+                as? [String: Any])
+        }
+        #expect(eventually(8) { proxy.server.redisConnected })
+        let connected = try #require(try stats()["redis"] as? [String: Any])
+        #expect(connected["configured"] as? Bool == true && connected["connected"] as? Bool == true)
+        #expect(connected["links"] as? Int == 2 && connected["links_connected"] as? Int == 2)
+        redis.kill()
+        #expect(eventually(8) { ((try? stats())?["redis"] as? [String: Any])?["connected"] as? Bool == false }, "failing open")
+
+        let certificates = try #require(try stats()["tls_certificates"] as? [[String: Any]])
+        #expect(certificates.count == 1)
+        #expect(certificates.first?["name"] as? String == "api.test")
+        let left = Double(certificates.first?["not_after"] as? Int ?? 0) - Date().timeIntervalSince1970
+        #expect(abs(left - 30 * 86400) < 3600, "expires in 30 days: \(left)")
+    }
+
     @Test func thePageIsOneSelfContainedDocumentOpenToLoad() throws {
         let upstream = try TestUpstream()
         defer { upstream.stop() }
