@@ -4,7 +4,7 @@
 set -euo pipefail
 
 build=(libevent-dev libhiredis-dev libssl-dev pkg-config)
-test=("${build[@]}" curl prometheus redis-server chromium)
+test=("${build[@]}" curl openssl prometheus redis-server python3 chromium)
 bench=("${build[@]}" curl wrk nginx-light haproxy python3-matplotlib valgrind)
 
 case "${1:-build}" in

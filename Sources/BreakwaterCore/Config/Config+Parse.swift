@@ -56,7 +56,7 @@ extension Config {
 
         var config = Config()
         if let r = try section("server", ["listen", "workers", "max_header_bytes", "max_request_line_bytes", "max_body_bytes", "header_timeout",
-                                          "idle_timeout", "grace_period", "access_log", "upgrades", "tunnel_idle_timeout"]) {
+                                          "idle_timeout", "grace_period", "access_log", "upgrades", "tunnel_idle_timeout", "min_body_rate"]) {
             try readServer(r, into: &config.server)
         }
         if let r = try section("upstream", ["servers", "connect_timeout", "timeout", "max_connections", "retries",
@@ -121,6 +121,7 @@ extension Config {
         if let log = try r.string("access_log", Allowed.accessLog) { s.accessLog = log == "off" ? nil : log }
         assign(&s.upgrades, try r.list("upgrades", Allowed.upgrades, upgradeToken))
         assign(&s.tunnelIdleTimeout, try r.duration("tunnel_idle_timeout"))
+        assign(&s.minBodyRate, try r.size("min_body_rate", Allowed.minBodyRate))
     }
 
     private static func readUpstream(_ r: TableReader, into u: inout UpstreamConfig) throws {
@@ -265,7 +266,8 @@ extension Config {
                 throw ConfigError(file: file, key: at, message: "got \(describe(item, withType: true))", allowed: shape)
             }
             let r = try TableReader(table, path: at, file: file,
-                                    known: ["name", "path", "key", "backoff", "rate", "burst", "bypass", "upgrades"])
+                                    known: ["name", "path", "key", "backoff", "rate", "burst", "bypass", "upgrades",
+                                            "case_insensitive"])
             func required(_ key: String, _ allowed: String) throws -> String {
                 guard let v = try r.string(key, allowed) else {
                     throw ConfigError(file: file, key: r.name(key), message: "missing", allowed: allowed)
@@ -284,6 +286,7 @@ extension Config {
                 throw r.error("burst", "burst = \(route.burst) without a rate", Allowed.burst)
             }
             assign(&route.bypass, try r.bool("bypass", Allowed.bypass))
+            assign(&route.caseInsensitive, try r.bool("case_insensitive", "true or false"))
             // A bypass route skips the shield, not the upgrade rules, so it may set its own list.
             route.upgrades = try r.list("upgrades", Allowed.upgrades, upgradeToken)
             if route.bypass, let extra = ["key", "backoff", "rate", "burst"].first(where: r.has) {

@@ -30,6 +30,7 @@ extension Config {
         set("access_log", quote(server.accessLog ?? "off"))
         set("upgrades", list(server.upgrades.map(quote)))
         set("tunnel_idle_timeout", duration(server.tunnelIdleTimeout))
+        set("min_body_rate", size(server.minBodyRate))
 
         out.append("")
         if let tls {
@@ -98,6 +99,7 @@ extension Config {
                 }
             }
             set("bypass", "\(route.bypass)")
+            set("case_insensitive", "\(route.caseInsensitive)")
             if let upgrades = route.upgrades { set("upgrades", list(upgrades.map(quote))) } else {
                 out.append("# upgrades: not set, so [server] upgrades = \(list(server.upgrades.map(quote))) applies")
             }

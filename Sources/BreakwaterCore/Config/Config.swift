@@ -52,6 +52,10 @@ public struct ServerConfig: Sendable, Equatable {
     /// `tunnel_idle_timeout`: a tunnel (a connection after its `101 Switching Protocols`) with no
     /// byte either way for this long is closed.
     public var tunnelIdleTimeout: Duration = .seconds(3600)
+    /// `min_body_rate`: after a grace of `header_timeout`, a request body must average at least
+    /// this many bytes a second (and never stall for `header_timeout`): 1 KiB/s lets a slow mobile
+    /// upload finish while a client trickling bytes to hold a connection is cut off (408).
+    public var minBodyRate = 1024
 
     /// The defaults the README documents (section "Configuration").
     public init() {}
@@ -320,6 +324,9 @@ public struct RouteConfig: Sendable, Equatable {
     public var bypass = false
     /// `upgrades`: the `Upgrade` tokens allowed on this route, lower-case; nil means `[server] upgrades`.
     public var upgrades: [String]? = nil
+    /// `case_insensitive`: the path prefix matches in any ASCII case (`/DEVICE/` is `/device/`),
+    /// for upstreams whose paths are case-insensitive. Off: routes match case-sensitively.
+    public var caseInsensitive = false
 
     /// A route with the given name and path prefix and default everything else.
     public init(name: String, path: String) {

@@ -164,6 +164,9 @@ final class ProxyMetrics: Sendable {
     private let tunnelsActiveGauge: Gauge
     /// The TLS listener whose handshakes and certificates are shown, and the handshakes counted so far.
     private let tls = Mutex<(endpoint: TLSEndpoint, seen: [Int])?>(nil)
+    /// The expiry gauges shown, by certificate name: a certificate no longer served (replaced by
+    /// a reload) loses its gauge, or an alert on it would fire for nothing.
+    private let expiryGauges = Mutex<[String: Gauge]>([:])
     let started = LoopClock().now
 
     init() {
@@ -247,10 +250,20 @@ final class ProxyMetrics: Sendable {
                 now[i] = max(seen[i], total)
             }
             watched = (endpoint, now)
-            for certificate in endpoint.context.certificates {
-                registry.makeGauge(descriptor: .breakwater("tls_certificate_expiry_timestamp", "seconds",
-                                                           "When each served certificate expires, since the Unix epoch."),
-                                   labels: [("name", certificate.name)]).set(Double(certificate.notAfter))
+            let served = endpoint.context.certificates
+            expiryGauges.withLock { gauges in
+                for (name, gauge) in gauges where !served.contains(where: { $0.name == name }) {
+                    registry.unregisterGauge(gauge)
+                    gauges[name] = nil
+                }
+                for certificate in served {
+                    let gauge = gauges[certificate.name] ?? registry.makeGauge(
+                        descriptor: .breakwater("tls_certificate_expiry_timestamp", "seconds",
+                                                "When each served certificate expires, since the Unix epoch."),
+                        labels: [("name", certificate.name)])
+                    gauges[certificate.name] = gauge
+                    gauge.set(Double(certificate.notAfter))
+                }
             }
         }
     }

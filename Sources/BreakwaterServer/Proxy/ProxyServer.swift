@@ -76,12 +76,14 @@ public final class ProxyServer: @unchecked Sendable {
         group.start(name: "breakwater")
         schedulePurge(on: group.workers[0])
         scheduleSample(on: group.workers[0])
-        logger.info("breakwater listening", metadata: [
+        var listening: Logger.Metadata = [
             "listen": "\(HostPort(host: config.server.listen.host, port: port))",
             "admin": "\(HostPort(host: config.admin.listen.host, port: adminPort))",
             "workers": "\(group.workers.count)",
             "upstreams": "\(config.upstream.servers.map(\.description).joined(separator: ","))",
-        ])
+        ]
+        if let tls = config.tls { listening["tls"] = "\(HostPort(host: tls.listen.host, port: tlsPort))" }
+        logger.info("breakwater listening", metadata: listening)
     }
 
     /// Applies a new config to new requests; the tracker's state and open connections carry over.
@@ -231,6 +233,7 @@ public final class ProxyServer: @unchecked Sendable {
 
     static func limits(_ server: ServerConfig) -> ReaderLimits {
         ReaderLimits(maxHeaderBytes: server.maxHeaderBytes, maxRequestLineBytes: min(server.maxRequestLineBytes, server.maxHeaderBytes),
-                     maxBodyBytes: server.maxBodyBytes, headerTimeout: server.headerTimeout, idleTimeout: server.idleTimeout)
+                     maxBodyBytes: server.maxBodyBytes, headerTimeout: server.headerTimeout, idleTimeout: server.idleTimeout,
+                     minBodyRate: server.minBodyRate)
     }
 }
