@@ -64,8 +64,15 @@ extension Config {
                                             "tls_verify"]) {
             try readUpstream(r, into: &config.upstream)
         }
-        if let r = try section("admin", ["listen"]) {
+        if let r = try section("admin", ["listen", "token", "token_file", "metrics_public"]) {
             assign(&config.admin.listen, try r.parsed("listen", Allowed.listen, HostPort.init(parsing:)))
+            assign(&config.admin.token, try r.string("token", Allowed.adminToken))
+            assign(&config.admin.tokenFile, try r.string("token_file", Allowed.adminTokenFile))
+            assign(&config.admin.metricsPublic, try r.bool("metrics_public", Allowed.bool))
+            if !config.admin.token.isEmpty && !config.admin.tokenFile.isEmpty {
+                throw ConfigError(file: file, key: "admin.token_file", message: "set together with admin.token",
+                                  allowed: Allowed.adminTokenFile)
+            }
         }
         if let r = try section("clients", ["key", "trusted_proxies", "ipv6_prefix", "hash_key", "max_clients"]) {
             let c = r
@@ -97,6 +104,7 @@ extension Config {
             assign(&config.state.saveInterval, try r.duration("save_interval"))
         }
         config.resolvePaths(againstDirectoryOf: file)
+        if !config.admin.tokenFile.isEmpty { config.admin.token = try readToken(config.admin.tokenFile, file: file) }
         try config.validate(file: file)
         return config
     }
@@ -182,11 +190,29 @@ extension Config {
         }
         upstream.tlsCA = resolved(upstream.tlsCA)
         state.file = resolved(state.file)
+        admin.tokenFile = resolved(admin.tokenFile)
         if var t = tls {
             t.certificates = t.certificates.map { .init(cert: resolved($0.cert), key: resolved($0.key)) }
             t.clientCA = resolved(t.clientCA)
             tls = t
         }
+    }
+
+    /// The admin token held in the file at `path`: its text without one trailing newline (`\n` or
+    /// `\r\n`), as `echo TOKEN > FILE` or a container secret leaves it. Errors name `admin.token_file`.
+    static func readToken(_ path: String, file: String) throws -> String {
+        let text: String
+        do {
+            text = try readFile(path)
+        } catch let error as ConfigError {
+            throw ConfigError(file: file, key: "admin.token_file", message: "\(quote(path)): \(error.message)",
+                              allowed: Allowed.adminTokenFile)
+        }
+        // Bytes, not Characters: "\r\n" is one Character, which hasSuffix("\n") would not see.
+        var bytes = Array(text.utf8)[...]
+        if bytes.last == 0x0a { bytes = bytes.dropLast() }
+        if bytes.last == 0x0d { bytes = bytes.dropLast() }
+        return String(decoding: bytes, as: UTF8.self)
     }
 
     /// The directory holding `file`, absolute unless the working directory cannot be read.

@@ -48,6 +48,10 @@ enum Allowed {
     static let upgrades = "an array of distinct Upgrade protocol names, each an HTTP token (RFC 9110), such as "
         + "[\"websocket\"]; [] allows none"
     static let stateFile = "a file path (relative paths are read from the conf file's directory), or \"\" to keep no state"
+    static let adminToken = "\"\" (no authentication, only while admin.listen is a loopback address) or a secret of at "
+        + "least 32 visible ASCII characters without spaces, such as the output of `openssl rand -hex 32`"
+    static let adminTokenFile = "\"\" or the path of a file holding the admin token (one trailing newline is ignored; "
+        + "relative paths are read from the conf file's directory), not together with admin.token"
     static let bool = "true or false"
     static let string = "a string"
 }
@@ -104,6 +108,8 @@ extension Config {
                     "\(quote("\(admin.listen)")), which clashes with server.listen \(quote("\(s.listen)"))",
                     "an address and port of its own")
 
+        try c.adminToken(admin)
+
         if let t = tls { try c.tls(t, server: s.listen, admin: admin.listen, upstreams: u.servers) }
 
         let cl = clients
@@ -158,6 +164,12 @@ extension Config {
                     "\"\" while [state] file is set: each start would hash keys its own way and match no saved client",
                     "a secret of at least 16 characters, kept the same across restarts")
         try c.positive(state.saveInterval, "state.save_interval")
+    }
+
+    /// The admin token's rule alone: a reload keeps the running `admin.listen`, and checks the new
+    /// token against that address with this.
+    public func validateAdminToken(file: String) throws {
+        try Checker(file: file).adminToken(admin)
     }
 
     /// Whether a request for `later` would always be taken by a route on `earlier` first. Only
@@ -284,6 +296,24 @@ struct Checker {
                   "\"\" while client_auth = \(quote(t.clientAuth.rawValue)): client certificates could not be verified",
                   Allowed.clientCA)
         try positive(t.handshakeTimeout, "tls.handshake_timeout")
+    }
+
+    /// The admin token: none only on a loopback listener, else at least 32 visible ASCII characters.
+    /// Errors name the key the token came from (`admin.token_file` when it was read from a file).
+    func adminToken(_ admin: AdminConfig) throws {
+        let key = admin.tokenFile.isEmpty ? "admin.token" : "admin.token_file"
+        let allowed = admin.tokenFile.isEmpty ? Allowed.adminToken : Allowed.adminTokenFile + "; the token: " + Allowed.adminToken
+        if admin.token.isEmpty {
+            try check(admin.listen.isLoopback, key,
+                      "no token while admin.listen \(quote(admin.listen.description)) is not a loopback address: anyone "
+                      + "who reaches it could read the stats and forgive clients", allowed)
+            return
+        }
+        try check(admin.token != Config.redactedToken, key,
+                  "the placeholder that `breakwater check` prints in place of the token", allowed)
+        try check(admin.token.utf8.allSatisfy { (0x21...0x7E).contains($0) }, key,
+                  "a token with spaces, control or non-ASCII characters", allowed)
+        try check(admin.token.utf8.count >= 32, key, "a token of \(admin.token.utf8.count) characters", allowed)
     }
 
     /// Upgrade tokens as the request path compares them: HTTP tokens, lower-case (a conf file's are

@@ -100,6 +100,15 @@ public struct UpstreamConfig: Sendable, Equatable {
 public struct AdminConfig: Sendable, Equatable {
     /// `listen`: the stats endpoint; loopback by default.
     public var listen = HostPort(host: "127.0.0.1", port: 9901)
+    /// The bearer token every admin request but `/healthz` (and the page at `/`, which holds no
+    /// data) must present; "" means none, allowed only while `listen` is a loopback address.
+    /// It is `token` from the conf file, or the content of `token_file` once the file was read.
+    public var token = ""
+    /// `token_file`: the file the token was read from ("" when none); its content is in `token`.
+    /// A relative path in a conf file is read from the file's directory.
+    public var tokenFile = ""
+    /// `metrics_public`: `/metrics` is served without the token, for Prometheus scrapers.
+    public var metricsPublic = false
 
     /// The defaults the README documents (section "Configuration").
     public init() {}
@@ -355,6 +364,15 @@ public struct RedisConfig: Sendable, Equatable {
 
 /// A `host:port` pair; IPv6 hosts are written `[::1]:8080`.
 public struct HostPort: Sendable, Equatable, Hashable, CustomStringConvertible {
+    /// Whether the host is a loopback address (127.0.0.0/8, ::1) or `localhost`: reachable only
+    /// from this machine.
+    public var isLoopback: Bool {
+        if host == "localhost" { return true }
+        guard let address = IPAddress(parsing: host) else { return false }
+        if address.isIPv4 { return (address.low >> 24) & 0xff == 127 }
+        return address.high == 0 && address.low == 1
+    }
+
     /// A host name or a literal address, without brackets.
     public var host: String
     /// The TCP port.

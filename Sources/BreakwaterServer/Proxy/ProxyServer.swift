@@ -26,6 +26,8 @@ public final class ProxyServer: @unchecked Sendable {
     private let tracker: ErrorTracker<LoopClock>
     private let rateLimiter: RateLimiter<LoopClock>
     let metrics = ProxyMetrics()
+    /// The last 15 minutes at one-second steps, sampled and served on the first worker.
+    private let series = Series()
     /// Health of each upstream server, shared by all workers; kept by endpoint across reloads.
     private var health: [UpstreamHealth] = []
     /// One Redis-backed tracker store per worker while `[redis]` is set; touched only by the
@@ -76,12 +78,13 @@ public final class ProxyServer: @unchecked Sendable {
             tlsPort = try group.listen(on: tls.listen, limits: Self.limits(config.server), tls: tlsEndpoint) { handlers[$0.index] }
         }
         adminPort = try group.listen(on: config.admin.listen, limits: ReaderLimits(), onlyFirst: true, keepWhileDraining: true) {
-            AdminHandler(proxy: handlers[0], worker: $0)
+            AdminHandler(proxy: handlers[0], worker: $0, series: series)
         }
         installStores(config.redis)
         group.start(name: "breakwater")
         schedulePurge(on: group.workers[0])
         state?.start()
+        scheduleSample(on: group.workers[0])
         var listening: Logger.Metadata = [
             "listen": "\(HostPort(host: config.server.listen.host, port: port))",
             "admin": "\(HostPort(host: config.admin.listen.host, port: adminPort))",
@@ -95,7 +98,8 @@ public final class ProxyServer: @unchecked Sendable {
     /// Applies a new config to new requests; the tracker's state and open connections carry over.
     /// Returns the keys that changed but need a restart to take effect (listeners, workers, the
     /// tracker's size and hash key); those keep their running values. Throws, changing nothing,
-    /// when an upstream server cannot be resolved.
+    /// when an upstream server cannot be resolved, or when the new admin token would leave the
+    /// running (non-loopback) admin listener without one.
     @discardableResult
     public func reload(_ newConfig: Config) throws -> [String] {
         var applied = newConfig
@@ -109,6 +113,8 @@ public final class ProxyServer: @unchecked Sendable {
         keep("server.listen", \.server.listen)
         keep("server.workers", \.server.workers)
         keep("admin.listen", \.admin.listen)
+        // The listener stays where it is, so the new token is judged against the running address.
+        try applied.validateAdminToken(file: "the reloaded conf")
         keep("clients.max_clients", \.clients.maxClients)
         keep("clients.hash_key", \.clients.hashKey)
         keep("state.file", \.state.file)
@@ -179,6 +185,7 @@ public final class ProxyServer: @unchecked Sendable {
         redisStores = redis.map { redis in
             group.workers.map { RedisStore(config: redis, local: tracker, worker: $0, errors: metrics.redisErrors, logger: logger) }
         } ?? []
+        metrics.watch(redis: redis == nil ? nil : redisStores.map(\.link))
         for (index, (worker, handler)) in zip(group.workers, handlers).enumerated() {
             let fresh = redisStores.isEmpty ? nil : redisStores[index]
             let previous = old.isEmpty ? nil : old[index]
@@ -198,6 +205,16 @@ public final class ProxyServer: @unchecked Sendable {
 
     private static func health(for upstream: UpstreamConfig, keeping old: [UpstreamHealth]) -> [UpstreamHealth] {
         upstream.servers.map { endpoint in old.first { $0.endpoint == endpoint } ?? UpstreamHealth(endpoint: endpoint) }
+    }
+
+    /// Adds a row to the series just after each whole second, on the worker that serves it, until draining.
+    private func scheduleSample(on worker: Worker) {
+        worker.schedule(after: Series.delayToNextSecond()) { [weak self] in
+            guard let self, !worker.draining else { return }
+            series.sample(time: Int(Series.wallClock().rounded(.down)), totals: metrics.totals,
+                          tracked: tracker.trackedCount, blocked: tracker.blockedCount)
+            scheduleSample(on: worker)
+        }
     }
 
     /// Drops expired tracker entries every few seconds so the gauges stay exact between requests.
