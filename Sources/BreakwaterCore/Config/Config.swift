@@ -1,7 +1,8 @@
 /// The whole configuration of one Breakwater process, as read from the conf file.
 ///
 /// Every value has the default that the README documents, so `Config()` is the effective
-/// configuration of an empty file. Parsing and validation live in `Config+TOML.swift`.
+/// configuration of an empty file. Parsing lives in `Config+Parse.swift`, validation in
+/// `Config+Validate.swift`.
 public struct Config: Sendable, Equatable {
     /// `[server]`: the client-facing listener and its limits.
     public var server = ServerConfig()
