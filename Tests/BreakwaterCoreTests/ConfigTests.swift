@@ -101,11 +101,12 @@ struct BadConf: Sendable, CustomTestStringConvertible {
                     "grace_period", "access_log", "servers", "connect_timeout", "timeout", "max_connections",
                     "retries", "retry_base", "retry_on", "retry_budget", "key", "trusted_proxies", "ipv6_prefix",
                     "hash_key", "max_clients", "on", "strategy", "base", "factor", "max", "jitter", "threshold",
-                    "reset_after", "mode"] {
+                    "reset_after", "mode", "tls", "tls_server_name", "tls_ca", "tls_verify"] {
             #expect(text.contains("\n\(key) = "), "\(key)")
         }
         #expect(text.contains("max_body_bytes = \"10MiB\""))
         #expect(text.contains("# [redis]"))
+        #expect(text.contains("# [tls]"))
     }
 
     @Test func routeBackoffMergesOverTheSectionInAnyOrder() throws {
@@ -126,6 +127,14 @@ struct BadConf: Sendable, CustomTestStringConvertible {
     @Test func headerNamesAreStoredLowerCase() throws {
         let config = try Config.parse("[clients]\nkey = [\"header:X-Api-Key\", \"ip\"]\n", file: "k.conf")
         #expect(config.clients.key == [.header("x-api-key"), .ip])
+    }
+
+    @Test func tlsFingerprintIsAKeyPart() throws {
+        let text = "[clients]\nkey = [\"tls:fingerprint\"]\n" + BadConf.route("r", "/r/", "key = [\"route\", \"tls:fingerprint\", \"ip\"]")
+        let config = try Config.parse(text, file: "k.conf")
+        #expect(config.clients.key == [.tlsFingerprint])
+        #expect(config.routes[0].key == [.route, .tlsFingerprint, .ip])
+        #expect(KeyPart.tlsFingerprint.description == "tls:fingerprint")
     }
 
     @Test func aBadValueIsDescribedWithFileKeyValueAndWhatIsAllowed() throws {

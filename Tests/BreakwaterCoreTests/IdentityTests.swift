@@ -126,6 +126,38 @@ import Testing
                 == id.key(parts: [.ip], routeName: "r", peer: peer, header: headers([:])))
     }
 
+    @Test func tlsFingerprintIsOneClientPerCertificate() {
+        let id = identity()
+        let a = String(repeating: "ab", count: 32), b = String(repeating: "cd", count: 32)
+        func key(_ fingerprint: String?, _ peer: String = "192.0.2.1", secret: String = "s3cret") -> ClientKey {
+            identity(secret: secret).key(parts: [.tlsFingerprint], routeName: "r", peer: ip(peer), tlsFingerprint: fingerprint,
+                                         header: headers([:]))
+        }
+        #expect(key(a) == key(a))
+        #expect(key(a) != key(b), "one key per certificate")
+        #expect(key(a) == key(a, "198.51.100.2"), "whatever the client's address")
+        #expect(key(a) != id.key(parts: [.ip], routeName: "r", peer: ip("192.0.2.1"), header: headers([:])))
+        #expect(key(a) != key(a, secret: "other"), "hashed with the secret")
+        #expect(!key(a).description.contains("abab"))
+        // Tagged apart from a header carrying the same text.
+        #expect(key(a) != id.key(parts: [.header("x-fingerprint")], routeName: "r", peer: ip("192.0.2.1"),
+                                 header: headers(["x-fingerprint": a])))
+    }
+
+    @Test func noClientCertificateFallsBackToTheAddress() {
+        let id = identity()
+        let peer = ip("192.0.2.1")
+        let byIP = id.key(parts: [.ip], routeName: "r", peer: peer, header: headers([:]))
+        #expect(id.key(parts: [.tlsFingerprint], routeName: "r", peer: peer, header: headers([:])) == byIP, "plain HTTP")
+        #expect(id.key(parts: [.tlsFingerprint], routeName: "r", peer: peer, tlsFingerprint: nil, header: headers([:])) == byIP)
+        #expect(id.key(parts: [.tlsFingerprint], routeName: "r", peer: peer, tlsFingerprint: "", header: headers([:])) == byIP)
+        let elsewhere = id.key(parts: [.tlsFingerprint], routeName: "r", peer: ip("192.0.2.2"), header: headers([:]))
+        #expect(elsewhere != byIP)
+        // The trailing-closure form the server uses keeps compiling with the new parameter.
+        let withRoute = id.key(parts: [.tlsFingerprint, .route], routeName: "r", peer: peer, tlsFingerprint: nil) { _ in nil }
+        #expect(withRoute == id.key(parts: [.ip, .route], routeName: "r", peer: peer) { _ in nil })
+    }
+
     @Test func sipHashMatchesTheReferenceVectors() {
         // Aumasson and Bernstein, vectors_sip64: key 00..0f, message 00..(n-1).
         let hasher = KeyedHasher(k0: 0x0706_0504_0302_0100, k1: 0x0F0E_0D0C_0B0A_0908)

@@ -18,10 +18,17 @@ extension Config {
         try parse(readFile(path), file: path)
     }
 
-    /// Parses and validates conf-file text; `file` is only used to name the source in errors.
+    /// Parses and validates conf-file text; `file` names the source in errors and is where
+    /// relative paths are read from.
     ///
     /// Sections may come in any order: every route's `backoff = {...}` is merged over the whole
     /// `[backoff]` section even when that section comes later in the file.
+    ///
+    /// The file paths of the conf (`tls.certificates`' `cert` and `key`, `tls.client_ca`,
+    /// `upstream.tls_ca`) come out absolute: a relative one is resolved against the directory of
+    /// `file`, itself made absolute with the working directory when `file` is relative, so the
+    /// config means the same files wherever the process later runs or the config is rendered to.
+    /// Absolute paths and "" are kept exactly as written, so `render()` output parses back the same.
     public static func parse(_ text: String, file: String) throws -> Config {
         if let nul = text.firstIndex(of: "\0") {
             let line = text[..<nul].filter { $0 == "\n" }.count + 1
@@ -42,7 +49,7 @@ extension Config {
                               allowed: "a TOML 1.0 document (https://toml.io/en/v1.0.0)")
         }
         let top = try TableReader(root, path: "", file: file,
-                                  known: ["server", "upstream", "admin", "clients", "backoff", "route", "redis"])
+                                  known: ["server", "upstream", "admin", "clients", "backoff", "route", "redis", "tls"])
         func section(_ name: String, _ known: [String]) throws -> TableReader? {
             try top.table(name, "a table [\(name)]").map { try TableReader($0, path: name, file: file, known: known) }
         }
@@ -53,7 +60,8 @@ extension Config {
             try readServer(r, into: &config.server)
         }
         if let r = try section("upstream", ["servers", "connect_timeout", "timeout", "max_connections", "retries",
-                                            "retry_base", "retry_on", "retry_budget"]) {
+                                            "retry_base", "retry_on", "retry_budget", "tls", "tls_server_name", "tls_ca",
+                                            "tls_verify"]) {
             try readUpstream(r, into: &config.upstream)
         }
         if let r = try section("admin", ["listen"]) {
@@ -80,6 +88,11 @@ extension Config {
             assign(&redis.timeout, try r.duration("timeout"))
             config.redis = redis
         }
+        if let r = try section("tls", ["listen", "certificates", "min_version", "alpn", "client_ca", "client_auth",
+                                       "handshake_timeout"]) {
+            config.tls = try readTLS(r)
+        }
+        config.resolvePaths(againstDirectoryOf: file)
         try config.validate(file: file)
         return config
     }
@@ -114,6 +127,79 @@ extension Config {
             })
         }
         assign(&u.retryBudget, try r.number("retry_budget", Allowed.retryBudget))
+        assign(&u.tls, try r.bool("tls", Allowed.bool))
+        assign(&u.tlsServerName, try r.string("tls_server_name", Allowed.tlsServerName))
+        assign(&u.tlsCA, try r.string("tls_ca", Allowed.tlsCA))
+        assign(&u.tlsVerify, try r.bool("tls_verify", Allowed.bool))
+    }
+
+    /// `[tls]`. `certificates` is required: without a certificate there is nothing to listen with.
+    private static func readTLS(_ r: TableReader) throws -> TLSConfig {
+        var t = TLSConfig()
+        assign(&t.listen, try r.parsed("listen", Allowed.listen, HostPort.init(parsing:)))
+        guard let items = try r.array("certificates", Allowed.certificates) else {
+            throw ConfigError(file: r.file, key: r.name("certificates"), message: "missing", allowed: Allowed.certificates)
+        }
+        t.certificates = try items.enumerated().map { i, item in
+            let at = r.name("certificates") + "[\(i)]"
+            guard let table = item.table else {
+                throw ConfigError(file: r.file, key: at, message: "got \(describe(item, withType: true))",
+                                  allowed: Allowed.certificates)
+            }
+            let c = try TableReader(table, path: at, file: r.file, known: ["cert", "key"], section: "a tls.certificates entry")
+            func required(_ key: String) throws -> String {
+                guard let path = try c.string(key, Allowed.certificatePath) else {
+                    throw ConfigError(file: r.file, key: c.name(key), message: "missing", allowed: Allowed.certificatePath)
+                }
+                return path
+            }
+            return TLSConfig.CertificatePair(cert: try required("cert"), key: try required("key"))
+        }
+        assign(&t.minVersion, try r.parsed("min_version", Allowed.minVersion, TLSConfig.Version.init(rawValue:)))
+        // Any strings: validate() says which protocols are supported, for a Config built in code too.
+        assign(&t.alpn, try r.list("alpn", Allowed.alpn) { $0 })
+        assign(&t.clientCA, try r.string("client_ca", Allowed.clientCA))
+        assign(&t.clientAuth, try r.parsed("client_auth", Allowed.clientAuth, TLSConfig.ClientAuth.init(rawValue:)))
+        assign(&t.handshakeTimeout, try r.duration("handshake_timeout"))
+        return t
+    }
+
+    /// Makes the relative file paths of the conf absolute, reading them from the directory of
+    /// `file` (see `parse`). The working directory is only asked for when a path needs it.
+    mutating func resolvePaths(againstDirectoryOf file: String) {
+        var directory: String?
+        func resolved(_ path: String) -> String {
+            guard !path.isEmpty, path.utf8.first != slash else { return path }
+            if directory == nil { directory = Self.directory(of: file) }
+            return Self.join(directory!, path)
+        }
+        upstream.tlsCA = resolved(upstream.tlsCA)
+        if var t = tls {
+            t.certificates = t.certificates.map { .init(cert: resolved($0.cert), key: resolved($0.key)) }
+            t.clientCA = resolved(t.clientCA)
+            tls = t
+        }
+    }
+
+    /// The directory holding `file`, absolute unless the working directory cannot be read.
+    /// Paths are handled as bytes, split at '/' only, as the kernel reads them.
+    static func directory(of file: String) -> String {
+        let bytes = Array(file.utf8)
+        let own = bytes.lastIndex(of: slash).map { String(decoding: bytes[...$0], as: UTF8.self) } ?? ""
+        if own.utf8.first == slash { return own }
+        guard let cwd = getcwd(nil, 0) else { return own.isEmpty ? "." : own }
+        defer { free(cwd) }
+        return String(cString: cwd) + "/" + own
+    }
+
+    /// `path` read from `directory`, without `.` segments or doubled slashes (`..` is kept:
+    /// dropping it would be wrong across a symbolic link).
+    static func join(_ directory: String, _ path: String) -> String {
+        let joined = Array(directory.utf8) + [slash] + Array(path.utf8)
+        let segments = joined.split(separator: slash).filter { !$0.elementsEqual([dot]) }
+        let body = segments.map { String(decoding: $0, as: UTF8.self) }.joined(separator: "/")
+        if joined.first == slash { return "/" + body }
+        return body.isEmpty ? "." : body
     }
 
     /// Applies the keys present in `r` over `p`; keys the table leaves out keep `p`'s values,
@@ -186,10 +272,14 @@ func keyPart(_ text: String) -> KeyPart? {
     switch text {
     case "ip": return .ip
     case "route": return .route
+    case "tls:fingerprint": return .tlsFingerprint
     case _ where text.hasPrefix("header:") && text.count > 7: return .header(String(text.dropFirst(7)).lowercased())
     default: return nil
     }
 }
+
+private let slash = UInt8(ascii: "/")
+private let dot = UInt8(ascii: ".")
 
 /// Overwrites a default only when the file set the key.
 func assign<T>(_ target: inout T, _ value: T?) {

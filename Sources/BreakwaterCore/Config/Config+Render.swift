@@ -4,8 +4,11 @@ extension Config {
     /// operator sees what will actually run, not what the file happened to spell out.
     ///
     /// The output parses back to an equal `Config`. Values a conf file cannot set explicitly
-    /// (no `[redis]`, a route without its own `key` or `rate`) appear as comments. Secrets
+    /// (no `[redis]` or `[tls]`, a route without its own `key` or `rate`) appear as comments. Secrets
     /// (`hash_key`, a Redis password) are printed as they are, like the file that holds them.
+    /// File paths are printed as they are too; those of a parsed config are absolute, while a
+    /// relative one (only possible in a `Config` built in code) would be read back from the
+    /// directory of the file the output is parsed as.
     public func render() -> String {
         var out = ["# Breakwater effective configuration: defaults filled in, routes merged with [backoff].", ""]
         func set(_ key: String, _ value: String) { out.append("\(key) = \(value)") }
@@ -21,6 +24,20 @@ extension Config {
         set("grace_period", duration(server.gracePeriod))
         set("access_log", quote(server.accessLog ?? "off"))
 
+        out.append("")
+        if let tls {
+            out.append("[tls]")
+            set("listen", quote(tls.listen.description))
+            set("certificates", list(tls.certificates.map { "{ cert = \(quote($0.cert)), key = \(quote($0.key)) }" }))
+            set("min_version", quote(tls.minVersion.rawValue))
+            set("alpn", list(tls.alpn.map(quote)))
+            set("client_ca", quote(tls.clientCA))
+            set("client_auth", quote(tls.clientAuth.rawValue))
+            set("handshake_timeout", duration(tls.handshakeTimeout))
+        } else {
+            out.append("# [tls]: not set, no TLS listener")
+        }
+
         out += ["", "[upstream]"]
         set("servers", list(upstream.servers.map { quote($0.description) }))
         set("connect_timeout", duration(upstream.connectTimeout))
@@ -30,6 +47,10 @@ extension Config {
         set("retry_base", duration(upstream.retryBase))
         set("retry_on", list(upstream.retryOn.sorted().map(String.init)))
         set("retry_budget", "\(upstream.retryBudget)")
+        set("tls", "\(upstream.tls)")
+        set("tls_server_name", quote(upstream.tlsServerName))
+        set("tls_ca", quote(upstream.tlsCA))
+        set("tls_verify", "\(upstream.tlsVerify)")
 
         out += ["", "[admin]"]
         set("listen", quote(admin.listen.description))

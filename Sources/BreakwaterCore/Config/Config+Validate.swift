@@ -1,7 +1,7 @@
 /// What each key accepts, in words. The parser quotes these when a value has the wrong type and
 /// `validate` quotes them when it is out of range, so both errors promise the same thing.
 enum Allowed {
-    static let sections = "the sections [server], [upstream], [admin], [clients], [backoff], [[route]], [redis]"
+    static let sections = "the sections [server], [upstream], [admin], [clients], [backoff], [[route]], [redis], [tls]"
     static let listen = "\"host:port\" (IPv6 as \"[::1]:8080\"; port 0 picks a free port)"
     static let workers = "an integer from 0 (one per core) to 1024"
     static let maxRequestLineBytes = "a size from 256 to 1048576 bytes, as an integer or a string such as \"8KB\" (the head limit applies too)"
@@ -15,7 +15,7 @@ enum Allowed {
     static let retries = "an integer from 0 to 10"
     static let retryOn = "an array of HTTP statuses from 500 to 599 (a refused connection is always retried)"
     static let retryBudget = "a number from 0.0 to 1.0 (a fraction of requests)"
-    static let key = "a non-empty array of distinct parts: \"ip\", \"header:NAME\", \"route\""
+    static let key = "a non-empty array of distinct parts: \"ip\", \"header:NAME\", \"route\", \"tls:fingerprint\""
     static let trustedProxies = "an array of CIDR strings such as \"10.0.0.0/8\" or \"fd00::/8\""
     static let ipv6Prefix = "an integer from 1 to 128"
     static let hashKey = "\"\" (random per start, only without [redis]) or a secret of at least 16 characters"
@@ -33,6 +33,18 @@ enum Allowed {
     static let burst = "an integer from 0 up, and only together with rate"
     static let bypass = "true or false; a bypass route takes only name and path"
     static let redisURL = "\"redis://[[user]:password@]host[:port][/db]\" (port 6379 and db 0 by default)"
+    static let tlsServerName = "\"\" (the host of each server in servers) or a DNS host name such as \"api.example.com\" "
+        + "(letters, digits, '-' and '_' in dot-separated labels; not an IP address, since the name is sent as SNI)"
+    static let tlsCA = "a PEM file path (relative paths are read from the conf file's directory), or \"\" for the system CA bundle"
+    static let certificates = "one or more tables of a certificate chain and its key, such as "
+        + "[ { cert = \"certs/api.pem\", key = \"certs/api.key\" } ]"
+    static let certificatePath = "a non-empty path of a PEM file (relative paths are read from the conf file's directory)"
+    static let minVersion = "\"1.2\" or \"1.3\", as a string"
+    static let alpn = "a non-empty array of distinct protocols; only \"http/1.1\" for now (\"h2\" comes with HTTP/2 support)"
+    static let clientCA = "a PEM file path (relative paths are read from the conf file's directory), or \"\" for none; "
+        + "required when client_auth is \"optional\" or \"required\""
+    static let clientAuth = "\"off\", \"optional\" or \"required\" (the last two need client_ca)"
+    static let bool = "true or false"
     static let string = "a string"
 }
 
@@ -77,11 +89,15 @@ extension Config {
             try c.check((500...599).contains(status), "upstream.retry_on", "\(status)", Allowed.retryOn)
         }
         try c.check((0...1).contains(u.retryBudget), "upstream.retry_budget", "\(u.retryBudget)", Allowed.retryBudget)
+        try c.check(u.tlsServerName.isEmpty || validServerName(u.tlsServerName), "upstream.tls_server_name",
+                    quote(u.tlsServerName), Allowed.tlsServerName)
 
         try c.listen(admin.listen, "admin.listen")
         try c.check(!Self.clash(s.listen, admin.listen), "admin.listen",
                     "\(quote("\(admin.listen)")), which clashes with server.listen \(quote("\(s.listen)"))",
                     "an address and port of its own")
+
+        if let t = tls { try c.tls(t, server: s.listen, admin: admin.listen, upstreams: u.servers) }
 
         let cl = clients
         try c.keyParts(cl.key, "clients.key")
@@ -166,6 +182,19 @@ func validHost(_ host: String) -> Bool {
         && host.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "-._".contains($0)) }
 }
 
+/// A name to send as SNI and to find in the server's certificate: a DNS host name of dot-separated
+/// labels of 1 to 63 letters, digits, '-' (not first or last) and '_', at most 253 characters, no
+/// trailing dot and not an IP address (RFC 6066 forbids literal addresses in SNI).
+func validServerName(_ name: String) -> Bool {
+    guard name.utf8.count <= 253, IPAddress(parsing: name) == nil else { return false }
+    let labels = name.split(separator: ".", omittingEmptySubsequences: false)
+    guard let last = labels.last, !last.allSatisfy(\.isNumber) else { return false }
+    return labels.allSatisfy { label in
+        (1...63).contains(label.utf8.count) && !label.hasPrefix("-") && !label.hasSuffix("-")
+            && label.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") }
+    }
+}
+
 /// A TOML basic string, so that values quoted in messages and in `render()` read back the same.
 func quote(_ text: String) -> String {
     var out = "\""
@@ -202,6 +231,35 @@ struct Checker {
     /// A listener address with a plausible host.
     func listen(_ hp: HostPort, _ key: String) throws {
         try check(validHost(hp.host), key, quote("\(hp)"), Allowed.listen)
+    }
+
+    /// `[tls]`: a listener of its own, at least one certificate with both paths, the supported
+    /// protocols, a CA for whatever client certificates are asked for, a handshake that can end.
+    func tls(_ t: TLSConfig, server: HostPort, admin: HostPort, upstreams: [HostPort]) throws {
+        try listen(t.listen, "tls.listen")
+        for (other, name) in [(server, "server.listen"), (admin, "admin.listen")] {
+            try check(!Config.clash(t.listen, other), "tls.listen",
+                      "\(quote("\(t.listen)")), which clashes with \(name) \(quote("\(other)"))", "an address and port of its own")
+        }
+        for upstream in upstreams {
+            try check(!Config.loopsBack(t.listen, upstream), "upstream.servers",
+                      "\(quote("\(upstream)")), which is tls.listen: Breakwater would forward to itself",
+                      "the address of the API server behind Breakwater")
+        }
+        try check(!t.certificates.isEmpty, "tls.certificates", "[]", Allowed.certificates)
+        for (i, pair) in t.certificates.enumerated() {
+            try check(!pair.cert.isEmpty, "tls.certificates[\(i)].cert", "\"\"", Allowed.certificatePath)
+            try check(!pair.key.isEmpty, "tls.certificates[\(i)].key", "\"\"", Allowed.certificatePath)
+        }
+        try check(!t.alpn.isEmpty, "tls.alpn", "[]", Allowed.alpn)
+        for (i, proto) in t.alpn.enumerated() {
+            try check(proto == "http/1.1", "tls.alpn", quote(proto), Allowed.alpn)
+            try check(!t.alpn[..<i].contains(proto), "tls.alpn", "\(quote(proto)) twice", Allowed.alpn)
+        }
+        try check(t.clientAuth == .off || !t.clientCA.isEmpty, "tls.client_ca",
+                  "\"\" while client_auth = \(quote(t.clientAuth.rawValue)): client certificates could not be verified",
+                  Allowed.clientCA)
+        try positive(t.handshakeTimeout, "tls.handshake_timeout")
     }
 
     /// Key parts as the identity code expects them: at least one, distinct, header names valid

@@ -18,6 +18,8 @@ public struct Config: Sendable, Equatable {
     public var routes: [RouteConfig] = []
     /// `[redis]`: present only when the tracker is shared between replicas.
     public var redis: RedisConfig? = nil
+    /// `[tls]`: the TLS listener; nil when the file has no `[tls]` section.
+    public var tls: TLSConfig? = nil
 
     /// The defaults the README documents (section "Configuration").
     public init() {}
@@ -66,6 +68,16 @@ public struct UpstreamConfig: Sendable, Equatable {
     public var retryOn: Set<Int> = [502, 503, 504]
     /// `retry_budget`: retries may add at most this fraction of the requests of the last 10 s.
     public var retryBudget = 0.2
+    /// `tls`: connect to the servers over TLS.
+    public var tls = false
+    /// `tls_server_name`: the name sent as SNI and verified in the server's certificate;
+    /// "" means the host of each server in `servers`.
+    public var tlsServerName = ""
+    /// `tls_ca`: a PEM bundle of the CAs that may sign the servers' certificates; "" means the
+    /// system CA bundle. A relative path in a conf file is read from the file's directory.
+    public var tlsCA = ""
+    /// `tls_verify`: verify the server's certificate chain and name; false accepts any certificate.
+    public var tlsVerify = true
 
     /// The defaults the README documents (section "Configuration").
     public init() {}
@@ -78,6 +90,67 @@ public struct AdminConfig: Sendable, Equatable {
 
     /// The defaults the README documents (section "Configuration").
     public init() {}
+}
+
+/// `[tls]`: a client-facing listener that terminates TLS, beside the plain one of `[server]`.
+///
+/// Paths are used as they are; a conf file's relative paths were already resolved against the
+/// file's directory by `Config.parse`.
+public struct TLSConfig: Sendable, Equatable {
+    /// One certificate chain and its private key, both PEM files.
+    public struct CertificatePair: Sendable, Equatable {
+        /// `cert`: the certificate chain, leaf first.
+        public var cert: String
+        /// `key`: the private key of the leaf certificate.
+        public var key: String
+
+        /// A pair from its two paths.
+        public init(cert: String, key: String) {
+            self.cert = cert
+            self.key = key
+        }
+    }
+
+    /// The oldest TLS version a client may negotiate.
+    public enum Version: String, Sendable {
+        /// TLS 1.2 (and 1.3).
+        case v1_2 = "1.2"
+        /// TLS 1.3 only.
+        case v1_3 = "1.3"
+    }
+
+    /// Whether clients are asked for a certificate.
+    public enum ClientAuth: String, Sendable {
+        /// No certificate is requested.
+        case off
+        /// A certificate is requested and, if sent, verified against `clientCA`; clients without one
+        /// are served too.
+        case optional
+        /// A certificate verified against `clientCA` is required; the handshake fails without one.
+        case required
+    }
+
+    /// `listen`: where TLS clients connect.
+    public var listen: HostPort
+    /// `certificates`: the certificate chains served, each with its key; a conf file lists at least one.
+    public var certificates: [CertificatePair]
+    /// `min_version`: "1.2" or "1.3".
+    public var minVersion: Version = .v1_2
+    /// `alpn`: the protocols offered by ALPN, in order of preference; only "http/1.1" for now.
+    public var alpn: [String] = ["http/1.1"]
+    /// `client_ca`: a PEM bundle of the CAs that client certificates must chain to; "" for none.
+    public var clientCA: String = ""
+    /// `client_auth`: whether a client certificate is requested.
+    public var clientAuth: ClientAuth = .off
+    /// `handshake_timeout`: a TLS handshake not finished by then closes the connection.
+    public var handshakeTimeout: Duration = .seconds(10)
+
+    /// A listener with the given certificates and the defaults the README documents for the rest
+    /// (section "Configuration"); a conf file must list at least one certificate.
+    public init(listen: HostPort = HostPort(host: "0.0.0.0", port: 8443), certificates: [CertificatePair] = []) {
+        self.listen = listen
+        self.certificates = certificates
+    }
 }
 
 /// `[clients]`.
@@ -105,13 +178,17 @@ public enum KeyPart: Sendable, Equatable, Hashable, CustomStringConvertible {
     case header(String)
     /// The route's name, so one client is tracked separately per route.
     case route
+    /// The SHA-256 fingerprint of the client's TLS certificate, hashed; plain HTTP or no client
+    /// certificate falls back to `ip`.
+    case tlsFingerprint
 
-    /// The spelling used in the conf file: `ip`, `header:NAME`, `route`.
+    /// The spelling used in the conf file: `ip`, `header:NAME`, `route`, `tls:fingerprint`.
     public var description: String {
         switch self {
         case .ip: return "ip"
         case .header(let name): return "header:\(name)"
         case .route: return "route"
+        case .tlsFingerprint: return "tls:fingerprint"
         }
     }
 }

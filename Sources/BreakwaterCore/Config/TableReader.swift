@@ -11,13 +11,15 @@ struct TableReader {
     /// The file named in every error.
     let file: String
 
-    /// Opens `table`, refusing any key not in `known` before a single value is read.
-    init(_ table: TOMLTable, path: String, file: String, known: [String]) throws {
+    /// Opens `table`, refusing any key not in `known` before a single value is read. `section`
+    /// names the table in that refusal; by default it is worked out from `path`.
+    init(_ table: TOMLTable, path: String, file: String, known: [String], section: String? = nil) throws {
         self.table = table
         self.path = path
         self.file = file
         for key in table.keys where !known.contains(key) {
-            let section = path.hasSuffix(".backoff") ? "[backoff]" : path.hasPrefix("route[") ? "[[route]]" : "[\(path)]"
+            let section = section
+                ?? (path.hasSuffix(".backoff") ? "[backoff]" : path.hasPrefix("route[") ? "[[route]]" : "[\(path)]")
             var message = "unknown key \(quote(key))"
             if table[key]?.type == .table { message = path.isEmpty ? "unknown section [\(key)]" : "unknown table [\(path).\(key)]" }
             if let near = Self.nearest(key, in: known) { message += " (did you mean \(quote(near))?)" }

@@ -12,6 +12,7 @@ public struct ClientIdentity: Sendable {
     private static let ipTag: UInt8 = 1
     private static let headerTag: UInt8 = 2
     private static let routeTag: UInt8 = 3
+    private static let tlsFingerprintTag: UInt8 = 4
 
     /// An identity for `[clients]`, hashing with `hasher` (built from `hash_key`).
     public init(clients: ClientsConfig, hasher: KeyedHasher) {
@@ -27,10 +28,15 @@ public struct ClientIdentity: Sendable {
     ///     empty list means `["ip"]`.
     ///   - routeName: the route's name, for the `route` part.
     ///   - peer: the address of the TCP peer.
+    ///   - tlsFingerprint: for the `tls:fingerprint` part, the SHA-256 fingerprint of the client's
+    ///     certificate as hex text (always spelled the same way, say 64 lower-case digits: the
+    ///     text is hashed as given); nil on plain HTTP or without a client certificate, and then
+    ///     the part falls back to `ip`, as an empty text does.
     ///   - header: the request header's value for a lower-case name, all occurrences joined by
     ///     ", ", or nil if absent. Only called for the names the parts need, and for
     ///     `x-forwarded-for` when the peer is a trusted proxy.
-    public func key(parts: [KeyPart], routeName: String, peer: IPAddress, header: (String) -> String?) -> ClientKey {
+    public func key(parts: [KeyPart], routeName: String, peer: IPAddress, tlsFingerprint: String? = nil,
+                    header: (String) -> String?) -> ClientKey {
         var state = hasher.stream()
         var address: IPAddress?
         // The `ip` part, resolved at most once per request.
@@ -61,6 +67,15 @@ public struct ClientIdentity: Sendable {
                 state.combine(ClientIdentity.routeTag)
                 state.combine(UInt64(routeName.utf8.count))
                 state.combine(utf8: routeName)
+            case .tlsFingerprint:
+                // Like a missing header: no certificate must not lump every such client into one key.
+                guard let fingerprint = tlsFingerprint, !fingerprint.isEmpty else {
+                    combineAddress()
+                    continue
+                }
+                state.combine(ClientIdentity.tlsFingerprintTag)
+                state.combine(UInt64(fingerprint.utf8.count))
+                state.combine(utf8: fingerprint)
             }
         }
         return ClientKey(value: state.finalize())
