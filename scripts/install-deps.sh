@@ -5,7 +5,7 @@ set -euo pipefail
 
 build=(libevent-dev libhiredis-dev libssl-dev pkg-config)
 test=("${build[@]}" curl prometheus redis-server)
-bench=("${build[@]}" curl wrk nginx-light haproxy openssl python3-matplotlib valgrind)
+bench=("${build[@]}" curl wrk nginx-light haproxy openssl python3-matplotlib python3-uvloop valgrind)
 
 case "${1:-build}" in
   build) wanted=("${build[@]}") ;;
