@@ -27,6 +27,8 @@
 #   pinned_settings, proxy_tools, bench_dirs NAME, pinned CPUS CMD..., start_upstream,
 #   upstream_requests, measure_wrk, quiet_round, rotate, results_col/max/sum, round_ratio,
 #   summarize, table_header, table_row, table_legend, pace_notes, answer_notes
+#   other_benches          the pids of other side-by-side scripts and wrk runs (not this script's)
+#   wait_other_benches MAX wait (at most MAX s) until none runs; false if one still does
 #
 # Every address used is 127.0.0.1: these scripts load only this machine's loopback.
 
@@ -631,4 +633,34 @@ answer_notes() {
         }'
     fi
     return 0
+}
+
+# ---- other benchmarks on the same CPUs ----------------------------------------------------------
+# other_benches: the pids of the side-by-side scripts (compare.sh, tls.sh, ws.sh) and of any wrk
+# that this script did not start, one a line. Those load the same two CPUs as this one.
+other_benches() {
+    ps -eo pid=,ppid=,args= | awk -v self=$$ '
+        { pid = $1; parent[pid] = $2; $1 = ""; $2 = ""; args[pid] = $0 }
+        END {
+            for (p in args) {
+                if (args[p] !~ /(^|[ \/])wrk( |$)|bench\/(compare|tls|ws)\.sh/) continue
+                mine = 0
+                for (q = p; q > 1; q = parent[q]) if (q == self) { mine = 1; break }
+                if (!mine) print p
+            }
+        }'
+}
+
+# wait_other_benches MAX: wait (at most MAX s) until other_benches lists nothing; false if it
+# still does then (the caller measures anyway, and says so).
+wait_other_benches() {
+    local max=$1 start=$SECONDS others
+    while others=$(other_benches | tr '\n' ' ') && [ -n "$others" ]; do
+        if [ $((SECONDS - start)) -ge "$max" ]; then
+            bench_log "note: other benchmarks (pids $others) still ran after waiting ${max}s; measuring anyway"
+            return 1
+        fi
+        bench_log "other benchmarks running (pids $others); waiting"
+        sleep 10
+    done
 }
