@@ -19,7 +19,7 @@
 FROM swift:6.3-bookworm AS build
 
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends libevent-dev libhiredis-dev pkg-config \
+    && apt-get install -y --no-install-recommends libevent-dev libhiredis-dev libssl-dev pkg-config \
     && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /src
@@ -39,7 +39,7 @@ FROM debian:bookworm-slim
 RUN apt-get update \
     && apt-get install -y --no-install-recommends \
         libevent-2.1-7 libevent-core-2.1-7 libevent-extra-2.1-7 libevent-pthreads-2.1-7 libhiredis0.14 \
-        libstdc++6 ca-certificates \
+        libssl3 libstdc++6 ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --user-group --no-create-home --home-dir /nonexistent \
         --shell /usr/sbin/nologin breakwater
@@ -52,7 +52,9 @@ COPY conf/breakwater.conf /etc/breakwater/breakwater.conf
 # be reached or one whose admin endpoint is open.
 RUN sed -i \
         -e 's|^listen = "127\.0\.0\.1:8080"|listen = "0.0.0.0:8080"|' \
+        -e 's|^file = "state/breakwater.state"|file = "/var/lib/breakwater/breakwater.state"|' \
         /etc/breakwater/breakwater.conf \
+    && mkdir -p /var/lib/breakwater && chown breakwater:breakwater /var/lib/breakwater \
     && grep -q '^listen = "0\.0\.0\.0:8080"' /etc/breakwater/breakwater.conf \
     && grep -q '^listen = "127\.0\.0\.1:9901"' /etc/breakwater/breakwater.conf \
     && breakwater check --config /etc/breakwater/breakwater.conf >/dev/null

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Installs the Debian packages a make target needs, only those that are missing.
+# Installs the Debian packages a make target needs, only those that are missing; for the tests also
+# the Python package they drive WebSocket peers with (websockets, from PyPI), unless importable.
 # Usage: scripts/install-deps.sh build|test|bench
 set -euo pipefail
 
 build=(libevent-dev libhiredis-dev libssl-dev pkg-config)
-test=("${build[@]}" curl openssl prometheus redis-server python3 chromium)
+test=("${build[@]}" curl openssl prometheus redis-server python3 python3-pip chromium)
 bench=("${build[@]}" curl wrk nginx-light haproxy python3-matplotlib valgrind)
 
 case "${1:-build}" in
@@ -18,11 +19,20 @@ missing=()
 for pkg in "${wanted[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
 
 sudo=""
 [ "$(id -u)" -ne 0 ] && sudo="sudo"
-echo "installing: ${missing[*]}" >&2
-export DEBIAN_FRONTEND=noninteractive
-$sudo apt-get update -qq
-$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# WebSocket peers for Tests/BreakwaterServerTests/WebSocketTests.swift. Debian's own Python refuses
+# pip installs into it (PEP 668) unless told otherwise; a Python of its own (pyenv, a venv) does not.
+if [ "${1:-build}" = test ] && ! python3 -c "import websockets" 2>/dev/null; then
+  echo "installing: websockets (PyPI)" >&2
+  python3 -m pip install --quiet websockets 2>/dev/null \
+    || python3 -m pip install --quiet --break-system-packages websockets
+fi

@@ -25,7 +25,7 @@ extension Config {
     /// `[backoff]` section even when that section comes later in the file.
     ///
     /// The file paths of the conf (`tls.certificates`' `cert` and `key`, `tls.client_ca`,
-    /// `upstream.tls_ca`) come out absolute: a relative one is resolved against the directory of
+    /// `upstream.tls_ca`, `state.file`) come out absolute: a relative one is resolved against the directory of
     /// `file`, itself made absolute with the working directory when `file` is relative, so the
     /// config means the same files wherever the process later runs or the config is rendered to.
     /// Absolute paths and "" are kept exactly as written, so `render()` output parses back the same.
@@ -49,7 +49,7 @@ extension Config {
                               allowed: "a TOML 1.0 document (https://toml.io/en/v1.0.0)")
         }
         let top = try TableReader(root, path: "", file: file,
-                                  known: ["server", "upstream", "admin", "clients", "backoff", "route", "redis", "tls"])
+                                  known: ["server", "upstream", "admin", "clients", "backoff", "route", "redis", "tls", "state"])
         func section(_ name: String, _ known: [String]) throws -> TableReader? {
             try top.table(name, "a table [\(name)]").map { try TableReader($0, path: name, file: file, known: known) }
         }
@@ -98,6 +98,10 @@ extension Config {
         if let r = try section("tls", ["listen", "certificates", "min_version", "alpn", "client_ca", "client_auth",
                                        "handshake_timeout"]) {
             config.tls = try readTLS(r)
+        }
+        if let r = try section("state", ["file", "save_interval"]) {
+            assign(&config.state.file, try r.string("file", Allowed.stateFile))
+            assign(&config.state.saveInterval, try r.duration("save_interval"))
         }
         config.resolvePaths(againstDirectoryOf: file)
         if !config.admin.tokenFile.isEmpty { config.admin.token = try readToken(config.admin.tokenFile, file: file) }
@@ -185,6 +189,7 @@ extension Config {
             return Self.join(directory!, path)
         }
         upstream.tlsCA = resolved(upstream.tlsCA)
+        state.file = resolved(state.file)
         admin.tokenFile = resolved(admin.tokenFile)
         if var t = tls {
             t.certificates = t.certificates.map { .init(cert: resolved($0.cert), key: resolved($0.key)) }

@@ -114,6 +114,10 @@ extension Config {
         } else {
             out.append("# [redis]: not set, each replica tracks clients on its own")
         }
+
+        out += ["", "[state]"]
+        set("file", quote(state.file))
+        set("save_interval", duration(state.saveInterval))
         return out.joined(separator: "\n") + "\n"
     }
 

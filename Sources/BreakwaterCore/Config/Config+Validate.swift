@@ -1,7 +1,7 @@
 /// What each key accepts, in words. The parser quotes these when a value has the wrong type and
 /// `validate` quotes them when it is out of range, so both errors promise the same thing.
 enum Allowed {
-    static let sections = "the sections [server], [upstream], [admin], [clients], [backoff], [[route]], [redis], [tls]"
+    static let sections = "the sections [server], [upstream], [admin], [clients], [backoff], [[route]], [redis], [tls], [state]"
     static let listen = "\"host:port\" (IPv6 as \"[::1]:8080\"; port 0 picks a free port)"
     static let workers = "an integer from 0 (one per core) to 1024"
     static let maxRequestLineBytes = "a size from 256 to 1048576 bytes, as an integer or a string such as \"8KB\" (the head limit applies too)"
@@ -47,6 +47,7 @@ enum Allowed {
     static let clientAuth = "\"off\", \"optional\" or \"required\" (the last two need client_ca)"
     static let upgrades = "an array of distinct Upgrade protocol names, each an HTTP token (RFC 9110), such as "
         + "[\"websocket\"]; [] allows none"
+    static let stateFile = "a file path (relative paths are read from the conf file's directory), or \"\" to keep no state"
     static let adminToken = "\"\" (no authentication, only while admin.listen is a loopback address) or a secret of at "
         + "least 32 visible ASCII characters without spaces, such as the output of `openssl rand -hex 32`"
     static let adminTokenFile = "\"\" or the path of a file holding the admin token (one trailing newline is ignored; "
@@ -157,6 +158,12 @@ extension Config {
             try c.check(RedisURL(parsing: r.url) != nil, "redis.url", quote(r.url), Allowed.redisURL)
             try c.positive(r.timeout, "redis.timeout")
         }
+
+        try c.check(!state.file.hasSuffix("/") && !state.file.contains("\0"), "state.file", quote(state.file), Allowed.stateFile)
+        try c.check(state.file.isEmpty || !cl.hashKey.isEmpty, "clients.hash_key",
+                    "\"\" while [state] file is set: each start would hash keys its own way and match no saved client",
+                    "a secret of at least 16 characters, kept the same across restarts")
+        try c.positive(state.saveInterval, "state.save_interval")
     }
 
     /// The admin token's rule alone: a reload keeps the running `admin.listen`, and checks the new

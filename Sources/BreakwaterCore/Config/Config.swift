@@ -20,6 +20,8 @@ public struct Config: Sendable, Equatable {
     public var redis: RedisConfig? = nil
     /// `[tls]`: the TLS listener; nil when the file has no `[tls]` section.
     public var tls: TLSConfig? = nil
+    /// `[state]`: the file the tracker is saved to and loaded from.
+    public var state = StateConfig()
 
     /// The defaults the README documents (section "Configuration").
     public init() {}
@@ -333,6 +335,18 @@ public struct RouteConfig: Sendable, Equatable {
         self.name = name
         self.path = path
     }
+}
+
+/// `[state]`: keeping the tracker's blocked clients across a restart.
+public struct StateConfig: Sendable, Equatable {
+    /// `file`: where the tracker is saved and loaded from; "" turns saving off. A relative path in
+    /// a conf file is read from the file's directory.
+    public var file = ""
+    /// `save_interval`: how often the tracker is saved while serving (and once more at a clean stop).
+    public var saveInterval: Duration = .seconds(10)
+
+    /// The defaults the README documents (section "Configuration").
+    public init() {}
 }
 
 /// `[redis]`.

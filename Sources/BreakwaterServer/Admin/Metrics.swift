@@ -168,6 +168,10 @@ final class ProxyMetrics: Sendable {
     /// a reload) loses its gauge, or an alert on it would fire for nothing.
     private let expiryGauges = Mutex<[String: Gauge]>([:])
     let started = LoopClock().now
+    /// `[state]`: entries written by the last save, how long it took, and entries loaded at start.
+    private let stateSavedEntries: Gauge
+    private let stateSaveSeconds: Gauge
+    private let stateLoadedEntries: Gauge
 
     init() {
         trackedClients = registry.makeGauge(descriptor: .breakwater("tracked", "clients", "Clients in the tracker table."))
@@ -182,6 +186,9 @@ final class ProxyMetrics: Sendable {
         let bytes = MetricNameDescriptor.breakwater("tunnel_bytes", "total", "Bytes relayed through tunnels, by direction.")
         tunnelBytes = (registry.makeCounter(descriptor: bytes, labels: [("direction", "to_upstream")]),
                        registry.makeCounter(descriptor: bytes, labels: [("direction", "to_client")]))
+        stateSavedEntries = registry.makeGauge(descriptor: .breakwater("state_saved", "entries", "Tracker entries written to the state file by the last save."))
+        stateSaveSeconds = registry.makeGauge(descriptor: .breakwater("state_save", "seconds", "How long the last save of the state file took."))
+        stateLoadedEntries = registry.makeGauge(descriptor: .breakwater("state_loaded", "entries", "Tracker entries loaded from the state file at start."))
         registry.makeGauge(descriptor: .breakwater("build", "info", "Always 1; the version label says which build runs."),
                            labels: [("version", Breakwater.version)]).set(Int64(1))
     }
@@ -267,6 +274,15 @@ final class ProxyMetrics: Sendable {
             }
         }
     }
+
+    /// A save of the state file wrote `entries` in `seconds`.
+    func stateSaved(entries: Int, seconds: Double) {
+        stateSavedEntries.set(Double(entries))
+        stateSaveSeconds.set(seconds)
+    }
+
+    /// `entries` were loaded from the state file at start.
+    func stateLoaded(_ entries: Int) { stateLoadedEntries.set(Double(entries)) }
 
     /// A tunnel opened.
     func tunnelOpened() { tunnelsActive.wrappingAdd(1, ordering: .relaxed) }

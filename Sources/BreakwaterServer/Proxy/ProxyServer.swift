@@ -33,6 +33,8 @@ public final class ProxyServer: @unchecked Sendable {
     /// One Redis-backed tracker store per worker while `[redis]` is set; touched only by the
     /// thread that calls start, reload and shutdown (each store itself lives on its worker).
     private var redisStores: [RedisStore] = []
+    /// Saves and loads the tracker while `[state] file` is set.
+    private(set) var state: StateKeeper?
 
     /// Prepares workers and the shared tracker; nothing listens until `start`.
     public init(config: Config, logger: Logger) throws {
@@ -59,6 +61,12 @@ public final class ProxyServer: @unchecked Sendable {
         metrics.watch(health)
         let health = self.health
         let sink = try config.server.accessLog.map { try AccessLogSink(target: $0) }
+        if !config.state.file.isEmpty {
+            // Before the listeners open: the first request already meets the saved windows.
+            let keeper = StateKeeper(config: config.state, tracker: tracker, hasher: hasher, metrics: metrics, logger: logger)
+            keeper.load()
+            state = keeper
+        }
         port = try group.listen(on: config.server.listen, limits: Self.limits(config.server)) { worker in
             let handler = try ProxyHandler(worker: worker, context: context, accessLog: sink.map { AccessLog(sink: $0, worker: worker) },
                                            logger: logger, health: health)
@@ -75,6 +83,7 @@ public final class ProxyServer: @unchecked Sendable {
         installStores(config.redis)
         group.start(name: "breakwater")
         schedulePurge(on: group.workers[0])
+        state?.start()
         scheduleSample(on: group.workers[0])
         var listening: Logger.Metadata = [
             "listen": "\(HostPort(host: config.server.listen.host, port: port))",
@@ -108,6 +117,8 @@ public final class ProxyServer: @unchecked Sendable {
         try applied.validateAdminToken(file: "the reloaded conf")
         keep("clients.max_clients", \.clients.maxClients)
         keep("clients.hash_key", \.clients.hashKey)
+        keep("state.file", \.state.file)
+        keep("state.save_interval", \.state.saveInterval)
         if (applied.tls == nil) != (config.tls == nil) {
             needsRestart.append("tls")
             applied.tls = config.tls
@@ -157,11 +168,14 @@ public final class ProxyServer: @unchecked Sendable {
         return needsRestart
     }
 
-    /// Stops accepting, lets in-flight requests finish (up to `server.grace_period`), and returns when all loops ended.
+    /// Stops accepting, lets in-flight requests finish (up to `server.grace_period`), saves the
+    /// tracker when `[state] file` is set, and returns when all loops ended and the file is written.
     public func shutdown() {
         installStores(nil)
         group.drain(grace: config.server.gracePeriod)
         for handler in handlers { handler.accessLog?.flush() }
+        // After the drain, so the outcomes of the last requests are in the file.
+        state?.stop()
     }
 
     /// Gives every worker its tracker store: the local tracker, or a new Redis-backed store
