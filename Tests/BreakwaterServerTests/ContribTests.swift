@@ -1,5 +1,8 @@
 import BreakwaterCore
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import Testing
 @testable import BreakwaterServer
 
@@ -59,6 +62,7 @@ import Testing
         ], log: dir.appendingPathComponent("prometheus.log"))
         defer {
             prometheus.terminate()
+            if !eventually(5, { !prometheus.isRunning }) { kill(prometheus.processIdentifier, SIGKILL) }
             prometheus.waitUntilExit()
         }
         func query(_ expr: String) -> (status: String, results: Int)? {

@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Headless Chromium driven through the DevTools protocol: a page is opened, and JavaScript is
 /// evaluated in it over a WebSocket (a minimal client: text frames, masked as RFC 6455 asks).
@@ -46,10 +49,12 @@ final class DevToolsPage {
 
     deinit { close() }
 
-    /// Stops Chromium.
+    /// Stops Chromium: SIGTERM, then SIGKILL after 3 s (a process started from a test thread may
+    /// inherit a signal mask that blocks SIGTERM).
     func close() {
         guard process.isRunning else { return }
         process.terminate()
+        if !eventually(3, { !process.isRunning }) { kill(process.processIdentifier, SIGKILL) }
         process.waitUntilExit()
     }
 
