@@ -44,6 +44,7 @@ bench: deps-bench release
 	BREAKWATER_BIN=.build/release/breakwater bench/compare.sh
 	BREAKWATER_BIN=.build/release/breakwater bench/tls.sh
 	BREAKWATER_BIN=.build/release/breakwater bench/ws.sh
+	BREAKWATER_BIN=.build/release/breakwater bench/admin.sh
 	bench/tracker/run.sh
 	BREAKWATER_BIN=.build/release/breakwater bench/instructions.sh
 
