@@ -69,6 +69,8 @@ final class Socket {
     private var tlsWriteLength = 0
     private var tlsWriteWantsRead = false
     private var tlsReadWantsWrite = false
+    /// Whether the first byte of an accepted TLS connection was looked at (plain HTTP or TLS).
+    private var tlsFirstByteSeen = false
     private(set) var closed = false
 
     static let readSize = 16_384
@@ -333,6 +335,15 @@ final class Socket {
     /// Reads and decrypts what the socket holds. One TLS record a wake-up, unless OpenSSL holds
     /// more already decrypted (then the socket may not wake us for it).
     private func readTLS(_ tls: TLSSession) {
+        if tls.handshaking, tls.isServer, !tlsFirstByteSeen {
+            tlsFirstByteSeen = true
+            var first: UInt8 = 0
+            // A TLS connection begins with a handshake record (0x16); an upper-case letter is the
+            // method of a plain HTTP request sent to the TLS port.
+            if recv(fd, &first, 1, Int32(MSG_PEEK)) == 1, first >= UInt8(ascii: "A"), first <= UInt8(ascii: "Z") {
+                return answerPlainHTTP()
+            }
+        }
         if tls.handshaking {
             guard advanceHandshake(tls) else { return }
         }
@@ -376,6 +387,21 @@ final class Socket {
             touch()
             delegate?.socketReadable(self)
         }
+    }
+
+    /// Answers a plain HTTP request sent to the TLS port with a plain 400, as nginx does, then
+    /// ends the connection: what the client sent is read and dropped first, so that the close does
+    /// not reset the answer away.
+    private func answerPlainHTTP() {
+        var scratch = [UInt8](repeating: 0, count: 16_384)
+        for _ in 0..<4 where recv(fd, &scratch, scratch.count, Int32(MSG_DONTWAIT)) > 0 {}
+        let body = "400 Bad Request: a plain HTTP request was sent to the HTTPS port\n"
+        let answer = Array("HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: \(body.utf8.count)\r\n"
+                           .utf8) + Array("Connection: close\r\n\r\n\(body)".utf8)
+        _ = answer.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        _ = Glibc.shutdown(fd, Int32(SHUT_WR))
+        setReading(false)
+        delegate?.socketEvent(self, .error(EPROTO))
     }
 
     /// Encrypts and sends what `output` holds. Small pieces are gathered into records of up to
