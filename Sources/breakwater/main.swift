@@ -13,12 +13,13 @@ struct BreakwaterCommand: ParsableCommand {
         commandName: "breakwater",
         abstract: "A rate-limiting HTTP reverse proxy that shields an API from clients that keep failing.",
         version: Breakwater.version,
-        subcommands: [Serve.self, Check.self, DemoAPICommand.self, StateCommand.self],
+        subcommands: [Serve.self, Check.self, DemoAPICommand.self, StateCommand.self, Upgrade.self],
         defaultSubcommand: Serve.self
     )
 }
 
-/// Serves on the conf file's listeners until SIGTERM or SIGINT; SIGHUP reloads the file.
+/// Serves on the conf file's listeners until SIGTERM or SIGINT; SIGHUP reloads the file; SIGUSR2
+/// hands the listeners to the binary now on disk (a hot upgrade).
 struct Serve: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "serve", abstract: "Run the proxy (the default).")
 
@@ -26,6 +27,8 @@ struct Serve: ParsableCommand {
     var config = "conf/breakwater.conf"
 
     func run() throws {
+        // First: the sockets a previous process handed over, if this start is a hot upgrade.
+        let inherited = HotUpgrade.takeInherited()
         let logger = makeLogger("breakwater")
         let loaded = try loadOrExit(config)
         let server: ProxyServer
@@ -44,6 +47,18 @@ struct Serve: ParsableCommand {
             logger.info("stopped")
             Glibc.exit(0)
         }
+        onSignals([SIGUSR2]) { _ in
+            logger.info("upgrade: starting the binary on disk", metadata: ["path": "\(HotUpgrade.executablePath)"])
+            do {
+                let pid = try server.upgrade(arguments: Array(CommandLine.arguments.dropFirst()))
+                logger.info("upgrade: the new process serves; draining this one", metadata: ["pid": "\(pid)"])
+                server.shutdown()
+                logger.info("stopped")
+                Glibc.exit(0)
+            } catch {
+                logger.error("upgrade failed, this process keeps serving: \(error)")
+            }
+        }
         onSignals([SIGHUP]) { _ in
             do {
                 let fresh = try Config.load(path: path)
@@ -57,13 +72,56 @@ struct Serve: ParsableCommand {
             }
         }
         do {
-            try server.start()
+            try server.start(inherited: inherited)
         } catch {
             logger.critical("cannot start: \(error)")
             throw ExitCode.failure
         }
+        if let ready = inherited.readyFD {
+            HotUpgrade.reportReady(ready)
+            // Under systemd (Type=notify, NotifyAccess=all) this process becomes the unit's main one.
+            SystemdNotify.send("MAINPID=\(getpid())\nREADY=1")
+        } else {
+            SystemdNotify.send("READY=1")
+        }
         for warning in (try? TLSCheck.warnings(for: loaded)) ?? [] { logger.warning("\(warning)") }
         dispatchMain()
+    }
+}
+
+/// `breakwater upgrade --pid PID`: asks a running Breakwater for a hot upgrade (SIGUSR2) and waits
+/// for it to hand over and exit.
+struct Upgrade: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "upgrade",
+        abstract: "Hot upgrade: the running process starts the binary now on disk, hands it its sockets, and exits.")
+
+    /// The process to upgrade.
+    @Option(name: .long, help: "The pid of the running breakwater.")
+    var pid: Int32
+
+    /// How long to wait for the old process to hand over and drain.
+    @Option(name: .long, help: "Seconds to wait for the old process to exit.")
+    var timeout: Double = 60
+
+    /// Sends SIGUSR2 and waits; exit 1 if the old process is still there at the timeout.
+    func run() throws {
+        guard kill(pid, SIGUSR2) == 0 else {
+            FileHandleStderr.write("breakwater upgrade: cannot signal \(pid): \(String(cString: strerror(errno)))\n")
+            throw ExitCode.failure
+        }
+        var waited = 0.0
+        while waited < timeout {
+            if kill(pid, 0) != 0 && errno == ESRCH {
+                print("upgraded: process \(pid) handed over and exited")
+                return
+            }
+            usleep(50_000)
+            waited += 0.05
+        }
+        FileHandleStderr.write("breakwater upgrade: process \(pid) still runs after \(Int(timeout)) s: the upgrade failed "
+                               + "(its log says why) or its connections are still draining\n")
+        throw ExitCode.failure
     }
 }
 

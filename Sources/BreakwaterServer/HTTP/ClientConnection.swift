@@ -21,6 +21,12 @@ final class ClientConnection: SocketDelegate {
     private var timer: DeadlineTimer!
     /// Inside `process` (a response written synchronously must not re-enter it).
     private var processing = false
+    /// Whether a request has arrived on this connection: a drain closes idle connections at
+    /// once only when they have served one, so a connection accepted just before the listeners
+    /// closed (a hot upgrade) still gets its first request answered.
+    private var hadRequest = false
+    /// When the connection was accepted (coarse monotonic nanoseconds).
+    private let openedAt = LoopClock.coarseNow.nanoseconds
     /// The body of the request being read.
     private var body: OpaquePointer?
     /// How the response being written is framed for this client.
@@ -182,6 +188,7 @@ final class ClientConnection: SocketDelegate {
     }
 
     private func dispatch(_ head: consuming HTTPHead, body: OpaquePointer?) {
+        hadRequest = true
         timer.clear()
         framing = ResponseFraming(request: head)
         listener.handler.handle(HTTPRequest(head: head, body: body, peer: peer, tls: socket.tls), on: self)
@@ -250,9 +257,13 @@ final class ClientConnection: SocketDelegate {
 
     // MARK: closing
 
-    /// Closes now if no request is in progress (used while draining).
+    /// Closes now if no request is in progress (used while draining), except a connection
+    /// accepted less than a second ago that has not sent its first request yet: it may have
+    /// been accepted just as the listeners closed (a hot upgrade), and its request, coming,
+    /// is answered with `Connection: close`. The worker asks again until it is.
     func closeIfIdle() {
-        if reader.isIdle { close() }
+        guard reader.isIdle else { return }
+        if hadRequest || LoopClock.coarseNow.nanoseconds - openedAt > 1_000_000_000 { close() }
     }
 
     /// Closes the socket and forgets the connection; a pending exchange is told.

@@ -18,7 +18,7 @@ final class Listener {
     /// The TLS state of a TLS listener; nil for plain HTTP.
     let tls: TLSEndpoint?
     /// The listening socket, and its readiness event (nil once closed).
-    private let fd: Int32
+    let fd: Int32
     private var acceptEvent: LoopEvent!
     private var closed = false
     /// The port actually bound (useful when asked for port 0).
@@ -56,6 +56,29 @@ final class Listener {
             }
             _ = try syscall("bind(\(address))") { address.withSockaddr { Glibc.bind(fd, $0, $1) } }
             _ = try syscall("listen(\(address))") { Glibc.listen(fd, 1024) }
+            port = try SocketAddress(localOf: fd).port
+            acceptEvent = try LoopEvent.readiness(base: worker.base, fd: fd, read: true) { [unowned(unsafe) self] in acceptReady() }
+        } catch {
+            Glibc.close(fd)
+            throw error
+        }
+        acceptEvent.add()
+    }
+
+    /// A listener on a socket already bound and listening, handed over by the process this one
+    /// replaces (a hot upgrade): no bind, so no connection waiting in its backlog is lost.
+    init(worker: Worker, adopting fd: Int32, limits: ReaderLimits, handler: HTTPHandler,
+         keepWhileDraining: Bool = false, tls: TLSEndpoint? = nil) throws(SystemCallError) {
+        self.worker = worker
+        self.tls = tls
+        self.keepWhileDraining = keepWhileDraining
+        self.limits = limits
+        self.handler = handler
+        self.fd = fd
+        do {
+            let flags = try syscall("fcntl(F_GETFL)") { fcntl(fd, F_GETFL) }
+            _ = try syscall("fcntl(F_SETFL)") { fcntl(fd, F_SETFL, flags | O_NONBLOCK) }
+            _ = try syscall("fcntl(F_SETFD)") { fcntl(fd, F_SETFD, FD_CLOEXEC) }
             port = try SocketAddress(localOf: fd).port
             acceptEvent = try LoopEvent.readiness(base: worker.base, fd: fd, read: true) { [unowned(unsafe) self] in acceptReady() }
         } catch {

@@ -84,6 +84,16 @@ final class Worker: @unchecked Sendable {
             listeners.removeAll { !$0.keepWhileDraining }
             for connection in connections.values where !connection.listener.keepWhileDraining { connection.closeIfIdle() }
             checkDrained()
+            closeIdleAgain()
+        }
+    }
+
+    /// While draining, closes again the connections `closeIfIdle` spared, once they may go.
+    private func closeIdleAgain() {
+        schedule(after: .milliseconds(100)) { [self] in
+            guard draining, !exiting else { return }
+            for connection in connections.values where !connection.listener.keepWhileDraining { connection.closeIfIdle() }
+            closeIdleAgain()
         }
     }
 

@@ -10,6 +10,9 @@ import Synchronization
 final class WorkerGroup: @unchecked Sendable {
     let workers: [Worker]
     private let drained = Mutex(false)
+    /// Every listening socket, by the endpoint the conf names (port 0 as written): what a hot
+    /// upgrade hands over. Filled by `listen` before the loops start, read-only after.
+    private(set) var listening: [(endpoint: HostPort, fd: Int32)] = []
 
     init(count: Int) throws {
         workers = try (0..<max(1, count)).map { try Worker(index: $0) }
@@ -28,8 +31,30 @@ final class WorkerGroup: @unchecked Sendable {
     /// Binds `address` on every worker (SO_REUSEPORT); port 0 becomes the port the first worker got.
     /// A `keepWhileDraining` listener (admin) stays open while the others drain.
     /// With `tls`, the listeners speak TLS.
+    ///
+    /// With `inherited` sockets (a hot upgrade) nothing is bound: the sockets are adopted, spread
+    /// over the workers so that every one of them is accepted from (a worker may get several, a
+    /// socket may serve several workers).
     func listen(on endpoint: HostPort, limits: ReaderLimits, onlyFirst: Bool = false, keepWhileDraining: Bool = false,
-                tls: TLSEndpoint? = nil, handler: (Worker) throws -> HTTPHandler) throws -> UInt16 {
+                tls: TLSEndpoint? = nil, inherited: [Int32] = [], handler: (Worker) throws -> HTTPHandler) throws -> UInt16 {
+        if !inherited.isEmpty {
+            let targets = onlyFirst ? [workers[0]] : workers
+            var handlers: [ObjectIdentifier: HTTPHandler] = [:]
+            var port: UInt16 = 0
+            for j in 0..<max(targets.count, inherited.count) {
+                let worker = targets[j % targets.count]
+                let fd = j < inherited.count ? inherited[j]
+                    : try syscall("fcntl(F_DUPFD_CLOEXEC)") { fcntl(inherited[j % inherited.count], F_DUPFD_CLOEXEC, 0) }
+                let handler = try handlers[ObjectIdentifier(worker)] ?? handler(worker)
+                handlers[ObjectIdentifier(worker)] = handler
+                let listener = try Listener(worker: worker, adopting: fd, limits: limits, handler: handler,
+                                            keepWhileDraining: keepWhileDraining, tls: tls)
+                worker.listeners.append(listener)
+                listening.append((endpoint, fd))
+                port = listener.port
+            }
+            return port
+        }
         var address = try SocketAddress(endpoint)
         if endpoint.port != 0 { try Self.ensureFree(address) }
         var port: UInt16 = 0
@@ -38,6 +63,7 @@ final class WorkerGroup: @unchecked Sendable {
             let listener = try Listener(worker: worker, address: address, limits: limits, handler: try handler(worker),
                                         keepWhileDraining: keepWhileDraining, tls: tls)
             worker.listeners.append(listener)
+            listening.append((endpoint, listener.fd))
             port = listener.port
         }
         return port

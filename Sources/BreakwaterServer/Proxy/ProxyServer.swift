@@ -35,6 +35,8 @@ public final class ProxyServer: @unchecked Sendable {
     private var redisStores: [RedisStore] = []
     /// Saves and loads the tracker while `[state] file` is set.
     private(set) var state: StateKeeper?
+    /// Set once a hot upgrade handed the listeners to a new process, which now owns the state file.
+    private var handedOver = false
 
     /// Prepares workers and the shared tracker; nothing listens until `start`.
     public init(config: Config, logger: Logger) throws {
@@ -53,8 +55,11 @@ public final class ProxyServer: @unchecked Sendable {
         }
     }
 
-    /// Binds the listeners and starts the loops.
-    public func start() throws {
+    /// Binds the listeners (or adopts those `inherited` from the process this one replaces) and
+    /// starts the loops.
+    public func start(inherited: HotUpgrade.Inherited = HotUpgrade.Inherited()) throws {
+        var sockets = inherited.sockets
+        func adopt(_ endpoint: HostPort) -> [Int32] { sockets.removeValue(forKey: endpoint) ?? [] }
         signal(SIGPIPE, SIG_IGN)
         let context = makeContext(config)
         health = Self.health(for: config.upstream, keeping: [])
@@ -67,7 +72,8 @@ public final class ProxyServer: @unchecked Sendable {
             keeper.load()
             state = keeper
         }
-        port = try group.listen(on: config.server.listen, limits: Self.limits(config.server)) { worker in
+        port = try group.listen(on: config.server.listen, limits: Self.limits(config.server),
+                                inherited: adopt(config.server.listen)) { worker in
             let handler = try ProxyHandler(worker: worker, context: context, accessLog: sink.map { AccessLog(sink: $0, worker: worker) },
                                            logger: logger, health: health)
             handlers.append(handler)
@@ -75,11 +81,15 @@ public final class ProxyServer: @unchecked Sendable {
         }
         if let tls = config.tls, let tlsEndpoint {
             metrics.watch(tls: tlsEndpoint)
-            tlsPort = try group.listen(on: tls.listen, limits: Self.limits(config.server), tls: tlsEndpoint) { handlers[$0.index] }
+            tlsPort = try group.listen(on: tls.listen, limits: Self.limits(config.server), tls: tlsEndpoint,
+                                       inherited: adopt(tls.listen)) { handlers[$0.index] }
         }
-        adminPort = try group.listen(on: config.admin.listen, limits: ReaderLimits(), onlyFirst: true, keepWhileDraining: true) {
+        adminPort = try group.listen(on: config.admin.listen, limits: ReaderLimits(), onlyFirst: true, keepWhileDraining: true,
+                                     inherited: adopt(config.admin.listen)) {
             AdminHandler(proxy: handlers[0], worker: $0, series: series)
         }
+        // Sockets of listeners the conf no longer names are not ours to keep.
+        for fd in sockets.values.joined() { close(fd) }
         installStores(config.redis)
         group.start(name: "breakwater")
         schedulePurge(on: group.workers[0])
@@ -174,8 +184,24 @@ public final class ProxyServer: @unchecked Sendable {
         installStores(nil)
         group.drain(grace: config.server.gracePeriod)
         for handler in handlers { handler.accessLog?.flush() }
-        // After the drain, so the outcomes of the last requests are in the file.
-        state?.stop()
+        // After the drain, so the outcomes of the last requests are in the file; after a hot
+        // upgrade the new process owns the file, and this one's last view would overwrite it.
+        state?.stop(save: !handedOver)
+    }
+
+    /// A hot upgrade: saves the tracker, starts the binary now on disk with `arguments`, hands it
+    /// every listening socket, and waits up to `timeout` for it to report ready. Then the caller
+    /// drains this process with `shutdown` (the new one accepts meanwhile from the same sockets).
+    /// Throws, still serving, when the new process cannot start; returns its pid.
+    public func upgrade(arguments: [String], timeout: Duration = .seconds(30)) throws(HotUpgrade.Failure) -> Int32 {
+        guard !handedOver else { throw HotUpgrade.Failure(description: "already handed over to another process") }
+        // Saved just before: the new process loads what this one knows now.
+        state?.saveAndWait()
+        let pid = try HotUpgrade.spawn(executable: HotUpgrade.executablePath, arguments: arguments,
+                                       sockets: group.listening, timeout: timeout)
+        handedOver = true
+        state?.stop(save: false)
+        return pid
     }
 
     /// Gives every worker its tracker store: the local tracker, or a new Redis-backed store

@@ -86,13 +86,13 @@ final class StateKeeper: @unchecked Sendable {
         }
     }
 
-    /// Stops the timer and saves one last time; returns when the file is written.
-    func stop() {
+    /// Stops the timer and, with `save`, saves one last time; returns when the file is written.
+    func stop(save: Bool = true) {
         queue.sync {
             stopped = true
             timer?.cancel()
             timer = nil
-            if let count = saveNow() {
+            if save, let count = saveNow() {
                 logger.info("state saved", metadata: ["file": "\(path)", "entries": "\(count)"])
             }
         }
