@@ -41,6 +41,23 @@ import Glibc
         #expect(checksum(post.bodyBytes) == checksum(body))
     }
 
+    /// Plain HTTP sent to the TLS port gets a plain 400 and the connection closes, as nginx
+    /// answers it, instead of a handshake failure the client cannot read.
+    @Test func plainHTTPToTheTlsPortGetsA400() throws {
+        let certs = try TestCertificates.shared()
+        let upstream = try TestUpstream()
+        defer { upstream.stop() }
+        let proxy = try TLSHarness(upstreamPorts: [upstream.port], tls: certificatesKey([certs.localhost]))
+        let socket = try TestSocket(port: proxy.tlsPort)
+        try socket.send("GET /plain HTTP/1.1\r\nHost: t\r\n\r\n")
+        let response = try #require(try socket.readMessage())
+        #expect(response.status == 400)
+        #expect(String(decoding: response.body, as: UTF8.self).contains("HTTPS port"))
+        #expect(socket.isClosedOrReset())
+        #expect(upstream.requestCount == 0)
+        #expect(try proxy.curl("/after").status == 200)   // TLS clients are still served
+    }
+
     @Test func aTlsConnectionIsKeptAliveForTheNextRequest() throws {
         let certs = try TestCertificates.shared()
         let upstream = try TestUpstream()
