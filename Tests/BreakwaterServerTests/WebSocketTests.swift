@@ -126,7 +126,7 @@ import Glibc
         let echo = try WebSocketEchoServer(rejectPrefix: "expired")
         defer { echo.kill() }
         let proxy = try ProxyProcess(upstreams: [echo.port],
-                                     rest: Self.route("ws", "/ws/", "key = [\"ip\"]\nbackoff = { base = \"2s\", max = \"2s\", jitter = 0.0 }"))
+                                     rest: Self.route("ws", "/ws/", "key = [\"ip\"]\nbackoff = { base = \"3s\", max = \"3s\", jitter = 0.0 }"))
         let url = "ws://127.0.0.1:\(proxy.port)/ws/feed"
         let expired = [("Authorization", "Bearer expired-1")]
 
@@ -135,19 +135,19 @@ import Glibc
         for _ in 0..<5 {
             let (_, response) = try openTunnel(port: proxy.port, "/ws/feed", headers: expired)
             #expect(response.status == 429)
-            #expect(response.header("Retry-After").flatMap { Int($0) }.map { (1...2).contains($0) } == true)
+            #expect(response.header("Retry-After").flatMap { Int($0) }.map { (1...3).contains($0) } == true)
         }
         #expect(echo.handshakes.count == 1, "\(echo.logText)")
 
         // After the window one probe reaches the upstream, fails, and the client is blocked again.
-        usleep(2_200_000)
+        usleep(3_200_000)
         #expect(try openTunnel(port: proxy.port, "/ws/feed", headers: expired).response.status == 401)
         #expect(try openTunnel(port: proxy.port, "/ws/feed", headers: expired).response.status == 429)
         #expect(echo.handshakes.count == 2, "\(echo.logText)")
 
         // After the next window the client comes back with a good token: the 101 clears it, so its
         // next failure reaches the upstream again instead of being answered with 429.
-        usleep(2_200_000)
+        usleep(3_200_000)
         let (socket, switched) = try openTunnel(port: proxy.port, "/ws/feed", headers: [("Authorization", "Bearer valid-1")])
         #expect(switched.status == 101)
         socket.shutdownWrite()
