@@ -5,8 +5,8 @@
 set -euo pipefail
 
 build=(libevent-dev libhiredis-dev libssl-dev pkg-config)
-test=("${build[@]}" curl prometheus redis-server python3 python3-pip)
-bench=("${build[@]}" curl wrk nginx-light haproxy python3-matplotlib valgrind)
+test=("${build[@]}" curl openssl prometheus redis-server python3 python3-pip chromium)
+bench=("${build[@]}" curl wrk nginx-light haproxy openssl python3-matplotlib python3-uvloop valgrind)
 
 case "${1:-build}" in
   build) wanted=("${build[@]}") ;;

@@ -7,7 +7,8 @@ import BreakwaterHTTP
 
 /// The conf parser: any text is parsed or refused with a ConfigError (never another error, never
 /// an abort inside TOMLKit: TOMLPrecheck keeps the shapes toml++ asserts on away from it), and a
-/// config it accepts renders to text that parses back to the same config.
+/// config it accepts renders to text that parses back to the same config (with the admin token
+/// shown: `render()` prints a placeholder in its place, which parse refuses).
 public func configOracle(_ bytes: [UInt8]) -> String? {
     let text = String(decoding: bytes, as: UTF8.self)
     let config: Config
@@ -22,7 +23,11 @@ public func configOracle(_ bytes: [UInt8]) -> String? {
         return "parse threw \(type(of: error)), not a ConfigError: \(error)"
     }
     do {
-        let again = try Config.parse(config.render(), file: "rendered.conf")
+        if config.admin.tokenFile.isEmpty && !config.admin.token.isEmpty
+            && !config.render().contains("\ntoken = \"\(Config.redactedToken)\"\n") {
+            return "render() does not hide the admin token"
+        }
+        let again = try Config.parse(config.render(showingToken: true), file: "rendered.conf")
         return again == config ? nil : "render() then parse() gives a different config"
     } catch {
         return "the rendered config does not parse: \(error)"

@@ -83,7 +83,9 @@ extension HTTPHead {
     /// `Upgrade` header, lower-case and without their version, when `Connection` lists `upgrade`;
     /// empty otherwise (an Upgrade that Connection does not name is a stray hop-by-hop field).
     public var upgradeProtocols: [String] {
-        guard minorVersion == 1, listContains("connection", token: "upgrade"), let value = combined("upgrade") else { return [] }
+        // The Upgrade field first: most requests have none, and looking for it is one pass over names.
+        guard minorVersion == 1, fields.contains(where: { nameIs($0, "upgrade") }),
+              listContains("connection", token: "upgrade"), let value = combined("upgrade") else { return [] }
         return value.split(separator: ",").compactMap { element in
             let name = element.trimmingASCIISpaces().prefix { $0 != "/" }
             return name.isEmpty ? nil : name.lowercased()

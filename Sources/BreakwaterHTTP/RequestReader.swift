@@ -93,10 +93,13 @@ public final class RequestReader<C: Clock> where C.Duration == Duration {
     public static var lingerQuiet: Duration { .seconds(5) }
     public static var lingerTotal: Duration { .seconds(30) }
 
-    /// A reader for a connection accepted at `now`.
+    /// A reader for a connection accepted at `now`. Its first request must begin within
+    /// `headerTimeout`, as nginx's client_header_timeout and HAProxy's `timeout http-request` have
+    /// it: a connection that never sends a byte is not held for a whole `idleTimeout`, which is
+    /// the wait between the requests of a kept-alive connection.
     public init(limits: ReaderLimits, now: C.Instant) {
         self.limits = limits
-        state = .idle(deadline: now.advanced(by: limits.idleTimeout))
+        state = .idle(deadline: now.advanced(by: limits.headerTimeout))
     }
 
     /// The deadline of the current state, if it has one.
@@ -197,6 +200,18 @@ public final class RequestReader<C: Clock> where C.Duration == Duration {
     public func peerClosed() -> Action {
         state = .closed
         return .close
+    }
+
+    /// The head of the request whose body is being read (after `.head`), to judge it before its
+    /// body arrives.
+    public var headOfBody: HTTPHead? { if case .body = state { pendingHead } else { nil } }
+
+    /// The request whose body is being read was answered from its head alone (the shield refused
+    /// it): its body is not read, and the connection lingers after the answer, dropping it.
+    public func answeredBeforeBody() {
+        guard case .body = state else { return }
+        pendingHead = nil
+        state = .responding(lingerAfter: true)
     }
 
     /// The head of the request that `.request` or `.complete` handed over; once.

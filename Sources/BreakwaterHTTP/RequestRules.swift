@@ -11,6 +11,7 @@ extension HTTPHead {
     ///   second one even when equal); exactly one in HTTP/1.1; its value must pass `checkHost`;
     ///   with an absolute-form target it must equal the target's authority, ignoring case, as
     ///   HAProxy requires: the upstream sees the Host, the rules here saw the authority.
+    /// - Authorization: at most one line.
     /// - Framing: `requestBodyLength()`, whose errors are 400s.
     /// - TRACE is refused with 405, with or without a body, as nginx refuses it. It echoes the
     ///   request back with its headers, credentials and cookies included (cross-site tracing)
@@ -19,9 +20,17 @@ extension HTTPHead {
     ///   nginx, so broken framing is still a 400.
     public func checkRequest() throws(HTTPError) -> BodyLength {
         var host: HeaderField?
-        for f in fields where nameIs(f, "host") {
-            guard host == nil else { throw .badRequest("more than one Host") }
-            host = f
+        var authorization = false
+        for f in fields {
+            if nameIs(f, "host") {
+                guard host == nil else { throw .badRequest("more than one Host") }
+                host = f
+            } else if nameIs(f, "authorization") {
+                // Two credentials would make the client two clients, or let one hide behind the
+                // other (RFC 9110 11.6.2 allows one Authorization field): refused.
+                guard !authorization else { throw .badRequest("more than one Authorization") }
+                authorization = true
+            }
         }
         if let host {
             let value = Int(host.valueStart)..<Int(host.valueEnd)

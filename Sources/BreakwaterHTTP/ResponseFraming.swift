@@ -34,6 +34,14 @@ public struct ResponseFraming: Sendable {
     /// Whether the body is being sent as chunks.
     public private(set) var chunked = false
 
+    /// The framing for the response to a request whose body was not read: the connection closes
+    /// after it (the rest of the request is still on the wire).
+    public static func closing(request: borrowing HTTPHead) -> ResponseFraming {
+        var framing = ResponseFraming(request: request)
+        framing.keepAlive = false
+        return framing
+    }
+
     /// The framing for the response to `request`.
     public init(request: borrowing HTTPHead) {
         minorVersion = request.minorVersion

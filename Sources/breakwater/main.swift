@@ -13,7 +13,7 @@ struct BreakwaterCommand: ParsableCommand {
         commandName: "breakwater",
         abstract: "A rate-limiting HTTP reverse proxy that shields an API from clients that keep failing.",
         version: Breakwater.version,
-        subcommands: [Serve.self, Check.self, DemoAPICommand.self],
+        subcommands: [Serve.self, Check.self, DemoAPICommand.self, StateCommand.self],
         defaultSubcommand: Serve.self
     )
 }
@@ -86,6 +86,97 @@ struct Check: ParsableCommand {
         print(loaded.render(), terminator: "")
         for warning in warnings { FileHandleStderr.write("warning: \(warning)\n") }
         FileHandleStderr.write("\(config): ok\n")
+    }
+}
+
+/// `breakwater state`: what a state file holds.
+struct StateCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "state", abstract: "Look into a state file ([state] file).",
+                                                    subcommands: [Inspect.self])
+
+    /// `breakwater state inspect FILE`: the header and the entries, or why the file is refused.
+    struct Inspect: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "inspect",
+            abstract: "Print a state file's header and entries, or why it is refused (exit 1).")
+
+        /// The state file.
+        @Argument(help: "The state file.")
+        var file: String
+
+        /// A conf file whose `hash_key` the state file must have been written with; nil: not checked.
+        @Option(name: .long, help: "A conf file whose clients.hash_key the file must have been written with.")
+        var config: String?
+
+        /// Prints the report, or the refusal and exits 1.
+        func run() throws {
+            let fingerprint = try config.map { StateFile.fingerprint(of: KeyedHasher(secret: try loadOrExit($0).clients.hashKey)) }
+            let header: StateFile.Header
+            let clients: [SavedClient]
+            do {
+                guard let bytes = try StateFileIO.read(file) else {
+                    print("\(file): refused: no such file")
+                    throw ExitCode.failure
+                }
+                (header, clients) = try StateFile.decode(bytes, fingerprint: fingerprint)
+            } catch let refusal as StateFile.Refusal {
+                print("\(file): refused: \(refusal)")
+                throw ExitCode.failure
+            } catch let failure as StateFileIO.Failure {
+                print("\(file): refused: \(failure)")
+                throw ExitCode.failure
+            }
+            print(StateReport.text(file: file, header: header, clients: clients, checked: fingerprint != nil,
+                                   now: StateReport.wallNow()), terminator: "")
+        }
+    }
+}
+
+/// The text `breakwater state inspect` prints.
+enum StateReport {
+    /// The wall clock, Unix nanoseconds.
+    static func wallNow() -> Int64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
+    }
+
+    /// Unix nanoseconds as `2026-12-04T23:40:01Z` (UTC, whole seconds).
+    static func utc(_ ns: Int64) -> String {
+        var seconds = time_t(ns / 1_000_000_000)
+        var parts = tm()
+        guard gmtime_r(&seconds, &parts) != nil else { return "-" }
+        var buffer = [CChar](repeating: 0, count: 32)
+        let n = strftime(&buffer, buffer.count, "%Y-%m-%dT%H:%M:%SZ", &parts)
+        return n == 0 ? "-" : String(decoding: buffer[..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    /// The header, then one line per entry.
+    static func text(file: String, header: StateFile.Header, clients: [SavedClient], checked: Bool, now: Int64) -> String {
+        let ago = max(0, (now - header.writtenAt) / 1_000_000_000)
+        let hex = String(header.fingerprint, radix: 16)
+        var out = """
+        file: \(file)
+        format: \(header.version)
+        written at: \(utc(header.writtenAt)) (\(ago) s ago)
+        hash key fingerprint: \(String(repeating: "0", count: 16 - hex.count) + hex)\(checked ? " (matches the conf's hash_key)" : "")
+        entries: \(header.count)
+
+        """
+        guard !clients.isEmpty else { return out }
+        func pad(_ text: String, _ width: Int, right: Bool = false) -> String {
+            let fill = String(repeating: " ", count: max(0, width - text.count))
+            return right ? fill + text : text + fill
+        }
+        out += "\(pad("key", 16)) \(pad("route", 5, right: true)) \(pad("level", 5, right: true)) "
+            + "\(pad("errors", 6, right: true)) \(pad("window end (UTC)", 20)) \(pad("left s", 6, right: true))\n"
+        for c in clients {
+            let end = c.windowEnd == .min ? "-" : utc(c.windowEnd)
+            let left = c.windowEnd == .min || c.windowEnd <= now ? 0 : (c.windowEnd - now + 999_999_999) / 1_000_000_000
+            out += "\(ClientKey(value: c.key)) \(pad("\(c.routeIndex)", 5, right: true)) \(pad("\(c.level)", 5, right: true)) "
+                + "\(pad("\(c.consecutiveErrors)", 6, right: true)) \(pad(end, 20)) \(pad("\(left)", 6, right: true))\n"
+        }
+        return out
     }
 }
 

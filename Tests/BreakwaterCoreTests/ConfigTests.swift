@@ -47,6 +47,8 @@ struct BadConf: Sendable, CustomTestStringConvertible {
         var health = RouteConfig(name: "health", path: "/healthz")
         health.bypass = true
         expected.routes = [device, health]
+        expected.clients.hashKey = "demo-only-replace-this-secret"
+        expected.state.file = Config.directory(of: Self.shippedPath) + "state/breakwater.state"
         #expect(config == expected)
     }
 
@@ -54,14 +56,28 @@ struct BadConf: Sendable, CustomTestStringConvertible {
         let text = try readFile(Self.shippedPath)
         let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
         let start = try #require(lines.firstIndex(of: "# [redis]"))
-        let uncommented = lines[..<start] + lines[start...].map { $0.dropFirst(2) }
+        // Without the demo's hash_key, and without [state], which needs one too.
+        let uncommented = (lines[..<start] + lines[start...].map { $0.dropFirst(2) }).joined(separator: "\n")
+            .replacing("hash_key = \"demo-only-replace-this-secret\"", with: "hash_key = \"\"")
+            .replacing("file = \"state/breakwater.state\"", with: "file = \"\"")
         let error = #expect(throws: ConfigError.self) {
-            try Config.parse(uncommented.joined(separator: "\n"), file: "redis.conf")
+            try Config.parse(uncommented, file: "redis.conf")
         }
         #expect(error?.key == "clients.hash_key")
-        let withKey = uncommented.joined(separator: "\n")
+        let withKey = uncommented
             .replacing("hash_key = \"\"", with: "hash_key = \"0123456789abcdef\"")
         #expect(try Config.parse(withKey, file: "redis.conf").redis == RedisConfig())
+    }
+
+    @Test func stateSectionReadsItsKeysAndResolvesTheFileAgainstTheConfsDirectory() throws {
+        let text = "[clients]\nhash_key = \"0123456789abcdef\"\n[state]\nfile = \"state/./bw.state\"\nsave_interval = \"30s\"\n"
+        let config = try Config.parse(text, file: "/etc/breakwater/breakwater.conf")
+        #expect(config.state.file == "/etc/breakwater/state/bw.state")
+        #expect(config.state.saveInterval == .seconds(30))
+        let absolute = try Config.parse(text.replacing("state/./bw.state", with: "/srv/bw.state"), file: "x.conf")
+        #expect(absolute.state.file == "/srv/bw.state")
+        #expect(Config().state == StateConfig())
+        #expect(StateConfig().file.isEmpty && StateConfig().saveInterval == .seconds(10))
     }
 
     @Test func emptyFileGivesTheDefaults() throws {
@@ -92,6 +108,8 @@ struct BadConf: Sendable, CustomTestStringConvertible {
         odd.routes[0].upgrades = []
         odd.redis = RedisConfig()
         odd.redis?.url = "redis://:secret@[::1]:6380/2"
+        odd.state.file = "/var/lib/breakwater/a \"state\" file"
+        odd.state.saveInterval = .milliseconds(2500)
         for config in [Config(), try Config.load(path: Self.shippedPath), odd] {
             let text = config.render()
             #expect(try Config.parse(text, file: "rendered.conf") == config, "\(text)")
@@ -105,7 +123,7 @@ struct BadConf: Sendable, CustomTestStringConvertible {
                     "retries", "retry_base", "retry_on", "retry_budget", "key", "trusted_proxies", "ipv6_prefix",
                     "hash_key", "max_clients", "on", "strategy", "base", "factor", "max", "jitter", "threshold",
                     "reset_after", "mode", "tls", "tls_server_name", "tls_ca", "tls_verify", "upgrades",
-                    "tunnel_idle_timeout"] {
+                    "tunnel_idle_timeout", "file", "save_interval"] {
             #expect(text.contains("\n\(key) = "), "\(key)")
         }
         #expect(text.contains("max_body_bytes = \"10MiB\""))

@@ -221,3 +221,16 @@ import Testing
         #expect(key.scoped(to: 0) != key)
     }
 }
+
+/// Credentials by what they are, not how they are spelt.
+@Suite struct CredentialSpellingTests {
+    @Test func schemeCaseAndWhitespaceDoNotMakeAnotherClient() {
+        let canonical = ClientIdentity.credentials("Bearer abc.DEF")
+        for spelling in ["bearer abc.DEF", "BEARER abc.DEF", "Bearer  abc.DEF", "Bearer\tabc.DEF", "  Bearer abc.DEF\t"] {
+            #expect(ClientIdentity.credentials(spelling) == canonical, "\(spelling.debugDescription)")
+        }
+        #expect(ClientIdentity.credentials("Bearer abc.def") != canonical)
+        #expect(ClientIdentity.credentials("Basic dXNlcjpwdw==") == "basic dXNlcjpwdw==")
+        #expect(ClientIdentity.credentials("token68only") == "token68only")
+    }
+}

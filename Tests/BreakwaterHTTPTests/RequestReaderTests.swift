@@ -70,11 +70,22 @@ import Testing
         #expect(d.refusals.isEmpty)
     }
 
-    @Test func anIdleConnectionClosesAfterTheIdleTimeout() {
+    @Test func aConnectionThatNeverSendsAByteClosesAfterTheHeaderTimeout() {
         var d = ReaderDriver()
-        d.elapse(.seconds(60))
+        #expect(d.lastDeadline == ManualClock.Instant(offset: .seconds(10)))
+        d.elapse(.seconds(10))
         #expect(d.closed)
         #expect(d.refusals.isEmpty)
+    }
+
+    @Test func aKeptAliveConnectionWaitsTheIdleTimeoutForItsNextRequest() {
+        var d = ReaderDriver()
+        d.receive(Self.get)
+        d.respond()
+        d.elapse(.seconds(59))
+        #expect(!d.closed)
+        d.elapse(.seconds(1))
+        #expect(d.closed)
     }
 
     @Test func aBodyIsBufferedThenTheRequestHandedOver() {

@@ -119,7 +119,9 @@ import Testing
         #expect(onProxy.bodyText == "hello", "the proxy port forwards /metrics to the upstream")
         #expect(upstream.requests.first?.target == "/metrics")
         #expect(try request(port: proxy.server.adminPort, "GET", "/api/v1/device/valid-1").status == 404)
-        #expect(try request(port: proxy.server.adminPort, "GET", "/").status == 404)
+        #expect(try request(port: proxy.server.adminPort, "GET", "/nowhere").status == 404)
+        #expect(try request(port: proxy.server.adminPort, "GET", "/").header("Content-Type") == "text/html; charset=utf-8",
+                "/ on the admin listener is the dashboard page")
         #expect(upstream.requestCount == 1)
     }
 

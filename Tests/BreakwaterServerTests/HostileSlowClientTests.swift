@@ -6,9 +6,9 @@ import Testing
 /// Clients that hold connections open: slowloris heads, trickled bodies, thousands of idle
 /// sockets. Each is cut off by a bounded deadline, and nobody else waits for them.
 ///
-/// The body rule (ConnectionLimits.minBodyRate): after the head, a body may pause at most
-/// `header_timeout` between reads, and must be complete within `header_timeout` plus one second
-/// per 16 KiB received; past either, 408 and the connection closes.
+/// The body rule (`server.min_body_rate`, 1 KiB/s by default): after the head, a body may pause at
+/// most `header_timeout` between reads, and must be complete within `header_timeout` plus one
+/// second per `min_body_rate` bytes received; past either, 408 and the connection closes.
 @Suite struct HostileSlowClientTests {
     /// Sends `pieces` one at a time, `interval` apart, until the proxy answers or closes, or
     /// `limit` seconds pass; returns the seconds until then (nil: never cut) and what it said.
@@ -100,6 +100,22 @@ import Testing
         #expect(response.status == 200)
         #expect(checksum(response.body) == checksum(body))
         #expect(target.received("/steady").first.map { checksum($0.body) } == checksum(body))
+    }
+
+    /// A slow mobile upload at 2 KiB/s, steadier than the floor, finishes (a 16 KiB/s floor cut it).
+    @Test func aSlowSteadyUploadAboveTheFloorIsForwarded() throws {
+        let target = try HostileTarget { $0.server.headerTimeout = .seconds(1) }
+        let size = 8 * 1024
+        let body = [UInt8](repeating: UInt8(ascii: "u"), count: size)
+        let socket = try TestSocket(port: target.port)
+        try socket.send("POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: \(size)\r\n\r\n")
+        for offset in stride(from: 0, to: size, by: 1024) {
+            try socket.send(Array(body[offset..<offset + 1024]))
+            usleep(500_000)
+        }
+        let response = try #require(try socket.readMessage())
+        #expect(response.status == 200)
+        #expect(target.received("/upload").first?.body.count == size)
     }
 
     /// Fast progress earns time, but never a pause longer than `header_timeout`.

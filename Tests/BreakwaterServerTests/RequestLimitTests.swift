@@ -134,4 +134,20 @@ import Testing
         #expect(socket.isClosedByPeer())
         #expect(Date().timeIntervalSince(started) < 2)
     }
+
+    /// A connection that never sends a byte is closed after header_timeout, not held for the
+    /// idle_timeout of kept-alive connections (nginx and HAProxy close it after seconds too).
+    @Test func aSilentConnectionIsClosedAfterTheHeaderTimeout() throws {
+        let upstream = try TestUpstream()
+        defer { upstream.stop() }
+        let proxy = try Harness(upstreamPorts: [upstream.port]) {
+            $0.server.headerTimeout = .milliseconds(400)
+            $0.server.idleTimeout = .seconds(60)
+        }
+        let socket = try TestSocket(port: proxy.port)
+        let started = Date()
+        #expect(socket.isClosedByPeer())
+        let waited = Date().timeIntervalSince(started)
+        #expect(waited > 0.3 && waited < 3, "closed after \(waited) s")
+    }
 }

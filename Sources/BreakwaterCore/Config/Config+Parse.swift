@@ -25,7 +25,7 @@ extension Config {
     /// `[backoff]` section even when that section comes later in the file.
     ///
     /// The file paths of the conf (`tls.certificates`' `cert` and `key`, `tls.client_ca`,
-    /// `upstream.tls_ca`) come out absolute: a relative one is resolved against the directory of
+    /// `upstream.tls_ca`, `state.file`) come out absolute: a relative one is resolved against the directory of
     /// `file`, itself made absolute with the working directory when `file` is relative, so the
     /// config means the same files wherever the process later runs or the config is rendered to.
     /// Absolute paths and "" are kept exactly as written, so `render()` output parses back the same.
@@ -49,14 +49,14 @@ extension Config {
                               allowed: "a TOML 1.0 document (https://toml.io/en/v1.0.0)")
         }
         let top = try TableReader(root, path: "", file: file,
-                                  known: ["server", "upstream", "admin", "clients", "backoff", "route", "redis", "tls"])
+                                  known: ["server", "upstream", "admin", "clients", "backoff", "route", "redis", "tls", "state"])
         func section(_ name: String, _ known: [String]) throws -> TableReader? {
             try top.table(name, "a table [\(name)]").map { try TableReader($0, path: name, file: file, known: known) }
         }
 
         var config = Config()
         if let r = try section("server", ["listen", "workers", "max_header_bytes", "max_request_line_bytes", "max_body_bytes", "header_timeout",
-                                          "idle_timeout", "grace_period", "access_log", "upgrades", "tunnel_idle_timeout"]) {
+                                          "idle_timeout", "grace_period", "access_log", "upgrades", "tunnel_idle_timeout", "min_body_rate"]) {
             try readServer(r, into: &config.server)
         }
         if let r = try section("upstream", ["servers", "connect_timeout", "timeout", "max_connections", "retries",
@@ -64,8 +64,15 @@ extension Config {
                                             "tls_verify"]) {
             try readUpstream(r, into: &config.upstream)
         }
-        if let r = try section("admin", ["listen"]) {
+        if let r = try section("admin", ["listen", "token", "token_file", "metrics_public"]) {
             assign(&config.admin.listen, try r.parsed("listen", Allowed.listen, HostPort.init(parsing:)))
+            assign(&config.admin.token, try r.string("token", Allowed.adminToken))
+            assign(&config.admin.tokenFile, try r.string("token_file", Allowed.adminTokenFile))
+            assign(&config.admin.metricsPublic, try r.bool("metrics_public", Allowed.bool))
+            if !config.admin.token.isEmpty && !config.admin.tokenFile.isEmpty {
+                throw ConfigError(file: file, key: "admin.token_file", message: "set together with admin.token",
+                                  allowed: Allowed.adminTokenFile)
+            }
         }
         if let r = try section("clients", ["key", "trusted_proxies", "ipv6_prefix", "hash_key", "max_clients"]) {
             let c = r
@@ -92,7 +99,12 @@ extension Config {
                                        "handshake_timeout"]) {
             config.tls = try readTLS(r)
         }
+        if let r = try section("state", ["file", "save_interval"]) {
+            assign(&config.state.file, try r.string("file", Allowed.stateFile))
+            assign(&config.state.saveInterval, try r.duration("save_interval"))
+        }
         config.resolvePaths(againstDirectoryOf: file)
+        if !config.admin.tokenFile.isEmpty { config.admin.token = try readToken(config.admin.tokenFile, file: file) }
         try config.validate(file: file)
         return config
     }
@@ -113,6 +125,7 @@ extension Config {
         if let log = try r.string("access_log", Allowed.accessLog) { s.accessLog = log == "off" ? nil : log }
         assign(&s.upgrades, try r.list("upgrades", Allowed.upgrades, upgradeToken))
         assign(&s.tunnelIdleTimeout, try r.duration("tunnel_idle_timeout"))
+        assign(&s.minBodyRate, try r.size("min_body_rate", Allowed.minBodyRate))
     }
 
     private static func readUpstream(_ r: TableReader, into u: inout UpstreamConfig) throws {
@@ -176,11 +189,30 @@ extension Config {
             return Self.join(directory!, path)
         }
         upstream.tlsCA = resolved(upstream.tlsCA)
+        state.file = resolved(state.file)
+        admin.tokenFile = resolved(admin.tokenFile)
         if var t = tls {
             t.certificates = t.certificates.map { .init(cert: resolved($0.cert), key: resolved($0.key)) }
             t.clientCA = resolved(t.clientCA)
             tls = t
         }
+    }
+
+    /// The admin token held in the file at `path`: its text without one trailing newline (`\n` or
+    /// `\r\n`), as `echo TOKEN > FILE` or a container secret leaves it. Errors name `admin.token_file`.
+    static func readToken(_ path: String, file: String) throws -> String {
+        let text: String
+        do {
+            text = try readFile(path)
+        } catch let error as ConfigError {
+            throw ConfigError(file: file, key: "admin.token_file", message: "\(quote(path)): \(error.message)",
+                              allowed: Allowed.adminTokenFile)
+        }
+        // Bytes, not Characters: "\r\n" is one Character, which hasSuffix("\n") would not see.
+        var bytes = Array(text.utf8)[...]
+        if bytes.last == 0x0a { bytes = bytes.dropLast() }
+        if bytes.last == 0x0d { bytes = bytes.dropLast() }
+        return String(decoding: bytes, as: UTF8.self)
     }
 
     /// The directory holding `file`, absolute unless the working directory cannot be read.
@@ -239,7 +271,8 @@ extension Config {
                 throw ConfigError(file: file, key: at, message: "got \(describe(item, withType: true))", allowed: shape)
             }
             let r = try TableReader(table, path: at, file: file,
-                                    known: ["name", "path", "key", "backoff", "rate", "burst", "bypass", "upgrades"])
+                                    known: ["name", "path", "key", "backoff", "rate", "burst", "bypass", "upgrades",
+                                            "case_insensitive"])
             func required(_ key: String, _ allowed: String) throws -> String {
                 guard let v = try r.string(key, allowed) else {
                     throw ConfigError(file: file, key: r.name(key), message: "missing", allowed: allowed)
@@ -258,6 +291,7 @@ extension Config {
                 throw r.error("burst", "burst = \(route.burst) without a rate", Allowed.burst)
             }
             assign(&route.bypass, try r.bool("bypass", Allowed.bypass))
+            assign(&route.caseInsensitive, try r.bool("case_insensitive", "true or false"))
             // A bypass route skips the shield, not the upgrade rules, so it may set its own list.
             route.upgrades = try r.list("upgrades", Allowed.upgrades, upgradeToken)
             if route.bypass, let extra = ["key", "backoff", "rate", "burst"].first(where: r.has) {

@@ -3,13 +3,18 @@ extension Config {
     /// and each route with its fully merged backoff policy. `breakwater check` prints this so an
     /// operator sees what will actually run, not what the file happened to spell out.
     ///
-    /// The output parses back to an equal `Config`. Values a conf file cannot set explicitly
-    /// (no `[redis]` or `[tls]`, a route without its own `key` or `rate`) appear as comments. Secrets
-    /// (`hash_key`, a Redis password) are printed as they are, like the file that holds them.
+    /// The output parses back to an equal `Config`, but for the admin token: `admin.token` is
+    /// printed as `Config.redactedToken`, a placeholder that `parse` refuses, so the output of
+    /// `breakwater check` never shows the token and cannot run with a guessable one by mistake
+    /// (`render(showingToken: true)` prints it, for round-trip tests). A token read from
+    /// `token_file` is printed as that path and read again, so such a config round-trips exactly.
+    /// Values a conf file cannot set explicitly (no `[redis]` or `[tls]`, a route without its own
+    /// `key` or `rate`) appear as comments. The other secrets (`hash_key`, a Redis password) are
+    /// printed as they are, like the file that holds them.
     /// File paths are printed as they are too; those of a parsed config are absolute, while a
     /// relative one (only possible in a `Config` built in code) would be read back from the
     /// directory of the file the output is parsed as.
-    public func render() -> String {
+    public func render(showingToken: Bool = false) -> String {
         var out = ["# Breakwater effective configuration: defaults filled in, routes merged with [backoff].", ""]
         func set(_ key: String, _ value: String) { out.append("\(key) = \(value)") }
 
@@ -25,6 +30,7 @@ extension Config {
         set("access_log", quote(server.accessLog ?? "off"))
         set("upgrades", list(server.upgrades.map(quote)))
         set("tunnel_idle_timeout", duration(server.tunnelIdleTimeout))
+        set("min_body_rate", size(server.minBodyRate))
 
         out.append("")
         if let tls {
@@ -56,6 +62,13 @@ extension Config {
 
         out += ["", "[admin]"]
         set("listen", quote(admin.listen.description))
+        if !admin.tokenFile.isEmpty {
+            out.append("# token: read from token_file, not shown")
+        } else {
+            set("token", quote(admin.token.isEmpty || showingToken ? admin.token : Config.redactedToken))
+        }
+        set("token_file", quote(admin.tokenFile))
+        set("metrics_public", "\(admin.metricsPublic)")
 
         out += ["", "[clients]"]
         set("key", keyList(clients.key))
@@ -86,6 +99,7 @@ extension Config {
                 }
             }
             set("bypass", "\(route.bypass)")
+            set("case_insensitive", "\(route.caseInsensitive)")
             if let upgrades = route.upgrades { set("upgrades", list(upgrades.map(quote))) } else {
                 out.append("# upgrades: not set, so [server] upgrades = \(list(server.upgrades.map(quote))) applies")
             }
@@ -100,8 +114,15 @@ extension Config {
         } else {
             out.append("# [redis]: not set, each replica tracks clients on its own")
         }
+
+        out += ["", "[state]"]
+        set("file", quote(state.file))
+        set("save_interval", duration(state.saveInterval))
         return out.joined(separator: "\n") + "\n"
     }
+
+    /// What `render()` prints in place of an admin token set in the conf file; `parse` refuses it.
+    public static let redactedToken = "<redacted>"
 
     /// The keys of one backoff policy in conf-file order, shared by `[backoff]` and the routes'
     /// inline tables so both print the same way.

@@ -1,11 +1,12 @@
 /// What each key accepts, in words. The parser quotes these when a value has the wrong type and
 /// `validate` quotes them when it is out of range, so both errors promise the same thing.
 enum Allowed {
-    static let sections = "the sections [server], [upstream], [admin], [clients], [backoff], [[route]], [redis], [tls]"
+    static let sections = "the sections [server], [upstream], [admin], [clients], [backoff], [[route]], [redis], [tls], [state]"
     static let listen = "\"host:port\" (IPv6 as \"[::1]:8080\"; port 0 picks a free port)"
     static let workers = "an integer from 0 (one per core) to 1024"
     static let maxRequestLineBytes = "a size from 256 to 1048576 bytes, as an integer or a string such as \"8KB\" (the head limit applies too)"
     static let maxHeaderBytes = "a size from 1024 to 1048576 bytes, as an integer or a string such as \"16KB\" (K = 1024)"
+    static let minBodyRate = "bytes a second, at least 1, as an integer or a string such as \"1KB\" (K = 1024)"
     static let maxBodyBytes = "a size of at least 1 byte, as an integer or a string such as \"10MB\" (M = 1024*1024)"
     static let duration = "a duration above zero: a number and a unit (ns, us, ms, s, m, h, d), such as \"500ms\" or \"1.5s\""
     static let durationOrZero = "a duration of zero or more: a number and a unit (ns, us, ms, s, m, h, d), such as \"10s\""
@@ -46,6 +47,11 @@ enum Allowed {
     static let clientAuth = "\"off\", \"optional\" or \"required\" (the last two need client_ca)"
     static let upgrades = "an array of distinct Upgrade protocol names, each an HTTP token (RFC 9110), such as "
         + "[\"websocket\"]; [] allows none"
+    static let stateFile = "a file path (relative paths are read from the conf file's directory), or \"\" to keep no state"
+    static let adminToken = "\"\" (no authentication, only while admin.listen is a loopback address) or a secret of at "
+        + "least 32 visible ASCII characters without spaces, such as the output of `openssl rand -hex 32`"
+    static let adminTokenFile = "\"\" or the path of a file holding the admin token (one trailing newline is ignored; "
+        + "relative paths are read from the conf file's directory), not together with admin.token"
     static let bool = "true or false"
     static let string = "a string"
 }
@@ -74,6 +80,7 @@ extension Config {
         }
         try c.upgrades(s.upgrades, "server.upgrades")
         try c.positive(s.tunnelIdleTimeout, "server.tunnel_idle_timeout")
+        try c.check(s.minBodyRate >= 1, "server.min_body_rate", "\(s.minBodyRate)", Allowed.minBodyRate)
 
         let u = upstream
         try c.check(!u.servers.isEmpty, "upstream.servers", "[]", Allowed.servers)
@@ -100,6 +107,8 @@ extension Config {
         try c.check(!Self.clash(s.listen, admin.listen), "admin.listen",
                     "\(quote("\(admin.listen)")), which clashes with server.listen \(quote("\(s.listen)"))",
                     "an address and port of its own")
+
+        try c.adminToken(admin)
 
         if let t = tls { try c.tls(t, server: s.listen, admin: admin.listen, upstreams: u.servers) }
 
@@ -149,6 +158,18 @@ extension Config {
             try c.check(RedisURL(parsing: r.url) != nil, "redis.url", quote(r.url), Allowed.redisURL)
             try c.positive(r.timeout, "redis.timeout")
         }
+
+        try c.check(!state.file.hasSuffix("/") && !state.file.contains("\0"), "state.file", quote(state.file), Allowed.stateFile)
+        try c.check(state.file.isEmpty || !cl.hashKey.isEmpty, "clients.hash_key",
+                    "\"\" while [state] file is set: each start would hash keys its own way and match no saved client",
+                    "a secret of at least 16 characters, kept the same across restarts")
+        try c.positive(state.saveInterval, "state.save_interval")
+    }
+
+    /// The admin token's rule alone: a reload keeps the running `admin.listen`, and checks the new
+    /// token against that address with this.
+    public func validateAdminToken(file: String) throws {
+        try Checker(file: file).adminToken(admin)
     }
 
     /// Whether a request for `later` would always be taken by a route on `earlier` first. Only
@@ -275,6 +296,24 @@ struct Checker {
                   "\"\" while client_auth = \(quote(t.clientAuth.rawValue)): client certificates could not be verified",
                   Allowed.clientCA)
         try positive(t.handshakeTimeout, "tls.handshake_timeout")
+    }
+
+    /// The admin token: none only on a loopback listener, else at least 32 visible ASCII characters.
+    /// Errors name the key the token came from (`admin.token_file` when it was read from a file).
+    func adminToken(_ admin: AdminConfig) throws {
+        let key = admin.tokenFile.isEmpty ? "admin.token" : "admin.token_file"
+        let allowed = admin.tokenFile.isEmpty ? Allowed.adminToken : Allowed.adminTokenFile + "; the token: " + Allowed.adminToken
+        if admin.token.isEmpty {
+            try check(admin.listen.isLoopback, key,
+                      "no token while admin.listen \(quote(admin.listen.description)) is not a loopback address: anyone "
+                      + "who reaches it could read the stats and forgive clients", allowed)
+            return
+        }
+        try check(admin.token != Config.redactedToken, key,
+                  "the placeholder that `breakwater check` prints in place of the token", allowed)
+        try check(admin.token.utf8.allSatisfy { (0x21...0x7E).contains($0) }, key,
+                  "a token with spaces, control or non-ASCII characters", allowed)
+        try check(admin.token.utf8.count >= 32, key, "a token of \(admin.token.utf8.count) characters", allowed)
     }
 
     /// Upgrade tokens as the request path compares them: HTTP tokens, lower-case (a conf file's are

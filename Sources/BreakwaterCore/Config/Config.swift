@@ -20,6 +20,8 @@ public struct Config: Sendable, Equatable {
     public var redis: RedisConfig? = nil
     /// `[tls]`: the TLS listener; nil when the file has no `[tls]` section.
     public var tls: TLSConfig? = nil
+    /// `[state]`: the file the tracker is saved to and loaded from.
+    public var state = StateConfig()
 
     /// The defaults the README documents (section "Configuration").
     public init() {}
@@ -52,6 +54,10 @@ public struct ServerConfig: Sendable, Equatable {
     /// `tunnel_idle_timeout`: a tunnel (a connection after its `101 Switching Protocols`) with no
     /// byte either way for this long is closed.
     public var tunnelIdleTimeout: Duration = .seconds(3600)
+    /// `min_body_rate`: after a grace of `header_timeout`, a request body must average at least
+    /// this many bytes a second (and never stall for `header_timeout`): 1 KiB/s lets a slow mobile
+    /// upload finish while a client trickling bytes to hold a connection is cut off (408).
+    public var minBodyRate = 1024
 
     /// The defaults the README documents (section "Configuration").
     public init() {}
@@ -94,6 +100,15 @@ public struct UpstreamConfig: Sendable, Equatable {
 public struct AdminConfig: Sendable, Equatable {
     /// `listen`: the stats endpoint; loopback by default.
     public var listen = HostPort(host: "127.0.0.1", port: 9901)
+    /// The bearer token every admin request but `/healthz` (and the page at `/`, which holds no
+    /// data) must present; "" means none, allowed only while `listen` is a loopback address.
+    /// It is `token` from the conf file, or the content of `token_file` once the file was read.
+    public var token = ""
+    /// `token_file`: the file the token was read from ("" when none); its content is in `token`.
+    /// A relative path in a conf file is read from the file's directory.
+    public var tokenFile = ""
+    /// `metrics_public`: `/metrics` is served without the token, for Prometheus scrapers.
+    public var metricsPublic = false
 
     /// The defaults the README documents (section "Configuration").
     public init() {}
@@ -311,12 +326,27 @@ public struct RouteConfig: Sendable, Equatable {
     public var bypass = false
     /// `upgrades`: the `Upgrade` tokens allowed on this route, lower-case; nil means `[server] upgrades`.
     public var upgrades: [String]? = nil
+    /// `case_insensitive`: the path prefix matches in any ASCII case (`/DEVICE/` is `/device/`),
+    /// for upstreams whose paths are case-insensitive. Off: routes match case-sensitively.
+    public var caseInsensitive = false
 
     /// A route with the given name and path prefix and default everything else.
     public init(name: String, path: String) {
         self.name = name
         self.path = path
     }
+}
+
+/// `[state]`: keeping the tracker's blocked clients across a restart.
+public struct StateConfig: Sendable, Equatable {
+    /// `file`: where the tracker is saved and loaded from; "" turns saving off. A relative path in
+    /// a conf file is read from the file's directory.
+    public var file = ""
+    /// `save_interval`: how often the tracker is saved while serving (and once more at a clean stop).
+    public var saveInterval: Duration = .seconds(10)
+
+    /// The defaults the README documents (section "Configuration").
+    public init() {}
 }
 
 /// `[redis]`.
@@ -334,6 +364,15 @@ public struct RedisConfig: Sendable, Equatable {
 
 /// A `host:port` pair; IPv6 hosts are written `[::1]:8080`.
 public struct HostPort: Sendable, Equatable, Hashable, CustomStringConvertible {
+    /// Whether the host is a loopback address (127.0.0.0/8, ::1) or `localhost`: reachable only
+    /// from this machine.
+    public var isLoopback: Bool {
+        if host == "localhost" { return true }
+        guard let address = IPAddress(parsing: host) else { return false }
+        if address.isIPv4 { return (address.low >> 24) & 0xff == 127 }
+        return address.high == 0 && address.low == 1
+    }
+
     /// A host name or a literal address, without brackets.
     public var host: String
     /// The TCP port.

@@ -54,10 +54,11 @@ public struct ClientIdentity: Sendable {
                 combineAddress()
             case .header(let name):
                 // A missing or empty header must not lump every such client into one key.
-                guard let value = header(name), value.utf8.contains(where: { $0 != 0x20 && $0 != 0x09 }) else {
+                guard var value = header(name), value.utf8.contains(where: { $0 != 0x20 && $0 != 0x09 }) else {
                     combineAddress()
                     continue
                 }
+                if name == "authorization" || name == "proxy-authorization" { value = Self.credentials(value) }
                 state.combine(ClientIdentity.headerTag)
                 state.combine(UInt64(name.utf8.count))
                 state.combine(utf8: name)
@@ -138,5 +139,21 @@ public struct ClientIdentity: Sendable {
             return IPAddress(parsing: String(text[..<colon]))  // IPv4 with a port
         }
         return IPAddress(parsing: String(text))
+    }
+}
+
+extension ClientIdentity {
+    /// An Authorization value as its credentials, not its spelling (RFC 9110 11.4): the scheme is
+    /// case-insensitive, so it is lower-cased, and the whitespace around and after it is one
+    /// space; the credentials themselves are kept as sent. `bearer  T`, `BEARER T` and
+    /// `Bearer<TAB>T` are one client, the one `Bearer T` is.
+    public static func credentials(_ value: String) -> String {
+        var trimmed = Substring(value)
+        while let c = trimmed.first, c == " " || c == "\t" { trimmed.removeFirst() }
+        while let c = trimmed.last, c == " " || c == "\t" { trimmed.removeLast() }
+        guard let gap = trimmed.firstIndex(where: { $0 == " " || $0 == "\t" }) else { return trimmed.lowercased() }
+        let scheme = trimmed[..<gap].lowercased()
+        let rest = trimmed[gap...].drop { $0 == " " || $0 == "\t" }
+        return scheme + " " + rest
     }
 }

@@ -66,8 +66,10 @@ public struct RouteTable: Sendable {
     /// The routes in file order, then the implicit default at `routes.count - 1`, so a route's
     /// `index` equals its position in `Config.routes`.
     public let routes: [ResolvedRoute]
-    // Route prefixes as bytes, in order, without the default.
+    // Route prefixes as bytes, in order, without the default; lower-case for the routes that
+    // match in any case (`caseInsensitive`).
     private let prefixes: [[UInt8]]
+    private let caseInsensitive: [Bool]
 
     /// The table of `config`.
     public init(config: Config) {
@@ -80,7 +82,8 @@ public struct RouteTable: Sendable {
                                       keyParts: config.clients.key, policy: config.backoff,
                                       rate: nil, burst: 0, bypass: false, upgrades: config.server.upgrades))
         routes = resolved
-        prefixes = config.routes.map { Array($0.path.utf8) }
+        prefixes = config.routes.map { Array(($0.caseInsensitive ? $0.path.lowercased() : $0.path).utf8) }
+        caseInsensitive = config.routes.map(\.caseInsensitive)
     }
 
     /// The implicit route, used when no `[[route]]` matches.
@@ -105,12 +108,24 @@ public struct RouteTable: Sendable {
     private func matchIndex(_ path: UnsafeRawBufferPointer) -> Int {
         for (i, prefix) in prefixes.enumerated() where prefix.count <= path.count {
             let same = prefix.withUnsafeBytes { p in
-                p.isEmpty || memcmpEqual(p, path, count: p.count)
+                p.isEmpty || (caseInsensitive[i] ? lowerCaseEqual(p, path, count: p.count) : memcmpEqual(p, path, count: p.count))
             }
             if same { return i }
         }
         return routes.count - 1
     }
+}
+
+/// Whether the first `count` bytes of the lower-case `a` and of `b` are equal, ignoring ASCII case in `b`.
+@inline(__always)
+private func lowerCaseEqual(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer, count: Int) -> Bool {
+    var i = 0
+    while i < count {
+        let c = b[i]
+        if a[i] != (c >= 0x41 && c <= 0x5A ? c | 0x20 : c) { return false }
+        i += 1
+    }
+    return true
 }
 
 /// Whether the first `count` bytes of `a` and `b` are equal.

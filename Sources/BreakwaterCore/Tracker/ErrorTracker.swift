@@ -128,11 +128,19 @@ public final class ErrorTracker<Clock: TrackerClock>: Sendable {
 
     /// Runs `body` under the lock of the shard that holds the key with `hash`.
     @inline(__always)
-    private func withShard<Result>(for hash: UInt64, _ body: (inout TrackerShard) -> Result) -> Result {
+    func withShard<Result>(for hash: UInt64, _ body: (inout TrackerShard) -> Result) -> Result {
         // Top bits pick the shard; the index uses the low bits, so the two stay independent.
         // With one shard the shift is 64, which would leave `hash` unchanged: pick 0 instead.
         let i = shardShift == 64 ? 0 : Int(truncatingIfNeeded: hash >> shardShift)
         return shards.withLock(i, body)
+    }
+
+    /// How many shards the table has.
+    var shardCount: Int { shards.count }
+
+    /// Runs `body` under the lock of shard `index` alone.
+    func withShard<Result>(index: Int, _ body: (inout TrackerShard) -> Result) -> Result {
+        shards.withLock(index, body)
     }
 
     /// Runs `body` under each shard's lock in turn: for the whole-table views, not the request path.

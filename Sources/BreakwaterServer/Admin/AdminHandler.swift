@@ -1,21 +1,37 @@
 import BreakwaterCore
 import FoundationEssentials
 
-/// The admin listener: `/metrics`, `/stats`, `/healthz`, `POST /clients/reset?key=HASH`, nothing else.
-/// It runs on the first worker and reads that worker's proxy context, so it needs no lock.
+/// The admin listener: the dashboard page at `/`, `/metrics`, `/stats`, `/stats/series`, `/healthz`,
+/// `POST /clients/reset?key=HASH`, nothing else. It runs on the first worker and reads that
+/// worker's proxy context and the series, so it needs no lock.
+///
+/// With `admin.token` set, every request but `/healthz` and the page (static, it holds no data and
+/// asks for the token) must carry the token, and `/metrics` too unless `metrics_public`; the token
+/// in force is the context's, so a reload can rotate it.
 final class AdminHandler: HTTPHandler {
     private let proxy: ProxyHandler
     private let worker: Worker
+    private let auth = AdminAuth()
+    private let series: Series
 
-    init(proxy: ProxyHandler, worker: Worker) {
+    init(proxy: ProxyHandler, worker: Worker, series: Series) {
         self.proxy = proxy
         self.worker = worker
+        self.series = series
     }
 
     func handle(_ request: HTTPRequest, on connection: ClientConnection) {
         let context = proxy.context
         let method = request.head.method
-        switch String(request.head.path) {
+        let path = String(request.head.path)
+        let admin = context.config.admin
+        let open = path == "/healthz" || path == "/" || (path == "/metrics" && admin.metricsPublic)
+        if !admin.token.isEmpty && !open && !auth.authorized(request.head, token: admin.token) {
+            return connection.respond(status: 401, reason: "Unauthorized",
+                                      headers: [("WWW-Authenticate", #"Bearer realm="breakwater admin""#), ("Content-Type", "text/plain")],
+                                      body: Array("401 Unauthorized: send Authorization: Bearer <admin.token>\n".utf8))
+        }
+        switch path {
         case "/metrics":
             guard method == "GET" || method == "HEAD" else { return notAllowed(connection, "GET") }
             connection.respond(status: 200, reason: "OK", headers: [("Content-Type", "text/plain; version=0.0.4; charset=utf-8")],
@@ -24,6 +40,15 @@ final class AdminHandler: HTTPHandler {
             guard method == "GET" || method == "HEAD" else { return notAllowed(connection, "GET") }
             connection.respond(status: 200, reason: "OK", headers: [("Content-Type", "application/json")],
                                body: stats(context))
+        case "/stats/series":
+            guard method == "GET" || method == "HEAD" else { return notAllowed(connection, "GET") }
+            let query = URLComponents(string: request.head.target)?.queryItems ?? []
+            let since = query.first(where: { $0.name == "since" })?.value.flatMap { Int($0) } ?? 0
+            connection.respond(status: 200, reason: "OK", headers: [("Content-Type", "application/json"), ("Cache-Control", "no-store")],
+                               body: series.json(since: since))
+        case "/":
+            guard method == "GET" || method == "HEAD" else { return notAllowed(connection, "GET") }
+            connection.respond(status: 200, reason: "OK", headers: DashboardPage.headers, body: DashboardPage.bytes)
         case "/healthz":
             if worker.draining {
                 connection.respond(status: 503, reason: "Service Unavailable", headers: [("Content-Type", "text/plain")],
@@ -33,6 +58,10 @@ final class AdminHandler: HTTPHandler {
             }
         case "/clients/reset":
             guard method == "POST" else { return notAllowed(connection, "POST") }
+            if let why = AdminAuth.crossOrigin(request.head) {
+                return connection.respond(status: 403, reason: "Forbidden", headers: [("Content-Type", "text/plain")],
+                                          body: Array("403 Forbidden: cross-origin request refused (\(why))\n".utf8))
+            }
             reset(request, context, connection)
         default:
             connection.respond(status: 404, reason: "Not Found", headers: [("Content-Type", "text/plain")],
@@ -72,11 +101,32 @@ final class AdminHandler: HTTPHandler {
             var window_remaining_seconds: Double
             var probe_in_flight: Bool
         }
+        struct Server: Encodable {
+            var server: String
+            var up: Bool
+        }
+        struct Redis: Encodable {
+            var configured: Bool
+            var connected: Bool
+            var links_connected: Int
+            var links: Int
+        }
+        struct Certificate: Encodable {
+            var name: String
+            var not_after: Int64
+        }
+        var version: String
+        var now: Double
         var uptime_seconds: Double
         var requests: [String: Int]
+        var upstream_responses: [String: Int]
+        var windows_imposed: Int
         var tracked_clients: Int
         var blocked_clients: Int
         var evictions: Int
+        var upstream_servers: [Server]
+        var redis: Redis
+        var tls_certificates: [Certificate]
         var top: [Offender]
     }
 
@@ -91,11 +141,21 @@ final class AdminHandler: HTTPHandler {
                            window_remaining_seconds: Double(max(0, client.windowEnd - now)) / 1e9,
                            probe_in_flight: client.probeInFlight)
         }
+        let metrics = context.metrics
+        let redis = metrics.redisState()
         let stats = Stats(
+            version: Breakwater.version, now: Series.wallClock(),
             uptime_seconds: Double(uptime.clampedNanoseconds) / 1e9,
-            requests: Dictionary(uniqueKeysWithValues: RequestOutcome.allCases.map { ($0.rawValue, context.metrics.totals.value($0)) }),
+            requests: Dictionary(uniqueKeysWithValues: RequestOutcome.allCases.map { ($0.rawValue, metrics.totals.value($0)) }),
+            upstream_responses: Dictionary(uniqueKeysWithValues: UpstreamClass.allCases.map { ($0.rawValue, metrics.totals.value($0)) }),
+            windows_imposed: metrics.totals.windowsImposed,
             tracked_clients: context.tracker.trackedCount, blocked_clients: context.tracker.blockedCount,
-            evictions: context.tracker.evictions, top: top)
+            evictions: context.tracker.evictions,
+            upstream_servers: metrics.upstreamServers().map { Stats.Server(server: $0.server, up: $0.up) },
+            redis: Stats.Redis(configured: redis != nil, connected: redis.map { $0.links > 0 && $0.connected == $0.links } ?? false,
+                               links_connected: redis?.connected ?? 0, links: redis?.links ?? 0),
+            tls_certificates: metrics.certificates().map { Stats.Certificate(name: $0.name, not_after: $0.notAfter) },
+            top: top)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         return Array((try? encoder.encode(stats)) ?? Data("{}".utf8)) + [0x0a]

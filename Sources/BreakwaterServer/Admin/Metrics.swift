@@ -33,9 +33,12 @@ final class RouteMetrics: Sendable {
     let tunnels: Counter
     let upstreamDuration: DurationHistogram
     let backoffWindow: DurationHistogram
+    /// The process-wide totals that `/stats` and the series read back.
+    let totals: Totals
 
-    init(name: String, registry: PrometheusCollectorRegistry) {
+    init(name: String, registry: PrometheusCollectorRegistry, totals: Totals) {
         self.name = name
+        self.totals = totals
         requests = RequestOutcome.allCases.map {
             registry.makeCounter(descriptor: .breakwater("requests", "total", "Requests by route and what the proxy did with them."),
                                  labels: [("route", name), ("outcome", $0.rawValue)])
@@ -69,7 +72,10 @@ final class RouteMetrics: Sendable {
         totals.add(outcome)
     }
 
-    func count(_ upstreamClass: UpstreamClass) { upstream[upstreamClass.index].increment() }
+    func count(_ upstreamClass: UpstreamClass) {
+        upstream[upstreamClass.index].increment()
+        totals.add(upstreamClass)
+    }
 
     func countDryRun() { dryRun.increment() }
 
@@ -78,13 +84,30 @@ final class RouteMetrics: Sendable {
     }
 }
 
-/// Request totals per outcome for `/stats` (Prometheus counters cannot be read back).
+/// Totals since start for `/stats` and the series (Prometheus counters cannot be read back):
+/// requests per outcome, upstream responses per class, backoff windows imposed.
 final class Totals: Sendable {
     private let counts = RequestOutcome.allCases.map { _ in ManagedAtomic<Int>(0) }
+    private let classes = UpstreamClass.allCases.map { _ in ManagedAtomic<Int>(0) }
+    private let windows = ManagedAtomic<Int>(0)
 
+    /// One request had `outcome`.
     func add(_ outcome: RequestOutcome) { counts[outcome.index].wrappingIncrement(ordering: .relaxed) }
 
+    /// Requests with `outcome` so far.
     func value(_ outcome: RequestOutcome) -> Int { counts[outcome.index].load(ordering: .relaxed) }
+
+    /// One upstream attempt ended in `upstreamClass`.
+    func add(_ upstreamClass: UpstreamClass) { classes[upstreamClass.index].wrappingIncrement(ordering: .relaxed) }
+
+    /// Upstream attempts that ended in `upstreamClass` so far.
+    func value(_ upstreamClass: UpstreamClass) -> Int { classes[upstreamClass.index].load(ordering: .relaxed) }
+
+    /// One backoff window was imposed on a client.
+    func addWindow() { windows.wrappingIncrement(ordering: .relaxed) }
+
+    /// Backoff windows imposed so far.
+    var windowsImposed: Int { windows.load(ordering: .relaxed) }
 }
 
 extension RequestOutcome {
@@ -128,6 +151,10 @@ final class ProxyMetrics: Sendable {
     let redisErrors: Counter
     /// Upstream servers and their health, for `breakwater_upstream_server_up`.
     private let servers = Mutex<[(UpstreamHealth, Gauge)]>([])
+    /// The upstream servers of the config in force, for `/stats`.
+    private let currentServers = Mutex<[UpstreamHealth]>([])
+    /// The Redis links of the stores in force; nil without `[redis]`.
+    private let redisLinks = Mutex<RedisLinks?>(nil)
     private let residentMemory: Gauge
     private let openFDs: Gauge
     private let startTime: Gauge
@@ -137,7 +164,14 @@ final class ProxyMetrics: Sendable {
     private let tunnelsActiveGauge: Gauge
     /// The TLS listener whose handshakes and certificates are shown, and the handshakes counted so far.
     private let tls = Mutex<(endpoint: TLSEndpoint, seen: [Int])?>(nil)
+    /// The expiry gauges shown, by certificate name: a certificate no longer served (replaced by
+    /// a reload) loses its gauge, or an alert on it would fire for nothing.
+    private let expiryGauges = Mutex<[String: Gauge]>([:])
     let started = LoopClock().now
+    /// `[state]`: entries written by the last save, how long it took, and entries loaded at start.
+    private let stateSavedEntries: Gauge
+    private let stateSaveSeconds: Gauge
+    private let stateLoadedEntries: Gauge
 
     init() {
         trackedClients = registry.makeGauge(descriptor: .breakwater("tracked", "clients", "Clients in the tracker table."))
@@ -152,6 +186,9 @@ final class ProxyMetrics: Sendable {
         let bytes = MetricNameDescriptor.breakwater("tunnel_bytes", "total", "Bytes relayed through tunnels, by direction.")
         tunnelBytes = (registry.makeCounter(descriptor: bytes, labels: [("direction", "to_upstream")]),
                        registry.makeCounter(descriptor: bytes, labels: [("direction", "to_client")]))
+        stateSavedEntries = registry.makeGauge(descriptor: .breakwater("state_saved", "entries", "Tracker entries written to the state file by the last save."))
+        stateSaveSeconds = registry.makeGauge(descriptor: .breakwater("state_save", "seconds", "How long the last save of the state file took."))
+        stateLoadedEntries = registry.makeGauge(descriptor: .breakwater("state_loaded", "entries", "Tracker entries loaded from the state file at start."))
         registry.makeGauge(descriptor: .breakwater("build", "info", "Always 1; the version label says which build runs."),
                            labels: [("version", Breakwater.version)]).set(Int64(1))
     }
@@ -160,14 +197,15 @@ final class ProxyMetrics: Sendable {
     func route(_ name: String) -> RouteMetrics {
         routes.withLock { table in
             if let existing = table[name] { return existing }
-            let made = RouteMetrics(name: name, registry: registry)
+            let made = RouteMetrics(name: name, registry: registry, totals: totals)
             table[name] = made
             return made
         }
     }
 
-    /// Adds upstream servers to the `breakwater_upstream_server_up` gauge.
+    /// Adds upstream servers to the `breakwater_upstream_server_up` gauge; they are the servers in force.
     func watch(_ health: [UpstreamHealth]) {
+        currentServers.withLock { $0 = health }
         servers.withLock { list in
             for h in health where !list.contains(where: { $0.0 === h }) {
                 let gauge = registry.makeGauge(descriptor: .breakwater("upstream_server", "up", "1 while the upstream server is in rotation, 0 while it is skipped after failures."),
@@ -185,6 +223,28 @@ final class ProxyMetrics: Sendable {
         }
     }
 
+    /// Shows whether the Redis links of the stores in force are connected; nil without `[redis]`.
+    func watch(redis links: [RedisLink]?) {
+        let view = links.map(RedisLinks.init)
+        redisLinks.withLock { $0 = view }
+    }
+
+    /// Each upstream server in force and whether it is in rotation.
+    func upstreamServers() -> [(server: String, up: Bool)] {
+        currentServers.withLock { $0 }.map { ($0.endpoint.description, $0.isUp()) }
+    }
+
+    /// With `[redis]`: how many workers' links are connected, out of how many; nil without it.
+    func redisState() -> (connected: Int, links: Int)? {
+        guard let view = redisLinks.withLock({ $0 }) else { return nil }
+        return (view.links.filter { $0.isReadyFlag.load(ordering: .relaxed) }.count, view.links.count)
+    }
+
+    /// The certificates the TLS listener serves: name and expiry (seconds since the epoch).
+    func certificates() -> [(name: String, notAfter: Int64)] {
+        tls.withLock { $0?.endpoint.context.certificates.map { ($0.name, $0.notAfter) } } ?? []
+    }
+
     private func renderTLS() {
         tls.withLock { watched in
             guard let (endpoint, seen) = watched else { return }
@@ -197,13 +257,32 @@ final class ProxyMetrics: Sendable {
                 now[i] = max(seen[i], total)
             }
             watched = (endpoint, now)
-            for certificate in endpoint.context.certificates {
-                registry.makeGauge(descriptor: .breakwater("tls_certificate_expiry_timestamp", "seconds",
-                                                           "When each served certificate expires, since the Unix epoch."),
-                                   labels: [("name", certificate.name)]).set(Double(certificate.notAfter))
+            let served = endpoint.context.certificates
+            expiryGauges.withLock { gauges in
+                for (name, gauge) in gauges where !served.contains(where: { $0.name == name }) {
+                    registry.unregisterGauge(gauge)
+                    gauges[name] = nil
+                }
+                for certificate in served {
+                    let gauge = gauges[certificate.name] ?? registry.makeGauge(
+                        descriptor: .breakwater("tls_certificate_expiry_timestamp", "seconds",
+                                                "When each served certificate expires, since the Unix epoch."),
+                        labels: [("name", certificate.name)])
+                    gauges[certificate.name] = gauge
+                    gauge.set(Double(certificate.notAfter))
+                }
             }
         }
     }
+
+    /// A save of the state file wrote `entries` in `seconds`.
+    func stateSaved(entries: Int, seconds: Double) {
+        stateSavedEntries.set(Double(entries))
+        stateSaveSeconds.set(seconds)
+    }
+
+    /// `entries` were loaded from the state file at start.
+    func stateLoaded(_ entries: Int) { stateLoadedEntries.set(Double(entries)) }
 
     /// A tunnel opened.
     func tunnelOpened() { tunnelsActive.wrappingAdd(1, ordering: .relaxed) }
@@ -232,6 +311,16 @@ final class ProxyMetrics: Sendable {
         openFDs.set(Double(ProcessStats.openFileDescriptors()))
         return registry.emitToBuffer()
     }
+}
+
+/// The Redis links of the stores in force, read from any thread only through their atomic
+/// `isReadyFlag`; each link is otherwise used on its own worker.
+final class RedisLinks: @unchecked Sendable {
+    /// The links, one per worker.
+    let links: [RedisLink]
+
+    /// A view of `links`.
+    init(_ links: [RedisLink]) { self.links = links }
 }
 
 extension MetricNameDescriptor {

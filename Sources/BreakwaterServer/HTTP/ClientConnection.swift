@@ -116,6 +116,15 @@ final class ClientConnection: SocketDelegate {
                 evbuffer_remove_buffer(input, body, n)
             case .head(let length, let sendContinue):
                 evbuffer_drain(input, length)
+                if let head = reader.headOfBody,
+                   let answer = listener.handler.bodyAhead(HTTPRequest(head: head, body: nil, peer: peer, tls: socket.tls), on: self) {
+                    // Answered from the head: no 100 Continue, no body byte kept.
+                    reader.answeredBeforeBody()
+                    timer.clear()
+                    framing = .closing(request: head)
+                    answer(self)
+                    continue
+                }
                 body = evbuffer_new()
                 guard body != nil else { return close() }
                 if sendContinue {

@@ -9,10 +9,15 @@ protocol HTTPHandler: AnyObject {
     /// The connection refused a request itself (malformed, too large, too slow) with `status`;
     /// `secure`: it came over TLS.
     func rejected(status: Int, peer: IPAddress, secure: Bool)
+    /// A request's head arrived and its body is to follow (`request` has no body yet): nil lets
+    /// the body be read, or the answer to give at once instead, written by the closure, before
+    /// a `100 Continue` and before any body byte is buffered.
+    func bodyAhead(_ request: HTTPRequest, on connection: ClientConnection) -> ((ClientConnection) -> Void)?
 }
 
 extension HTTPHandler {
     func rejected(status: Int, peer: IPAddress, secure: Bool) {}
+    func bodyAhead(_ request: HTTPRequest, on connection: ClientConnection) -> ((ClientConnection) -> Void)? { nil }
 }
 
 /// The side of a pending response that must hear about the client.
@@ -38,6 +43,9 @@ final class HTTPRequest {
     let tls: TLSSession?
     /// Set by the handler when the request asks to switch to a protocol its route allows.
     var upgrading = false
+    /// The path in its normal form when the request spelt it otherwise: what routes matched and
+    /// what goes upstream. nil: the path as received is already normal.
+    var normalizedPath: [UInt8]?
 
     init(head: consuming HTTPHead, body: OpaquePointer?, peer: IPAddress, tls: TLSSession? = nil) {
         self.head = head

@@ -1,3 +1,4 @@
+import BreakwaterHTTP
 import BreakwaterCore
 import Logging
 
@@ -64,31 +65,84 @@ final class ProxyHandler: HTTPHandler {
         pool = try UpstreamPool(worker: worker, config: context.config.upstream, health: health, tls: context.upstreamTLS)
     }
 
-    func handle(_ request: HTTPRequest, on connection: ClientConnection) {
-        let context = self.context
-        let route = request.head.pathBytes.withUnsafeBytes { context.routes.match(pathBytes: $0) }
-        let metrics = context.routeMetrics[route.index]
+    /// What the request path makes of a request before the shield: its route and key, or the
+    /// error to refuse it with.
+    private enum Admission {
+        case refuse(HTTPError, detail: String)
+        case route(ResolvedRoute, key: ClientKey?)
+    }
+
+    /// Normalises the path (what routes match and what goes upstream), picks the route, decides
+    /// whether an upgrade goes through, and computes the client's key (nil on a bypass route).
+    private func admit(_ request: HTTPRequest, _ context: ProxyContext) -> Admission {
+        let path = request.head.pathBytes
+        let normalized: NormalizedPath?
+        do throws(HTTPError) {
+            normalized = try NormalizedPath.of(path)
+        } catch {
+            return .refuse(error, detail: "")
+        }
+        request.normalizedPath = normalized?.path
+        let route = normalized.map { n in n.matchPath.withUnsafeBytes { context.routes.match(pathBytes: $0) } }
+            ?? path.withUnsafeBytes { context.routes.match(pathBytes: $0) }
         // An upgrade (WebSocket...) goes through as one only to a protocol the route allows; h2c
         // alone is served as HTTP/1.1, its Upgrade dropped like any hop-by-hop field.
         let protocols = request.head.upgradeProtocols
         if !protocols.isEmpty, protocols.contains(where: { $0 != "h2c" }) {
             guard protocols.contains(where: { route.upgrades.contains($0) }) else {
-                rejected(status: 400, peer: request.peer, secure: request.isSecure)
-                connection.respond(status: 400, reason: "Bad Request", headers: [("Content-Type", "text/plain")],
-                                   body: Array("400 Bad Request: upgrade not allowed here\n".utf8))
-                return
+                return .refuse(.badRequest("upgrade not allowed"), detail: ": upgrade not allowed here")
             }
             request.upgrading = true
         }
-        if route.bypass {
-            metrics.count(.bypassed, totals: context.metrics.totals)
-            ProxyExchange(handler: self, request: request, client: connection, route: route, key: nil, isProbe: false).start()
-            return
-        }
+        if route.bypass { return .route(route, key: nil) }
         let key = context.identity.key(parts: route.keyParts, routeName: route.name, peer: request.peer,
                                        tlsFingerprint: request.isSecure && route.keyParts.contains(.tlsFingerprint)
                                            ? request.clientCertificateFingerprint : nil) {
             request.head.combined(dynamic: $0)
+        }
+        return .route(route, key: key)
+    }
+
+    private func refuse(_ error: HTTPError, detail: String, _ request: HTTPRequest, on connection: ClientConnection) {
+        rejected(status: error.status, peer: request.peer, secure: request.isSecure)
+        connection.respond(status: error.status, reason: error.reason, headers: [("Content-Type", "text/plain")],
+                           body: Array("\(error.status) \(error.reason)\(detail)\n".utf8))
+    }
+
+    /// The shield judges a request with a body from its head: a blocked client is answered before
+    /// a `100 Continue` and before one byte of its body is kept, and its body is dropped. The
+    /// verdict of a client that may go on (a probe, say) is held for when the body is complete.
+    func bodyAhead(_ request: HTTPRequest, on connection: ClientConnection) -> ((ClientConnection) -> Void)? {
+        let context = self.context
+        switch admit(request, context) {
+        case .refuse(let error, let detail):
+            return { [self] in refuse(error, detail: detail, request, on: $0) }
+        case .route(let route, let key):
+            guard let key, let verdict = store.checkNow(key, policy: route.policy) else { return nil }
+            if case .reject = verdict, route.policy.mode == .enforce {
+                return { [self] in shield(verdict, request, on: $0, route: route, key: key, context: context) }
+            }
+            connection.exchange = HeldVerdict(verdict: verdict, key: key, store: store)
+            return nil
+        }
+    }
+
+    func handle(_ request: HTTPRequest, on connection: ClientConnection) {
+        let context = self.context
+        let admission = admit(request, context)
+        guard case .route(let route, let key) = admission else {
+            if case .refuse(let error, let detail) = admission { refuse(error, detail: detail, request, on: connection) }
+            return
+        }
+        guard let key else {
+            context.routeMetrics[route.index].count(.bypassed, totals: context.metrics.totals)
+            ProxyExchange(handler: self, request: request, client: connection, route: route, key: nil, isProbe: false).start()
+            return
+        }
+        // The verdict given when the head arrived, for a request whose body followed.
+        if let held = connection.exchange as? HeldVerdict {
+            connection.exchange = nil
+            return shield(held.verdict, request, on: connection, route: route, key: key, context: context)
         }
         // The shield check: the one place every tracked request passes before anything is forwarded.
         // The local tracker answers at once; a shared store may first ask Redis (within redis.timeout).

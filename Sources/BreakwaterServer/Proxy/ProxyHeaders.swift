@@ -13,6 +13,13 @@ enum ProxyHeaders {
             || head.nameHasPrefix(f, "proxy-") || head.nameIs(f, "content-length")
     }
 
+    /// Fields that are end-to-end by their nature: a client's `Connection: Host` (or
+    /// Authorization) must not make the upstream lose them.
+    private static func isEndToEnd(_ head: HTTPHead, _ f: HeaderField) -> Bool {
+        head.nameIs(f, "host") || head.nameIs(f, "authorization") || head.nameIs(f, "cookie")
+            || head.nameIs(f, "content-type")
+    }
+
     private static func appendLine(_ out: inout some ByteSink, _ head: HTTPHead, _ f: HeaderField) {
         out.append(bytes: head.bytes[Int(f.nameStart)..<Int(f.valueEnd)])
         out.append(ascii: "\r\n")
@@ -29,7 +36,13 @@ enum ProxyHeaders {
         let head = request.head
         out.append(bytes: head.bytes[head.first])
         out.append(0x20)
-        out.append(bytes: head.originTarget)
+        if let path = request.normalizedPath {
+            out.append(bytes: path[...])
+            let target = head.originTarget
+            if let query = target.firstIndex(of: UInt8(ascii: "?")) { out.append(bytes: target[query...]) }
+        } else {
+            out.append(bytes: head.originTarget)
+        }
         out.append(ascii: " HTTP/1.1\r\n")
         // Names listed in the Connection header are hop-by-hop too.
         let hasConnection = head.connectionListsOtherFields
@@ -41,7 +54,7 @@ enum ProxyHeaders {
                 continue
             }
             if isHopByHop(head, f) || head.nameIs(f, "expect") { continue }
-            if hasConnection, head.isListedInConnection(f) { continue }
+            if hasConnection, head.isListedInConnection(f), !isEndToEnd(head, f) { continue }
             if head.nameIs(f, "x-forwarded-for") {
                 forwardedFor = forwardedFor.map { $0 + ", " + head.value(f) } ?? head.value(f)
                 continue

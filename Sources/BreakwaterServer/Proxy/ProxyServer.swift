@@ -26,11 +26,15 @@ public final class ProxyServer: @unchecked Sendable {
     private let tracker: ErrorTracker<LoopClock>
     private let rateLimiter: RateLimiter<LoopClock>
     let metrics = ProxyMetrics()
+    /// The last 15 minutes at one-second steps, sampled and served on the first worker.
+    private let series = Series()
     /// Health of each upstream server, shared by all workers; kept by endpoint across reloads.
     private var health: [UpstreamHealth] = []
     /// One Redis-backed tracker store per worker while `[redis]` is set; touched only by the
     /// thread that calls start, reload and shutdown (each store itself lives on its worker).
     private var redisStores: [RedisStore] = []
+    /// Saves and loads the tracker while `[state] file` is set.
+    private(set) var state: StateKeeper?
 
     /// Prepares workers and the shared tracker; nothing listens until `start`.
     public init(config: Config, logger: Logger) throws {
@@ -57,6 +61,12 @@ public final class ProxyServer: @unchecked Sendable {
         metrics.watch(health)
         let health = self.health
         let sink = try config.server.accessLog.map { try AccessLogSink(target: $0) }
+        if !config.state.file.isEmpty {
+            // Before the listeners open: the first request already meets the saved windows.
+            let keeper = StateKeeper(config: config.state, tracker: tracker, hasher: hasher, metrics: metrics, logger: logger)
+            keeper.load()
+            state = keeper
+        }
         port = try group.listen(on: config.server.listen, limits: Self.limits(config.server)) { worker in
             let handler = try ProxyHandler(worker: worker, context: context, accessLog: sink.map { AccessLog(sink: $0, worker: worker) },
                                            logger: logger, health: health)
@@ -68,23 +78,28 @@ public final class ProxyServer: @unchecked Sendable {
             tlsPort = try group.listen(on: tls.listen, limits: Self.limits(config.server), tls: tlsEndpoint) { handlers[$0.index] }
         }
         adminPort = try group.listen(on: config.admin.listen, limits: ReaderLimits(), onlyFirst: true, keepWhileDraining: true) {
-            AdminHandler(proxy: handlers[0], worker: $0)
+            AdminHandler(proxy: handlers[0], worker: $0, series: series)
         }
         installStores(config.redis)
         group.start(name: "breakwater")
         schedulePurge(on: group.workers[0])
-        logger.info("breakwater listening", metadata: [
+        state?.start()
+        scheduleSample(on: group.workers[0])
+        var listening: Logger.Metadata = [
             "listen": "\(HostPort(host: config.server.listen.host, port: port))",
             "admin": "\(HostPort(host: config.admin.listen.host, port: adminPort))",
             "workers": "\(group.workers.count)",
             "upstreams": "\(config.upstream.servers.map(\.description).joined(separator: ","))",
-        ])
+        ]
+        if let tls = config.tls { listening["tls"] = "\(HostPort(host: tls.listen.host, port: tlsPort))" }
+        logger.info("breakwater listening", metadata: listening)
     }
 
     /// Applies a new config to new requests; the tracker's state and open connections carry over.
     /// Returns the keys that changed but need a restart to take effect (listeners, workers, the
     /// tracker's size and hash key); those keep their running values. Throws, changing nothing,
-    /// when an upstream server cannot be resolved.
+    /// when an upstream server cannot be resolved, or when the new admin token would leave the
+    /// running (non-loopback) admin listener without one.
     @discardableResult
     public func reload(_ newConfig: Config) throws -> [String] {
         var applied = newConfig
@@ -98,8 +113,12 @@ public final class ProxyServer: @unchecked Sendable {
         keep("server.listen", \.server.listen)
         keep("server.workers", \.server.workers)
         keep("admin.listen", \.admin.listen)
+        // The listener stays where it is, so the new token is judged against the running address.
+        try applied.validateAdminToken(file: "the reloaded conf")
         keep("clients.max_clients", \.clients.maxClients)
         keep("clients.hash_key", \.clients.hashKey)
+        keep("state.file", \.state.file)
+        keep("state.save_interval", \.state.saveInterval)
         if (applied.tls == nil) != (config.tls == nil) {
             needsRestart.append("tls")
             applied.tls = config.tls
@@ -149,11 +168,14 @@ public final class ProxyServer: @unchecked Sendable {
         return needsRestart
     }
 
-    /// Stops accepting, lets in-flight requests finish (up to `server.grace_period`), and returns when all loops ended.
+    /// Stops accepting, lets in-flight requests finish (up to `server.grace_period`), saves the
+    /// tracker when `[state] file` is set, and returns when all loops ended and the file is written.
     public func shutdown() {
         installStores(nil)
         group.drain(grace: config.server.gracePeriod)
         for handler in handlers { handler.accessLog?.flush() }
+        // After the drain, so the outcomes of the last requests are in the file.
+        state?.stop()
     }
 
     /// Gives every worker its tracker store: the local tracker, or a new Redis-backed store
@@ -163,6 +185,7 @@ public final class ProxyServer: @unchecked Sendable {
         redisStores = redis.map { redis in
             group.workers.map { RedisStore(config: redis, local: tracker, worker: $0, errors: metrics.redisErrors, logger: logger) }
         } ?? []
+        metrics.watch(redis: redis == nil ? nil : redisStores.map(\.link))
         for (index, (worker, handler)) in zip(group.workers, handlers).enumerated() {
             let fresh = redisStores.isEmpty ? nil : redisStores[index]
             let previous = old.isEmpty ? nil : old[index]
@@ -182,6 +205,16 @@ public final class ProxyServer: @unchecked Sendable {
 
     private static func health(for upstream: UpstreamConfig, keeping old: [UpstreamHealth]) -> [UpstreamHealth] {
         upstream.servers.map { endpoint in old.first { $0.endpoint == endpoint } ?? UpstreamHealth(endpoint: endpoint) }
+    }
+
+    /// Adds a row to the series just after each whole second, on the worker that serves it, until draining.
+    private func scheduleSample(on worker: Worker) {
+        worker.schedule(after: Series.delayToNextSecond()) { [weak self] in
+            guard let self, !worker.draining else { return }
+            series.sample(time: Int(Series.wallClock().rounded(.down)), totals: metrics.totals,
+                          tracked: tracker.trackedCount, blocked: tracker.blockedCount)
+            scheduleSample(on: worker)
+        }
     }
 
     /// Drops expired tracker entries every few seconds so the gauges stay exact between requests.
@@ -214,6 +247,7 @@ public final class ProxyServer: @unchecked Sendable {
 
     static func limits(_ server: ServerConfig) -> ReaderLimits {
         ReaderLimits(maxHeaderBytes: server.maxHeaderBytes, maxRequestLineBytes: min(server.maxRequestLineBytes, server.maxHeaderBytes),
-                     maxBodyBytes: server.maxBodyBytes, headerTimeout: server.headerTimeout, idleTimeout: server.idleTimeout)
+                     maxBodyBytes: server.maxBodyBytes, headerTimeout: server.headerTimeout, idleTimeout: server.idleTimeout,
+                     minBodyRate: server.minBodyRate)
     }
 }

@@ -25,13 +25,32 @@ final class ProxyProcess: @unchecked Sendable {
         adminPort = Binary.freePort()
         try Self.conf(port: port, admin: adminPort, upstreams: upstreams, server: server, upstream: upstream, rest: rest)
             .write(to: conf, atomically: true, encoding: .utf8)
+        process = try Self.launch(conf: conf, log: log, openFiles: openFiles)
+        try waitUntilReady()
+    }
+
+    /// The same conf file, ports and directory as `previous` (which must have stopped), started
+    /// again: a restart as an operator makes it. Its output goes to a log file of its own.
+    init(restarting previous: ProxyProcess) throws {
+        port = previous.port
+        adminPort = previous.adminPort
+        dir = previous.dir
+        conf = previous.conf
+        log = dir.appendingPathComponent("breakwater-\(UUID().uuidString.prefix(8)).log")
+        process = try Self.launch(conf: conf, log: log, openFiles: nil)
+        try waitUntilReady()
+    }
+
+    private static func launch(conf: URL, log: URL, openFiles: Int?) throws -> Process {
         if let openFiles {
             // A shell sets the limit and execs the binary in place, so the pid is the proxy's.
-            process = try Tool.start("sh", ["-c", "ulimit -n \(openFiles) && exec \"$0\" \"$@\"", Binary.url.path, "--config", conf.path],
-                                     log: log)
-        } else {
-            process = try Binary.start(["--config", conf.path], log: log)
+            return try Tool.start("sh", ["-c", "ulimit -n \(openFiles) && exec \"$0\" \"$@\"", Binary.url.path, "--config", conf.path],
+                                  log: log)
         }
+        return try Binary.start(["--config", conf.path], log: log)
+    }
+
+    private func waitUntilReady() throws {
         // Ready once listening and once its signal handlers are in place: libdispatch opens their
         // signalfd lazily, after the listeners, and a test that floods a process capped at a few
         // descriptors must not race it (see runningOutOfDescriptorsPausesAcceptingInsteadOfSpinning).

@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Runs a system tool found on PATH (promtool, prometheus), failing clearly when it is missing.
 enum Tool {
@@ -27,9 +30,10 @@ enum Tool {
         try process.run()
         input.fileHandleForWriting.write(Data(stdin))
         try input.fileHandleForWriting.close()
-        // The reads below end when the process does; the deadline makes sure it does.
+        // The reads below end when the process does; the deadline makes sure it does. SIGKILL, as
+        // a process started from a test thread inherits its signal mask, which blocks SIGTERM.
         DispatchQueue.global().asyncAfter(deadline: .now() + timeout) { [process] in
-            if process.isRunning { process.terminate() }
+            if process.isRunning { kill(process.processIdentifier, SIGKILL) }
         }
         let stdout = out.fileHandleForReading.readDataToEndOfFile()
         let stderr = err.fileHandleForReading.readDataToEndOfFile()

@@ -21,8 +21,15 @@
 // operations / CPU seconds and stays honest when other jobs take a share of the machine; the
 // wall-clock rate is shown beside it.
 //
+//   state    `[state]`: a table of KEYS blocked clients saved as the server saves it (exportState,
+//            one shard lock at a time, then encode; the file written to a temporary directory
+//            with fsync and rename), then read back into a fresh tracker. Meanwhile one thread
+//            keeps calling `check` on tracked keys and records each call's latency, so the cost
+//            of the save to the request path shows: the longest call and the 99.9th percentile,
+//            during the save and during as long a stretch without one.
+//
 // Environment: KEYS (1000000), SECONDS (2, per timed run), ROUNDS (3, median reported),
-// ERROR_PERCENT (2), THREADS (2), WORKLOADS ("memory,mix,shield"; a subset, e.g. to profile one).
+// ERROR_PERCENT (2), THREADS (2), WORKLOADS ("memory,mix,shield,state"; a subset, e.g. to profile one).
 
 import BreakwaterCore
 import Foundation
@@ -50,7 +57,7 @@ let errorPercent = setting("ERROR_PERCENT", 2)
 let threadCount = max(1, Int(setting("THREADS", 2)))
 let maxClients = 1_000_000
 let policy = BackoffPolicy()
-let workloads = Set((ProcessInfo.processInfo.environment["WORKLOADS"] ?? "memory,mix,shield")
+let workloads = Set((ProcessInfo.processInfo.environment["WORKLOADS"] ?? "memory,mix,shield,state")
     .split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
 
 // MARK: - helpers
@@ -316,4 +323,122 @@ for row in rows where row.name.hasPrefix("mix") {
 }
 if workloads.contains("memory") {
     print("target: <= 96 bytes per tracked client: RSS growth \(format(rssPerClient, 1)), tableBytes \(format(tablePerClient, 1)): \(rssPerClient <= 96 && tablePerClient <= 96 ? "met" : "NOT met")")
+}
+
+// MARK: - state
+
+/// Latencies of `check` calls on tracked keys, in nanoseconds, from one thread until `stop` is set.
+final class CheckProbe: @unchecked Sendable {
+    private let lock = NSLock()
+    private var latencies: [Int64] = []
+    private var stopped = false
+    private let done = DispatchSemaphore(value: 0)
+
+    init(tracker: ErrorTracker<SystemClock>, keys: KeySpace) {
+        let thread = Thread { [self] in
+            var random = FastRandom(seed: 99)
+            var local: [Int64] = []
+            local.reserveCapacity(1 << 22)
+            var ts = timespec()
+            while true {
+                if local.count & 1023 == 0 && isStopped { break }
+                clock_gettime(CLOCK_MONOTONIC, &ts)
+                let start = Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
+                _ = tracker.check(keys.key(Int(random.next() % UInt64(keys.count))), policy: policy)
+                clock_gettime(CLOCK_MONOTONIC, &ts)
+                local.append(Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec) - start)
+            }
+            lock.lock(); latencies = local; lock.unlock()
+            done.signal()
+        }
+        thread.start()
+    }
+
+    private var isStopped: Bool { lock.lock(); defer { lock.unlock() }; return stopped }
+
+    /// Stops the thread; returns (calls, 99.9th percentile, longest) in microseconds.
+    func stop() -> (Int, Double, Double) {
+        lock.lock(); stopped = true; lock.unlock()
+        done.wait()
+        let sorted = latencies.sorted()
+        guard !sorted.isEmpty else { return (0, .nan, .nan) }
+        let p999 = sorted[min(sorted.count - 1, sorted.count * 999 / 1000)]
+        return (sorted.count, Double(p999) / 1e3, Double(sorted.last!) / 1e3)
+    }
+}
+
+func wallNanoseconds() -> Int64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_REALTIME, &ts)
+    return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
+}
+
+/// Writes `bytes` to `path` as the server does: a temporary file, fsync, rename, fsync of the directory.
+func writeAtomically(_ path: String, _ bytes: [UInt8]) {
+    let temporary = path + ".tmp"
+    let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+    precondition(fd >= 0, "cannot create \(temporary)")
+    var done = 0
+    while done < bytes.count {
+        let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + done, $0.count - done) }
+        precondition(n > 0, "cannot write \(temporary)")
+        done += n
+    }
+    precondition(fsync(fd) == 0 && close(fd) == 0 && rename(temporary, path) == 0)
+    let dir = open((path as NSString).deletingLastPathComponent, O_RDONLY | O_DIRECTORY)
+    precondition(dir >= 0 && fsync(dir) == 0)
+    close(dir)
+}
+
+if workloads.contains("state") {
+    let stateKeys = KeySpace(count: keyCount, seed: 0x57A7E)
+    let tracker = makeTracker()
+    fill(tracker, stateKeys)
+    let fingerprint = StateFile.fingerprint(of: KeyedHasher(secret: "tracker-bench-hash-key"))
+    let directory = NSTemporaryDirectory() + "tracker-bench-state-\(getpid())"
+    try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+    let path = directory + "/bench.state"
+    defer { try? FileManager.default.removeItem(atPath: directory) }
+    print("state: \(tracker.trackedCount) tracked clients, every one blocked once (the default policy)")
+    var exportTimes: [Double] = [], encodeTimes: [Double] = [], writeTimes: [Double] = [], loadTimes: [Double] = []
+    var during: [(Int, Double, Double)] = [], quiet: [(Int, Double, Double)] = []
+    var saved = 0, size = 0, loaded = 0
+    for _ in 0..<rounds {
+        let probe = CheckProbe(tracker: tracker, keys: stateKeys)
+        usleep(20_000)
+        let t0 = monotonicSeconds()
+        let clocks = ClockPair(monotonic: SystemClock().nanoseconds(), wall: wallNanoseconds())
+        let clients = tracker.exportState(clocks: clocks)
+        let t1 = monotonicSeconds()
+        let bytes = StateFile.encode(clients, fingerprint: fingerprint, writtenAt: clocks.wall)
+        let t2 = monotonicSeconds()
+        during.append(probe.stop())
+        writeAtomically(path, bytes)
+        let t3 = monotonicSeconds()
+        // As long a stretch of checks with no save, for comparison.
+        let calm = CheckProbe(tracker: tracker, keys: stateKeys)
+        usleep(useconds_t(max(20_000, (t2 - t0) * 1e6)))
+        quiet.append(calm.stop())
+        let read = try! [UInt8](Data(contentsOf: URL(fileURLWithPath: path)))
+        let fresh = makeTracker()
+        let t4 = monotonicSeconds()
+        loaded = try! fresh.loadState(read, fingerprint: fingerprint,
+                                      clocks: ClockPair(monotonic: SystemClock().nanoseconds(), wall: wallNanoseconds())).taken
+        let t5 = monotonicSeconds()
+        exportTimes.append(t1 - t0); encodeTimes.append(t2 - t1); writeTimes.append(t3 - t2); loadTimes.append(t5 - t4)
+        saved = clients.count
+        size = bytes.count
+    }
+    let ms = { (v: [Double]) in format(median(v) * 1e3, 1) }
+    print("  save: \(saved) entries, \(format(Double(size) / 1_048_576, 1)) MiB; export (shard by shard) \(ms(exportTimes)) ms, "
+          + "encode \(ms(encodeTimes)) ms, write + fsync + rename \(ms(writeTimes)) ms; "
+          + "in all \(format((median(exportTimes) + median(encodeTimes) + median(writeTimes)) * 1e3, 1)) ms")
+    print("  load: read back and \(loaded) entries imported into a fresh tracker in \(ms(loadTimes)) ms")
+    func describe(_ runs: [(Int, Double, Double)]) -> String {
+        "p99.9 \(format(median(runs.map(\.1)), 1)) us, longest \(format(median(runs.map(\.2)), 1)) us "
+            + "(\(Int(median(runs.map { Double($0.0) }))) checks)"
+    }
+    print("  check latency on another thread during export and encode: \(describe(during))")
+    print("  check latency on another thread, no save running:        \(describe(quiet))")
+    print("")
 }

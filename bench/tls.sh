@@ -1,0 +1,318 @@
+#!/usr/bin/env bash
+# Breakwater's TLS termination beside nginx's and HAProxy's (`bind ... ssl crt`), in the
+# arrangement of bench/compare.sh, in one command of about five minutes (DURATION=5s ROUNDS=3).
+#
+#   bench/tls.sh
+#   DURATION=2s ROUNDS=1 bench/tls.sh                              # the quick mode, about a minute and a half
+#   QUIET_WAIT=180 QUIET_PCT=20 DURATION=5s ROUNDS=5 bench/tls.sh  # steadier numbers on a shared machine
+#
+# One certificate for the three proxies: an EC P-256 key and a self-signed certificate for
+# localhost and 127.0.0.1, made with openssl in the work directory. Each proxy accepts TLS 1.2 and
+# later and keeps its own defaults for the rest: cipher lists, key-exchange groups, session
+# tickets and session cache. The table's header shows what each negotiated with OpenSSL's client
+# (the library wrk uses) and whether it resumed a session.
+#
+# Everything runs on 127.0.0.1, on ports the kernel reports free:
+#   upstream   the plain-HTTP nginx of bench/compare.sh (bench/compare/nginx-upstream.conf.in)
+#   nginx      bench/tls/nginx-proxy.conf.in: compare.sh's nginx with `listen ... ssl`
+#   haproxy    bench/tls/haproxy.cfg.in: compare.sh's HAProxy with `bind ... ssl crt`
+#   breakwater bench/compare/breakwater.conf.in with bench/tls/breakwater-tls.conf.in appended: the
+#              same server, upstream and /shield/ route, and a [tls] listener
+#
+# The cells, each run against every proxy, wrk -t1 --latency over https, the proxy alone on CPU 0
+# (PROXY_CPU), wrk and the upstream on CPU 1 (LOAD_CPU), as in compare.sh:
+#   keep-alive  /ok at CONNECTIONS (64) and CONNECTIONS_MANY (256) connections: requests over
+#               established TLS connections, each forwarded to the upstream
+#   new conns   /ok at CONNECTIONS with `Connection: close`: every request on a new TCP and TLS
+#               connection, so requests per second are handshakes per second. wrk offers the
+#               session of a connection's previous TLS connection (it keeps it across SSL_clear),
+#               so these are resumed handshakes where the proxy resumes sessions.
+#   shield      /shield/x at CONNECTIONS: every answer a 429 from the proxy itself (Breakwater's
+#               blocked client, nginx limit_req, HAProxy's stick table; "haproxy deny" is its
+#               unconditional deny on /deny/x)
+# Rounds are interleaved (every cell and proxy once per round, the proxy order rotating), the table
+# shows the medians and, for the ratios, the median of the per-round ratios. CPU us/req is the
+# proxy's utime+stime over the run divided by the requests wrk completed (all of it TLS and HTTP
+# work: in the new-connection row, the handshake's share included). Breakwater's
+# breakwater_tls_handshakes_total{result} is read around each of its runs: the handshakes it
+# completed per request are in the notes.
+#
+# Environment: DURATION (5s), ROUNDS (3), WARMUP (1s per cell and proxy; 0 to skip), CONNECTIONS
+# (64), CONNECTIONS_MANY (256), PROXY_CPU (0), LOAD_CPU (1), NICE (-20 as root, else 0),
+# QUIET_WAIT (0: do not wait; else each round first waits at most this many seconds for the
+# machine to fall under QUIET_PCT (20) % busy), SCRATCH_PATH (swift build's --scratch-path),
+# BREAKWATER_BIN (use this binary, skip the build).
+# Raw wrk outputs, configs, logs, results.tsv, handshakes.tsv and the table go to
+# bench/out/tls-DATE-TIME/.
+
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+. bench/lib.sh
+
+pinned_settings
+CONNECTIONS=${CONNECTIONS:-64}
+CONNECTIONS_MANY=${CONNECTIONS_MANY:-256}
+case "$CONNECTIONS$CONNECTIONS_MANY" in '' | *[!0-9]*) bench_die "CONNECTIONS and CONNECTIONS_MANY must be positive integers" ;; esac
+proxy_tools
+ensure_tool openssl openssl
+
+breakwater_binary
+
+bench_dirs tls
+read -r UP_PORT NGX_PORT HAP_PORT BW_PORT BW_TLS_PORT BW_ADMIN <<<"$(free_ports 6 | tr '\n' ' ')"
+
+# ---- the certificate: EC P-256, self-signed, for localhost and 127.0.0.1 ------------------------
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 7 -subj /CN=localhost \
+    -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" -keyout "$WORK/key.pem" -out "$WORK/cert.pem" \
+    >"$OUT/openssl-req.log" 2>&1 || fail_with_log "$OUT/openssl-req.log" "openssl could not make the certificate"
+cat "$WORK/cert.pem" "$WORK/key.pem" >"$WORK/bundle.pem" # HAProxy's crt: the certificate and its key
+cp "$WORK/cert.pem" "$OUT/"
+
+# ---- the processes ------------------------------------------------------------------------------
+start_upstream
+
+fill bench/tls/nginx-proxy.conf.in "$WORK/nginx-proxy.conf" DIR="$WORK" PORT="$NGX_PORT" UPSTREAM_PORT="$UP_PORT"
+"$NGINX" -p "$WORK/" -c "$WORK/nginx-proxy.conf" -e "$WORK/nginx-proxy-error.log" -t >"$OUT/nginx-check.log" 2>&1 \
+    || fail_with_log "$OUT/nginx-check.log" "nginx refused the proxy conf"
+pinned "$PROXY_CPU" "$NGINX" -p "$WORK/" -c "$WORK/nginx-proxy.conf" -e "$WORK/nginx-proxy-error.log" \
+    >"$OUT/nginx-proxy.log" 2>&1 &
+NGX_PID=$!
+track_pid "$NGX_PID" "nginx proxy"
+wait_port "$NGX_PORT" "$NGX_PID" || fail_with_log "$WORK/nginx-proxy-error.log" "the nginx proxy did not start"
+
+fill bench/tls/haproxy.cfg.in "$WORK/haproxy.cfg" DIR="$WORK" PORT="$HAP_PORT" UPSTREAM_PORT="$UP_PORT"
+"$HAPROXY" -c -f "$WORK/haproxy.cfg" >"$OUT/haproxy-check.log" 2>&1 \
+    || fail_with_log "$OUT/haproxy-check.log" "haproxy refused its conf"
+pinned "$PROXY_CPU" "$HAPROXY" -db -f "$WORK/haproxy.cfg" >"$OUT/haproxy.log" 2>&1 &
+HAP_PID=$!
+track_pid "$HAP_PID" haproxy
+wait_port "$HAP_PORT" "$HAP_PID" || fail_with_log "$OUT/haproxy.log" "HAProxy did not start"
+
+fill bench/compare/breakwater.conf.in "$WORK/breakwater.conf" PORT="$BW_PORT" ADMIN_PORT="$BW_ADMIN" \
+    UPSTREAM_PORT="$UP_PORT" WORKERS=1
+{ echo; sed "s|@TLS_PORT@|$BW_TLS_PORT|g" bench/tls/breakwater-tls.conf.in; } >>"$WORK/breakwater.conf"
+cp "$WORK/breakwater.conf" "$OUT/"
+"$BIN" check --config "$WORK/breakwater.conf" >"$OUT/breakwater-check.log" 2>&1 \
+    || fail_with_log "$OUT/breakwater-check.log" "breakwater check refused breakwater.conf"
+pinned "$PROXY_CPU" "$BIN" --config "$WORK/breakwater.conf" >"$OUT/breakwater.log" 2>&1 &
+BW_PID=$!
+track_pid "$BW_PID" breakwater
+wait_port "$BW_TLS_PORT" "$BW_PID" || fail_with_log "$OUT/breakwater.log" "breakwater did not start"
+
+# ---- targets and cells --------------------------------------------------------------------------
+#            TLS port     pid       log
+target_info() {
+    case $1 in
+        bw) echo "$BW_TLS_PORT $BW_PID $OUT/breakwater.log" ;;
+        ngx) echo "$NGX_PORT $NGX_PID $WORK/nginx-proxy-error.log" ;;
+        hap | hapdeny) echo "$HAP_PORT $HAP_PID $OUT/haproxy.log" ;;
+    esac
+}
+target_label() {
+    case $1 in
+        bw) echo "breakwater" ;;
+        ngx) echo "nginx" ;;
+        hap) echo "haproxy" ;;
+        hapdeny) echo "haproxy deny" ;;
+    esac
+}
+#          path       connections  connection  targets
+cell_info() {
+    case $1 in
+        ka) echo "/ok $CONNECTIONS keep-alive bw ngx hap" ;;
+        ka-many) echo "/ok $CONNECTIONS_MANY keep-alive bw ngx hap" ;;
+        new) echo "/ok $CONNECTIONS close bw ngx hap" ;;
+        shield) echo "/shield/x $CONNECTIONS keep-alive bw ngx hap hapdeny" ;;
+    esac
+}
+cell_label() {
+    case $1 in
+        ka) echo "keep-alive /ok, $CONNECTIONS conns" ;;
+        ka-many) echo "keep-alive /ok, $CONNECTIONS_MANY conns" ;;
+        new) echo "new TLS conn per request, $CONNECTIONS conns" ;;
+        shield) echo "shield 429, $CONNECTIONS conns" ;;
+    esac
+}
+CELLS=(ka ka-many new shield)
+
+https_status() { # https_status PORT PATH [CURL_OPTION...]: "CODE SIZE" of one GET
+    local port=$1 path=$2
+    shift 2
+    curl -sk -o /dev/null -w '%{http_code} %{size_download}' --max-time 5 "$@" "https://$BENCH_HOST:$port$path" || true
+}
+
+# One request through each proxy before any load: /ok is a 200 of 3 bytes, kept alive or not;
+# the first /shield/x reaches the upstream (401), every later one is answered 429 by the proxy.
+for port in "$BW_TLS_PORT" "$NGX_PORT" "$HAP_PORT"; do
+    got=$(https_status "$port" /ok)
+    [ "$got" = "200 3" ] || bench_die "GET https://$BENCH_HOST:$port/ok answered '$got', expected '200 3'"
+    got=$(https_status "$port" /ok -H "Connection: close")
+    [ "$got" = "200 3" ] || bench_die "GET /ok with Connection: close on port $port answered '$got', expected '200 3'"
+    got=$(https_status "$port" /shield/x)
+    [ "${got% *}" = 401 ] || bench_die "first GET /shield/x on port $port answered '$got', expected the upstream's 401"
+    for i in 1 2 3; do
+        got=$(https_status "$port" /shield/x)
+        [ "${got% *}" = 429 ] || bench_die "GET /shield/x on port $port after the 401 answered '$got', expected 429"
+    done
+    got=$(https_status "$port" /ok)
+    [ "$got" = "200 3" ] || bench_die "GET /ok on port $port answered '$got' once /shield/ was blocked, expected '200 3'"
+done
+got=$(https_status "$HAP_PORT" /deny/x)
+[ "${got% *}" = 429 ] || bench_die "HAProxy GET /deny/x answered '$got', expected 429"
+
+# What each proxy negotiates with OpenSSL's client, and whether it resumes the session of the
+# connection before: "PROTOCOL CIPHER GROUP SIGNATURE ALPN resumed|new".
+tls_parameters() {
+    local port=$1 session=$WORK/session-$1.pem request first second
+    request=$(printf 'GET /ok HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n')
+    # -ign_eof: read to the end, so that the session tickets sent after the handshake are kept.
+    first=$(printf '%s' "$request" | timeout 10 openssl s_client -connect "$BENCH_HOST:$port" -servername localhost \
+        -alpn http/1.1 -ign_eof -sess_out "$session" 2>&1) || true
+    second=$(printf '%s' "$request" | timeout 10 openssl s_client -connect "$BENCH_HOST:$port" -servername localhost \
+        -alpn http/1.1 -ign_eof -sess_in "$session" 2>&1) || true
+    printf '%s\n' "$first" >"$OUT/s_client-$port.txt"
+    printf '%s\n' "$second" >>"$OUT/s_client-$port.txt"
+    awk -v resumed="$(grep -q '^Reused, ' <<<"$second" && echo resumed || echo new)" '
+        /^New, / && !p { p = $2; sub(/,$/, "", p); c = $NF }
+        /^Server Temp Key:/ && !g { sub(/^Server Temp Key: /, ""); sub(/,.*/, ""); g = $0 }
+        /^Peer signature type:/ && !s { s = $4 }
+        /^ALPN protocol:/ && !a { a = $3 }
+        END { print (p ? p : "?"), (c ? c : "?"), (g ? g : "?"), (s ? s : "?"), (a ? a : "none"), resumed }' <<<"$first"
+}
+declare -A NEGOTIATED
+for t in bw ngx hap; do
+    read -r port _ <<<"$(target_info "$t")"
+    NEGOTIATED[$t]=$(tls_parameters "$port")
+    bench_log "$(target_label "$t"): ${NEGOTIATED[$t]}"
+done
+
+# Breakwater's completed and failed handshakes so far: "OK FAILED TIMEOUT".
+handshakes() {
+    curl -s --max-time 5 "http://$BENCH_HOST:$BW_ADMIN/metrics" | awk '
+        /^breakwater_tls_handshakes_total\{result="ok"\}/ { ok = $2 }
+        /^breakwater_tls_handshakes_total\{result="failed"\}/ { failed = $2 }
+        /^breakwater_tls_handshakes_total\{result="timeout"\}/ { timeout = $2 }
+        END { printf "%d %d %d\n", ok, failed, timeout }'
+}
+read -r hs_ok _ <<<"$(handshakes)"
+[ "$hs_ok" -gt 0 ] || bench_die "breakwater_tls_handshakes_total{result=\"ok\"} is not counted at http://$BENCH_HOST:$BW_ADMIN/metrics"
+printf 'cell\tround\trequests\thandshakes_ok\thandshakes_failed\thandshakes_timeout\n' >"$OUT/handshakes.tsv"
+
+# measure CELL TARGET ROUND DURATION: one wrk run; round 0 is a warm-up and is not recorded.
+measure() {
+    local cell=$1 t=$2 round=$3 duration=$4
+    local path conns connection port pid log file rss before after warmup=() header=()
+    read -r path conns connection _ <<<"$(cell_info "$cell")"
+    read -r port pid log <<<"$(target_info "$t")"
+    [ "$t" = hapdeny ] && path=/deny/x
+    [ "$connection" = close ] && header=(-H "Connection: close")
+    rss=$pid
+    [ "$t" = ngx ] && rss=$(pgrep -P "$NGX_PID" | head -n 1 || echo "$NGX_PID") # nginx's worker
+    if [ "$round" = 0 ]; then
+        file=$OUT/warmup-$cell-$t.txt
+        warmup=(--warmup)
+    else
+        file=$OUT/$cell-$t-round$round.txt
+    fi
+    [ "$t" = bw ] && before=$(handshakes)
+    measure_wrk "${warmup[@]}" --rss "$rss" "$cell" "$t" "$round" "$(target_label "$t")" "$pid" "$log" "$file" \
+        "$LOAD_CPU" -t1 -c"$conns" -d"$duration" --timeout 5s --latency "${header[@]}" "https://$BENCH_HOST:$port$path"
+    if [ "$t" = bw ] && [ "$round" != 0 ]; then
+        after=$(handshakes)
+        awk -v cell="$cell" -v round="$round" -v n="$WRK_REQUESTS" -v a="$before" -v b="$after" 'BEGIN {
+            split(a, x, " "); split(b, y, " ")
+            printf "%s\t%s\t%d\t%d\t%d\t%d\n", cell, round, n, y[1] - x[1], y[2] - x[2], y[3] - x[3]
+        }' >>"$OUT/handshakes.tsv"
+    fi
+}
+
+LOAD_START=$(load_average)
+MACHINE=$(machine_line)
+VERSIONS="$(versions_line), $(openssl version | awk '{ print $1, $2 }')"
+bench_log "$VERSIONS"
+bench_log "$MACHINE; load average $(cut -d' ' -f1-3 /proc/loadavg)"
+bench_log "wrk -d$DURATION, $ROUNDS rounds interleaved; proxies on CPU $PROXY_CPU, wrk and the upstream on CPU $LOAD_CPU"
+
+if [ "$WARMUP" != 0 ] && [ "$WARMUP" != 0s ]; then
+    bench_log "warming up ($WARMUP per cell and proxy)"
+    for cell in "${CELLS[@]}"; do
+        read -r _ _ _ targets <<<"$(cell_info "$cell")"
+        for t in $targets; do measure "$cell" "$t" 0 "$WARMUP"; done
+    done
+fi
+for round in $(seq 1 "$ROUNDS"); do
+    quiet_round
+    for cell in "${CELLS[@]}"; do
+        read -r _ _ _ targets <<<"$(cell_info "$cell")"
+        # shellcheck disable=SC2046 # the lists are split into words on purpose
+        for t in $(rotate "$round" $targets); do measure "$cell" "$t" "$round" "$DURATION"; done
+    done
+done
+LOAD_END=$(load_average)
+curl -s --max-time 5 "http://$BENCH_HOST:$BW_ADMIN/metrics" >"$OUT/breakwater-metrics.txt" 2>/dev/null || true
+
+# ---- the table ----------------------------------------------------------------------------------
+for cell in "${CELLS[@]}"; do
+    read -r _ _ _ targets <<<"$(cell_info "$cell")"
+    for t in $targets; do summarize "$cell" "$t"; done
+done
+TABLE_CELL_WIDTH=42
+
+{
+    echo
+    echo "Breakwater vs nginx vs HAProxy over TLS: median of $ROUNDS interleaved rounds of wrk -d$DURATION --latency, $(date -u +%Y-%m-%d)"
+    echo "$MACHINE; load average $LOAD_START at start, $LOAD_END at end"
+    echo "$VERSIONS"
+    echo "Proxy alone on CPU $PROXY_CPU; wrk -t1 and the upstream nginx (plain HTTP) on CPU $LOAD_CPU. One EC P-256 certificate, TLS 1.2+, each proxy's defaults otherwise."
+    for t in bw ngx hap; do
+        read -r protocol cipher group signature alpn resumed <<<"${NEGOTIATED[$t]}"
+        echo "  $(target_label "$t"): $protocol $cipher, key exchange $group, signature $signature, ALPN $alpn; the next connection ${resumed/new/was not resumed (a full handshake)}"
+    done
+    echo "Shield: Breakwater blocked client (401 then 1h window), nginx limit_req 1r/m burst 0, haproxy = stick-table http_req_rate deny 429, haproxy deny = unconditional deny 429."
+    echo
+    table_header
+    for cell in "${CELLS[@]}"; do
+        read -r _ _ _ targets <<<"$(cell_info "$cell")"
+        label=$(cell_label "$cell")
+        for t in $targets; do
+            r1="" r2="" r3=""
+            if [ "$t" != bw ]; then
+                r1=$(round_ratio "$cell" bw "$t" 4)
+                r2=$(round_ratio "$cell" bw "$t" 7)
+                r3=$(round_ratio "$cell" bw "$t" 19)
+            fi
+            table_row "$label" "$(target_label "$t")" "$cell" "$t" "$r1" "$r2" "$r3"
+            label=""
+        done
+    done
+    echo
+    table_legend
+    echo "Peak RSS: VmHWM of the Breakwater process, the nginx worker, the HAProxy process."
+    echo "new TLS conn per request: wrk sends Connection: close, so each request is one TCP connection and one TLS handshake (resumed when the proxy resumes wrk's session); req/s = handshakes/s."
+
+    echo
+    echo "Notes:"
+    for cell in "${CELLS[@]}"; do
+        read -r _ _ _ targets <<<"$(cell_info "$cell")"
+        for t in $targets; do
+            what="$(cell_label "$cell"), $(target_label "$t")"
+            pace_notes "$what" "$cell" "$t"
+            case $cell in
+                shield) answer_notes "$what" "$cell" "$t" refused ;;
+                *) answer_notes "$what" "$cell" "$t" forward ;;
+            esac
+        done
+    done
+    for cell in "${CELLS[@]}"; do
+        awk -F'\t' -v c="$cell" -v what="$(cell_label "$cell")" 'NR > 1 && $1 == c { n += $3; ok += $4; failed += $5; timeout += $6 }
+            END { if (n > 0) printf "  %s, breakwater: %d TLS handshakes completed for %d requests (%.3f a request), %d failed (wrk opens and closes one plain TCP connection before each run, to check the address: one a run), %d timed out.\n", what, ok, n, ok / n, failed, timeout }' \
+            "$OUT/handshakes.tsv"
+    done
+    echo "  upstream requests per cell (all rounds; the forward rows should match wrk's count, the shield rows be ~0): $(
+        for cell in "${CELLS[@]}"; do
+            read -r _ _ _ targets <<<"$(cell_info "$cell")"
+            for t in $targets; do printf '%s/%s %s, ' "$cell" "$t" "${M[$cell,$t,up]}"; done
+        done | sed 's/, $//')"
+    echo "  raw wrk outputs, configs, logs, s_client transcripts and results.tsv: $OUT/"
+} | tee "$OUT/summary.txt"
