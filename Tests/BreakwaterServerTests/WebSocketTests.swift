@@ -68,8 +68,9 @@ import Glibc
         let started = Date()
         let echo = try WebSocketEchoServer()
         defer { echo.kill() }
-        // Tunnels hold their upstream connection: let each worker have more than 1,000.
-        let proxy = try ProxyProcess(upstreams: [echo.port], upstream: "max_connections = 4096")
+        // Defaults throughout: a tunnel's upstream connection leaves the pool, so max_connections
+        // (512 per worker) does not cap tunnels.
+        let proxy = try ProxyProcess(upstreams: [echo.port])
         let dir = try Binary.tempDirectory()
         let release = dir.appendingPathComponent("release")
         let log = dir.appendingPathComponent("client.log")
@@ -125,7 +126,7 @@ import Glibc
         let echo = try WebSocketEchoServer(rejectPrefix: "expired")
         defer { echo.kill() }
         let proxy = try ProxyProcess(upstreams: [echo.port],
-                                     rest: Self.route("ws", "/ws/", "key = [\"ip\"]\nbackoff = { base = \"2s\", max = \"2s\", jitter = 0.0 }"))
+                                     rest: Self.route("ws", "/ws/", "key = [\"ip\"]\nbackoff = { base = \"3s\", max = \"3s\", jitter = 0.0 }"))
         let url = "ws://127.0.0.1:\(proxy.port)/ws/feed"
         let expired = [("Authorization", "Bearer expired-1")]
 
@@ -134,19 +135,19 @@ import Glibc
         for _ in 0..<5 {
             let (_, response) = try openTunnel(port: proxy.port, "/ws/feed", headers: expired)
             #expect(response.status == 429)
-            #expect(response.header("Retry-After").flatMap { Int($0) }.map { (1...2).contains($0) } == true)
+            #expect(response.header("Retry-After").flatMap { Int($0) }.map { (1...3).contains($0) } == true)
         }
         #expect(echo.handshakes.count == 1, "\(echo.logText)")
 
         // After the window one probe reaches the upstream, fails, and the client is blocked again.
-        usleep(2_200_000)
+        usleep(3_200_000)
         #expect(try openTunnel(port: proxy.port, "/ws/feed", headers: expired).response.status == 401)
         #expect(try openTunnel(port: proxy.port, "/ws/feed", headers: expired).response.status == 429)
         #expect(echo.handshakes.count == 2, "\(echo.logText)")
 
         // After the next window the client comes back with a good token: the 101 clears it, so its
         // next failure reaches the upstream again instead of being answered with 429.
-        usleep(2_200_000)
+        usleep(3_200_000)
         let (socket, switched) = try openTunnel(port: proxy.port, "/ws/feed", headers: [("Authorization", "Bearer valid-1")])
         #expect(switched.status == 101)
         socket.shutdownWrite()
@@ -239,11 +240,12 @@ import Glibc
         }
         #expect(try readAndCheck(1 << 20))
 
-        // Stop reading; wait for the upstream to be held back.
+        // Stop reading; wait for the upstream to be held back. Past 128 MiB it plainly is not, and
+        // the test stops before a proxy without backpressure eats the machine's memory.
         var last = upstream.streamed
         var stillSince = Date()
         let deadline = Date().addingTimeInterval(30)
-        while Date() < deadline && Date().timeIntervalSince(stillSince) < 2 {
+        while Date() < deadline && Date().timeIntervalSince(stillSince) < 2 && last < 128 << 20 {
             usleep(250_000)
             let now = upstream.streamed
             if now != last {
@@ -255,9 +257,9 @@ import Glibc
         #expect(Date().timeIntervalSince(stillSince) >= 2, "the upstream was never held back: \(stalled) bytes sent")
         // What the kernel holds (socket buffers on both connections, a few MB each on loopback)
         // plus Breakwater's ~1 MiB; without backpressure this would be gigabytes by now.
-        #expect(stalled < 64 << 20, "the upstream sent \(stalled) bytes to a client that read \(offset)")
         let grown = proxy.residentBytes() - baseline
         #expect(grown < 32 << 20, "RSS grew by \(grown) bytes (from \(baseline))")
+        try #require(stalled < 64 << 20, "the upstream sent \(stalled) bytes to a client that read \(offset)")
         usleep(1_000_000)
         #expect(upstream.streamed - stalled < 1 << 20)
         #expect(proxy.residentBytes() - baseline < 32 << 20)
