@@ -174,7 +174,7 @@ final class TLSServerContext: @unchecked Sendable {
         guard let subject = X509_get_subject_name(certificate) else { return nil }
         var text = [CChar](repeating: 0, count: 256)
         let n = X509_NAME_get_text_by_NID(subject, NID_commonName, &text, Int32(text.count))
-        return n > 0 ? String(cString: text) : nil
+        return n > 0 ? String(decoding: text.prefix(Int(n)).map { UInt8(bitPattern: $0) }, as: UTF8.self) : nil
     }
 
     private static func lastComponent(_ path: String) -> String {

@@ -25,7 +25,7 @@ public struct TLSError: Error, CustomStringConvertible {
             if code == 0 { break }
             var text = [CChar](repeating: 0, count: 256)
             ERR_error_string_n(code, &text, text.count)
-            parts.append(String(cString: text))
+            parts.append(String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
         }
         return parts.isEmpty ? "no reason given" : parts.joined(separator: "; ")
     }
