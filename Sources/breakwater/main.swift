@@ -2,6 +2,7 @@ import ArgumentParser
 import BreakwaterCore
 import BreakwaterServer
 import Dispatch
+import Synchronization
 import Logging
 #if canImport(Glibc)
 import Glibc
@@ -27,6 +28,8 @@ struct Serve: ParsableCommand {
     var config = "conf/breakwater.conf"
 
     func run() throws {
+        // Before any other thread exists, so that every thread inherits the blocked signals.
+        SignalThread.shared.start()
         // First: the sockets a previous process handed over, if this start is a hot upgrade.
         let inherited = HotUpgrade.takeInherited()
         let logger = makeLogger("breakwater")
@@ -85,7 +88,7 @@ struct Serve: ParsableCommand {
             SystemdNotify.send("READY=1")
         }
         for warning in (try? TLSCheck.warnings(for: loaded)) ?? [] { logger.warning("\(warning)") }
-        dispatchMain()
+        waitForever()
     }
 }
 
@@ -252,6 +255,7 @@ struct DemoAPICommand: ParsableCommand {
         guard let address = HostPort(parsing: listen) else {
             throw ValidationError("--listen: expected host:port, got \"\(listen)\"")
         }
+        SignalThread.shared.start()   // before the API's threads, which inherit the blocked signals
         let logger = makeLogger("demo-api")
         let api = try DemoAPI(logger: logger)
         try api.start(listen: address)
@@ -259,7 +263,7 @@ struct DemoAPICommand: ParsableCommand {
             api.shutdown()
             Glibc.exit(0)
         }
-        dispatchMain()
+        waitForever()
     }
 }
 
@@ -286,18 +290,74 @@ private enum FileHandleStderr {
     }
 }
 
-/// Runs `handler` on a private queue for each of `signals` (their default action is disabled).
+/// Runs `handler` on the signal thread each time one of `signals` arrives.
+///
+/// The signals Breakwater acts on are blocked in every thread (threads inherit the mask of the
+/// main thread, which blocks them here, before any other thread exists) and one thread takes them
+/// with sigwait: a signal sent at any moment is kept pending until that thread takes it, never
+/// lost to an ignored disposition nor left to its default action. (A dispatch signal source, used
+/// before, is registered asynchronously, and a SIGTERM sent right after start could be ignored.)
 private func onSignals(_ signals: [Int32], _ handler: @escaping @Sendable (Int32) -> Void) {
-    let queue = DispatchQueue(label: "signals")
-    for signo in signals {
-        signal(signo, SIG_IGN)
-        let source = DispatchSource.makeSignalSource(signal: signo, queue: queue)
-        source.setEventHandler { handler(signo) }
-        source.resume()
-        retainedSources.append(source)
-    }
+    SignalThread.shared.add(signals, handler)
 }
 
-nonisolated(unsafe) private var retainedSources: [any DispatchSourceSignal] = []
+/// The main thread's work is done once the loops run: it waits, its signals blocked (what
+/// `dispatchMain` would do unblocks them all, letting a SIGTERM take its default action).
+private func waitForever() -> Never {
+    while true { pause() }
+}
+
+/// The one thread that waits for the handled signals.
+private final class SignalThread: @unchecked Sendable {
+    static let shared = SignalThread()
+    /// Every signal Breakwater acts on; blocked all at once, whichever are handled.
+    private static let handled: [Int32] = [SIGTERM, SIGINT, SIGHUP, SIGUSR2]
+    private let state = Mutex<(handlers: [Int32: @Sendable (Int32) -> Void], started: Bool)>(([:], false))
+
+    private init() {}
+
+    func add(_ signals: [Int32], _ handler: @escaping @Sendable (Int32) -> Void) {
+        state.withLock { state in
+            for signo in signals { state.handlers[signo] = handler }
+        }
+        start()
+    }
+
+    /// Blocks the handled signals in the calling thread (and so in every thread it creates from
+    /// now on) and starts the thread that waits for them; once.
+    func start() {
+        let first = state.withLock { state in
+            defer { state.started = true }
+            return !state.started
+        }
+        guard first else { return }
+        var set = Self.set()
+        pthread_sigmask(SIG_BLOCK, &set, nil)
+        var thread = pthread_t()
+        let rc = pthread_create(&thread, nil, { _ in
+            SignalThread.shared.wait()
+            return nil
+        }, nil)
+        precondition(rc == 0, "pthread_create failed for the signal thread")
+        pthread_detach(thread)
+    }
+
+    private static func set() -> sigset_t {
+        var set = sigset_t()
+        sigemptyset(&set)
+        for signo in handled { sigaddset(&set, signo) }
+        return set
+    }
+
+    fileprivate func wait() {
+        var set = Self.set()
+        while true {
+            var signo: Int32 = 0
+            guard sigwait(&set, &signo) == 0 else { continue }
+            let handler = state.withLock { $0.handlers[signo] }
+            handler?(signo)
+        }
+    }
+}
 
 BreakwaterCommand.main()
