@@ -3,8 +3,8 @@
 # arrangement of bench/compare.sh, in one command of about five minutes (DURATION=5s ROUNDS=3).
 #
 #   bench/tls.sh
-#   DURATION=2s ROUNDS=1 bench/tls.sh                              # the quick mode, about a minute and a half
-#   QUIET_WAIT=180 QUIET_PCT=20 DURATION=5s ROUNDS=5 bench/tls.sh  # steadier numbers on a shared machine
+#   DURATION=2s ROUNDS=1 bench/tls.sh                              # the quick mode, about two minutes
+#   QUIET_WAIT=180 QUIET_PCT=20 DURATION=5s ROUNDS=5 bench/tls.sh  # steadier, on a shared machine: 10+ minutes
 #
 # One certificate for the three proxies: an EC P-256 key and a self-signed certificate for
 # localhost and 127.0.0.1, made with openssl in the work directory. Each proxy accepts TLS 1.2 and
