@@ -24,12 +24,9 @@ start_upstream
 fill bench/compare/breakwater.conf.in "$WORK/breakwater.conf" PORT="$BW_PORT" ADMIN_PORT="$BW_ADMIN" \
     UPSTREAM_PORT="$UP_PORT" WORKERS=1
 # The page needs the admin token, as an operator's would.
-sed "/^\[admin\]/a token = \"$TOKEN\"" "$WORK/breakwater.conf" >"$WORK/b.conf"
-"$BIN" check --config "$WORK/b.conf" >"$OUT/check.log" 2>&1 || fail_with_log "$OUT/check.log" "breakwater check refused the conf"
-pinned "$PROXY_CPU" "$BIN" --config "$WORK/b.conf" >"$OUT/breakwater.log" 2>&1 &
-BW_PID=$!
-track_pid "$BW_PID" breakwater
-wait_port "$BW_PORT" "$BW_PID" || fail_with_log "$OUT/breakwater.log" "breakwater did not start"
+sed -i "/^\[admin\]/a token = \"$TOKEN\"" "$WORK/breakwater.conf"
+start_breakwater_on breakwater "$PROXY_CPU" "$BW_PORT"
+BW_PID=$STARTED_PID
 curl -sf -o /dev/null -H "Authorization: Bearer $TOKEN" "http://$BENCH_HOST:$BW_ADMIN/stats/series" \
     || bench_die "GET /stats/series with the token failed"
 

@@ -69,14 +69,7 @@ read -r UP_PORT NGX_PORT HAP_PORT BW_PORT BW_ADMIN BW1_PORT BW1_ADMIN BW2_PORT B
 start_upstream
 
 # ---- nginx proxy ------------------------------------------------------------------------------
-fill bench/compare/nginx-proxy.conf.in "$WORK/nginx-proxy.conf" DIR="$WORK" PORT="$NGX_PORT" UPSTREAM_PORT="$UP_PORT"
-"$NGINX" -p "$WORK/" -c "$WORK/nginx-proxy.conf" -e "$WORK/nginx-proxy-error.log" -t >"$OUT/nginx-check.log" 2>&1 \
-    || fail_with_log "$OUT/nginx-check.log" "nginx refused the proxy conf"
-pinned "$PROXY_CPU" "$NGINX" -p "$WORK/" -c "$WORK/nginx-proxy.conf" -e "$WORK/nginx-proxy-error.log" \
-    >"$OUT/nginx-proxy.log" 2>&1 &
-NGX_PID=$!
-track_pid "$NGX_PID" "nginx proxy"
-wait_port "$NGX_PORT" "$NGX_PID" || fail_with_log "$WORK/nginx-proxy-error.log" "the nginx proxy did not start"
+start_nginx_proxy bench/compare/nginx-proxy.conf.in
 
 # ---- HAProxy ----------------------------------------------------------------------------------
 fill bench/compare/haproxy.cfg.in "$WORK/haproxy.cfg" PORT="$HAP_PORT" UPSTREAM_PORT="$UP_PORT"
@@ -92,12 +85,7 @@ start_breakwater() { # start_breakwater NAME PORT ADMIN_PORT WORKERS CPUS -> set
     local name=$1 port=$2 admin=$3 workers=$4 cpus=$5
     fill bench/compare/breakwater.conf.in "$WORK/$name.conf" PORT="$port" ADMIN_PORT="$admin" \
         UPSTREAM_PORT="$UP_PORT" WORKERS="$workers"
-    "$BIN" check --config "$WORK/$name.conf" >"$OUT/$name-check.log" 2>&1 \
-        || fail_with_log "$OUT/$name-check.log" "breakwater check refused $name.conf"
-    pinned "$cpus" "$BIN" --config "$WORK/$name.conf" >"$OUT/$name.log" 2>&1 &
-    STARTED_PID=$!
-    track_pid "$STARTED_PID" "$name"
-    wait_port "$port" "$STARTED_PID" || fail_with_log "$OUT/$name.log" "$name did not start"
+    start_breakwater_on "$name" "$cpus" "$port"
 }
 start_breakwater breakwater "$BW_PORT" "$BW_ADMIN" 1 "$PROXY_CPU"
 BW_PID=$STARTED_PID

@@ -442,6 +442,31 @@ start_upstream() {
     wait_port "$UP_PORT" "$UP_PID" || fail_with_log "$WORK/upstream-error.log" "the upstream nginx did not start"
 }
 
+# start_nginx_proxy TEMPLATE: the nginx proxy of TEMPLATE (a conf with @DIR@, @PORT@ and
+# @UPSTREAM_PORT@) on PROXY_CPU, listening on NGX_PORT, checked with -t first. Sets NGX_PID.
+start_nginx_proxy() {
+    fill "$1" "$WORK/nginx-proxy.conf" DIR="$WORK" PORT="$NGX_PORT" UPSTREAM_PORT="$UP_PORT"
+    "$NGINX" -p "$WORK/" -c "$WORK/nginx-proxy.conf" -e "$WORK/nginx-proxy-error.log" -t >"$OUT/nginx-check.log" 2>&1 \
+        || fail_with_log "$OUT/nginx-check.log" "nginx refused the proxy conf"
+    pinned "$PROXY_CPU" "$NGINX" -p "$WORK/" -c "$WORK/nginx-proxy.conf" -e "$WORK/nginx-proxy-error.log" \
+        >"$OUT/nginx-proxy.log" 2>&1 &
+    NGX_PID=$!
+    track_pid "$NGX_PID" "nginx proxy"
+    wait_port "$NGX_PORT" "$NGX_PID" || fail_with_log "$WORK/nginx-proxy-error.log" "the nginx proxy did not start"
+}
+
+# start_breakwater_on NAME CPUS PORT: Breakwater (BIN) on WORK/NAME.conf, checked by `breakwater
+# check` first, on CPUS, its log in OUT/NAME.log; ready once PORT answers. Sets STARTED_PID.
+start_breakwater_on() {
+    local name=$1 cpus=$2 port=$3
+    "$BIN" check --config "$WORK/$name.conf" >"$OUT/$name-check.log" 2>&1 \
+        || fail_with_log "$OUT/$name-check.log" "breakwater check refused $name.conf"
+    pinned "$cpus" "$BIN" --config "$WORK/$name.conf" >"$OUT/$name.log" 2>&1 &
+    STARTED_PID=$!
+    track_pid "$STARTED_PID" "$name"
+    wait_port "$port" "$STARTED_PID" || fail_with_log "$OUT/$name.log" "$name did not start"
+}
+
 # The requests the upstream has answered so far (its stub_status), this one included.
 upstream_requests() {
     curl -s --max-time 5 "http://$BENCH_HOST:$UP_PORT/upstream_status" | awk 'NR == 3 { print $3 }'

@@ -93,23 +93,12 @@ UP_PID=$!
 track_pid "$UP_PID" "upstream echo"
 wait_port "$UP_PORT" "$UP_PID" || fail_with_log "$OUT/upstream.log" "the upstream echo did not start"
 
-fill bench/ws/nginx-proxy.conf.in "$WORK/nginx-proxy.conf" DIR="$WORK" PORT="$NGX_PORT" UPSTREAM_PORT="$UP_PORT"
-"$NGINX" -p "$WORK/" -c "$WORK/nginx-proxy.conf" -e "$WORK/nginx-proxy-error.log" -t >"$OUT/nginx-check.log" 2>&1 \
-    || fail_with_log "$OUT/nginx-check.log" "nginx refused the proxy conf"
-pinned "$PROXY_CPU" "$NGINX" -p "$WORK/" -c "$WORK/nginx-proxy.conf" -e "$WORK/nginx-proxy-error.log" \
-    >"$OUT/nginx-proxy.log" 2>&1 &
-NGX_PID=$!
-track_pid "$NGX_PID" "nginx proxy"
-wait_port "$NGX_PORT" "$NGX_PID" || fail_with_log "$WORK/nginx-proxy-error.log" "the nginx proxy did not start"
+start_nginx_proxy bench/ws/nginx-proxy.conf.in
 
 fill bench/compare/breakwater.conf.in "$WORK/breakwater.conf" PORT="$BW_PORT" ADMIN_PORT="$BW_ADMIN" \
     UPSTREAM_PORT="$UP_PORT" WORKERS=1
-"$BIN" check --config "$WORK/breakwater.conf" >"$OUT/breakwater-check.log" 2>&1 \
-    || fail_with_log "$OUT/breakwater-check.log" "breakwater check refused breakwater.conf"
-pinned "$PROXY_CPU" "$BIN" --config "$WORK/breakwater.conf" >"$OUT/breakwater.log" 2>&1 &
-BW_PID=$!
-track_pid "$BW_PID" breakwater
-wait_port "$BW_PORT" "$BW_PID" || fail_with_log "$OUT/breakwater.log" "breakwater did not start"
+start_breakwater_on breakwater "$PROXY_CPU" "$BW_PORT"
+BW_PID=$STARTED_PID
 
 # ---- targets and cells --------------------------------------------------------------------------
 #            port       pid       log                              RSS of
