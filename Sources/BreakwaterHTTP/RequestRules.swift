@@ -8,9 +8,10 @@ extension HTTPHead {
     /// a request head before routing it. In order:
     ///
     /// - Host (RFC 9112 3.2): never more than one line, whatever the version (nginx refuses a
-    ///   second one even when equal); exactly one in HTTP/1.1; its value must pass `checkHost`;
-    ///   with an absolute-form target it must equal the target's authority, ignoring case, as
-    ///   HAProxy requires: the upstream sees the Host, the rules here saw the authority.
+    ///   second one even when equal); exactly one in HTTP/1.1; its value must pass `checkHost`.
+    ///   With an absolute-form target the target's authority replaces it (RFC 9112 3.2.2): the
+    ///   Host line is still required and checked, as nginx does, but the upstream is sent the
+    ///   authority (`ProxyHeaders`).
     /// - Authorization: at most one line.
     /// - Framing: `requestBodyLength()`, whose errors are 400s.
     /// - TRACE is refused with 405, with or without a body, as nginx refuses it. It echoes the
@@ -35,9 +36,6 @@ extension HTTPHead {
         if let host {
             let value = Int(host.valueStart)..<Int(host.valueEnd)
             try Self.checkHost(bytes, value, requestLine: false)
-            if !authority.isEmpty, !equalIgnoringCase(value, authority) {
-                throw .badRequest("Host differs from the target's authority")
-            }
         } else if minorVersion == 1 {
             throw .badRequest("HTTP/1.1 request without Host")
         }
@@ -234,15 +232,5 @@ extension HTTPHead {
             guard i > start, value <= 255, i - start == 1 || b[start] != UInt8(ascii: "0") else { return false }
         }
         return i == range.upperBound
-    }
-
-    /// Whether `bytes[a]` and `bytes[b]` are equal ignoring ASCII case.
-    private func equalIgnoringCase(_ a: Range<Int>, _ b: Range<Int>) -> Bool {
-        guard a.count == b.count else { return false }
-        for k in 0..<a.count {
-            let x = bytes[a.lowerBound + k], y = bytes[b.lowerBound + k]
-            if x != y, x | 0x20 != y | 0x20 || (x | 0x20) &- UInt8(ascii: "a") >= 26 { return false }
-        }
-        return true
     }
 }

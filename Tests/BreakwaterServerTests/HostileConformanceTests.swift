@@ -16,9 +16,8 @@ import Testing
         ("GET /front HTTP/1.1\r\nHost:\r\n\r\n", 400),
         ("GET /front HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n", 400),
         ("GET /front HTTP/1.1\r\nHost: a:port\r\n\r\n", 400),
-        // Absolute-form with userinfo, and an authority that is not the Host.
+        // Absolute-form with userinfo.
         ("GET http://user:pw@t:81/front HTTP/1.1\r\nHost: t:81\r\n\r\n", 400),
-        ("GET http://other/front HTTP/1.1\r\nHost: t\r\n\r\n", 400),
         // The request target: an encoded NUL, broken percent-encoding, `*` outside OPTIONS.
         ("GET /front%00x HTTP/1.1\r\nHost: t\r\n\r\n", 400),
         ("GET /front%zz HTTP/1.1\r\nHost: t\r\n\r\n", 400),
@@ -61,5 +60,18 @@ import Testing
         let response = try #require(try socket.readMessage())
         #expect(response.status == 200, "\(raw.debugDescription)")
         #expect(target.received("/front").count == 1)
+    }
+
+    /// An absolute-form target's authority replaces Host (RFC 9112 3.2.2): the upstream is sent
+    /// that host, in one Host line, whatever Host the client wrote.
+    @Test func theAuthorityReplacesHostUpstream() throws {
+        let target = try HostileTarget()
+        let socket = try TestSocket(port: target.port)
+        try socket.send("GET http://api.example:8080/front HTTP/1.1\r\nHost: other.example\r\n\r\n")
+        let response = try #require(try socket.readMessage())
+        #expect(response.status == 200)
+        let seen = try #require(target.received("/front").first)
+        #expect(seen.header("host") == "api.example:8080")
+        #expect(seen.headers.filter { $0.0.lowercased() == "host" }.count == 1)
     }
 }

@@ -27,6 +27,8 @@ enum ProxyHeaders {
 
     /// The head sent upstream for `request`, with a Content-Length for the buffered body.
     /// A request without Host (HTTP/1.0 allows that) gets `defaultHost`, since HTTP/1.1 requires one.
+    /// An absolute-form target's authority replaces the Host lines (RFC 9112 3.2.2), so the
+    /// upstream reads the same host the route and the shield were given.
     /// Header names with an underscore are dropped, as nginx does by default: CGI-style upstreams
     /// read `X-Forwarded_For` as `X-Forwarded-For`, which would let a client forge it.
     /// With `upgrade`, the request's Upgrade field goes along with `Connection: upgrade` (an
@@ -48,7 +50,9 @@ enum ProxyHeaders {
         let hasConnection = head.connectionListsOtherFields
         var forwardedFor: String?
         var via: String?
+        let authority = head.authority
         for f in head.fields {
+            if !authority.isEmpty, head.nameIs(f, "host") { continue }
             if upgrade, head.nameIs(f, "upgrade") {
                 appendLine(&out, head, f)
                 continue
@@ -68,7 +72,11 @@ enum ProxyHeaders {
             }
             appendLine(&out, head, f)
         }
-        if head.count("host") == 0 {
+        if !authority.isEmpty {
+            out.append(ascii: "Host: ")
+            out.append(bytes: head.bytes[authority])
+            out.append(ascii: "\r\n")
+        } else if head.count("host") == 0 {
             out.append(ascii: "Host: ")
             out.append(utf8: defaultHost)
             out.append(ascii: "\r\n")
