@@ -86,9 +86,13 @@ struct Serve: ParsableCommand {
             throw ExitCode.failure
         }
         if inherited.isUpgrade {
+            // Under systemd (Type=notify, NotifyAccess=all) this process becomes the unit's main
+            // one, and systemd must have taken that in before the previous process learns it may
+            // exit: a main process that exits first would stop the whole unit.
+            if SystemdNotify.send("MAINPID=\(getpid())\nREADY=1") && !SystemdNotify.barrier(timeout: .seconds(5)) {
+                logger.warning("upgrade: systemd did not confirm the new main pid within 5 s (a systemd before 246 has no barriers)")
+            }
             if !inherited.reportReady() { logger.warning("upgrade: the previous process is gone; serving anyway") }
-            // Under systemd (Type=notify, NotifyAccess=all) this process becomes the unit's main one.
-            SystemdNotify.send("MAINPID=\(getpid())\nREADY=1")
         } else {
             SystemdNotify.send("READY=1")
         }

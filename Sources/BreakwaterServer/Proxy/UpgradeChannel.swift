@@ -61,15 +61,7 @@ struct UpgradeChannel {
             try write(header, deadline: deadline)
         } else {
             try wait(POLLOUT, deadline: deadline)
-            let space = Self.controlSpace(descriptors.count)
-            var control = [UInt8](repeating: 0, count: space)
-            control.withUnsafeMutableBytes { raw in
-                let cmsg = raw.baseAddress!.assumingMemoryBound(to: cmsghdr.self)
-                cmsg.pointee.cmsg_len = Self.controlLength(descriptors.count)
-                cmsg.pointee.cmsg_level = SOL_SOCKET
-                cmsg.pointee.cmsg_type = Int32(SCM_RIGHTS)
-                descriptors.withUnsafeBytes { raw.baseAddress!.advanced(by: Self.cmsgHeaderSize).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
-            }
+            var control = Self.rights(descriptors)
             let sent = header.withUnsafeMutableBytes { bytes in
                 control.withUnsafeMutableBytes { controlBytes in
                     var vector = iovec(iov_base: bytes.baseAddress, iov_len: bytes.count)
@@ -198,6 +190,19 @@ struct UpgradeChannel {
     private static func controlLength(_ count: Int) -> Int { cmsgHeaderSize + count * MemoryLayout<Int32>.size }
 
     private static func controlSpace(_ count: Int) -> Int { cmsgHeaderSize + align(count * MemoryLayout<Int32>.size) }
+
+    /// The control message that carries `descriptors` (SCM_RIGHTS), for `msghdr.msg_control`.
+    static func rights(_ descriptors: [Int32]) -> [UInt8] {
+        var control = [UInt8](repeating: 0, count: controlSpace(descriptors.count))
+        control.withUnsafeMutableBytes { raw in
+            let cmsg = raw.baseAddress!.assumingMemoryBound(to: cmsghdr.self)
+            cmsg.pointee.cmsg_len = controlLength(descriptors.count)
+            cmsg.pointee.cmsg_level = SOL_SOCKET
+            cmsg.pointee.cmsg_type = Int32(SCM_RIGHTS)
+            descriptors.withUnsafeBytes { raw.baseAddress!.advanced(by: cmsgHeaderSize).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+        }
+        return control
+    }
 
     /// The descriptors of every SCM_RIGHTS message in `control`'s first `length` bytes.
     private static func descriptors(in control: UnsafeMutableRawBufferPointer, length: Int) -> [Int32] {
