@@ -1,3 +1,5 @@
+// SOCK_* and MSG_* resolve through the shim's <sys/socket.h> in release builds too (as in Socket.swift).
+private import CLibevent
 #if canImport(Glibc)
 import Glibc
 #endif
