@@ -5,7 +5,7 @@
 set -euo pipefail
 
 build=(libevent-dev libhiredis-dev libssl-dev pkg-config)
-test=("${build[@]}" curl openssl prometheus redis-server python3 python3-pip chromium)
+test=("${build[@]}" curl openssl prometheus redis-server python3 python3-pip chromium systemd)
 bench=("${build[@]}" curl wrk nginx-light haproxy openssl python3-matplotlib python3-uvloop valgrind)
 
 case "${1:-build}" in

@@ -30,13 +30,17 @@ struct Serve: ParsableCommand {
     func run() throws {
         // Before any other thread exists, so that every thread inherits the blocked signals.
         SignalThread.shared.start()
-        // First: the sockets a previous process handed over, if this start is a hot upgrade.
+        // First: the sockets a previous process hands over, if this start is a hot upgrade.
         let inherited = HotUpgrade.takeInherited()
         let logger = makeLogger("breakwater")
+        if let failure = inherited.failure {
+            logger.critical("cannot start: the hot upgrade handover failed: \(failure)")
+            throw ExitCode.failure
+        }
         let loaded = try loadOrExit(config)
         let server: ProxyServer
         do {
-            server = try ProxyServer(config: loaded, logger: logger)
+            server = try ProxyServer(config: loaded, logger: logger, handedKey: inherited.key)
         } catch {
             logger.critical("cannot start: \(error)")
             throw ExitCode.failure
@@ -53,9 +57,10 @@ struct Serve: ParsableCommand {
         onSignals([SIGUSR2]) { _ in
             logger.info("upgrade: starting the binary on disk", metadata: ["path": "\(HotUpgrade.executablePath)"])
             do {
-                let pid = try server.upgrade(arguments: Array(CommandLine.arguments.dropFirst()))
-                logger.info("upgrade: the new process serves; draining this one", metadata: ["pid": "\(pid)"])
-                server.shutdown()
+                let handover = try server.upgrade(arguments: Array(CommandLine.arguments.dropFirst()))
+                logger.info("upgrade: the new process serves; draining this one",
+                            metadata: ["pid": "\(handover.pid)", "clients": "\(handover.entries)"])
+                server.shutdown(closingIdle: false)
                 logger.info("stopped")
                 Glibc.exit(0)
             } catch {
@@ -80,10 +85,14 @@ struct Serve: ParsableCommand {
             logger.critical("cannot start: \(error)")
             throw ExitCode.failure
         }
-        if let ready = inherited.readyFD {
-            HotUpgrade.reportReady(ready)
-            // Under systemd (Type=notify, NotifyAccess=all) this process becomes the unit's main one.
-            SystemdNotify.send("MAINPID=\(getpid())\nREADY=1")
+        if inherited.isUpgrade {
+            // Under systemd (Type=notify, NotifyAccess=all) this process becomes the unit's main
+            // one, and systemd must have taken that in before the previous process learns it may
+            // exit: a main process that exits first would stop the whole unit.
+            if SystemdNotify.send("MAINPID=\(getpid())\nREADY=1") && !SystemdNotify.barrier(timeout: .seconds(5)) {
+                logger.warning("upgrade: systemd did not confirm the new main pid within 5 s (a systemd before 246 has no barriers)")
+            }
+            if !inherited.reportReady() { logger.warning("upgrade: the previous process is gone; serving anyway") }
         } else {
             SystemdNotify.send("READY=1")
         }
@@ -144,7 +153,15 @@ struct Check: ParsableCommand {
             FileHandleStderr.write("breakwater: \(config): \(error)\n")
             throw ExitCode.failure
         }
+        let note: String?
+        do {
+            note = try HashKeyNote.text(for: loaded)
+        } catch {
+            FileHandleStderr.write("breakwater: \(config): clients.hash_key: \(error)\n")
+            throw ExitCode.failure
+        }
         print(loaded.render(), terminator: "")
+        if let note { FileHandleStderr.write("note: \(note)\n") }
         for warning in warnings { FileHandleStderr.write("warning: \(warning)\n") }
         FileHandleStderr.write("\(config): ok\n")
     }
@@ -171,7 +188,7 @@ struct StateCommand: ParsableCommand {
 
         /// Prints the report, or the refusal and exits 1.
         func run() throws {
-            let fingerprint = try config.map { StateFile.fingerprint(of: KeyedHasher(secret: try loadOrExit($0).clients.hashKey)) }
+            let fingerprint = try config.map { StateFile.fingerprint(of: try hasherOrExit(try loadOrExit($0))) }
             let header: StateFile.Header
             let clients: [SavedClient]
             do {
@@ -265,6 +282,34 @@ struct DemoAPICommand: ParsableCommand {
         }
         waitForever()
     }
+}
+
+/// What `check` says of a `hash_key` kept in a file beside the state file.
+enum HashKeyNote {
+    /// nil when the conf sets the key itself or has no `[state]`; throws when the key file is
+    /// there but holds no key (the start would refuse it too).
+    static func text(for config: Config) throws -> String? {
+        guard config.clients.hashKey.isEmpty, !config.state.file.isEmpty else { return nil }
+        let path = HashKeyFile.path(forStateFile: config.state.file)
+        guard try HashKeyFile.read(path) != nil else {
+            return "clients.hash_key is \"\": a random key is generated at the first start and kept in \(path) (mode 0600)"
+        }
+        let exposed = HashKeyFile.isExposed(path) ? "; the file is readable by others, chmod 600 it" : ""
+        return "clients.hash_key is \"\": the key is read from \(path)\(exposed)"
+    }
+}
+
+/// The hasher of a conf for reading state files: its `hash_key`, or the key file beside its
+/// state file (never created here); exits 1 when there is neither.
+private func hasherOrExit(_ config: Config) throws -> KeyedHasher {
+    if !config.clients.hashKey.isEmpty { return KeyedHasher(secret: config.clients.hashKey) }
+    let path = HashKeyFile.path(forStateFile: config.state.file)
+    guard !config.state.file.isEmpty, let secret = try? HashKeyFile.read(path) else {
+        FileHandleStderr.write("breakwater: the conf sets no clients.hash_key and no key file was found"
+                               + (config.state.file.isEmpty ? "" : " at \(path)") + "\n")
+        throw ExitCode.failure
+    }
+    return KeyedHasher(secret: secret)
 }
 
 private func makeLogger(_ label: String) -> Logger {

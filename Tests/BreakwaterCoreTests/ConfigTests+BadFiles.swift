@@ -73,7 +73,6 @@ extension BadConf {
                 text: "[clients]\nhash_key = \"0123456789abcdef\"\n[redis]\nurl = \"http://localhost:6379\"\n"),
         BadConf(name: "redis-without-hash-key", text: "[redis]\n", key: "clients.hash_key"),
         BadConf(name: "redis-unknown-key", text: "[redis]\nhost = \"localhost\"\n", key: "redis.host"),
-        BadConf(name: "state-without-hash-key", text: "[state]\nfile = \"/var/lib/breakwater/state\"\n", key: "clients.hash_key"),
         BadConf(name: "state-unknown-key", text: "[state]\npath = \"x\"\n", key: "state.path"),
         BadConf(name: "state-zero-interval", text: "[state]\nsave_interval = \"0s\"\n", key: "state.save_interval"),
         BadConf(name: "state-file-is-a-directory", key: "state.file",

@@ -47,7 +47,6 @@ struct BadConf: Sendable, CustomTestStringConvertible {
         var health = RouteConfig(name: "health", path: "/healthz")
         health.bypass = true
         expected.routes = [device, health]
-        expected.clients.hashKey = "demo-only-replace-this-secret"
         expected.state.file = Config.directory(of: Self.shippedPath) + "state/breakwater.state"
         #expect(config == expected)
     }
@@ -56,10 +55,8 @@ struct BadConf: Sendable, CustomTestStringConvertible {
         let text = try readFile(Self.shippedPath)
         let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
         let start = try #require(lines.firstIndex(of: "# [redis]"))
-        // Without the demo's hash_key, and without [state], which needs one too.
+        // The shipped hash_key is "": [redis] needs one of its own.
         let uncommented = (lines[..<start] + lines[start...].map { $0.dropFirst(2) }).joined(separator: "\n")
-            .replacing("hash_key = \"demo-only-replace-this-secret\"", with: "hash_key = \"\"")
-            .replacing("file = \"state/breakwater.state\"", with: "file = \"\"")
         let error = #expect(throws: ConfigError.self) {
             try Config.parse(uncommented, file: "redis.conf")
         }
@@ -74,6 +71,9 @@ struct BadConf: Sendable, CustomTestStringConvertible {
         let config = try Config.parse(text, file: "/etc/breakwater/breakwater.conf")
         #expect(config.state.file == "/etc/breakwater/state/bw.state")
         #expect(config.state.saveInterval == .seconds(30))
+        // Without a hash_key: the key is kept beside the state file (the server's part).
+        let keyless = try Config.parse("[state]\nfile = \"bw.state\"\n", file: "/etc/breakwater/breakwater.conf")
+        #expect(keyless.clients.hashKey.isEmpty && keyless.state.file == "/etc/breakwater/bw.state")
         let absolute = try Config.parse(text.replacing("state/./bw.state", with: "/srv/bw.state"), file: "x.conf")
         #expect(absolute.state.file == "/srv/bw.state")
         #expect(Config().state == StateConfig())

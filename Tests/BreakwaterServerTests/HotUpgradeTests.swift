@@ -27,8 +27,9 @@ import Glibc
     /// Clients sending back to back until stopped: keep-alive ones, and ones that open a fresh
     /// connection for every request. A keep-alive connection the server closes while idle may
     /// meet the next request on its way (RFC 9112, section 9.3.1): that request goes again once on
-    /// a fresh connection, as HTTP clients do, and is counted as retried. Everything else that is
-    /// not a complete 200 is a failure, and a connection that cannot be made is a refusal.
+    /// a fresh connection, as HTTP clients do, and is counted as retried (a hot upgrade closes no
+    /// idle connection, so there should be none). Everything else that is not a complete 200 is a
+    /// failure, and a connection that cannot be made is a refusal.
     final class Clients: @unchecked Sendable {
         /// What the clients saw.
         struct Counts: CustomStringConvertible {
@@ -150,6 +151,7 @@ import Glibc
         let counts = clients.stop()
         #expect(counts.refused == 0, "\(counts)")
         #expect(counts.failed == 0, "\(counts)")
+        #expect(counts.retried == 0, "\(counts)")
         #expect(counts.statuses.keys.allSatisfy { $0 == 200 }, "\(counts)")
 
         let served = api.requestsServed
@@ -159,10 +161,34 @@ import Glibc
             #expect((40...60).contains(Int(response.header("Retry-After") ?? "") ?? 0))
         }
         #expect(api.requestsServed == served, "no blocked client reached the upstream")
-        #expect(proxy.logText.contains("state loaded"), "\(proxy.logText)")
+        #expect(proxy.logText.contains("state received from the previous process"), "\(proxy.logText)")
         let stats = try request(port: proxy.adminPort, "GET", "/metrics").bodyText
         #expect(metricValue(stats, "breakwater_state_loaded_entries") == 5, "\(stats)")
         #expect(metricValue(stats, "breakwater_blocked_clients") == 5)
+    }
+
+    @Test func aNewProcessThatFailsAfterTakingTheTrackerLeavesTheOldOneServingWithItsClientsBlocked() throws {
+        let api = try startDemoAPI()
+        defer { api.shutdown() }
+        let proxy = try ProxyProcess(upstreams: [api.port], rest: Self.rest)
+        let blocked = [("Authorization", "Bearer expired-1")]
+        #expect(try request(port: proxy.port, "GET", "/api/v1/device/expired-1", headers: blocked).status == 401)
+        // The conf now moves the admin listener to a port the demo API holds: the new process
+        // parses it, takes the listeners and the tracker, then cannot bind and exits.
+        let good = try String(contentsOf: proxy.conf, encoding: .utf8)
+        try good.replacing("127.0.0.1:\(proxy.adminPort)", with: "127.0.0.1:\(api.port)")
+            .write(to: proxy.conf, atomically: true, encoding: .utf8)
+        proxy.signal(SIGUSR2)
+        #expect(eventually(15) { proxy.logText.contains("upgrade failed, this process keeps serving") }, "\(proxy.logText)")
+        let failure = proxy.logText.split(separator: "\n").first { $0.contains("upgrade failed") }.map(String.init) ?? ""
+        #expect(failure.contains("exited with status 1"), "\(failure)")
+        #expect(proxy.logText.contains("state received from the previous process"), "the tracker had crossed: \(proxy.logText)")
+        #expect(proxy.isRunning)
+        let served = api.requestsServed
+        #expect(try request(port: proxy.port, "GET", "/api/v1/device/expired-1", headers: blocked).status == 429)
+        #expect(try request(port: proxy.port, "GET", "/api/v1/device/valid-1").status == 200)
+        #expect(api.requestsServed == served + 1)
+        #expect(try request(port: proxy.adminPort, "GET", "/healthz").status == 200)
     }
 
     @Test func aNewProcessThatCannotStartLeavesTheOldOneServing() throws {

@@ -19,7 +19,7 @@ enum Allowed {
     static let key = "a non-empty array of distinct parts: \"ip\", \"header:NAME\", \"route\", \"tls:fingerprint\""
     static let trustedProxies = "an array of CIDR strings such as \"10.0.0.0/8\" or \"fd00::/8\""
     static let ipv6Prefix = "an integer from 1 to 128"
-    static let hashKey = "\"\" (random per start, only without [redis]) or a secret of at least 16 characters"
+    static let hashKey = "\"\" (random per start, or kept in a file beside [state] file; only without [redis]) or a secret of at least 16 characters"
     static let maxClients = "an integer from 1 to 1000000000"
     static let on = "an array of HTTP statuses (100 to 599) and the words \"connect\" and \"timeout\""
     static let strategy = "\"exponential\" or \"linear\""
@@ -160,9 +160,6 @@ extension Config {
         }
 
         try c.check(!state.file.hasSuffix("/") && !state.file.contains("\0"), "state.file", quote(state.file), Allowed.stateFile)
-        try c.check(state.file.isEmpty || !cl.hashKey.isEmpty, "clients.hash_key",
-                    "\"\" while [state] file is set: each start would hash keys its own way and match no saved client",
-                    "a secret of at least 16 characters, kept the same across restarts")
         try c.positive(state.saveInterval, "state.save_interval")
     }
 

@@ -183,7 +183,8 @@ public struct ClientsConfig: Sendable, Equatable {
     public var trustedProxies: [CIDR] = []
     /// `ipv6_prefix`: IPv6 peers are grouped by this many leading bits.
     public var ipv6Prefix = 64
-    /// `hash_key`: the secret of the keyed hash; empty means random per start.
+    /// `hash_key`: the secret of the keyed hash; empty means random per start, or, with `[state]`,
+    /// generated once and kept in a file beside the state file.
     public var hashKey = ""
     /// `max_clients`: the bound of the tracker table.
     public var maxClients = 1_000_000

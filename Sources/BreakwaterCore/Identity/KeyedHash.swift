@@ -93,6 +93,23 @@ public struct KeyedHasher: Sendable, CustomStringConvertible {
         SipHasher(k0: k0, k1: k1)
     }
 
+    /// The key's 16 bytes (k0 then k1, little-endian): handed to the process that replaces this
+    /// one in a hot upgrade over a private socket, never written to a file nor logged.
+    public var keyBytes: [UInt8] {
+        withUnsafeBytes(of: (k0.littleEndian, k1.littleEndian)) { Array($0) }
+    }
+
+    /// The hasher whose `keyBytes` are `bytes`; nil unless there are 16 of them.
+    public init?(keyBytes bytes: [UInt8]) {
+        guard bytes.count == 16 else { return nil }
+        var k0: UInt64 = 0, k1: UInt64 = 0
+        for i in (0..<8).reversed() {
+            k0 = k0 << 8 | UInt64(bytes[i])
+            k1 = k1 << 8 | UInt64(bytes[8 + i])
+        }
+        self.init(k0: k0, k1: k1)
+    }
+
     /// Never shows the key: it is as secret as `hash_key`.
     public var description: String { "KeyedHasher(<secret>)" }
 }

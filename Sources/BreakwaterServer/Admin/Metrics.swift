@@ -188,7 +188,7 @@ final class ProxyMetrics: Sendable {
                        registry.makeCounter(descriptor: bytes, labels: [("direction", "to_client")]))
         stateSavedEntries = registry.makeGauge(descriptor: .breakwater("state_saved", "entries", "Tracker entries written to the state file by the last save."))
         stateSaveSeconds = registry.makeGauge(descriptor: .breakwater("state_save", "seconds", "How long the last save of the state file took."))
-        stateLoadedEntries = registry.makeGauge(descriptor: .breakwater("state_loaded", "entries", "Tracker entries loaded from the state file at start."))
+        stateLoadedEntries = registry.makeGauge(descriptor: .breakwater("state_loaded", "entries", "Tracker entries loaded at start, from the state file or handed over by a hot upgrade."))
         registry.makeGauge(descriptor: .breakwater("build", "info", "Always 1; the version label says which build runs."),
                            labels: [("version", Breakwater.version)]).set(Int64(1))
     }

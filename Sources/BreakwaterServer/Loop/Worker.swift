@@ -76,15 +76,22 @@ final class Worker: @unchecked Sendable {
     }
 
     /// Stops accepting, lets requests in flight finish, then ends the loop (at the latest after `grace`).
-    func drain(grace: Duration) {
+    ///
+    /// `closingIdle`: idle keep-alive connections are closed at once, as nginx does on a stop.
+    /// Without, they stay open until their next request, answered with `Connection: close`, or
+    /// until `grace` (a hot upgrade: the new process serves meanwhile, and a client never meets
+    /// a connection closed just as it sends on it, the race RFC 9112, section 9.3.1, leaves open).
+    func drain(grace: Duration, closingIdle: Bool = true) {
         execute { [self] in
             draining = true
             drainDeadline = LoopClock().now.advanced(by: grace)
             for listener in listeners where !listener.keepWhileDraining { listener.close() }
             listeners.removeAll { !$0.keepWhileDraining }
-            for connection in connections.values where !connection.listener.keepWhileDraining { connection.closeIfIdle() }
+            if closingIdle {
+                for connection in connections.values where !connection.listener.keepWhileDraining { connection.closeIfIdle() }
+            }
             checkDrained()
-            closeIdleAgain()
+            if closingIdle { closeIdleAgain() }
         }
     }
 

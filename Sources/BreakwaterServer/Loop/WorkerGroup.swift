@@ -85,9 +85,10 @@ final class WorkerGroup: @unchecked Sendable {
     }
 
     /// Stops accepting, lets requests in flight finish within `grace`, and waits for every loop to end.
-    func drain(grace: Duration) {
+    /// `closingIdle`: see `Worker.drain`.
+    func drain(grace: Duration, closingIdle: Bool = true) {
         guard !drained.withLock({ let was = $0; $0 = true; return was }) else { return }
-        for worker in workers { worker.drain(grace: grace) }
+        for worker in workers { worker.drain(grace: grace, closingIdle: closingIdle) }
         for worker in workers { worker.join() }
     }
 }

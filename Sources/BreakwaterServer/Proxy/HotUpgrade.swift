@@ -1,77 +1,22 @@
 import BreakwaterCore
-private import CLibevent
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// A hot upgrade: the running process starts the binary now on disk with the same arguments,
-/// hands it its listening sockets as inherited descriptors, and waits for it to say it is ready.
+/// A hot upgrade: the running process starts the binary now on disk with the same arguments and
+/// hands it, over one unix socket (`UpgradeChannel`), its listening sockets and then its tracker;
+/// it stops accepting only once the new process reports that it serves.
 ///
-/// Two environment variables carry the handover into the new process:
-/// - `BREAKWATER_LISTEN_FDS`: `ENDPOINT=FD,FD;ENDPOINT=FD` (each endpoint as the conf writes its
-///   `listen`), the sockets to adopt instead of binding;
-/// - `BREAKWATER_READY_FD`: the write end of a pipe; the new process writes `ready\n` to it once it
-///   serves, or exits (closing it) if it cannot start.
+/// The new process finds its end of the socket in `BREAKWATER_UPGRADE_FD`, the only descriptor
+/// it inherits besides 0, 1 and 2.
 public enum HotUpgrade {
-    /// The variable naming the inherited listening sockets.
-    public static let listenVariable = "BREAKWATER_LISTEN_FDS"
-    /// The variable naming the readiness pipe.
-    public static let readyVariable = "BREAKWATER_READY_FD"
+    /// The variable naming the upgrade socket in the new process.
+    public static let channelVariable = "BREAKWATER_UPGRADE_FD"
 
-    /// What the previous process handed over, read once from the environment (and removed from
-    /// it, so a later upgrade or a child process never sees stale numbers).
-    public struct Inherited: Sendable {
-        /// Listening sockets by endpoint.
-        public var sockets: [HostPort: [Int32]] = [:]
-        /// The readiness pipe, or nil when this process was not started by an upgrade.
-        public var readyFD: Int32?
-
-        /// Nothing inherited: an ordinary start.
-        public init() {}
-    }
-
-    /// The handover of this process; empty for an ordinary start.
-    public static func takeInherited() -> Inherited {
-        var inherited = Inherited()
-        if let text = getenv(listenVariable).map({ String(cString: $0) }) {
-            inherited.sockets = parse(text)
-            unsetenv(listenVariable)
-        }
-        if let text = getenv(readyVariable).map({ String(cString: $0) }), let fd = Int32(text), fd >= 0 {
-            inherited.readyFD = fd
-            _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
-            unsetenv(readyVariable)
-        }
-        return inherited
-    }
-
-    /// `ENDPOINT=FD,FD;...` as a table; malformed parts are skipped.
-    static func parse(_ text: String) -> [HostPort: [Int32]] {
-        var table: [HostPort: [Int32]] = [:]
-        for part in text.split(separator: ";") {
-            guard let equals = part.lastIndex(of: "="), let endpoint = HostPort(parsing: String(part[..<equals])) else { continue }
-            let fds = part[part.index(after: equals)...].split(separator: ",").compactMap { Int32($0) }.filter { $0 >= 0 }
-            table[endpoint, default: []] += fds
-        }
-        return table
-    }
-
-    /// The variable's value for `sockets`.
-    static func format(_ sockets: [(endpoint: HostPort, fd: Int32)]) -> String {
-        var order: [HostPort] = []
-        var table: [HostPort: [Int32]] = [:]
-        for (endpoint, fd) in sockets {
-            if table[endpoint] == nil { order.append(endpoint) }
-            table[endpoint, default: []].append(fd)
-        }
-        return order.map { "\($0)=" + table[$0]!.map(String.init).joined(separator: ",") }.joined(separator: ";")
-    }
-
-    /// Tells the process that started this one that it serves now.
-    public static func reportReady(_ fd: Int32) {
-        let line = Array("ready\n".utf8)
-        _ = line.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-        close(fd)
+    /// Why an upgrade did not happen.
+    public struct Failure: Error, CustomStringConvertible {
+        /// One line for the log.
+        public let description: String
     }
 
     /// The path of the running executable, read at start: after the binary is replaced on disk,
@@ -83,48 +28,31 @@ public enum HotUpgrade {
         return String(decoding: buffer[..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }()
 
-    /// Why an upgrade did not happen.
-    public struct Failure: Error, CustomStringConvertible {
-        /// One line for the log.
-        public let description: String
+    /// What a finished handover reports.
+    public struct Handover: Sendable {
+        /// The new process.
+        public var pid: Int32
+        /// Tracked clients handed to it.
+        public var entries: Int
     }
 
-    /// Starts `executable` with `arguments`, handing it `sockets`, and waits up to `timeout` for
-    /// it to report ready. Returns its pid; throws, having stopped it, when it exits or stays silent.
-    static func spawn(executable: String, arguments: [String], sockets: [(endpoint: HostPort, fd: Int32)],
-                      timeout: Duration) throws(Failure) -> Int32 {
-        var pipeFDs: [Int32] = [-1, -1]
-        guard pipe(&pipeFDs) == 0 else { throw Failure(description: "pipe: \(String(cString: strerror(errno)))") }
-        let (readEnd, writeEnd) = (pipeFDs[0], pipeFDs[1])
-        _ = fcntl(readEnd, F_SETFD, FD_CLOEXEC)
-        _ = fcntl(writeEnd, F_SETFD, FD_CLOEXEC)
-        // Copies without close-on-exec are what the new process inherits; the originals stay ours.
-        var inheritable: [Int32] = []
-        defer { for fd in inheritable { close(fd) } }
-        var handed: [(endpoint: HostPort, fd: Int32)] = []
-        for (endpoint, fd) in sockets {
-            let copy = dup(fd)
-            guard copy >= 0 else {
-                close(readEnd); close(writeEnd)
-                throw Failure(description: "dup: \(String(cString: strerror(errno)))")
-            }
-            inheritable.append(copy)
-            handed.append((endpoint, copy))
-        }
-        let readyCopy = dup(writeEnd)
-        close(writeEnd)
-        guard readyCopy >= 0 else {
-            close(readEnd)
-            throw Failure(description: "dup: \(String(cString: strerror(errno)))")
-        }
-        inheritable.append(readyCopy)
-
-        // Only what is handed over crosses: any other descriptor this process got without
-        // close-on-exec (from whoever started it) would be held open by the new one.
-        closeOnExec(exceptStandardAnd: inheritable)
-        var environment = environ(excluding: [listenVariable, readyVariable])
-        environment.append("\(listenVariable)=\(format(handed))")
-        environment.append("\(readyVariable)=\(readyCopy)")
+    /// Starts `executable` with `arguments`, hands it `sockets` and `key`, answers its request for
+    /// the tracker with `state()` (taken at that moment, so it is as fresh as it can be), and waits
+    /// for it to report ready, all within `timeout`. Throws, having stopped it, when it exits, breaks
+    /// the exchange or stays silent: this process has changed nothing and serves on.
+    static func spawn(executable: String, arguments: [String], sockets: [(endpoint: HostPort, fd: Int32)], key: [UInt8],
+                      timeout: Duration, state: () -> (bytes: [UInt8], count: Int)) throws(Failure) -> Handover {
+        let (ours, theirs) = try UpgradeChannel.pair()
+        defer { ours.close() }
+        // A copy without close-on-exec is what the new process inherits.
+        let inheritable = dup(theirs.fd)
+        theirs.close()
+        guard inheritable >= 0 else { throw Failure(description: "dup: \(String(cString: strerror(errno)))") }
+        // Only the socket crosses: any other descriptor this process got without close-on-exec
+        // (from whoever started it) would be held open by the new one.
+        closeOnExec(exceptStandardAnd: [inheritable])
+        var environment = environ(excluding: [channelVariable])
+        environment.append("\(channelVariable)=\(inheritable)")
         let argv = ([executable] + arguments).map { strdup($0) } + [nil]
         let envp = environment.map { strdup($0) } + [nil]
         defer {
@@ -133,33 +61,62 @@ public enum HotUpgrade {
         }
         var pid: Int32 = 0
         let rc = posix_spawn(&pid, executable, nil, nil, argv, envp)
-        // The child has its copies now (or never will): ours go.
-        for fd in inheritable { close(fd) }
-        inheritable = []
-        guard rc == 0 else {
-            close(readEnd)
-            throw Failure(description: "cannot start \(executable): \(String(cString: strerror(rc)))")
+        close(inheritable)
+        guard rc == 0 else { throw Failure(description: "cannot start \(executable): \(String(cString: strerror(rc)))") }
+
+        let deadline = LoopClock().nanoseconds().addingClamped(timeout.clampedNanoseconds)
+        var entries = 0
+        do throws(Failure) {
+            var order: [HostPort] = []
+            var table: [HostPort: [Int32]] = [:]
+            for (endpoint, fd) in sockets {
+                if table[endpoint] == nil { order.append(endpoint) }
+                table[endpoint, default: []].append(fd)
+            }
+            for endpoint in order {
+                let fds = table[endpoint]!
+                for start in stride(from: 0, to: fds.count, by: UpgradeChannel.maximumDescriptors) {
+                    let part = Array(fds[start..<min(fds.count, start + UpgradeChannel.maximumDescriptors)])
+                    try ours.send(.listener, Array(endpoint.description.utf8), descriptors: part, deadline: deadline)
+                }
+            }
+            try ours.send(.key, key, deadline: deadline)
+            try ours.send(.endOfListeners, deadline: deadline)
+            while true {
+                let frame = try ours.receive(deadline: deadline, maximum: 0)
+                for fd in frame.descriptors { close(fd) }
+                switch frame.kind {
+                case .stateRequest:
+                    let (bytes, count) = state()
+                    try ours.send(.state, bytes, deadline: deadline)
+                    entries = count
+                case .ready:
+                    return Handover(pid: pid, entries: entries)
+                default:
+                    throw Failure(description: "unexpected frame \(frame.kind) from the new process")
+                }
+            }
+        } catch {
+            throw stopped(pid, because: error)
         }
-        defer { close(readEnd) }
-        let outcome = waitReady(readEnd, timeout: timeout)
-        if outcome == true { return pid }
-        // Silent or gone: make sure it is gone, and say how it ended.
+    }
+
+    /// Makes sure the new process `pid` is gone, and says how it ended.
+    private static func stopped(_ pid: Int32, because error: Failure) -> Failure {
         var status: Int32 = 0
         var reaped = false
-        if outcome == false {
-            // It closed the pipe: it is exiting; give it a moment to finish.
-            for _ in 0..<100 where !reaped {
-                reaped = waitpid(pid, &status, WNOHANG) == pid
-                if !reaped { usleep(50_000) }
-            }
+        // Most often it is exiting on its own (it closed the socket): give it a moment to finish.
+        for _ in 0..<40 where !reaped {
+            reaped = waitpid(pid, &status, WNOHANG) == pid
+            if !reaped { usleep(50_000) }
         }
         if !reaped {
             kill(pid, SIGKILL)
             waitpid(pid, &status, 0)
-            throw Failure(description: "the new process did not report ready within \(timeout); stopped it")
+            return Failure(description: "\(error); stopped the new process")
         }
         let how = (status & 0x7f) == 0 ? "exited with status \((status >> 8) & 0xff)" : "was killed by signal \(status & 0x7f)"
-        throw Failure(description: "the new process \(how) before it was ready (its log says why)")
+        return Failure(description: "the new process \(how) before it was ready (its log says why)")
     }
 
     /// Marks every open descriptor but 0, 1, 2 and `kept` close-on-exec.
@@ -174,27 +131,6 @@ public enum HotUpgrade {
         }
     }
 
-    /// True once `ready\n` arrives on `fd`; false at end of file (the process exited or closed
-    /// it); nil when `timeout` passes first.
-    private static func waitReady(_ fd: Int32, timeout: Duration) -> Bool? {
-        let deadline = LoopClock().nanoseconds().addingClamped(timeout.clampedNanoseconds)
-        var received: [UInt8] = []
-        while true {
-            let left = deadline - LoopClock().nanoseconds()
-            guard left > 0 else { return nil }
-            var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            let n = poll(&poller, 1, Int32(min(left / 1_000_000 + 1, 1_000)))
-            if n < 0 && errno != EINTR { return false }
-            guard n > 0 else { continue }
-            var buffer = [UInt8](repeating: 0, count: 64)
-            let got = read(fd, &buffer, buffer.count)
-            if got < 0 && errno == EINTR { continue }
-            guard got > 0 else { return false }
-            received += buffer[..<got]
-            if received.starts(with: Array("ready\n".utf8)) { return true }
-        }
-    }
-
     /// This process's environment without the given variables.
     private static func environ(excluding names: [String]) -> [String] {
         var out: [String] = []
@@ -205,35 +141,5 @@ public enum HotUpgrade {
             cursor += 1
         }
         return out
-    }
-}
-
-/// The systemd readiness protocol (sd_notify), for `Type=notify` units: a datagram to the unix
-/// socket named by `NOTIFY_SOCKET`. Does nothing outside systemd.
-public enum SystemdNotify {
-    /// Sends `text` (such as `READY=1`); false when there is no socket or the send failed.
-    @discardableResult
-    public static func send(_ text: String) -> Bool {
-        guard let name = getenv("NOTIFY_SOCKET").map({ String(cString: $0) }), !name.isEmpty,
-              name.hasPrefix("/") || name.hasPrefix("@") else { return false }
-        let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { return false }
-        defer { close(fd) }
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        var path = Array(name.utf8)
-        // "@name" is Linux's abstract namespace: a leading NUL byte.
-        if path.first == UInt8(ascii: "@") { path[0] = 0 }
-        let capacity = MemoryLayout.size(ofValue: address.sun_path)
-        guard path.count < capacity else { return false }
-        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: path) }
-        let length = socklen_t(MemoryLayout<sa_family_t>.size + path.count)
-        let bytes = Array(text.utf8)
-        let sent = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in
-                bytes.withUnsafeBytes { sendto(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL), sa, length) }
-            }
-        }
-        return sent == bytes.count
     }
 }

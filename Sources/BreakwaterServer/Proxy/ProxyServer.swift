@@ -38,13 +38,15 @@ public final class ProxyServer: @unchecked Sendable {
     /// Set once a hot upgrade handed the listeners to a new process, which now owns the state file.
     private var handedOver = false
 
-    /// Prepares workers and the shared tracker; nothing listens until `start`.
-    public init(config: Config, logger: Logger) throws {
+    /// Prepares workers and the shared tracker; nothing listens until `start`. `handedKey` is the
+    /// hash key of the process this one replaces (a hot upgrade): taken when the conf sets no
+    /// `hash_key` and `[state]` keeps no key file, so the tracker handed over stays readable.
+    public init(config: Config, logger: Logger, handedKey: KeyedHasher? = nil) throws {
         self.config = config
         self.logger = logger
         let workers = config.server.workers == 0 ? WorkerGroup.defaultCount() : config.server.workers
         group = try WorkerGroup(count: workers)
-        hasher = KeyedHasher(secret: config.clients.hashKey)
+        hasher = try Self.hasher(for: config, handed: handedKey, logger: logger)
         var random = SystemRandomNumberGenerator()
         let seed = random.next()
         tracker = ErrorTracker(maxClients: config.clients.maxClients, clock: LoopClock(), seed: seed)
@@ -66,10 +68,11 @@ public final class ProxyServer: @unchecked Sendable {
         metrics.watch(health)
         let health = self.health
         let sink = try config.server.accessLog.map { try AccessLogSink(target: $0) }
+        // Before the listeners open: the first request already meets the saved windows.
+        let received = inherited.isUpgrade && receiveState(inherited)
         if !config.state.file.isEmpty {
-            // Before the listeners open: the first request already meets the saved windows.
             let keeper = StateKeeper(config: config.state, tracker: tracker, hasher: hasher, metrics: metrics, logger: logger)
-            keeper.load()
+            if !received { keeper.load() }
             state = keeper
         }
         port = try group.listen(on: config.server.listen, limits: Self.limits(config.server),
@@ -180,28 +183,72 @@ public final class ProxyServer: @unchecked Sendable {
 
     /// Stops accepting, lets in-flight requests finish (up to `server.grace_period`), saves the
     /// tracker when `[state] file` is set, and returns when all loops ended and the file is written.
-    public func shutdown() {
+    /// `closingIdle`: idle keep-alive connections are closed at once (a stop); false after a hot
+    /// upgrade: each is answered once more, with `Connection: close`, so no client meets a
+    /// connection closed under its next request.
+    public func shutdown(closingIdle: Bool = true) {
         installStores(nil)
-        group.drain(grace: config.server.gracePeriod)
+        group.drain(grace: config.server.gracePeriod, closingIdle: closingIdle)
         for handler in handlers { handler.accessLog?.flush() }
         // After the drain, so the outcomes of the last requests are in the file; after a hot
         // upgrade the new process owns the file, and this one's last view would overwrite it.
         state?.stop(save: !handedOver)
     }
 
-    /// A hot upgrade: saves the tracker, starts the binary now on disk with `arguments`, hands it
-    /// every listening socket, and waits up to `timeout` for it to report ready. Then the caller
-    /// drains this process with `shutdown` (the new one accepts meanwhile from the same sockets).
-    /// Throws, still serving, when the new process cannot start; returns its pid.
-    public func upgrade(arguments: [String], timeout: Duration = .seconds(30)) throws(HotUpgrade.Failure) -> Int32 {
+    /// A hot upgrade: starts the binary now on disk with `arguments`, hands it every listening
+    /// socket and, when it asks (just before it opens its listeners), the tracker, and waits up to
+    /// `timeout` for it to report ready. Then the caller drains this process with
+    /// `shutdown(closingIdle: false)` (the new one accepts meanwhile from the same sockets).
+    /// Throws, still serving, when the new process cannot start.
+    public func upgrade(arguments: [String], timeout: Duration = .seconds(30)) throws(HotUpgrade.Failure) -> HotUpgrade.Handover {
         guard !handedOver else { throw HotUpgrade.Failure(description: "already handed over to another process") }
-        // Saved just before: the new process loads what this one knows now.
-        state?.saveAndWait()
-        let pid = try HotUpgrade.spawn(executable: HotUpgrade.executablePath, arguments: arguments,
-                                       sockets: group.listening, timeout: timeout)
+        let tracker = self.tracker
+        let fingerprint = StateFile.fingerprint(of: hasher)
+        let handover = try HotUpgrade.spawn(executable: HotUpgrade.executablePath, arguments: arguments,
+                                            sockets: group.listening, key: hasher.keyBytes, timeout: timeout) {
+            tracker.saveState(fingerprint: fingerprint, clocks: StateKeeper.clocks())
+        }
         handedOver = true
+        // The new process owns the state file now: this one's later view would overwrite it.
         state?.stop(save: false)
-        return pid
+        return handover
+    }
+
+    /// Takes the tracker from the process this one replaces; false when none came (the state
+    /// file is read instead). A tracker in a bad shape is refused in one line: it starts empty.
+    private func receiveState(_ inherited: HotUpgrade.Inherited) -> Bool {
+        let bytes: [UInt8]
+        do {
+            bytes = try inherited.receiveState()
+        } catch {
+            logger.warning("upgrade: no tracker from the previous process, reading the state file if any: \(error)")
+            return false
+        }
+        do {
+            let (header, taken) = try tracker.loadState(bytes, fingerprint: StateFile.fingerprint(of: hasher), clocks: StateKeeper.clocks())
+            logger.info("state received from the previous process", metadata: ["entries": "\(header.count)", "loaded": "\(taken)"])
+            metrics.stateLoaded(taken)
+        } catch {
+            logger.warning("state from the previous process refused, starting with an empty tracker: \(error)")
+            metrics.stateLoaded(0)
+        }
+        return true
+    }
+
+    /// The keyed hasher: the conf's `hash_key`; else, with `[state]`, the key file beside the
+    /// state file (created at the first start); else the previous process's key (hot upgrade);
+    /// else a random key for this process.
+    static func hasher(for config: Config, handed: KeyedHasher?, logger: Logger) throws -> KeyedHasher {
+        if !config.clients.hashKey.isEmpty { return KeyedHasher(secret: config.clients.hashKey) }
+        if !config.state.file.isEmpty {
+            let path = HashKeyFile.path(forStateFile: config.state.file)
+            let (secret, created) = try HashKeyFile.loadOrCreate(path)
+            logger.info(created ? "state: generated the hash key (clients.hash_key is empty)" : "state: hash key read from its file",
+                        metadata: ["file": "\(path)"])
+            if HashKeyFile.isExposed(path) { logger.warning("state: the hash key file is readable by others; chmod 600 it", metadata: ["file": "\(path)"]) }
+            return KeyedHasher(secret: secret)
+        }
+        return handed ?? KeyedHasher(secret: "")
     }
 
     /// Gives every worker its tracker store: the local tracker, or a new Redis-backed store

@@ -98,13 +98,6 @@ final class StateKeeper: @unchecked Sendable {
         }
     }
 
-    /// Saves now and waits for the file to be written; returns the entries written, nil if the
-    /// save failed (and was logged).
-    @discardableResult
-    func saveAndWait() -> Int? {
-        queue.sync { saveNow() }
-    }
-
     // On `queue`.
     @discardableResult
     private func saveNow() -> Int? {

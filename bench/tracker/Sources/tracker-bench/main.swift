@@ -29,7 +29,8 @@
 //            during the save and during as long a stretch without one.
 //
 // Environment: KEYS (1000000), SECONDS (2, per timed run), ROUNDS (3, median reported),
-// ERROR_PERCENT (2), THREADS (2), WORKLOADS ("memory,mix,shield,state"; a subset, e.g. to profile one).
+// ERROR_PERCENT (2), THREADS (2), WORKLOADS ("memory,mix,shield,state"; a subset, e.g. to profile one;
+// "statefile" writes a state file instead, see the end of this file).
 
 import BreakwaterCore
 import Foundation
@@ -441,4 +442,22 @@ if workloads.contains("state") {
     print("  check latency on another thread during export and encode: \(describe(during))")
     print("  check latency on another thread, no save running:        \(describe(quiet))")
     print("")
+}
+
+// MARK: - statefile
+
+// Not a measurement: `WORKLOADS=statefile STATE_FILE=PATH HASH_KEY=SECRET` writes PATH, a state
+// file of KEYS clients blocked once (as `fill` leaves them; kept until reset_after, 15 min), hashed
+// under SECRET, for bench/state/save.sh to start the proxy on a full table.
+if workloads.contains("statefile") {
+    let environment = ProcessInfo.processInfo.environment
+    guard let path = environment["STATE_FILE"], let secret = environment["HASH_KEY"] else {
+        fatalError("statefile: set STATE_FILE and HASH_KEY")
+    }
+    let tracker = makeTracker()
+    fill(tracker, KeySpace(count: keyCount, seed: 0x5A7EF11E))
+    let (bytes, count) = tracker.saveState(fingerprint: StateFile.fingerprint(of: KeyedHasher(secret: secret)),
+                                           clocks: ClockPair(monotonic: SystemClock().nanoseconds(), wall: wallNanoseconds()))
+    writeAtomically(path, bytes)
+    print("statefile: \(count) clients, \(bytes.count) bytes written to \(path)")
 }
