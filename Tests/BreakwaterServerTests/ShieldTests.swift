@@ -120,11 +120,12 @@ import Testing
         #expect(upstream.requestCount == 2)
     }
 
-    @Test func refusedConnectionsPutClientsInBackoffAndARecoveredUpstreamClearsThem() throws {
+    @Test func withCircuitsDisabledRefusedConnectionsPutClientsInBackoffAndARecoveredUpstreamClearsThem() throws {
         let port = TestUpstream.deadPort()
         let proxy = try Harness(upstreamPorts: [port]) {
             $0.backoff.base = .milliseconds(300)
             $0.backoff.jitter = 0
+            $0.circuit.enabled = false
         }
         #expect(try request(port: proxy.port, "GET", "/x").status == 502)
         #expect(try request(port: proxy.port, "GET", "/x").status == 429)

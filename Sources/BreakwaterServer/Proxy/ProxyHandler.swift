@@ -19,6 +19,8 @@ final class ProxyContext: Sendable {
     let retryPolicy: RetryPolicy
     /// TLS towards the upstream servers (`[upstream] tls = true`), nil for plain HTTP.
     let upstreamTLS: TLSClientContext?
+    /// One circuit per route (`[circuit]`); a reload starts them closed.
+    let circuits: RouteCircuits<LoopClock>
 
     init(config: Config, hasher: KeyedHasher, tracker: ErrorTracker<LoopClock>, rateLimiter: RateLimiter<LoopClock>,
          metrics: ProxyMetrics, upstreamTLS: TLSClientContext? = nil) {
@@ -32,6 +34,8 @@ final class ProxyContext: Sendable {
         routeMetrics = routes.routes.map { metrics.route($0.name) }
         unroutedMetrics = metrics.route("none")
         retryPolicy = RetryPolicy(config.upstream)
+        circuits = RouteCircuits(routes: routes.routes.count, policy: config.circuit, clock: LoopClock())
+        for metrics in routeMetrics { metrics.circuitOpen.set(Int64(0)) }
     }
 }
 
@@ -192,8 +196,26 @@ final class ProxyHandler: HTTPHandler {
             }
             metrics.countDryRun()
         }
+        // The route's circuit last, so that its one probe is taken only by a request that goes.
+        var circuitProbe = false
+        switch context.circuits.admit(route: route.index) {
+        case .forward:
+            break
+        case .probe:
+            circuitProbe = true
+        case .reject(let retryAfter):
+            if enforce {
+                if isProbe { store.abandonProbe(key) }
+                metrics.count(.circuit_open, totals: context.metrics.totals)
+                ShieldResponse.sendUpstreamDown(retryAfter: retryAfter, on: connection)
+                logAccess(request, route: route, key: key, status: 503, outcome: "circuit_open", upstream: nil, bytes: 0)
+                return
+            }
+            metrics.countDryRun()
+        }
         metrics.count(.forwarded, totals: context.metrics.totals)
-        ProxyExchange(handler: self, request: request, client: connection, route: route, key: key, isProbe: isProbe).start()
+        ProxyExchange(handler: self, request: request, client: connection, route: route, key: key, isProbe: isProbe,
+                      circuitProbe: circuitProbe).start()
     }
 
     func rejected(status: Int, peer: IPAddress, secure: Bool) {
