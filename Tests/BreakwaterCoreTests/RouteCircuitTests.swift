@@ -28,21 +28,33 @@ import Testing
     @Test func aFewServerErrorsAmongManySuccessesStayTheClients() {
         var circuit = RouteCircuit(policy: Self.policy())
         for i in 0..<20 { _ = circuit.recordSuccess(now: Int64(i), isProbe: false) }
-        for i in 0..<5 {
+        for i in 0..<8 {
             let (blame, transition) = circuit.recordFailure(.status, now: 100 + Int64(i), isProbe: false, u: 0)
             #expect(blame == .client)
             #expect(transition == nil)
+            if i % 2 == 0 { _ = circuit.recordSuccess(now: 100 + Int64(i), isProbe: false) }
         }
-        #expect(!circuit.isOpen, "5 failures in 25 requests are below share 0.5")
+        #expect(!circuit.isOpen, "8 failures in 32 requests, never 3 in a row, are below share 0.5")
+    }
+
+    @Test func failuresInARowOpenTheCircuitWhateverCameBefore() {
+        var circuit = RouteCircuit(policy: Self.policy())
+        // A busy route: many successes in the window, far more than the failures that follow.
+        for i in 0..<500 { _ = circuit.recordSuccess(now: Int64(i), isProbe: false) }
+        #expect(circuit.recordFailure(.connect, now: 600, isProbe: false, u: 0) == (.route, nil))
+        #expect(circuit.recordFailure(.connect, now: 601, isProbe: false, u: 0) == (.route, nil))
+        #expect(circuit.recordFailure(.connect, now: 602, isProbe: false, u: 0) == (.route, .opened))
     }
 
     @Test func serverErrorsAboveTheShareOpenTheCircuitAndTheOpeningOneIsTheRoutes() {
-        var circuit = RouteCircuit(policy: Self.policy())
+        var circuit = RouteCircuit(policy: Self.policy { $0.minFailures = 4 })
         for i in 0..<3 { _ = circuit.recordSuccess(now: Int64(i), isProbe: false) }
         #expect(circuit.recordFailure(.status, now: 10, isProbe: false, u: 0).0 == .client)
         #expect(circuit.recordFailure(.status, now: 11, isProbe: false, u: 0).0 == .client)
-        // 3 failures of 6 requests: the share is reached.
-        #expect(circuit.recordFailure(.status, now: 12, isProbe: false, u: 0) == (.route, .opened))
+        _ = circuit.recordSuccess(now: 12, isProbe: false)
+        #expect(circuit.recordFailure(.status, now: 13, isProbe: false, u: 0).0 == .client)
+        // 4 failures of 8 requests, never 4 in a row: the share is reached.
+        #expect(circuit.recordFailure(.status, now: 14, isProbe: false, u: 0) == (.route, .opened))
         #expect(circuit.recordFailure(.status, now: 13, isProbe: false, u: 0) == (.route, nil), "open: every failure is the route's")
     }
 
@@ -99,10 +111,12 @@ import Testing
 
     @Test func failuresOlderThanTheWindowDoNotCount() {
         var circuit = RouteCircuit(policy: Self.policy())
-        _ = circuit.recordFailure(.connect, now: 0, isProbe: false, u: 0)
-        _ = circuit.recordFailure(.connect, now: 1, isProbe: false, u: 0)
+        _ = circuit.recordFailure(.status, now: 0, isProbe: false, u: 0)
+        _ = circuit.recordFailure(.status, now: 1, isProbe: false, u: 0)
+        _ = circuit.recordSuccess(now: 2, isProbe: false)
         let later = 11 * Self.second
-        #expect(circuit.recordFailure(.connect, now: later, isProbe: false, u: 0) == (.route, nil))
+        #expect(circuit.recordFailure(.status, now: later, isProbe: false, u: 0) == (.client, nil))
+        #expect(circuit.recordFailure(.status, now: later + 1, isProbe: false, u: 0) == (.client, nil))
         #expect(!circuit.isOpen)
     }
 

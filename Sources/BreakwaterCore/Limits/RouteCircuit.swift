@@ -3,17 +3,18 @@
 public struct CircuitPolicy: Sendable, Equatable {
     /// `enabled`: false brings back the per-client accounting of every failure.
     public var enabled = true
-    /// `share`: the circuit opens when failures are at least this share of the route's requests
-    /// of the last `window` (and at least `min_failures`).
+    /// `share`: the circuit also opens when failures are at least this share of the route's
+    /// requests of the last `window` (and at least `min_failures`), successes in between or not.
     public var share = 0.5
-    /// `min_failures`: failures in `window` before the share is looked at.
+    /// `min_failures`: this many failures in a row open the circuit; and the failures of `window`
+    /// that the share needs at least.
     public var minFailures = 3
     /// `window`: how far back the route's requests are counted.
     public var window: Duration = .seconds(10)
     /// `base`: the first open window; each failed probe doubles it, up to `max`.
     public var base: Duration = .seconds(1)
     /// `max`: no open window is longer.
-    public var max: Duration = .seconds(10)
+    public var max: Duration = .seconds(5)
     /// `jitter`: open windows, and the Retry-After of the requests turned away, are spread by up
     /// to this fraction of the window, so clients do not all come back in the same instant.
     public var jitter = 0.2
@@ -34,8 +35,9 @@ public struct CircuitPolicy: Sendable, Equatable {
 /// - Closed: everything is forwarded. Each answer is counted in a sliding window of ten buckets.
 /// - A connect error or a timeout is the route's failure: it never raises a client's level. A 5xx
 ///   is the client's, as before, unless it is the failure that opens the circuit.
-/// - The circuit opens when the failures of the last `window` are at least `min_failures` and at
-///   least `share` of its requests. Open: one request per window is the probe, the others are
+/// - The circuit opens after `min_failures` failures in a row (an upstream that is down fails
+///   everything), or when the failures of the last `window` are at least `min_failures` and at
+///   least `share` of its requests (an upstream that fails many requests among successes). Open: one request per window is the probe, the others are
 ///   turned away (the caller answers 503 with Retry-After); every failure while open is the route's.
 /// - Any success closes it at once and forgets the counts.
 public struct RouteCircuit: Sendable {
@@ -82,6 +84,8 @@ public struct RouteCircuit: Sendable {
     /// The length of the current open window, which the Retry-After spread is a fraction of.
     private var openLength: Int64 = 0
     private var probeInFlight = false
+    /// Failures since the last success.
+    private var consecutive = 0
     private var requests: [Int]
     private var failures: [Int]
     private var stamps: [Int64]
@@ -112,6 +116,7 @@ public struct RouteCircuit: Sendable {
     /// The upstream answered with anything but a failure: the route works. Closes an open circuit.
     public mutating func recordSuccess(now: Int64, isProbe: Bool) -> Transition? {
         count(now: now, failed: false)
+        consecutive = 0
         if isProbe { probeInFlight = false }
         guard isOpen else { return nil }
         isOpen = false
@@ -126,6 +131,7 @@ public struct RouteCircuit: Sendable {
     public mutating func recordFailure(_ failure: Failure, now: Int64, isProbe: Bool, u: Double,
                                        floor: Duration? = nil) -> (Blame, Transition?) {
         count(now: now, failed: true)
+        consecutive += 1
         if isOpen {
             if isProbe {
                 probeInFlight = false
@@ -135,7 +141,8 @@ public struct RouteCircuit: Sendable {
             return (.route, nil)
         }
         let (total, failed) = totals(now: now)
-        if failed >= policy.minFailures && Double(failed) >= policy.share * Double(total) {
+        if consecutive >= policy.minFailures
+            || (failed >= policy.minFailures && Double(failed) >= policy.share * Double(total)) {
             isOpen = true
             level = 1
             probeInFlight = false
