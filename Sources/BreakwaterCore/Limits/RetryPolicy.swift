@@ -29,6 +29,14 @@ public struct RetryPolicy: Sendable {
     @inline(__always)
     public func isRetryable(status: Int) -> Bool { retryOn.contains(status) }
 
+    /// Whether an answer with `status` is retried: listed in `retry_on`, and not carrying a
+    /// `Retry-After`. An upstream that says when to come back (a 503 or 429 with Retry-After) is
+    /// not asked again within the same request: its answer goes to the client, Retry-After included.
+    @inline(__always)
+    public func isRetryable(status: Int, hasRetryAfter: Bool) -> Bool {
+        !hasRetryAfter && retryOn.contains(status)
+    }
+
     /// Methods that may be sent twice without a second effect (RFC 9110 9.2.2), or any request
     /// that carries an `Idempotency-Key`.
     public static func isIdempotent(method: some StringProtocol, hasIdempotencyKey: Bool) -> Bool {

@@ -101,7 +101,8 @@ final class ProxyExchange: ClientExchange, UpstreamWaiter, UpstreamExchange {
         guard case .sent(let connection) = phase else { return }
         metrics.count(UpstreamClass(status: head.status))
         server.health.succeeded()
-        if handler.retryPolicy.isRetryable(status: head.status), retry(.status, detail: "\(head.status)") {
+        if handler.retryPolicy.isRetryable(status: head.status, hasRetryAfter: head.count("retry-after") > 0),
+           retry(.status, detail: "\(head.status)") {
             // This answer is discarded: the connection cannot be reused mid-body, so it goes.
             connection.cancel()
             return
@@ -111,7 +112,8 @@ final class ProxyExchange: ClientExchange, UpstreamWaiter, UpstreamExchange {
         upstreamTime = elapsed
         status = head.status
         phase = .relaying(connection)
-        record(status: head.status, retryAfter: head.combined("retry-after"))
+        record(status: head.status, retryAfter: head.combined("retry-after"),
+               challenge: head.status == 401 ? head.combined("www-authenticate") : nil)
         client.beginResponse(framing: framing, reserving: head.bytes.count + 128) {
             ProxyHeaders.clientResponse(head, keepLength: framing == .none, into: &$0)
         }
@@ -270,9 +272,17 @@ final class ProxyExchange: ClientExchange, UpstreamWaiter, UpstreamExchange {
     // MARK: tracker
 
     /// Tells the route's circuit and then, unless the circuit took the blame, the client's tracker.
-    private func record(status: Int, retryAfter: String?) {
+    private func record(status: Int, retryAfter: String?, challenge: String? = nil) {
         guard let key else { return }
         let outcome = route.classify(status: status)
+        // A 401 that opens or continues a Digest, NTLM or Negotiate handshake is no failure: the
+        // upstream works, and the client's next request carries the answer.
+        if outcome == .error, challenge != nil,
+           AuthChallenge.isHandshakeStep(wwwAuthenticate: challenge, authorization: request.head.combined("authorization")) {
+            circuitChanged(circuits.recordSuccess(route: route.index, isProbe: circuitProbe))
+            if isProbe { handler.store.abandonProbe(key) }
+            return
+        }
         let floor = outcome == .error ? retryAfter.flatMap { RetryAfter.parse($0, now: LoopClock.wallSeconds()) } : nil
         if outcome == .error && status >= 500 {
             let (blame, transition) = circuits.recordFailure(route: route.index, .status, isProbe: circuitProbe, floor: floor)
