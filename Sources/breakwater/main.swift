@@ -69,7 +69,7 @@ struct Serve: ParsableCommand {
                     logger.warning("reload: \(key) changed; it takes effect only after a restart")
                 }
                 logger.info("reloaded", metadata: ["config": "\(path)"])
-                for warning in (try? TLSCheck.warnings(for: fresh)) ?? [] { logger.warning("\(warning)") }
+                for warning in fresh.warnings + ((try? TLSCheck.warnings(for: fresh)) ?? []) { logger.warning("\(warning)") }
             } catch {
                 logger.error("reload refused, the running config stays: \(error)")
             }
@@ -87,7 +87,7 @@ struct Serve: ParsableCommand {
         } else {
             SystemdNotify.send("READY=1")
         }
-        for warning in (try? TLSCheck.warnings(for: loaded)) ?? [] { logger.warning("\(warning)") }
+        for warning in loaded.warnings + ((try? TLSCheck.warnings(for: loaded)) ?? []) { logger.warning("\(warning)") }
         waitForever()
     }
 }
@@ -145,7 +145,7 @@ struct Check: ParsableCommand {
             throw ExitCode.failure
         }
         print(loaded.render(), terminator: "")
-        for warning in warnings { FileHandleStderr.write("warning: \(warning)\n") }
+        for warning in loaded.warnings + warnings { FileHandleStderr.write("warning: \(warning)\n") }
         FileHandleStderr.write("\(config): ok\n")
     }
 }

@@ -13,6 +13,29 @@ import Glibc
         #expect(result.status == 0, "\(result.stderr)")
         #expect(result.stdout.contains("[server]"))
         #expect(result.stdout.contains("[[route]]"))
+        #expect(!result.stderr.contains("warning"), "the shipped conf keys clients by token: \(result.stderr)")
+    }
+
+    @Test func checkWarnsWhenAFourOhOneCountsAgainstAnAddressAlone() throws {
+        let dir = try Binary.tempDirectory()
+        let file = dir.appendingPathComponent("ip.conf")
+        try """
+            [[route]]
+            name = "api"
+            path = "/api/"
+            key = ["ip", "route"]
+            [[route]]
+            name = "tokens"
+            path = "/tokens/"
+            key = ["ip", "header:Authorization"]
+            """.write(to: file, atomically: true, encoding: .utf8)
+        let result = try Binary.run(["check", "--config", file.path])
+        #expect(result.status == 0, "a warning, not an error")
+        let warnings = result.stderr.split(separator: "\n").filter { $0.hasPrefix("warning: ") }
+        #expect(warnings.count == 2, "\(result.stderr)")
+        #expect(warnings.contains { $0.contains(#"route "api": 401 and 403 count against a client known by its address alone"#) })
+        #expect(warnings.contains { $0.contains("the default route") })
+        #expect(!warnings.contains { $0.contains("tokens") })
     }
 
     @Test func checkRejectsABadFileNamingTheKey() throws {
