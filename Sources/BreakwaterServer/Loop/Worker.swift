@@ -1,3 +1,4 @@
+import BreakwaterHTTP
 private import CLibevent
 import BreakwaterCore
 import Dispatch
@@ -15,6 +16,17 @@ final class Worker: @unchecked Sendable {
     /// Open client connections, so draining can close the idle ones.
     var connections: [ObjectIdentifier: ClientConnection] = [:]
     var listeners: [Listener] = []
+    /// The `Date` value of this second (IMF-fixdate) and the second it is for: Breakwater's own
+    /// answers carry it, and it is made once a second per worker, not once per answer.
+    private var date: (second: Int64, text: [UInt8]) = (-1, [])
+
+    /// The `Date` header's value for now.
+    var httpDate: [UInt8] {
+        let now = LoopClock.wallSeconds()
+        if now != date.second { date = (now, HTTPDate.imfFixdate(epochSeconds: now)) }
+        return date.text
+    }
+
     /// Set while the process stops: no new requests on kept-alive connections.
     private(set) var draining = false
     private var drainDeadline: LoopClock.Instant?
