@@ -59,12 +59,12 @@ import Testing
     }
 
     @Test func oneProbePerWindowThenAFailedProbeDoublesTheWindow() {
-        var circuit = RouteCircuit(policy: Self.policy())
+        var circuit = RouteCircuit(policy: Self.policy { $0.max = .seconds(10) })
         for i in 0..<3 { _ = circuit.recordFailure(.connect, now: Int64(i), isProbe: false, u: 0) }
         let opened = Int64(2)
         #expect(circuit.openUntil == opened + Self.second)
         #expect(circuit.admit(now: opened + Self.second, u: 0) == .probe)
-        // While the probe is out, everyone else is turned away for a window's length.
+        // While the probe is out, everyone else is turned away for base.
         #expect(circuit.admit(now: opened + Self.second + 1, u: 0) == .reject(retryAfter: .seconds(1)))
         let probeFailed = opened + Self.second + 5
         #expect(circuit.recordFailure(.connect, now: probeFailed, isProbe: true, u: 0) == (.route, nil))

@@ -14,7 +14,7 @@ public struct CircuitPolicy: Sendable, Equatable {
     /// `base`: the first open window; each failed probe doubles it, up to `max`.
     public var base: Duration = .seconds(1)
     /// `max`: no open window is longer.
-    public var max: Duration = .seconds(5)
+    public var max: Duration = .seconds(2)
     /// `jitter`: open windows, and the Retry-After of the requests turned away, are spread by up
     /// to this fraction of the window, so clients do not all come back in the same instant.
     public var jitter = 0.2
@@ -106,9 +106,9 @@ public struct RouteCircuit: Sendable {
             probeInFlight = true
             return .probe
         }
-        // While a probe is out, its answer is expected within the upstream's timeout; a client
-        // told to come back in the window's length will usually find it known.
-        let remaining = now < openUntil ? openUntil - now : openLength
+        // While a probe is out its answer is near (a refused connection is known at once): the
+        // others are told to come back after `base`, by when it is usually known.
+        let remaining = now < openUntil ? openUntil - now : Swift.max(1, policy.base.clampedNanoseconds)
         let spread = Double(openLength) * Swift.min(Swift.max(policy.jitter, 0), 1) * Swift.min(Swift.max(u, 0), 1)
         return .reject(retryAfter: .nanoseconds(remaining.addingClamped(Int64(spread))))
     }
