@@ -155,3 +155,43 @@ import Testing
         #expect(circuits.recordSuccess(route: 0, isProbe: true) == .closed)
     }
 }
+
+/// One route's circuit hammered by many threads, as the workers share it; also run under
+/// ThreadSanitizer (`make tsan`).
+@Suite struct RouteCircuitConcurrencyTests {
+    @Test func manyThreadsAtAWindowsEndGetExactlyOneProbe() {
+        let clock = ManualClock()
+        var policy = CircuitPolicy()
+        policy.jitter = 0
+        let circuits = RouteCircuits(routes: 1, policy: policy, clock: clock)
+        for _ in 0..<3 { _ = circuits.recordFailure(route: 0, .connect, isProbe: false) }
+        clock.advance(by: .seconds(1))
+        for _ in 0..<2 {
+            let probes = LockedValue(0)
+            runTogether(8) { _ in
+                for _ in 0..<500 {
+                    if case .probe = circuits.admit(route: 0) { probes.withLock { $0 += 1 } }
+                }
+            }
+            #expect(probes.withLock { $0 } == 1)
+            circuits.abandonProbe(route: 0)
+        }
+    }
+
+    @Test func concurrentFailuresAndSuccessesLeaveAClosedCircuitAfterTheLastSuccess() {
+        let circuits = RouteCircuits(routes: 1, policy: CircuitPolicy(), clock: ManualClock())
+        runTogether(8) { i in
+            for _ in 0..<1_000 {
+                if i % 2 == 0 {
+                    _ = circuits.recordFailure(route: 0, .status, isProbe: false)
+                } else {
+                    _ = circuits.recordSuccess(route: 0, isProbe: false)
+                }
+                _ = circuits.admit(route: 0)
+            }
+        }
+        _ = circuits.recordSuccess(route: 0, isProbe: false)
+        #expect(!circuits.isOpen(route: 0))
+        #expect(circuits.admit(route: 0) == .forward)
+    }
+}
