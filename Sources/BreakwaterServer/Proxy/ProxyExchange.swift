@@ -114,8 +114,9 @@ final class ProxyExchange: ClientExchange, UpstreamWaiter, UpstreamExchange {
         phase = .relaying(connection)
         record(status: head.status, retryAfter: head.combined("retry-after"),
                challenge: head.status == 401 ? head.combined("www-authenticate") : nil)
+        let date = handler.worker.httpDate
         client.beginResponse(framing: framing, reserving: head.bytes.count + 128) {
-            ProxyHeaders.clientResponse(head, keepLength: framing == .none, into: &$0)
+            ProxyHeaders.clientResponse(head, keepLength: framing == .none, date: date, into: &$0)
         }
     }
 
