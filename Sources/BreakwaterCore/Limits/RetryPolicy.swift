@@ -32,9 +32,10 @@ public struct RetryPolicy: Sendable {
     /// Whether an answer with `status` is retried: listed in `retry_on`, and not carrying a
     /// `Retry-After`. An upstream that says when to come back (a 503 or 429 with Retry-After) is
     /// not asked again within the same request: its answer goes to the client, Retry-After included.
+    /// `hasRetryAfter` is asked only for a status in `retry_on`, so other answers cost no header scan.
     @inline(__always)
-    public func isRetryable(status: Int, hasRetryAfter: Bool) -> Bool {
-        !hasRetryAfter && retryOn.contains(status)
+    public func isRetryable(status: Int, hasRetryAfter: @autoclosure () -> Bool) -> Bool {
+        retryOn.contains(status) && !hasRetryAfter()
     }
 
     /// Methods that may be sent twice without a second effect (RFC 9110 9.2.2), or any request

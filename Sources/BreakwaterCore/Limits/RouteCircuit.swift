@@ -1,3 +1,5 @@
+import Synchronization
+
 /// `[circuit]`: when the upstream of a route fails for everyone, the route is shut for a window
 /// instead of every client's level being raised.
 public struct CircuitPolicy: Sendable, Equatable {
@@ -86,17 +88,22 @@ public struct RouteCircuit: Sendable {
     private var probeInFlight = false
     /// Failures since the last success.
     private var consecutive = 0
-    private var requests: [Int]
-    private var failures: [Int]
-    private var stamps: [Int64]
-    private static let buckets = 10
+    /// The sliding window: ten buckets of `window / 10`, each with the bucket number it counts for.
+    private var buckets: [Bucket]
+    private let bucketNanoseconds: Int64
+    private static let bucketCount = 10
+
+    private struct Bucket {
+        var stamp = Int64.min
+        var requests = 0
+        var failures = 0
+    }
 
     /// A closed circuit.
     public init(policy: CircuitPolicy) {
         self.policy = policy
-        requests = Array(repeating: 0, count: Self.buckets)
-        failures = Array(repeating: 0, count: Self.buckets)
-        stamps = Array(repeating: Int64.min, count: Self.buckets)
+        buckets = Array(repeating: Bucket(), count: Self.bucketCount)
+        bucketNanoseconds = Swift.max(1, policy.window.clampedNanoseconds / Int64(Self.bucketCount))
     }
 
     /// Decides for one request at `now`; `u` spreads the Retry-After of a refused one.
@@ -122,7 +129,7 @@ public struct RouteCircuit: Sendable {
         isOpen = false
         level = 0
         probeInFlight = false
-        for i in stamps.indices { stamps[i] = .min }
+        for i in buckets.indices { buckets[i] = Bucket() }
         return .closed
     }
 
@@ -164,20 +171,14 @@ public struct RouteCircuit: Sendable {
         openUntil = now.addingClamped(length)
     }
 
-    private var bucketNanoseconds: Int64 {
-        Swift.max(1, policy.window.clampedNanoseconds / Int64(Self.buckets))
-    }
-
     private mutating func count(now: Int64, failed: Bool) {
         let stamp = now / bucketNanoseconds
-        let index = Int(stamp % Int64(Self.buckets))
-        if stamps[index] != stamp {
-            stamps[index] = stamp
-            requests[index] = 0
-            failures[index] = 0
+        let index = Int(stamp % Int64(Self.bucketCount))
+        buckets.withUnsafeMutableBufferPointer { all in
+            if all[index].stamp != stamp { all[index] = Bucket(stamp: stamp) }
+            all[index].requests += 1
+            if failed { all[index].failures += 1 }
         }
-        requests[index] += 1
-        if failed { failures[index] += 1 }
     }
 
     /// Requests and failures of the buckets within `window` of `now`.
@@ -185,41 +186,62 @@ public struct RouteCircuit: Sendable {
         let stamp = now / bucketNanoseconds
         var total = 0
         var failed = 0
-        for i in stamps.indices where stamps[i] != .min && stamps[i] > stamp - Int64(Self.buckets) {
-            total += requests[i]
-            failed += failures[i]
+        for bucket in buckets where bucket.stamp != .min && bucket.stamp > stamp - Int64(Self.bucketCount) {
+            total += bucket.requests
+            failed += bucket.failures
         }
         return (total, failed)
     }
 }
 
-/// The circuits of every route of one config, shared by every worker: one lock per route.
+/// The circuits of every route of one config, shared by every worker: one lock per route, and
+/// beside it whether the circuit is open, read without the lock, so a request to a route whose
+/// circuit is closed (nearly all of them) costs one atomic load. Jitter draws come from a
+/// SplitMix64 kept under the lock, not from the system's generator (a system call each).
 public final class RouteCircuits<C: TrackerClock>: Sendable {
-    private let circuits: [LockedValue<RouteCircuit>]
+    private final class Cell: Sendable {
+        let state: LockedValue<(circuit: RouteCircuit, random: SplitMix64)>
+        let open = Atomic<Bool>(false)
+
+        init(policy: CircuitPolicy, seed: UInt64) {
+            state = LockedValue((RouteCircuit(policy: policy), SplitMix64(seed: seed)))
+        }
+
+        /// Runs `body` under the lock and publishes whether the circuit is open after it.
+        func update<R>(_ body: (inout RouteCircuit, inout SplitMix64) -> R) -> R {
+            state.withLock { s in
+                let result = body(&s.circuit, &s.random)
+                open.store(s.circuit.isOpen, ordering: .releasing)
+                return result
+            }
+        }
+    }
+
+    private let cells: [Cell]
     private let clock: C
     /// Whether the circuits are in use (`[circuit] enabled`).
     public let enabled: Bool
 
     /// One closed circuit per route index.
     public init(routes: Int, policy: CircuitPolicy, clock: C) {
-        circuits = (0..<routes).map { _ in LockedValue(RouteCircuit(policy: policy)) }
+        var seeds = SystemRandomNumberGenerator()
+        cells = (0..<routes).map { _ in Cell(policy: policy, seed: seeds.next()) }
         self.clock = clock
         enabled = policy.enabled
     }
 
     /// `RouteCircuit.admit` for the route at `index`.
     public func admit(route index: Int) -> RouteCircuit.Admission {
-        guard enabled else { return .forward }
+        guard enabled, cells[index].open.load(ordering: .acquiring) else { return .forward }
         let now = clock.nanoseconds()
-        let u = Double.random(in: 0..<1)
-        return circuits[index].withLock { $0.admit(now: now, u: u) }
+        return cells[index].update { circuit, random in circuit.admit(now: now, u: random.nextUnit()) }
     }
 
     /// `RouteCircuit.recordSuccess` for the route at `index`.
     public func recordSuccess(route index: Int, isProbe: Bool) -> RouteCircuit.Transition? {
         guard enabled else { return nil }
         let now = clock.nanoseconds()
-        return circuits[index].withLock { $0.recordSuccess(now: now, isProbe: isProbe) }
+        return cells[index].update { circuit, _ in circuit.recordSuccess(now: now, isProbe: isProbe) }
     }
 
     /// `RouteCircuit.recordFailure` for the route at `index`; every failure is the client's while disabled.
@@ -227,17 +249,18 @@ public final class RouteCircuits<C: TrackerClock>: Sendable {
                               floor: Duration? = nil) -> (RouteCircuit.Blame, RouteCircuit.Transition?) {
         guard enabled else { return (.client, nil) }
         let now = clock.nanoseconds()
-        let u = Double.random(in: 0..<1)
-        return circuits[index].withLock { $0.recordFailure(failure, now: now, isProbe: isProbe, u: u, floor: floor) }
+        return cells[index].update { circuit, random in
+            circuit.recordFailure(failure, now: now, isProbe: isProbe, u: random.nextUnit(), floor: floor)
+        }
     }
 
     /// `RouteCircuit.abandonProbe` for the route at `index`.
     public func abandonProbe(route index: Int) {
-        circuits[index].withLock { $0.abandonProbe() }
+        cells[index].update { circuit, _ in circuit.abandonProbe() }
     }
 
     /// Whether the route's circuit is open now.
     public func isOpen(route index: Int) -> Bool {
-        circuits[index].withLock { $0.isOpen }
+        cells[index].open.load(ordering: .acquiring)
     }
 }

@@ -29,12 +29,10 @@ extension ClientConnection {
     func respond(bodyLength: Int, head writeHead: (inout EvbufferWriter) -> Void,
                  body writeBody: (inout EvbufferWriter) -> Void) {
         guard reader.isResponding else { return }
-        let date = worker.httpDate
+        let date = worker.dateHeaderLine
         EvbufferWriter.write(into: socket.output, reserving: 512 + bodyLength) { out in
             writeHead(&out)
-            out.append(ascii: "Date: ")
-            out.append(bytes: date[...])
-            out.append(ascii: "\r\n")
+            out.append(raw: date)
             if let origin = corsOrigin {
                 out.append(ascii: "Access-Control-Allow-Origin: ")
                 out.append(utf8: origin)
@@ -106,7 +104,7 @@ extension ClientConnection {
     func endResponse() {
         guard reader.isResponding else { return }
         exchange = nil
-        corsOrigin = nil
+        if corsOrigin != nil { corsOrigin = nil }
         if framing.chunked { writeRaw("0\r\n\r\n") }
         responseEnded()
     }

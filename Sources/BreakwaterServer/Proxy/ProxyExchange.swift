@@ -114,7 +114,7 @@ final class ProxyExchange: ClientExchange, UpstreamWaiter, UpstreamExchange {
         phase = .relaying(connection)
         record(status: head.status, retryAfter: head.combined("retry-after"),
                challenge: head.status == 401 ? head.combined("www-authenticate") : nil)
-        let date = handler.worker.httpDate
+        let date = handler.worker.dateHeaderLine
         client.beginResponse(framing: framing, reserving: head.bytes.count + 128) {
             ProxyHeaders.clientResponse(head, keepLength: framing == .none, date: date, into: &$0)
         }

@@ -129,7 +129,7 @@ final class ProxyHandler: HTTPHandler {
     /// verdict of a client that may go on (a probe, say) is held for when the body is complete.
     func bodyAhead(_ request: HTTPRequest, on connection: ClientConnection) -> ((ClientConnection) -> Void)? {
         let context = self.context
-        connection.corsOrigin = context.corsOrigin(of: request)
+        if let origin = context.corsOrigin(of: request) { connection.corsOrigin = origin }
         switch admit(request, context) {
         case .refuse(let error, let detail):
             return { [self] in refuse(error, detail: detail, request, on: $0) }
@@ -145,7 +145,7 @@ final class ProxyHandler: HTTPHandler {
 
     func handle(_ request: HTTPRequest, on connection: ClientConnection) {
         let context = self.context
-        connection.corsOrigin = context.corsOrigin(of: request)
+        if let origin = context.corsOrigin(of: request) { connection.corsOrigin = origin }
         let admission = admit(request, context)
         guard case .route(let route, let key) = admission else {
             if case .refuse(let error, let detail) = admission { refuse(error, detail: detail, request, on: connection) }

@@ -105,9 +105,10 @@ enum ProxyHeaders {
 
     /// The status line and headers relayed to the client; framing is added by the connection.
     /// A response without a body keeps its Content-Length (HEAD tells the size of the GET).
-    /// A response without `Date` gets `date` (RFC 9110 6.6.1: a recipient with a clock adds the
-    /// one an upstream without a clock left out); nil adds none.
-    static func clientResponse(_ head: HTTPHead, keepLength: Bool, date: [UInt8]? = nil, into out: inout some ByteSink) {
+    /// A response without `Date` gets `date`, a whole `Date: ...` line (RFC 9110 6.6.1: a
+    /// recipient with a clock adds the one an upstream without a clock left out); nil adds none.
+    static func clientResponse(_ head: HTTPHead, keepLength: Bool, date: UnsafeRawBufferPointer? = nil,
+                               into out: inout some ByteSink) {
         out.append(ascii: "HTTP/1.1 ")
         out.append(decimal: head.status)
         out.append(0x20)
@@ -125,10 +126,6 @@ enum ProxyHeaders {
             if !dated && head.nameIs(f, "date") { dated = true }
             appendLine(&out, head, f)
         }
-        if !dated, let date {
-            out.append(ascii: "Date: ")
-            out.append(bytes: date[...])
-            out.append(ascii: "\r\n")
-        }
+        if !dated, let date { out.append(raw: date) }
     }
 }
