@@ -199,25 +199,7 @@ public struct RouteCircuit: Sendable {
 /// circuit is closed (nearly all of them) costs one atomic load. Jitter draws come from a
 /// SplitMix64 kept under the lock, not from the system's generator (a system call each).
 public final class RouteCircuits<C: TrackerClock>: Sendable {
-    private final class Cell: Sendable {
-        let state: LockedValue<(circuit: RouteCircuit, random: SplitMix64)>
-        let open = Atomic<Bool>(false)
-
-        init(policy: CircuitPolicy, seed: UInt64) {
-            state = LockedValue((RouteCircuit(policy: policy), SplitMix64(seed: seed)))
-        }
-
-        /// Runs `body` under the lock and publishes whether the circuit is open after it.
-        func update<R>(_ body: (inout RouteCircuit, inout SplitMix64) -> R) -> R {
-            state.withLock { s in
-                let result = body(&s.circuit, &s.random)
-                open.store(s.circuit.isOpen, ordering: .releasing)
-                return result
-            }
-        }
-    }
-
-    private let cells: [Cell]
+    private let cells: [RouteCircuitCell]
     private let clock: C
     /// Whether the circuits are in use (`[circuit] enabled`).
     public let enabled: Bool
@@ -225,7 +207,7 @@ public final class RouteCircuits<C: TrackerClock>: Sendable {
     /// One closed circuit per route index.
     public init(routes: Int, policy: CircuitPolicy, clock: C) {
         var seeds = SystemRandomNumberGenerator()
-        cells = (0..<routes).map { _ in Cell(policy: policy, seed: seeds.next()) }
+        cells = (0..<routes).map { _ in RouteCircuitCell(policy: policy, seed: seeds.next()) }
         self.clock = clock
         enabled = policy.enabled
     }
@@ -262,5 +244,26 @@ public final class RouteCircuits<C: TrackerClock>: Sendable {
     /// Whether the route's circuit is open now.
     public func isOpen(route index: Int) -> Bool {
         cells[index].open.load(ordering: .acquiring)
+    }
+}
+
+/// One route's circuit in `RouteCircuits`: the value under its lock, and whether it is open,
+/// published after every change for the lock-free check. Not nested in the generic class, so
+/// reaching it needs no generic metadata lookup on the request path.
+final class RouteCircuitCell: Sendable {
+    private let state: LockedValue<(circuit: RouteCircuit, random: SplitMix64)>
+    let open = Atomic<Bool>(false)
+
+    init(policy: CircuitPolicy, seed: UInt64) {
+        state = LockedValue((RouteCircuit(policy: policy), SplitMix64(seed: seed)))
+    }
+
+    /// Runs `body` under the lock and publishes whether the circuit is open after it.
+    func update<R>(_ body: (inout RouteCircuit, inout SplitMix64) -> R) -> R {
+        state.withLock { s in
+            let result = body(&s.circuit, &s.random)
+            open.store(s.circuit.isOpen, ordering: .releasing)
+            return result
+        }
     }
 }
