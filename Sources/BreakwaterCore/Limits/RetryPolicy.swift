@@ -29,14 +29,12 @@ public struct RetryPolicy: Sendable {
     @inline(__always)
     public func isRetryable(status: Int) -> Bool { retryOn.contains(status) }
 
-    /// Whether an answer with `status` is retried: listed in `retry_on`, and not carrying a
-    /// `Retry-After`. An upstream that says when to come back (a 503 or 429 with Retry-After) is
-    /// not asked again within the same request: its answer goes to the client, Retry-After included.
-    /// `hasRetryAfter` is asked only for a status in `retry_on`, so other answers cost no header scan.
+    /// Whether an answer whose status `retry_on` lists is retried, given whether it carries a
+    /// `Retry-After`: an upstream that says when to come back (a 503 or 429 with Retry-After) is
+    /// not asked again within the same request; its answer goes to the client, Retry-After included.
+    /// Asked only for a status in `retry_on`, so other answers cost no header scan.
     @inline(__always)
-    public func isRetryable(status: Int, hasRetryAfter: @autoclosure () -> Bool) -> Bool {
-        retryOn.contains(status) && !hasRetryAfter()
-    }
+    public static func retriesAnswer(hasRetryAfter: Bool) -> Bool { !hasRetryAfter }
 
     /// Methods that may be sent twice without a second effect (RFC 9110 9.2.2), or any request
     /// that carries an `Idempotency-Key`.

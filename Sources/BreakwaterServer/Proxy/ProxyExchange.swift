@@ -101,8 +101,8 @@ final class ProxyExchange: ClientExchange, UpstreamWaiter, UpstreamExchange {
         guard case .sent(let connection) = phase else { return }
         metrics.count(UpstreamClass(status: head.status))
         server.health.succeeded()
-        if handler.retryPolicy.isRetryable(status: head.status, hasRetryAfter: head.count("retry-after") > 0),
-           retry(.status, detail: "\(head.status)") {
+        if handler.retryPolicy.isRetryable(status: head.status),
+           RetryPolicy.retriesAnswer(hasRetryAfter: head.count("retry-after") > 0), retry(.status, detail: "\(head.status)") {
             // This answer is discarded: the connection cannot be reused mid-body, so it goes.
             connection.cancel()
             return
