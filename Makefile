@@ -47,7 +47,7 @@ tsan: deps-build
 
 # Breakwater beside nginx and HAProxy (about 7 minutes), the same over TLS (about 5 minutes), a
 # WebSocket echo beside nginx (about 2 minutes), an upstream outage with and without the route
-# circuit (about 6 minutes), then the tracker alone and the instruction counts (a few minutes
+# circuit (about 7 minutes), then the tracker alone and the instruction counts (a few minutes
 # each). bench/proxy.sh and bench/storm/run.sh are run by hand.
 bench: deps-bench release
 	BREAKWATER_BIN=.build/release/breakwater bench/compare.sh

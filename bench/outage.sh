@@ -3,7 +3,7 @@
 # its first 200, with the route circuit ([circuit] enabled = true, the default) and without it
 # (enabled = false: every connect error raises the client's own level, as before the circuit).
 #
-#   bench/outage.sh                          # 3 rounds per mode, a 30 s outage: about 6 minutes
+#   bench/outage.sh                          # 3 rounds per mode, a 30 s outage: about 7 minutes
 #   ROUNDS=1 OUTAGE=10 bench/outage.sh       # a quick look
 #
 # Each round: the demo API behind Breakwater (the device route of the shipped conf: keyed by
