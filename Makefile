@@ -1,8 +1,11 @@
 # Breakwater: `make run` starts the proxy in front of the demo API; `make test` runs every test.
+# `make run CONF=my.conf` and `make check CONF=my.conf` use another conf file.
 SWIFT ?= swift
 CONF ?= conf/breakwater.conf
+PREFIX ?= /usr/local
+RELEASE_BIN = .build/release/breakwater
 
-.PHONY: all build release run test test-unit tsan check bench clean deps-build deps-test deps-bench fuzz soak reliability
+.PHONY: all build release run test test-unit tsan check install bench clean deps-build deps-test deps-bench fuzz soak reliability
 
 all: build
 
@@ -23,10 +26,15 @@ release: deps-build
 	scripts/build-release.sh >/dev/null
 
 run: release
-	scripts/run-demo.sh .build/release/breakwater $(CONF)
+	scripts/run-demo.sh $(RELEASE_BIN) $(CONF)
 
-check: build
-	.build/debug/breakwater check --config $(CONF)
+# The release binary, as `make run` builds it (so nothing is rebuilt in debug after a `make run`).
+check: release
+	$(RELEASE_BIN) check --config $(CONF)
+
+# The release binary to $(PREFIX)/bin (DESTDIR for packaging); the conf file stays yours to place.
+install: release
+	install -D -m 0755 $(RELEASE_BIN) $(DESTDIR)$(PREFIX)/bin/breakwater
 
 test: deps-test
 	$(SWIFT) build --build-tests
@@ -38,13 +46,15 @@ tsan: deps-build
 	$(SWIFT) test --scratch-path .build-tsan --sanitize=thread --filter 'BreakwaterCoreTests'
 
 # Breakwater beside nginx and HAProxy (about 7 minutes), the same over TLS (about 5 minutes), a
-# WebSocket echo beside nginx (about 2 minutes), then the tracker alone and the instruction counts
-# (a few minutes each). bench/proxy.sh and bench/storm/run.sh are run by hand.
+# WebSocket echo beside nginx (about 2 minutes), an upstream outage with and without the route
+# circuit (about 7 minutes), then the tracker alone and the instruction counts (a few minutes
+# each). bench/proxy.sh and bench/storm/run.sh are run by hand.
 bench: deps-bench release
 	BREAKWATER_BIN=.build/release/breakwater bench/compare.sh
 	BREAKWATER_BIN=.build/release/breakwater bench/tls.sh
 	BREAKWATER_BIN=.build/release/breakwater bench/ws.sh
 	BREAKWATER_BIN=.build/release/breakwater bench/admin.sh
+	BREAKWATER_BIN=.build/release/breakwater bench/outage.sh
 	bench/tracker/run.sh
 	BREAKWATER_BIN=.build/release/breakwater bench/instructions.sh
 

@@ -31,11 +31,10 @@ let package = Package(
             pkgConfig: "openssl",
             providers: [.apt(["libssl-dev"])]
         ),
-        .systemLibrary(
-            name: "CHiredis",
-            pkgConfig: "hiredis",
-            providers: [.apt(["libhiredis-dev"])]
-        ),
+        // No pkgConfig: hiredis.pc adds -D_FILE_OFFSET_BITS=64, a flag SwiftPM drops with a warning
+        // on every build. shim.h names the headers by their path under /usr/include, and the
+        // module map links the library; scripts/install-deps.sh installs libhiredis-dev.
+        .systemLibrary(name: "CHiredis"),
         .target(
             name: "BreakwaterCore",
             dependencies: [

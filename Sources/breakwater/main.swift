@@ -74,7 +74,7 @@ struct Serve: ParsableCommand {
                     logger.warning("reload: \(key) changed; it takes effect only after a restart")
                 }
                 logger.info("reloaded", metadata: ["config": "\(path)"])
-                for warning in (try? TLSCheck.warnings(for: fresh)) ?? [] { logger.warning("\(warning)") }
+                for warning in fresh.warnings + ((try? TLSCheck.warnings(for: fresh)) ?? []) { logger.warning("\(warning)") }
             } catch {
                 logger.error("reload refused, the running config stays: \(error)")
             }
@@ -96,7 +96,7 @@ struct Serve: ParsableCommand {
         } else {
             SystemdNotify.send("READY=1")
         }
-        for warning in (try? TLSCheck.warnings(for: loaded)) ?? [] { logger.warning("\(warning)") }
+        for warning in loaded.warnings + ((try? TLSCheck.warnings(for: loaded)) ?? []) { logger.warning("\(warning)") }
         waitForever()
     }
 }
@@ -162,7 +162,7 @@ struct Check: ParsableCommand {
         }
         print(loaded.render(), terminator: "")
         if let note { FileHandleStderr.write("note: \(note)\n") }
-        for warning in warnings { FileHandleStderr.write("warning: \(warning)\n") }
+        for warning in loaded.warnings + warnings { FileHandleStderr.write("warning: \(warning)\n") }
         FileHandleStderr.write("\(config): ok\n")
     }
 }

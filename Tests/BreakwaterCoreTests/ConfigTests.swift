@@ -47,8 +47,25 @@ struct BadConf: Sendable, CustomTestStringConvertible {
         var health = RouteConfig(name: "health", path: "/healthz")
         health.bypass = true
         expected.routes = [device, health]
+        expected.clients.key = [.header("authorization")]
         expected.state.file = Config.directory(of: Self.shippedPath) + "state/breakwater.state"
         #expect(config == expected)
+    }
+
+    @Test func theShippedConfHasNoWarningAndAnAddressKeyedRouteCountingFourOhOneHasOne() throws {
+        #expect(try Config.load(path: Self.shippedPath).warnings.isEmpty)
+        var config = Config()
+        #expect(config.warnings.count == 1, "the code's defaults: key ip, on 401 and 403")
+        config.backoff.on.statuses = [500, 502]
+        #expect(config.warnings.isEmpty)
+        config.backoff.on.statuses = [403]
+        config.clients.key = [.ip, .header("authorization")]
+        #expect(config.warnings.isEmpty)
+        var route = RouteConfig(name: "r", path: "/r/")
+        route.key = [.route, .ip]
+        config.routes = [route]
+        #expect(config.warnings.count == 1)
+        #expect(config.warnings[0].hasPrefix(#"route "r": 401 and 403"#))
     }
 
     @Test func shippedRedisSectionUncommentedAsksForAHashKey() throws {

@@ -24,6 +24,15 @@ import Testing
         #expect(policy.wait(attempt: 1, u: 0.5, remaining: .milliseconds(60)) == .milliseconds(50))
     }
 
+    @Test func anAnswerWithRetryAfterIsNeverRetried() {
+        let policy = RetryPolicy(UpstreamConfig())
+        #expect(policy.isRetryable(status: 503))
+        #expect(RetryPolicy.retriesAnswer(hasRetryAfter: false))
+        #expect(!RetryPolicy.retriesAnswer(hasRetryAfter: true))
+        #expect(!policy.isRetryable(status: 429), "429 is never in retry_on")
+        #expect(!policy.isRetryable(status: 500))
+    }
+
     @Test func onlyIdempotentRequestsAreRetried() {
         for method in ["GET", "HEAD", "OPTIONS", "PUT", "DELETE"] {
             #expect(RetryPolicy.isIdempotent(method: method, hasIdempotencyKey: false))

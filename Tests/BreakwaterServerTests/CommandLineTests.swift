@@ -13,6 +13,62 @@ import Glibc
         #expect(result.status == 0, "\(result.stderr)")
         #expect(result.stdout.contains("[server]"))
         #expect(result.stdout.contains("[[route]]"))
+        #expect(!result.stderr.contains("warning"), "the shipped conf keys clients by token: \(result.stderr)")
+    }
+
+    @Test func checkWarnsWhenAFourOhOneCountsAgainstAnAddressAlone() throws {
+        let dir = try Binary.tempDirectory()
+        let file = dir.appendingPathComponent("ip.conf")
+        try """
+            [[route]]
+            name = "api"
+            path = "/api/"
+            key = ["ip", "route"]
+            [[route]]
+            name = "tokens"
+            path = "/tokens/"
+            key = ["ip", "header:Authorization"]
+            """.write(to: file, atomically: true, encoding: .utf8)
+        let result = try Binary.run(["check", "--config", file.path])
+        #expect(result.status == 0, "a warning, not an error")
+        let warnings = result.stderr.split(separator: "\n").filter { $0.hasPrefix("warning: ") }
+        #expect(warnings.count == 2, "\(result.stderr)")
+        #expect(warnings.contains { $0.contains(#"route "api": 401 and 403 count against a client known by its address alone"#) })
+        #expect(warnings.contains { $0.contains("the default route") })
+        #expect(!warnings.contains { $0.contains("tokens") })
+    }
+
+    /// `make run`'s script, stopped as a terminal's Ctrl-C stops it: SIGINT to its whole process
+    /// group. Breakwater drains, the demo API stops, and the script exits 0 (so `make` reports no error).
+    @Test func theDemoScriptEndsWithStatusZeroOnCtrlC() throws {
+        let dir = try Binary.tempDirectory()
+        let (port, demo, admin) = (Binary.freePort(), Binary.freePort(), Binary.freePort())
+        let conf = dir.appendingPathComponent("demo.conf")
+        try """
+            [server]
+            listen = "127.0.0.1:\(port)"
+            [upstream]
+            servers = ["127.0.0.1:\(demo)"]
+            [admin]
+            listen = "127.0.0.1:\(admin)"
+            """.write(to: conf, atomically: true, encoding: .utf8)
+        // A session of its own (its pid is its group), with the signals a terminal would leave
+        // unblocked: a process started from a test thread inherits a mask that blocks them.
+        let launcher = "import os, signal, sys; signal.pthread_sigmask(signal.SIG_SETMASK, []); "
+            + "os.getpgid(0) == os.getpid() or os.setsid(); "
+            + "os.environ['DEMO_LISTEN'] = '127.0.0.1:\(demo)'; os.execvp('bash', ['bash'] + sys.argv[1:])"
+        let script = Binary.packageRoot.appendingPathComponent("scripts/run-demo.sh").path
+        let process = try Tool.start("python3", ["-c", launcher, script, Binary.url.path, conf.path],
+                                     log: dir.appendingPathComponent("run.log"))
+        defer { if process.isRunning { kill(-process.processIdentifier, SIGKILL) } }
+        #expect(eventually(10) { (try? request(port: port, "GET", "/api/v1/device/valid-1").status) == 200 })
+        kill(-process.processIdentifier, SIGINT)
+        #expect(eventually(10) { !process.isRunning })
+        process.waitUntilExit()
+        let log = (try? String(contentsOf: dir.appendingPathComponent("run.log"), encoding: .utf8)) ?? ""
+        #expect(process.terminationReason == .exit && process.terminationStatus == 0, "\(log)")
+        #expect(log.contains("stopped"))
+        #expect((try? TestSocket(port: demo, timeout: 1)) == nil, "the demo API stopped too")
     }
 
     @Test func checkRejectsABadFileNamingTheKey() throws {

@@ -20,7 +20,7 @@ import Testing
         #expect(test.status == 0, "\(test.stdout) \(test.stderr)")
         let text = try String(contentsOf: rules.appendingPathComponent("alerts.yml"), encoding: .utf8)
         for alert in ["BreakwaterStormInProgress", "BreakwaterRedisFailingOpen", "BreakwaterUpstreamServerOut",
-                      "BreakwaterCertificateExpiring", "BreakwaterEvictingClients"] {
+                      "BreakwaterCertificateExpiring", "BreakwaterEvictingClients", "BreakwaterRouteCircuitOpen"] {
             #expect(text.contains("- alert: \(alert)\n"), "\(alert)")
         }
     }

@@ -56,6 +56,21 @@ import Testing
         #expect(response.header("X-End") == "kept")
     }
 
+    @Test func anUpstreamAnswerWithoutDateGetsOneAndOneWithDateKeepsIt() throws {
+        let upstream = try TestUpstream { request, socket in
+            let headers = request.target == "/dated" ? [("Date", "Tue, 01 Jan 2030 00:00:00 GMT")] : []
+            try TestUpstream.respond(socket, status: 200, headers: headers, body: Array("x".utf8))
+            return true
+        }
+        defer { upstream.stop() }
+        let proxy = try Harness(upstreamPorts: [upstream.port])
+        let undated = try request(port: proxy.port, "GET", "/undated")
+        #expect(undated.all("Date").count == 1)
+        #expect(undated.header("Date")?.hasSuffix(" GMT") == true)
+        let dated = try request(port: proxy.port, "GET", "/dated")
+        #expect(dated.all("Date") == ["Tue, 01 Jan 2030 00:00:00 GMT"], "the upstream's own Date passes unchanged")
+    }
+
     @Test func forwardingHeadersAreAppendedAndSet() throws {
         let upstream = try TestUpstream()
         defer { upstream.stop() }

@@ -36,6 +36,26 @@ import Testing
         #expect(try request(port: proxy.port, "GET", "/flaky").status == 200, "a success on retry is a success: not shielded")
     }
 
+    @Test func a503WithRetryAfterIsPassedOnNotRetried() throws {
+        let upstream = try TestUpstream { _, socket in
+            try TestUpstream.respond(socket, status: 503, reason: "Service Unavailable", headers: [("Retry-After", "7")],
+                                     body: Array("come back later".utf8))
+            return true
+        }
+        defer { upstream.stop() }
+        let proxy = try Harness(upstreamPorts: [upstream.port]) {
+            $0.upstream.retries = 2
+            $0.upstream.retryBase = .milliseconds(20)
+            $0.upstream.retryBudget = 1.0
+        }
+        let response = try request(port: proxy.port, "GET", "/busy")
+        #expect(response.status == 503)
+        #expect(response.header("Retry-After") == "7")
+        #expect(response.bodyText == "come back later")
+        #expect(upstream.requestCount == 1, "the upstream said when to come back: not sooner")
+        #expect(try metric(proxy, #"breakwater_upstream_retries_total{route="default",reason="status"}"#) == 0)
+    }
+
     @Test func retriesAreBoundedByTheRetriesSetting() throws {
         let upstream = try flaky(failures: 100)
         defer { upstream.stop() }

@@ -118,11 +118,12 @@ import Testing
         #expect(upstream.requestCount == 2)
     }
 
-    @Test func refusedConnectionsPutClientsInBackoffAndARecoveredUpstreamClearsThem() throws {
+    @Test func withCircuitsDisabledRefusedConnectionsPutClientsInBackoffAndARecoveredUpstreamClearsThem() throws {
         let port = TestUpstream.deadPort()
         let proxy = try Harness(upstreamPorts: [port]) {
             $0.backoff.base = .milliseconds(300)
             $0.backoff.jitter = 0
+            $0.circuit.enabled = false
         }
         #expect(try request(port: proxy.port, "GET", "/x").status == 502)
         #expect(try request(port: proxy.port, "GET", "/x").status == 429)
@@ -132,6 +133,27 @@ import Testing
         // Reconnects avoid a server that just refused for a short while; keep probing until it answers.
         #expect(eventually(5) { (try? request(port: proxy.port, "GET", "/x").status) == 200 })
         #expect(try request(port: proxy.port, "GET", "/x").status == 200)
+    }
+
+    @Test func aRouteKeyedByAddressAndTokenKeepsClientsWithoutTheHeaderApartFromThoseWithOne() throws {
+        let api = try startDemoAPI()
+        defer { api.shutdown() }
+        let proxy = try Harness(upstreamPorts: [api.port]) {
+            $0.routes = [Self.deviceRoute { $0.key = [.ip, .header("authorization")]; $0.backoff.base = .seconds(30) }]
+        }
+        func curl(_ path: String, token: String?) throws -> String {
+            try Tool.run("curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "10"]
+                         + (token.map { ["-H", "Authorization: Bearer \($0)"] } ?? []) + ["http://127.0.0.1:\(proxy.port)\(path)"]).stdout
+        }
+        // One user behind the office's address has an expired token: only that token is blocked.
+        #expect(try curl("/api/v1/device/expired-1", token: "expired-1") == "401")
+        #expect(try curl("/api/v1/device/expired-1", token: "expired-1") == "429")
+        #expect(try curl("/api/v1/device/valid-1", token: nil) == "200", "no header: a client of its own")
+        #expect(try curl("/api/v1/device/valid-2", token: "valid-2") == "200")
+        // A failing client without the header blocks the address's header-less requests only.
+        #expect(try curl("/api/v1/device/expired-3", token: nil) == "401")
+        #expect(try curl("/api/v1/device/valid-1", token: nil) == "429")
+        #expect(try curl("/api/v1/device/valid-2", token: "valid-2") == "200")
     }
 
     @Test func dryRunForwardsWhatItWouldShield() throws {

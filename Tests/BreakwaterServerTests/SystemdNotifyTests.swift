@@ -89,7 +89,7 @@ import Glibc
         try ProxyProcess.conf(port: port, admin: admin, upstreams: [api.port], server: "", upstream: "", rest: "")
             .write(to: conf, atomically: true, encoding: .utf8)
         let log = dir.appendingPathComponent("bw.log")
-        FileManager.default.createFile(atPath: log.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
         let old = Process()
         old.executableURL = Binary.url
         old.arguments = ["--config", conf.path]

@@ -85,7 +85,7 @@ import Glibc
         #expect(proxy.openFDs() >= 2 * count)
         #expect(echo.handshakes.count == count)
 
-        FileManager.default.createFile(atPath: release.path, contents: Data())
+        _ = FileManager.default.createFile(atPath: release.path, contents: Data())
         #expect(eventually(90) { !client.isRunning })
         client.waitUntilExit()
         #expect(client.terminationStatus == 0, "\(output())")

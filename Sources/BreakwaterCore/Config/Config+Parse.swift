@@ -49,14 +49,16 @@ extension Config {
                               allowed: "a TOML 1.0 document (https://toml.io/en/v1.0.0)")
         }
         let top = try TableReader(root, path: "", file: file,
-                                  known: ["server", "upstream", "admin", "clients", "backoff", "route", "redis", "tls", "state"])
+                                  known: ["server", "upstream", "admin", "clients", "backoff", "circuit", "route", "redis", "tls",
+                                           "state"])
         func section(_ name: String, _ known: [String]) throws -> TableReader? {
             try top.table(name, "a table [\(name)]").map { try TableReader($0, path: name, file: file, known: known) }
         }
 
         var config = Config()
         if let r = try section("server", ["listen", "workers", "max_header_bytes", "max_request_line_bytes", "max_body_bytes", "header_timeout",
-                                          "idle_timeout", "grace_period", "access_log", "upgrades", "tunnel_idle_timeout", "min_body_rate"]) {
+                                          "idle_timeout", "grace_period", "access_log", "upgrades", "tunnel_idle_timeout", "min_body_rate",
+                                          "cors_origins"]) {
             try readServer(r, into: &config.server)
         }
         if let r = try section("upstream", ["servers", "connect_timeout", "timeout", "max_connections", "retries",
@@ -84,6 +86,16 @@ extension Config {
         }
         if let r = try section("backoff", backoffKeys) {
             try readBackoff(r, into: &config.backoff)
+        }
+        if let r = try section("circuit", ["enabled", "share", "min_failures", "window", "base", "max", "jitter"]) {
+            let c = r
+            assign(&config.circuit.enabled, try c.bool("enabled", Allowed.bool))
+            assign(&config.circuit.share, try c.number("share", Allowed.circuitShare))
+            assign(&config.circuit.minFailures, try c.int("min_failures", Allowed.minFailures))
+            assign(&config.circuit.window, try c.duration("window"))
+            assign(&config.circuit.base, try c.duration("base"))
+            assign(&config.circuit.max, try c.duration("max", Allowed.max))
+            assign(&config.circuit.jitter, try c.number("jitter", Allowed.jitter))
         }
         if top.has("route") {
             config.routes = try readRoutes(top, file: file, defaults: config.backoff)
@@ -126,6 +138,7 @@ extension Config {
         assign(&s.upgrades, try r.list("upgrades", Allowed.upgrades, upgradeToken))
         assign(&s.tunnelIdleTimeout, try r.duration("tunnel_idle_timeout"))
         assign(&s.minBodyRate, try r.size("min_body_rate", Allowed.minBodyRate))
+        assign(&s.corsOrigins, try r.list("cors_origins", Allowed.corsOrigins) { $0 })
     }
 
     private static func readUpstream(_ r: TableReader, into u: inout UpstreamConfig) throws {

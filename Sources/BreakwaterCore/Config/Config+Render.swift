@@ -31,6 +31,7 @@ extension Config {
         set("upgrades", list(server.upgrades.map(quote)))
         set("tunnel_idle_timeout", duration(server.tunnelIdleTimeout))
         set("min_body_rate", size(server.minBodyRate))
+        set("cors_origins", list(server.corsOrigins.map(quote)))
 
         out.append("")
         if let tls {
@@ -79,6 +80,15 @@ extension Config {
 
         out += ["", "[backoff]"]
         for (key, value) in pairs(backoff) { set(key, value) }
+
+        out += ["", "[circuit]"]
+        set("enabled", "\(circuit.enabled)")
+        set("share", "\(circuit.share)")
+        set("min_failures", "\(circuit.minFailures)")
+        set("window", duration(circuit.window))
+        set("base", duration(circuit.base))
+        set("max", duration(circuit.max))
+        set("jitter", "\(circuit.jitter)")
 
         for route in routes {
             out += ["", "[[route]]"]

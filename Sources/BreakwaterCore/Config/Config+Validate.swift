@@ -1,7 +1,11 @@
 /// What each key accepts, in words. The parser quotes these when a value has the wrong type and
 /// `validate` quotes them when it is out of range, so both errors promise the same thing.
 enum Allowed {
-    static let sections = "the sections [server], [upstream], [admin], [clients], [backoff], [[route]], [redis], [tls], [state]"
+    static let sections = "the sections [server], [upstream], [admin], [clients], [backoff], [circuit], [[route]], [redis], [tls], [state]"
+    static let circuitShare = "a number above 0.0 and at most 1.0 (a share of the route's requests)"
+    static let minFailures = "an integer from 1 up"
+    static let corsOrigins = "an array of distinct origins such as \"https://app.example.com\" (scheme://host[:port], "
+        + "no path), or [\"*\"] for any origin"
     static let listen = "\"host:port\" (IPv6 as \"[::1]:8080\"; port 0 picks a free port)"
     static let workers = "an integer from 0 (one per core) to 1024"
     static let maxRequestLineBytes = "a size from 256 to 1048576 bytes, as an integer or a string such as \"8KB\" (the head limit applies too)"
@@ -81,6 +85,10 @@ extension Config {
         try c.upgrades(s.upgrades, "server.upgrades")
         try c.positive(s.tunnelIdleTimeout, "server.tunnel_idle_timeout")
         try c.check(s.minBodyRate >= 1, "server.min_body_rate", "\(s.minBodyRate)", Allowed.minBodyRate)
+        for origin in s.corsOrigins {
+            try c.check(Self.validOrigin(origin), "server.cors_origins", quote(origin), Allowed.corsOrigins)
+        }
+        try c.check(Set(s.corsOrigins).count == s.corsOrigins.count, "server.cors_origins", "a repeated origin", Allowed.corsOrigins)
 
         let u = upstream
         try c.check(!u.servers.isEmpty, "upstream.servers", "[]", Allowed.servers)
@@ -124,6 +132,13 @@ extension Config {
                     "\(cl.maxClients)", Allowed.maxClients)
 
         try c.backoff(backoff, "backoff")
+        let cc = circuit
+        try c.check(cc.share > 0 && cc.share <= 1, "circuit.share", "\(cc.share)", Allowed.circuitShare)
+        try c.check(cc.minFailures >= 1, "circuit.min_failures", "\(cc.minFailures)", Allowed.minFailures)
+        try c.positive(cc.window, "circuit.window")
+        try c.positive(cc.base, "circuit.base")
+        try c.check(cc.max >= cc.base, "circuit.max", quote(cc.max.confText), Allowed.max)
+        try c.check(cc.jitter >= 0 && cc.jitter < 1, "circuit.jitter", "\(cc.jitter)", Allowed.jitter)
         var names: Set<String> = []
         for (i, route) in routes.enumerated() {
             let at = "route[\(i)]"
@@ -191,6 +206,17 @@ extension Config {
         let local = wildcards.union(["127.0.0.1", "::1", "localhost"])
         return listen.host == upstream.host || wildcards.contains(upstream.host)
             || (wildcards.contains(listen.host) && local.contains(upstream.host))
+    }
+
+    /// An origin as a browser sends it (RFC 6454): `http` or `https`, `://`, a host and an optional
+    /// port, no path; or `*`, any origin.
+    static func validOrigin(_ origin: String) -> Bool {
+        if origin == "*" { return true }
+        let rest: Substring
+        if origin.hasPrefix("https://") { rest = origin.dropFirst(8) } else if origin.hasPrefix("http://") {
+            rest = origin.dropFirst(7)
+        } else { return false }
+        return !rest.isEmpty && rest.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "-.:[]".contains($0)) }
     }
 
     /// Hosts that bind every local address.

@@ -14,6 +14,8 @@ public struct Config: Sendable, Equatable {
     public var clients = ClientsConfig()
     /// `[backoff]`: the defaults of every route.
     public var backoff = BackoffPolicy()
+    /// `[circuit]`: the route circuits that take upstream outages off the clients' accounts.
+    public var circuit = CircuitPolicy()
     /// `[[route]]`, in file order; the first whose `path` prefixes the request path wins.
     public var routes: [RouteConfig] = []
     /// `[redis]`: present only when the tracker is shared between replicas.
@@ -58,6 +60,10 @@ public struct ServerConfig: Sendable, Equatable {
     /// this many bytes a second (and never stall for `header_timeout`): 1 KiB/s lets a slow mobile
     /// upload finish while a client trickling bytes to hold a connection is cut off (408).
     public var minBodyRate = 1024
+    /// `cors_origins`: browser origins (`scheme://host[:port]`) that may read Breakwater's own
+    /// answers (429, 503...): they get `Access-Control-Allow-Origin` and
+    /// `Access-Control-Expose-Headers: Retry-After, RateLimit`. Empty: no CORS headers.
+    public var corsOrigins: [String] = []
 
     /// The defaults the README documents (section "Configuration").
     public init() {}

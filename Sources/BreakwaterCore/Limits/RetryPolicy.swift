@@ -29,6 +29,13 @@ public struct RetryPolicy: Sendable {
     @inline(__always)
     public func isRetryable(status: Int) -> Bool { retryOn.contains(status) }
 
+    /// Whether an answer whose status `retry_on` lists is retried, given whether it carries a
+    /// `Retry-After`: an upstream that says when to come back (a 503 or 429 with Retry-After) is
+    /// not asked again within the same request; its answer goes to the client, Retry-After included.
+    /// Asked only for a status in `retry_on`, so other answers cost no header scan.
+    @inline(__always)
+    public static func retriesAnswer(hasRetryAfter: Bool) -> Bool { !hasRetryAfter }
+
     /// Methods that may be sent twice without a second effect (RFC 9110 9.2.2), or any request
     /// that carries an `Idempotency-Key`.
     public static func isIdempotent(method: some StringProtocol, hasIdempotencyKey: Bool) -> Bool {

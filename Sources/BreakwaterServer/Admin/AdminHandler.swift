@@ -1,8 +1,9 @@
 import BreakwaterCore
 import FoundationEssentials
+private import CLibevent
 
 /// The admin listener: the dashboard page at `/`, `/metrics`, `/stats`, `/stats/series`, `/healthz`,
-/// `POST /clients/reset?key=HASH`, nothing else. It runs on the first worker and reads that
+/// `POST /clients/reset` (`key=HASH`, or `ip=`, `header=NAME&value=` and `route=`), nothing else. It runs on the first worker and reads that
 /// worker's proxy context and the series, so it needs no lock.
 ///
 /// With `admin.token` set, every request but `/healthz` and the page (static, it holds no data and
@@ -75,10 +76,15 @@ final class AdminHandler: HTTPHandler {
     }
 
     private func reset(_ request: HTTPRequest, _ context: ProxyContext, _ connection: ClientConnection) {
-        let query = URLComponents(string: request.head.target)?.queryItems ?? []
-        guard let text = query.first(where: { $0.name == "key" })?.value, let key = ClientKey(hex: text) else {
+        let items = (URLComponents(string: request.head.target)?.queryItems ?? []) + Self.formItems(request.body)
+        let form = ResetForm(items: items.map { (name: $0.name, value: $0.value) })
+        let key: ClientKey
+        switch form.key(routes: context.routes, identity: context.identity) {
+        case .success(let found):
+            key = found
+        case .failure(let problem):
             connection.respond(status: 400, reason: "Bad Request", headers: [("Content-Type", "text/plain")],
-                               body: Array("expected ?key=<16 hex digits, as /stats shows it>\n".utf8))
+                               body: Array("\(problem.message)\n".utf8))
             return
         }
         proxy.store.forget(key) { known in
@@ -90,6 +96,18 @@ final class AdminHandler: HTTPHandler {
                                    body: Array(#"{"error":"unknown key","key":"\#(key)"}"#.utf8))
             }
         }
+    }
+
+    /// The fields of an `application/x-www-form-urlencoded` body (`curl --data-urlencode`), so a
+    /// token need not go in the URL; at most 8 KiB of it is read.
+    private static func formItems(_ body: OpaquePointer?) -> [URLQueryItem] {
+        guard let body else { return [] }
+        let length = min(evbuffer_get_length(body), 8192)
+        guard length > 0 else { return [] }
+        var bytes = [UInt8](repeating: 0, count: length)
+        guard evbuffer_copyout(body, &bytes, length) == length else { return [] }
+        let text = String(decoding: bytes, as: UTF8.self).replacing("+", with: "%20")
+        return URLComponents(string: "/?" + text)?.queryItems ?? []
     }
 
     private struct Stats: Encodable {

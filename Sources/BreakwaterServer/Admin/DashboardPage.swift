@@ -131,7 +131,7 @@ enum DashboardPage {
         "use strict";
         const STORE = "breakwater-admin-token";
         const OUTCOMES = [["forwarded", "#2e7d32"], ["shielded", "#c62828"], ["probe_wait", "#ef6c00"],
-          ["rate_limited", "#6a1b9a"], ["bypassed", "#1565c0"], ["rejected", "#757575"]];
+          ["rate_limited", "#6a1b9a"], ["bypassed", "#1565c0"], ["rejected", "#757575"], ["circuit_open", "#37474f"]];
         const CLASSES = [["2xx", "#81c784"], ["3xx", "#4fc3f7"], ["4xx", "#ffb74d"], ["5xx", "#e57373"],
           ["connect_error", "#a1887f"], ["timeout", "#ba68c8"]];
         const SPAN = 900;

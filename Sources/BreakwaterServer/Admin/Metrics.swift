@@ -5,7 +5,7 @@ import Synchronization
 
 /// What happened to a request at the proxy (the `outcome` label).
 enum RequestOutcome: String, CaseIterable {
-    case forwarded, shielded, probe_wait, rate_limited, bypassed, rejected
+    case forwarded, shielded, probe_wait, rate_limited, bypassed, rejected, circuit_open
 }
 
 /// What the upstream did (the `class` label).
@@ -31,6 +31,8 @@ final class RouteMetrics: Sendable {
     private let retries: [Counter]
     /// Tunnels opened on this route (`breakwater_tunnels_total{route}`).
     let tunnels: Counter
+    /// 1 while the route's circuit is open (`breakwater_route_circuit_open{route}`).
+    let circuitOpen: Gauge
     let upstreamDuration: DurationHistogram
     let backoffWindow: DurationHistogram
     /// The process-wide totals that `/stats` and the series read back.
@@ -55,6 +57,8 @@ final class RouteMetrics: Sendable {
                                       labels: [("route", name)])
         tunnels = registry.makeCounter(descriptor: .breakwater("tunnels", "total", "Upgraded connections (WebSocket and other protocols) tunnelled, by route."),
                                        labels: [("route", name)])
+        circuitOpen = registry.makeGauge(descriptor: .breakwater("route_circuit", "open", "1 while the route's circuit is open: its upstream fails for every client, one probe a window goes through, the rest get 503."),
+                                         labels: [("route", name)])
         upstreamDuration = registry.makeDurationHistogram(
             descriptor: .breakwater("upstream_request_duration", "seconds", "Time from forwarding a request to the upstream's response head."),
             labels: [("route", name)],
@@ -120,6 +124,7 @@ extension RequestOutcome {
         case .rate_limited: 3
         case .bypassed: 4
         case .rejected: 5
+        case .circuit_open: 6
         }
     }
 }

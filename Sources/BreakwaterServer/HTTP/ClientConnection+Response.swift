@@ -23,12 +23,21 @@ extension ClientConnection {
         if body == .stream { socket.flush() }
     }
 
-    /// A whole response with a body of `bodyLength` bytes, head and body written in one go.
+    /// A whole response with a body of `bodyLength` bytes, head and body written in one go: one
+    /// of Breakwater's own answers (429, 503, 400...), so it carries `Date` and, for an origin
+    /// listed in `cors_origins`, the CORS headers that let a page read it.
     func respond(bodyLength: Int, head writeHead: (inout EvbufferWriter) -> Void,
                  body writeBody: (inout EvbufferWriter) -> Void) {
         guard reader.isResponding else { return }
+        let date = worker.dateHeaderLine
         EvbufferWriter.write(into: socket.output, reserving: 512 + bodyLength) { out in
             writeHead(&out)
+            out.append(raw: date)
+            if let origin = corsOrigin {
+                out.append(ascii: "Access-Control-Allow-Origin: ")
+                out.append(utf8: origin)
+                out.append(ascii: "\r\nVary: Origin\r\nAccess-Control-Expose-Headers: Retry-After, RateLimit\r\n")
+            }
             writeFraming(.length(bodyLength), into: &out)
             if !framing.answeringHEAD { writeBody(&out) }
         }
@@ -95,6 +104,7 @@ extension ClientConnection {
     func endResponse() {
         guard reader.isResponding else { return }
         exchange = nil
+        if corsOrigin != nil { corsOrigin = nil }
         if framing.chunked { writeRaw("0\r\n\r\n") }
         responseEnded()
     }

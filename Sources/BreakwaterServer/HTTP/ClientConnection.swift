@@ -33,6 +33,9 @@ final class ClientConnection: SocketDelegate {
     var framing = ResponseFraming.refusal
     /// The handler's side of the current exchange, told when the client leaves or drains.
     var exchange: ClientExchange?
+    /// The request's `Origin` when `[server] cors_origins` lists it: Breakwater's own answer to
+    /// the request carries the CORS headers that let that page read it. Cleared after each response.
+    var corsOrigin: String?
     /// The tunnel this connection became after a 101; it owns the socket's callbacks then.
     private var tunnel: Tunnel?
 

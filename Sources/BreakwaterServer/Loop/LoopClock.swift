@@ -47,6 +47,10 @@ public struct LoopClock: Clock, TrackerClock {
     /// Seconds since the Unix epoch, for HTTP dates (Retry-After) and log lines.
     public static func wallSeconds() -> Int64 { read(CLOCK_REALTIME) / 1_000_000_000 }
 
+    /// `wallSeconds` from the coarse clock (a few milliseconds of resolution, the cheapest read):
+    /// for the `Date` header, which names the second.
+    public static func coarseWallSeconds() -> Int64 { read(CLOCK_REALTIME_COARSE) / 1_000_000_000 }
+
     /// Wall-clock time as seconds and nanoseconds, for timestamps in log lines.
     public static func wallTime() -> timespec {
         var ts = timespec()

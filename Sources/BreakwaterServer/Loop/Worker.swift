@@ -1,3 +1,4 @@
+import BreakwaterHTTP
 private import CLibevent
 import BreakwaterCore
 import Dispatch
@@ -15,18 +16,44 @@ final class Worker: @unchecked Sendable {
     /// Open client connections, so draining can close the idle ones.
     var connections: [ObjectIdentifier: ClientConnection] = [:]
     var listeners: [Listener] = []
+    /// The `Date` header line of this second (`Date: ` IMF-fixdate CRLF), and the wall-clock second
+    /// it is for: Breakwater's own answers, and relayed ones that came without a Date, carry it.
+    /// Made once a second per worker, kept behind pointers so reading it takes no reference
+    /// counting and no exclusivity check. Only this worker's thread touches it.
+    private let dateLine = UnsafeMutablePointer<UInt8>.allocate(capacity: Worker.dateLineLength)
+    private let dateSecond = UnsafeMutablePointer<Int64>.allocate(capacity: 1)
+    private static let dateLineLength = 37
+
+    /// `Date: ...\r\n` for now, valid until the worker's next turn of its loop.
+    var dateHeaderLine: UnsafeRawBufferPointer {
+        let now = LoopClock.coarseWallSeconds()
+        if now != dateSecond.pointee {
+            dateSecond.pointee = now
+            let text = HTTPDate.imfFixdate(epochSeconds: now)
+            let line = Array("Date: ".utf8) + text + [0x0D, 0x0A]
+            line.withUnsafeBufferPointer { dateLine.update(from: $0.baseAddress!, count: Worker.dateLineLength) }
+        }
+        return UnsafeRawBufferPointer(start: dateLine, count: Worker.dateLineLength)
+    }
+
     /// Set while the process stops: no new requests on kept-alive connections.
     private(set) var draining = false
     private var drainDeadline: LoopClock.Instant?
     private var exiting = false
 
     init(index: Int) throws(SystemCallError) {
+        dateSecond.initialize(to: -1)
+        dateLine.initialize(repeating: 0, count: Worker.dateLineLength)
         self.index = index
         LibeventThreads.enable()
         base = try libevent("event_base_new", event_base_new())
     }
 
-    deinit { event_base_free(base) }
+    deinit {
+        event_base_free(base)
+        dateLine.deallocate()
+        dateSecond.deallocate()
+    }
 
     /// Runs the loop on a new thread (1 MiB of stack, named `name` for ps and perf) until `stop`
     /// or `drain` ends it.

@@ -30,6 +30,10 @@ final class ProxyExchange: ClientExchange, UpstreamWaiter, UpstreamExchange {
     /// The tracker key, nil for bypass routes.
     private let key: ClientKey?
     private let isProbe: Bool
+    /// This request is its route's circuit probe: its outcome opens or closes the circuit.
+    private let circuitProbe: Bool
+    /// The circuits of the context the exchange started in (a reload may replace the handler's).
+    private let circuits: RouteCircuits<LoopClock>
     private var server: UpstreamServer
     private var phase = Phase.waiting
     private var freshRetries = 0
@@ -51,13 +55,15 @@ final class ProxyExchange: ClientExchange, UpstreamWaiter, UpstreamExchange {
     private var upgrading: Bool { request.upgrading }
 
     init(handler: ProxyHandler, request: HTTPRequest, client: ClientConnection,
-         route: ResolvedRoute, key: ClientKey?, isProbe: Bool) {
+         route: ResolvedRoute, key: ClientKey?, isProbe: Bool, circuitProbe: Bool = false) {
         self.handler = handler
         self.request = request
         self.client = client
         self.route = route
         self.key = key
         self.isProbe = isProbe
+        self.circuitProbe = circuitProbe
+        circuits = handler.context.circuits
         // Kept for the whole exchange: a reload may give the handler a new pool meanwhile.
         pool = handler.pool
         metrics = handler.context.routeMetrics[route.index]
@@ -95,7 +101,8 @@ final class ProxyExchange: ClientExchange, UpstreamWaiter, UpstreamExchange {
         guard case .sent(let connection) = phase else { return }
         metrics.count(UpstreamClass(status: head.status))
         server.health.succeeded()
-        if handler.retryPolicy.isRetryable(status: head.status), retry(.status, detail: "\(head.status)") {
+        if handler.retryPolicy.isRetryable(status: head.status),
+           RetryPolicy.retriesAnswer(hasRetryAfter: head.count("retry-after") > 0), retry(.status, detail: "\(head.status)") {
             // This answer is discarded: the connection cannot be reused mid-body, so it goes.
             connection.cancel()
             return
@@ -105,9 +112,11 @@ final class ProxyExchange: ClientExchange, UpstreamWaiter, UpstreamExchange {
         upstreamTime = elapsed
         status = head.status
         phase = .relaying(connection)
-        record(status: head.status, retryAfter: head.combined("retry-after"))
+        record(status: head.status, retryAfter: head.combined("retry-after"),
+               challenge: head.status == 401 ? head.combined("www-authenticate") : nil)
+        let date = handler.worker.dateHeaderLine
         client.beginResponse(framing: framing, reserving: head.bytes.count + 128) {
-            ProxyHeaders.clientResponse(head, keepLength: framing == .none, into: &$0)
+            ProxyHeaders.clientResponse(head, keepLength: framing == .none, date: date, into: &$0)
         }
     }
 
@@ -191,11 +200,11 @@ final class ProxyExchange: ClientExchange, UpstreamWaiter, UpstreamExchange {
         switch failure {
         case .connect:
             metrics.count(.connect_error)
-            recordFailure(counts: route.policy.on.connect)
+            recordFailure(.connect, counts: route.policy.on.connect)
             respond(502, "Bad Gateway")
         case .timeout:
             metrics.count(.timeout)
-            recordFailure(counts: route.policy.on.timeout)
+            recordFailure(.timeout, counts: route.policy.on.timeout)
             respond(504, "Gateway Timeout")
         case .closedBeforeResponse, .badResponse, .brokenResponse:
             metrics.count(.c5xx)
@@ -247,9 +256,11 @@ final class ProxyExchange: ClientExchange, UpstreamWaiter, UpstreamExchange {
         case .sent(let connection):
             connection.cancel()
             if isProbe, let key { handler.store.abandonProbe(key) }   // its outcome will never be known
+            if circuitProbe { circuits.abandonProbe(route: route.index) }
         case .waiting:
             pool.cancel(self)
             if isProbe, let key { handler.store.abandonProbe(key) }
+            if circuitProbe { circuits.abandonProbe(route: route.index) }
         }
         status = 499   // nginx's code for "client closed the request"
         logAccess()
@@ -261,23 +272,58 @@ final class ProxyExchange: ClientExchange, UpstreamWaiter, UpstreamExchange {
 
     // MARK: tracker
 
-    private func record(status: Int, retryAfter: String?) {
+    /// Tells the route's circuit and then, unless the circuit took the blame, the client's tracker.
+    private func record(status: Int, retryAfter: String?, challenge: String? = nil) {
         guard let key else { return }
         let outcome = route.classify(status: status)
+        // A 401 that opens or continues a Digest, NTLM or Negotiate handshake is no failure: the
+        // upstream works, and the client's next request carries the answer.
+        if outcome == .error, challenge != nil,
+           AuthChallenge.isHandshakeStep(wwwAuthenticate: challenge, authorization: request.head.combined("authorization")) {
+            circuitChanged(circuits.recordSuccess(route: route.index, isProbe: circuitProbe))
+            if isProbe { handler.store.abandonProbe(key) }
+            return
+        }
         let floor = outcome == .error ? retryAfter.flatMap { RetryAfter.parse($0, now: LoopClock.wallSeconds()) } : nil
+        if outcome == .error && status >= 500 {
+            let (blame, transition) = circuits.recordFailure(route: route.index, .status, isProbe: circuitProbe, floor: floor)
+            circuitChanged(transition)
+            if blame == .route {
+                if isProbe { handler.store.abandonProbe(key) }
+                return
+            }
+        } else {
+            circuitChanged(circuits.recordSuccess(route: route.index, isProbe: circuitProbe))
+        }
         handler.store.record(key, outcome: outcome, policy: route.policy, routeIndex: route.index,
                              upstreamRetryAfter: floor, windows: metrics)
     }
 
-    /// A connect error or timeout is an error only when `on` lists it; otherwise it neither
-    /// blocks nor clears, but a probe is released so the next request can probe again.
-    private func recordFailure(counts: Bool) {
+    /// A connect error or timeout is the route's circuit's to judge when `on` lists it, and the
+    /// client's only while circuits are disabled. Otherwise it neither blocks nor clears the
+    /// client, but a probe is released so the next request can probe again.
+    private func recordFailure(_ failure: RouteCircuit.Failure, counts: Bool) {
         guard let key else { return }
         if counts {
-            handler.store.record(key, outcome: .error, policy: route.policy, routeIndex: route.index,
-                                 upstreamRetryAfter: nil, windows: metrics)
-        } else if isProbe {
-            handler.store.abandonProbe(key)
+            let (blame, transition) = circuits.recordFailure(route: route.index, failure, isProbe: circuitProbe)
+            circuitChanged(transition)
+            if blame == .client {
+                handler.store.record(key, outcome: .error, policy: route.policy, routeIndex: route.index,
+                                     upstreamRetryAfter: nil, windows: metrics)
+                return
+            }
+        } else if circuitProbe {
+            circuits.abandonProbe(route: route.index)
         }
+        if isProbe { handler.store.abandonProbe(key) }
+    }
+
+    /// Shows a circuit that opened or closed in `breakwater_route_circuit_open` and the error log.
+    private func circuitChanged(_ transition: RouteCircuit.Transition?) {
+        guard let transition else { return }
+        metrics.circuitOpen.set(Int64(transition == .opened ? 1 : 0))
+        handler.logger.warning(transition == .opened ? "route circuit opened: upstream failing for every client"
+                                                     : "route circuit closed: upstream answering again",
+                               metadata: ["route": "\(route.name)"])
     }
 }

@@ -19,6 +19,11 @@ final class ProxyContext: Sendable {
     let retryPolicy: RetryPolicy
     /// TLS towards the upstream servers (`[upstream] tls = true`), nil for plain HTTP.
     let upstreamTLS: TLSClientContext?
+    /// One circuit per route (`[circuit]`); a reload starts them closed.
+    let circuits: RouteCircuits<LoopClock>
+    /// `[server] cors_origins`, and whether it lists "*".
+    private let corsOrigins: Set<String>
+    private let corsAnyOrigin: Bool
 
     init(config: Config, hasher: KeyedHasher, tracker: ErrorTracker<LoopClock>, rateLimiter: RateLimiter<LoopClock>,
          metrics: ProxyMetrics, upstreamTLS: TLSClientContext? = nil) {
@@ -32,6 +37,16 @@ final class ProxyContext: Sendable {
         routeMetrics = routes.routes.map { metrics.route($0.name) }
         unroutedMetrics = metrics.route("none")
         retryPolicy = RetryPolicy(config.upstream)
+        circuits = RouteCircuits(routes: routes.routes.count, policy: config.circuit, clock: LoopClock())
+        corsOrigins = Set(config.server.corsOrigins)
+        corsAnyOrigin = corsOrigins.contains("*")
+        for metrics in routeMetrics { metrics.circuitOpen.set(Int64(0)) }
+    }
+
+    /// The request's Origin when `cors_origins` lets that page read Breakwater's own answers.
+    func corsOrigin(of request: HTTPRequest) -> String? {
+        guard !corsOrigins.isEmpty, let origin = request.head.combined("origin") else { return nil }
+        return corsAnyOrigin || corsOrigins.contains(origin) ? origin : nil
     }
 }
 
@@ -114,6 +129,7 @@ final class ProxyHandler: HTTPHandler {
     /// verdict of a client that may go on (a probe, say) is held for when the body is complete.
     func bodyAhead(_ request: HTTPRequest, on connection: ClientConnection) -> ((ClientConnection) -> Void)? {
         let context = self.context
+        if let origin = context.corsOrigin(of: request) { connection.corsOrigin = origin }
         switch admit(request, context) {
         case .refuse(let error, let detail):
             return { [self] in refuse(error, detail: detail, request, on: $0) }
@@ -129,6 +145,7 @@ final class ProxyHandler: HTTPHandler {
 
     func handle(_ request: HTTPRequest, on connection: ClientConnection) {
         let context = self.context
+        if let origin = context.corsOrigin(of: request) { connection.corsOrigin = origin }
         let admission = admit(request, context)
         guard case .route(let route, let key) = admission else {
             if case .refuse(let error, let detail) = admission { refuse(error, detail: detail, request, on: connection) }
@@ -172,6 +189,7 @@ final class ProxyHandler: HTTPHandler {
             if enforce {
                 let outcome: RequestOutcome = reason == .probe ? .probe_wait : .shielded
                 metrics.count(outcome, totals: context.metrics.totals)
+                if answerPreflight(request, route: route, key: key, on: connection) { return }
                 ShieldResponse.send(reason: reason, retryAfter: retryAfter, on: connection)
                 logAccess(request, route: route, key: key, status: 429, outcome: outcome.rawValue, upstream: nil, bytes: 0)
                 return
@@ -186,14 +204,53 @@ final class ProxyHandler: HTTPHandler {
             if enforce {
                 if isProbe { store.abandonProbe(key) }
                 metrics.count(.rate_limited, totals: context.metrics.totals)
+                if answerPreflight(request, route: route, key: key, on: connection) { return }
                 ShieldResponse.send(reason: .rate, retryAfter: wait, on: connection)
                 logAccess(request, route: route, key: key, status: 429, outcome: "rate_limited", upstream: nil, bytes: 0)
                 return
             }
             metrics.countDryRun()
         }
+        // The route's circuit last, so that its one probe is taken only by a request that goes.
+        var circuitProbe = false
+        switch context.circuits.admit(route: route.index) {
+        case .forward:
+            break
+        case .probe:
+            circuitProbe = true
+        case .reject(let retryAfter):
+            if enforce {
+                if isProbe { store.abandonProbe(key) }
+                metrics.count(.circuit_open, totals: context.metrics.totals)
+                if answerPreflight(request, route: route, key: key, on: connection) { return }
+                ShieldResponse.sendUpstreamDown(retryAfter: retryAfter, on: connection)
+                logAccess(request, route: route, key: key, status: 503, outcome: "circuit_open", upstream: nil, bytes: 0)
+                return
+            }
+            metrics.countDryRun()
+        }
         metrics.count(.forwarded, totals: context.metrics.totals)
-        ProxyExchange(handler: self, request: request, client: connection, route: route, key: key, isProbe: isProbe).start()
+        ProxyExchange(handler: self, request: request, client: connection, route: route, key: key, isProbe: isProbe,
+                      circuitProbe: circuitProbe).start()
+    }
+
+    /// A CORS preflight (OPTIONS with Access-Control-Request-Method) from an origin listed in
+    /// `cors_origins`, while its client is held back: a browser fails any preflight that is not
+    /// 2xx without showing the page the answer, so Breakwater answers it itself with a 200 that
+    /// allows the method and headers asked for, never cached (`Access-Control-Max-Age: 0`). The
+    /// request that follows gets the 429 or 503, with Retry-After the page can read. The upstream
+    /// sees neither. False when the request is no such preflight: the caller answers as usual.
+    private func answerPreflight(_ request: HTTPRequest, route: ResolvedRoute, key: ClientKey,
+                                 on connection: ClientConnection) -> Bool {
+        guard connection.corsOrigin != nil, request.head.methodIs("OPTIONS"),
+              let method = request.head.combined("access-control-request-method") else { return false }
+        var headers = [("Access-Control-Allow-Methods", method), ("Access-Control-Max-Age", "0")]
+        if let asked = request.head.combined("access-control-request-headers") {
+            headers.append(("Access-Control-Allow-Headers", asked))
+        }
+        connection.respond(status: 200, reason: "OK", headers: headers, body: [])
+        logAccess(request, route: route, key: key, status: 200, outcome: "preflight", upstream: nil, bytes: 0)
+        return true
     }
 
     func rejected(status: Int, peer: IPAddress, secure: Bool) {

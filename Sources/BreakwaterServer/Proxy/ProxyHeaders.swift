@@ -113,13 +113,17 @@ enum ProxyHeaders {
 
     /// The status line and headers relayed to the client; framing is added by the connection.
     /// A response without a body keeps its Content-Length (HEAD tells the size of the GET).
-    static func clientResponse(_ head: HTTPHead, keepLength: Bool, into out: inout some ByteSink) {
+    /// A response without `Date` gets `date`, a whole `Date: ...` line (RFC 9110 6.6.1: a
+    /// recipient with a clock adds the one an upstream without a clock left out); nil adds none.
+    static func clientResponse(_ head: HTTPHead, keepLength: Bool, date: UnsafeRawBufferPointer? = nil,
+                               into out: inout some ByteSink) {
         out.append(ascii: "HTTP/1.1 ")
         out.append(decimal: head.status)
         out.append(0x20)
         out.append(bytes: head.bytes[head.second])
         out.append(ascii: "\r\n")
         let hasConnection = head.connectionListsOtherFields
+        var dated = date == nil
         for f in head.fields {
             if keepLength && head.nameIs(f, "content-length") {
                 appendLine(&out, head, f)
@@ -127,7 +131,9 @@ enum ProxyHeaders {
             }
             if isHopByHop(head, f) { continue }
             if hasConnection, head.isListedInConnection(f) { continue }
+            if !dated && head.nameIs(f, "date") { dated = true }
             appendLine(&out, head, f)
         }
+        if !dated, let date { out.append(raw: date) }
     }
 }

@@ -27,6 +27,22 @@ enum ShieldResponse {
         }
     }
 
+    /// The answer while the route's circuit is open: the upstream fails for every client, so
+    /// the client is told to come back later without any mark against it.
+    static func sendUpstreamDown(retryAfter: Duration, on connection: ClientConnection) {
+        let seconds = RetryAfter.seconds(retryAfter)
+        let bodyStart: StaticString = #"{"title":"Service Unavailable","status":503,"reason":"upstream","retry_after":"#
+        connection.respond(bodyLength: bodyStart.utf8CodeUnitCount + decimalDigits(seconds) + 1) { head in
+            head.append(ascii: "HTTP/1.1 503 Service Unavailable\r\nRetry-After: ")
+            head.append(decimal: seconds)
+            head.append(ascii: "\r\nContent-Type: application/problem+json\r\nCache-Control: no-store\r\n")
+        } body: { body in
+            body.append(ascii: bodyStart)
+            body.append(decimal: seconds)
+            body.append(UInt8(ascii: "}"))
+        }
+    }
+
     /// How many digits `append(decimal:)` writes for `value` (non-negative).
     static func decimalDigits(_ value: Int) -> Int {
         var digits = 1

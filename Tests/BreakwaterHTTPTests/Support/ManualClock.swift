@@ -94,7 +94,7 @@ struct ReaderDriver {
     /// The handler answered the request; the output drains at once.
     @discardableResult
     mutating func respond(keepAlive: Bool = true) -> RequestReader<ManualClock>.Action {
-        let action = carry(reader.responseEnded(keepAlive: keepAlive, now: clock.now))
+        _ = carry(reader.responseEnded(keepAlive: keepAlive, now: clock.now))
         if keepAlive { return run() }
         return carry(reader.outputDrained(inputPending: !input.isEmpty, draining: false, now: clock.now))
     }

@@ -52,7 +52,7 @@ enum Tool {
         let process = Process()
         process.executableURL = executable
         process.arguments = arguments
-        FileManager.default.createFile(atPath: log.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
         let handle = try FileHandle(forWritingTo: log)
         process.standardOutput = handle
         process.standardError = handle
