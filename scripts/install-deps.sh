@@ -4,7 +4,7 @@
 # Usage: scripts/install-deps.sh build|test|bench
 set -euo pipefail
 
-build=(libevent-dev libhiredis-dev libssl-dev pkg-config)
+build=(libevent-dev libhiredis-dev libssl-dev libnghttp2-dev pkg-config)
 test=("${build[@]}" curl openssl prometheus redis-server python3 python3-pip chromium)
 bench=("${build[@]}" curl wrk nginx-light haproxy openssl python3-matplotlib python3-uvloop valgrind)
 
