@@ -31,6 +31,8 @@ extension Config {
         set("upgrades", list(server.upgrades.map(quote)))
         set("tunnel_idle_timeout", duration(server.tunnelIdleTimeout))
         set("min_body_rate", size(server.minBodyRate))
+        set("h2c", "\(server.h2c)")
+        set("h2_max_streams", "\(server.h2MaxStreams)")
 
         out.append("")
         if let tls {

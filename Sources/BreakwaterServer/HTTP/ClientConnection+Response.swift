@@ -13,7 +13,7 @@ extension ClientConnection {
 
     /// `beginResponse` with the status line and headers written by `writeHead` straight into
     /// the output buffer (`reserving` bytes up front; more if they run out).
-    func beginResponse(framing body: BodyFraming, reserving size: Int = 512, head writeHead: (inout EvbufferWriter) -> Void) {
+    func beginResponse(framing body: BodyFraming, reserving size: Int, head writeHead: (inout EvbufferWriter) -> Void) {
         guard reader.isResponding else { return }
         EvbufferWriter.write(into: socket.output, reserving: size) { out in
             writeHead(&out)

@@ -7,7 +7,7 @@ import Glibc
 
 /// One client request on its way to the upstream and back. It owns the decision that the
 /// shield made for it (a probe must report its outcome) and relays the response as it streams.
-final class ProxyExchange: ClientExchange, UpstreamWaiter, UpstreamExchange {
+final class ProxyExchange<Client: ClientResponder>: ClientExchange, UpstreamWaiter, UpstreamExchange {
     /// Where the exchange is. The tracker hears the outcome exactly once: when the response head
     /// is relayed (`relaying`) or when the exchange fails for good; an exchange that ends while
     /// `waiting` or `sent` has told it nothing.
@@ -25,7 +25,7 @@ final class ProxyExchange: ClientExchange, UpstreamWaiter, UpstreamExchange {
     /// Strong: the handler holds no exchange, so there is no cycle.
     private let handler: ProxyHandler
     private let request: HTTPRequest
-    private let client: ClientConnection
+    private let client: Client
     private let route: ResolvedRoute
     /// The tracker key, nil for bypass routes.
     private let key: ClientKey?
@@ -50,7 +50,7 @@ final class ProxyExchange: ClientExchange, UpstreamWaiter, UpstreamExchange {
     /// upstream, and a 101 turns the two connections into a tunnel.
     private var upgrading: Bool { request.upgrading }
 
-    init(handler: ProxyHandler, request: HTTPRequest, client: ClientConnection,
+    init(handler: ProxyHandler, request: HTTPRequest, client: Client,
          route: ResolvedRoute, key: ClientKey?, isProbe: Bool) {
         self.handler = handler
         self.request = request

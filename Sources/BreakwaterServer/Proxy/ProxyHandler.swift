@@ -103,8 +103,8 @@ final class ProxyHandler: HTTPHandler {
         return .route(route, key: key)
     }
 
-    private func refuse(_ error: HTTPError, detail: String, _ request: HTTPRequest, on connection: ClientConnection) {
-        rejected(status: error.status, peer: request.peer, secure: request.isSecure)
+    private func refuse<Client: ClientResponder>(_ error: HTTPError, detail: String, _ request: HTTPRequest, on connection: Client) {
+        rejected(status: error.status, peer: request.peer, secure: request.isSecure, over: connection.wireProtocol)
         connection.respond(status: error.status, reason: error.reason, headers: [("Content-Type", "text/plain")],
                            body: Array("\(error.status) \(error.reason)\(detail)\n".utf8))
     }
@@ -113,6 +113,23 @@ final class ProxyHandler: HTTPHandler {
     /// a `100 Continue` and before one byte of its body is kept, and its body is dropped. The
     /// verdict of a client that may go on (a probe, say) is held for when the body is complete.
     func bodyAhead(_ request: HTTPRequest, on connection: ClientConnection) -> ((ClientConnection) -> Void)? {
+        judgeAhead(request, on: connection)
+    }
+
+    func bodyAhead(_ request: HTTPRequest, on stream: H2Stream) -> ((H2Stream) -> Void)? {
+        judgeAhead(request, on: stream)
+    }
+
+    func handle(_ request: HTTPRequest, on connection: ClientConnection) {
+        serve(request, on: connection)
+    }
+
+    func handle(_ request: HTTPRequest, on stream: H2Stream) {
+        serve(request, on: stream)
+    }
+
+    /// `bodyAhead` for either protocol.
+    private func judgeAhead<Client: ClientResponder>(_ request: HTTPRequest, on connection: Client) -> ((Client) -> Void)? {
         let context = self.context
         switch admit(request, context) {
         case .refuse(let error, let detail):
@@ -127,7 +144,8 @@ final class ProxyHandler: HTTPHandler {
         }
     }
 
-    func handle(_ request: HTTPRequest, on connection: ClientConnection) {
+    /// The request path for either protocol.
+    private func serve<Client: ClientResponder>(_ request: HTTPRequest, on connection: Client) {
         let context = self.context
         let admission = admit(request, context)
         guard case .route(let route, let key) = admission else {
@@ -135,7 +153,7 @@ final class ProxyHandler: HTTPHandler {
             return
         }
         guard let key else {
-            context.routeMetrics[route.index].count(.bypassed, totals: context.metrics.totals)
+            context.routeMetrics[route.index].count(.bypassed, over: connection.wireProtocol, totals: context.metrics.totals)
             ProxyExchange(handler: self, request: request, client: connection, route: route, key: nil, isProbe: false).start()
             return
         }
@@ -162,7 +180,7 @@ final class ProxyHandler: HTTPHandler {
     }
 
     /// Acts on the shield's verdict: 429 while blocked, then the rate limit, then forwarding.
-    private func shield(_ verdict: Verdict, _ request: HTTPRequest, on connection: ClientConnection, route: ResolvedRoute,
+    private func shield<Client: ClientResponder>(_ verdict: Verdict, _ request: HTTPRequest, on connection: Client, route: ResolvedRoute,
                         key: ClientKey, context: ProxyContext) {
         let metrics = context.routeMetrics[route.index]
         let enforce = route.policy.mode == .enforce
@@ -171,7 +189,7 @@ final class ProxyHandler: HTTPHandler {
         case .reject(let reason, let retryAfter):
             if enforce {
                 let outcome: RequestOutcome = reason == .probe ? .probe_wait : .shielded
-                metrics.count(outcome, totals: context.metrics.totals)
+                metrics.count(outcome, over: connection.wireProtocol, totals: context.metrics.totals)
                 ShieldResponse.send(reason: reason, retryAfter: retryAfter, on: connection)
                 logAccess(request, route: route, key: key, status: 429, outcome: outcome.rawValue, upstream: nil, bytes: 0)
                 return
@@ -185,22 +203,26 @@ final class ProxyHandler: HTTPHandler {
         if let rate = route.rate, let wait = context.rateLimiter.check(key.scoped(to: route.index), rate: rate, burst: route.burst) {
             if enforce {
                 if isProbe { store.abandonProbe(key) }
-                metrics.count(.rate_limited, totals: context.metrics.totals)
+                metrics.count(.rate_limited, over: connection.wireProtocol, totals: context.metrics.totals)
                 ShieldResponse.send(reason: .rate, retryAfter: wait, on: connection)
                 logAccess(request, route: route, key: key, status: 429, outcome: "rate_limited", upstream: nil, bytes: 0)
                 return
             }
             metrics.countDryRun()
         }
-        metrics.count(.forwarded, totals: context.metrics.totals)
+        metrics.count(.forwarded, over: connection.wireProtocol, totals: context.metrics.totals)
         ProxyExchange(handler: self, request: request, client: connection, route: route, key: key, isProbe: isProbe).start()
     }
 
-    func rejected(status: Int, peer: IPAddress, secure: Bool) {
-        context.unroutedMetrics.count(.rejected, totals: context.metrics.totals)
+    func rejected(status: Int, peer: IPAddress, secure: Bool, over wire: WireProtocol) {
+        context.unroutedMetrics.count(.rejected, over: wire, totals: context.metrics.totals)
         accessLog?.log(client: peer.description, method: "-", path: "-", status: status, outcome: "rejected",
                        route: "none", upstream: nil, bytes: 0, secure: secure)
     }
+
+    func h2Streams(_ delta: Int) { context.metrics.h2StreamsChanged(by: delta) }
+
+    func h2Connections(_ delta: Int) { context.metrics.h2ConnectionsChanged(by: delta) }
 
     /// One access log line. A client identified by a header (a token) is logged by its hashed
     /// key, and its path only up to the route prefix, so no secret reaches the log.

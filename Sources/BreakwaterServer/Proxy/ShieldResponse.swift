@@ -4,7 +4,7 @@ import BreakwaterCore
 /// and a problem+json body (RFC 9457). It never reaches the tracker: only upstream answers do.
 /// Written with byte appends: on a storm this is the answer to almost every request.
 enum ShieldResponse {
-    static func send(reason: RejectReason, retryAfter: Duration, on connection: ClientConnection) {
+    static func send<Client: ClientResponder>(reason: RejectReason, retryAfter: Duration, on connection: Client) {
         let seconds = RetryAfter.seconds(retryAfter)
         let bodyStart: StaticString = #"{"title":"Too Many Requests","status":429,"reason":""#
         let bodyMiddle: StaticString = #"","retry_after":"#
