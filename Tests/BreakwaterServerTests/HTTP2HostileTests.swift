@@ -111,10 +111,10 @@ import Glibc
         let proxy = try ProxyProcess(upstreams: [upstream.port], server: "h2c = true", upstream: "timeout = \"60s\"")
         let before = proxy.residentBytes()
         let log = try Binary.tempDirectory().appendingPathComponent("stall.log")
-        let client = try PythonH2.start("stall", port: proxy.port, ["100", "/big", "3", "20"], log: log)
+        let client = try PythonH2.start("stall", port: proxy.port, ["100", "/big", "8", "20"], log: log)
         defer { if client.isRunning { client.terminate() } }
         func output() -> String { (try? String(contentsOf: log, encoding: .utf8)) ?? "" }
-        #expect(eventually(15) { output().contains("HOLDING") }, "\(output())")
+        #expect(eventually(30) { output().contains("HOLDING") }, "\(output())")
         // 100 responses of 4 MiB are 400 MiB; what was let through is the client's window.
         let grown = proxy.residentBytes() - before
         #expect(grown < 64 << 20, "RSS grew by \(grown) bytes")

@@ -39,6 +39,10 @@ final class H2Connection: SocketDelegate, WorkerConnection {
     private var closed = false
     /// Closes the connection after `idle_timeout` without an open stream.
     private var timer: DeadlineTimer!
+    /// Runs `flush` once the loop has handled what is ready now: the responses of many streams
+    /// (and a response's head, body and end) leave in one write, not one each.
+    private var flushEvent: LoopEvent!
+    private var flushPending = false
     private let idleTimeout: Duration
 
     private init(socket: Socket, peer: IPAddress, listener: Listener, settings: H2Settings) {
@@ -56,9 +60,14 @@ final class H2Connection: SocketDelegate, WorkerConnection {
         socket.delegate = connection
         do {
             connection.timer = try DeadlineTimer(base: listener.worker.base) { [unowned(unsafe) connection] in connection.timerFired() }
+            connection.flushEvent = try LoopEvent(base: listener.worker.base) { [unowned(unsafe) connection] in
+                connection.flushPending = false
+                connection.flush()
+            }
             connection.session = try H2Session.makeServer(for: connection)
         } catch {
             connection.timer?.free()
+            connection.flushEvent?.close()
             socket.close()
             return
         }
@@ -205,6 +214,13 @@ final class H2Connection: SocketDelegate, WorkerConnection {
         }
     }
 
+    /// A flush at the end of this turn of the loop.
+    func scheduleFlush() {
+        guard !flushPending, !closed else { return }
+        flushPending = true
+        flushEvent.activate(0)
+    }
+
     /// Body bytes were queued for `stream`: nghttp2 is told to ask for them again.
     func resume(_ stream: H2Stream) {
         guard let session else { return }
@@ -265,6 +281,7 @@ final class H2Connection: SocketDelegate, WorkerConnection {
         session = nil
         socket.close()
         timer.free()
+        flushEvent.close()
         listener.handler.h2Connections(-1)
         let worker = self.worker
         worker.connections[ObjectIdentifier(self)] = nil

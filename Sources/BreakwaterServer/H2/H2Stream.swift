@@ -178,7 +178,7 @@ final class H2Stream: ClientResponder {
         if case .length(let n) = body { length = n }
         submit(H2Headers.fields(reserving: size, length: answeringHEAD ? nil : length, writeHead), hasBody: hasBody)
         if !hasBody { ended = true }
-        connection.flush()
+        connection.scheduleFlush()
     }
 
     func respond(bodyLength: Int, head writeHead: (inout EvbufferWriter) -> Void, body writeBody: (inout EvbufferWriter) -> Void) {
@@ -192,7 +192,7 @@ final class H2Stream: ClientResponder {
         ended = true
         submit(fields, hasBody: hasBody)
         exchange = nil
-        connection.flush()
+        connection.scheduleFlush()
     }
 
     func respond(status: Int, reason: String, headers: [(String, String)], body: [UInt8]) {
@@ -203,7 +203,7 @@ final class H2Stream: ClientResponder {
         ended = true
         submit(fields, hasBody: hasBody)
         exchange = nil
-        connection.flush()
+        connection.scheduleFlush()
     }
 
     @discardableResult
@@ -216,7 +216,7 @@ final class H2Stream: ClientResponder {
         let queue = makeQueue()
         evbuffer_add_buffer(queue, buffer)
         connection.resume(self)
-        connection.flush()
+        connection.scheduleFlush()
         if evbuffer_get_length(queue) > connection.settings.streamHighWater { paused = true }
         return paused
     }
@@ -227,7 +227,7 @@ final class H2Stream: ClientResponder {
         ended = true
         guard !finished else { return }
         connection.resume(self)
-        connection.flush()
+        connection.scheduleFlush()
     }
 
     func abortResponse() {
@@ -236,7 +236,7 @@ final class H2Stream: ClientResponder {
         guard !finished else { return }
         finished = true
         connection.reset(self, code: NGHTTP2_INTERNAL_ERROR)
-        connection.flush()
+        connection.scheduleFlush()
     }
 
     func startTunnel(upstream: Socket, idleTimeout: Duration, metrics: ProxyMetrics,

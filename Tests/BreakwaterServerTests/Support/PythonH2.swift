@@ -113,6 +113,18 @@ enum PythonH2 {
             body = b"".join(f.data for f in frames if isinstance(f, DataFrame) and f.stream_id == 1)
             say("STATUS", status_of(frames, 1), "BODY", len(body))
 
+        elif mode == "early":
+            # A POST whose head is sent and whose body is not: the answer must come from the head.
+            start(s)
+            ack_settings(s, reader)
+            s.sendall(request(enc, 1, args[0], end_stream=False, extra=[("authorization", args[1])]))
+            frames = reader.frames(lambda f: f.stream_id == 1 and ("END_STREAM" in f.flags or isinstance(f, RstStreamFrame)))
+            body = b"".join(f.data for f in frames if isinstance(f, DataFrame) and f.stream_id == 1)
+            say("STATUS", status_of(frames, 1), "BODY", body.decode(errors="replace"))
+            frames = reader.frames(lambda f: isinstance(f, RstStreamFrame), timeout=2)
+            resets = [f.error_code for f in frames if isinstance(f, RstStreamFrame)]
+            say("RESET", resets[0] if resets else "none")
+
         elif mode == "rapid-reset":
             # Opens streams and resets each at once, far faster than any is answered.
             count = int(args[0])
