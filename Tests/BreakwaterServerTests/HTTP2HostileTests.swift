@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 #if canImport(Glibc)
 import Glibc
@@ -122,6 +123,37 @@ import Glibc
         // Others are served meanwhile, over HTTP/2 and HTTP/1.1.
         #expect(try Self.served(proxy.port))
         #expect(try request(port: proxy.port, "GET", "/h1").status == 200)
+    }
+
+    /// A stream the client resets cancels its upstream request (the upstream connection is
+    /// closed, as when an HTTP/1.1 client goes away); the connection itself goes on.
+    @Test func aResetStreamCancelsItsUpstreamRequest() throws {
+        let closed = Mutex(false)
+        let upstream = try TestUpstream { _, socket in
+            let gone = socket.isClosedByPeer()
+            closed.withLock { $0 = gone }
+            return false
+        }
+        defer { upstream.stop() }
+        let proxy = try TLSHarness(upstreamPorts: [upstream.port], tls: nil, server: "h2c = true", upstream: "timeout = \"30s\"")
+        let log = try Binary.tempDirectory().appendingPathComponent("cancel.log")
+        let client = try PythonH2.start("cancel", port: proxy.port, ["/hold", "5"], log: log)
+        defer { if client.isRunning { client.terminate() } }
+        func output() -> String { (try? String(contentsOf: log, encoding: .utf8)) ?? "" }
+        #expect(eventually(10) { closed.withLock { $0 } }, "\(output())")
+        #expect(output().contains("RESET SENT"))
+        #expect(!output().contains("GOAWAY") && !output().contains("CLOSED"), "\(output())")
+        #expect(eventually(5) { metricValue((try? proxy.metrics()) ?? "", "breakwater_h2_streams_active") == 0 })
+        #expect(metricValue(try proxy.metrics(), "breakwater_h2_connections_active") == 1)
+    }
+
+    @Test func anIdleConnectionIsClosedWithGoawayAfterIdleTimeout() throws {
+        let (proxy, upstream) = try Self.proxy("idle_timeout = \"1s\"")
+        defer { upstream.stop() }
+        let result = try PythonH2.run("idle", port: proxy.port)
+        #expect(result.stdout.contains("GOAWAY 0") && result.stdout.contains("CLOSED"), "\(result.stdout)\(result.stderr)")
+        let after = result.stdout.components(separatedBy: "AFTER ").last.flatMap { Double($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+        #expect(after.map { $0 >= 0.9 && $0 < 4 } == true, "\(result.stdout)")
     }
 
     /// SIGTERM with a stream in flight: GOAWAY (NO_ERROR) at once, the stream's response after it.

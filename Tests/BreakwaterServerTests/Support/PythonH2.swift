@@ -125,6 +125,27 @@ enum PythonH2 {
             resets = [f.error_code for f in frames if isinstance(f, RstStreamFrame)]
             say("RESET", resets[0] if resets else "none")
 
+        elif mode == "cancel":
+            # One request, reset by the client after a moment; the connection stays open a while.
+            start(s)
+            ack_settings(s, reader)
+            s.sendall(request(enc, 1, args[0]))
+            time.sleep(0.5)
+            s.sendall(RstStreamFrame(1, error_code=8).serialize())
+            say("RESET SENT")
+            report_end(reader, reader.frames(lambda f: isinstance(f, GoAwayFrame), timeout=float(args[1])))
+            say("DONE")
+
+        elif mode == "idle":
+            # Opens the connection and sends nothing more: the server ends it after idle_timeout.
+            started = time.time()
+            start(s)
+            ack_settings(s, reader)
+            frames = reader.frames(lambda f: isinstance(f, GoAwayFrame), timeout=10)
+            frames += reader.frames(lambda f: False, timeout=3)
+            report_end(reader, frames)
+            say("AFTER %.1f" % (time.time() - started))
+
         elif mode == "rapid-reset":
             # Opens streams and resets each at once, far faster than any is answered.
             count = int(args[0])
