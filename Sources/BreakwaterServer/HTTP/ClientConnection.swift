@@ -70,8 +70,7 @@ final class ClientConnection: SocketDelegate, ClientResponder, WorkerConnection 
     // MARK: socket and timer events
 
     func socketReadable(_ socket: Socket) {
-        // Kept alive through the call: handing the socket to HTTP/2 drops the socket's reference.
-        withExtendedLifetime(self) { process() }
+        process()
     }
 
     func socketDrained(_ socket: Socket) {
@@ -93,9 +92,7 @@ final class ClientConnection: SocketDelegate, ClientResponder, WorkerConnection 
     func socketSecured(_ socket: Socket) {
         socket.setTimeout(nil)
         listener.tls?.count(.ok)
-        if let h2 = listener.h2, socket.tls?.negotiatedProtocol() == "h2" {
-            withExtendedLifetime(self) { handOver(to: h2) }
-        }
+        if let h2 = listener.h2, socket.tls?.negotiatedProtocol() == "h2" { handOver(to: h2) }
     }
 
     // MARK: HTTP/2
@@ -115,6 +112,10 @@ final class ClientConnection: SocketDelegate, ClientResponder, WorkerConnection 
     /// The connection speaks HTTP/2: the socket, with what it has received, goes to an
     /// `H2Connection`, and this object is done.
     private func handOver(to settings: H2Settings) {
+        // The socket's reference to this object goes with its delegate; one more is kept until the
+        // loop's next turn, as the calls that led here still run on this object.
+        let keep = self
+        worker.schedule(after: .zero) { withExtendedLifetime(keep) {} }
         handedOver = true
         timer.free()
         _ = reader.peerClosed()

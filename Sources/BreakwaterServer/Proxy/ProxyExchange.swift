@@ -7,7 +7,7 @@ import Glibc
 
 /// One client request on its way to the upstream and back. It owns the decision that the
 /// shield made for it (a probe must report its outcome) and relays the response as it streams.
-final class ProxyExchange<Client: ClientResponder>: ClientExchange, UpstreamWaiter, UpstreamExchange {
+final class ProxyExchange: ClientExchange, UpstreamWaiter, UpstreamExchange {
     /// Where the exchange is. The tracker hears the outcome exactly once: when the response head
     /// is relayed (`relaying`) or when the exchange fails for good; an exchange that ends while
     /// `waiting` or `sent` has told it nothing.
@@ -25,7 +25,9 @@ final class ProxyExchange<Client: ClientResponder>: ClientExchange, UpstreamWait
     /// Strong: the handler holds no exchange, so there is no cycle.
     private let handler: ProxyHandler
     private let request: HTTPRequest
-    private let client: Client
+    /// An HTTP/1.1 connection or an HTTP/2 stream. An existential, not a generic parameter: a
+    /// generic class would look its metadata and conformances up at run time for every request.
+    private let client: any ClientResponder
     private let route: ResolvedRoute
     /// The tracker key, nil for bypass routes.
     private let key: ClientKey?
@@ -50,7 +52,7 @@ final class ProxyExchange<Client: ClientResponder>: ClientExchange, UpstreamWait
     /// upstream, and a 101 turns the two connections into a tunnel.
     private var upgrading: Bool { request.upgrading }
 
-    init(handler: ProxyHandler, request: HTTPRequest, client: Client,
+    init(handler: ProxyHandler, request: HTTPRequest, client: any ClientResponder,
          route: ResolvedRoute, key: ClientKey?, isProbe: Bool) {
         self.handler = handler
         self.request = request
