@@ -147,6 +147,20 @@ import Glibc
         #expect(metricValue(try proxy.metrics(), "breakwater_h2_connections_active") == 1)
     }
 
+    /// Slowloris over HTTP/2: the deadlines of an HTTP/1.1 request hold per stream.
+    @Test func aSlowBodyGets408AndAnUnfinishedHeaderBlockEndsTheConnection() throws {
+        let (proxy, upstream) = try Self.proxy("header_timeout = \"1s\"")
+        defer { upstream.stop() }
+        let body = try PythonH2.run("slow-body", port: proxy.port, ["/upload"])
+        #expect(body.stdout.contains("STATUS 408"), "\(body.stdout)\(body.stderr)")
+        let bodyAfter = body.stdout.components(separatedBy: "AFTER ").last.flatMap { Double($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+        #expect(bodyAfter.map { $0 >= 0.9 && $0 < 5 } == true, "\(body.stdout)")
+        let headers = try PythonH2.run("slow-headers", port: proxy.port)
+        #expect(headers.stdout.contains("GOAWAY 11"), "\(headers.stdout)\(headers.stderr)")
+        #expect(upstream.requestCount == 0)
+        #expect(try Self.served(proxy.port))
+    }
+
     @Test func anIdleConnectionIsClosedWithGoawayAfterIdleTimeout() throws {
         let (proxy, upstream) = try Self.proxy("idle_timeout = \"1s\"")
         defer { upstream.stop() }

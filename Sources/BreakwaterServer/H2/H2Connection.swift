@@ -97,9 +97,27 @@ final class H2Connection: SocketDelegate, WorkerConnection {
     private func timerFired() {
         guard timer.expired() else { return }
         if failing { return close() }
-        guard streams.isEmpty else { return }
+        guard streams.isEmpty else { return checkDeadlines() }
         closeIfIdle()
         if !closed { timer.set(after: .milliseconds(100)) }
+    }
+
+    /// Once a second while streams are open: a request body that is too slow gets 408 on
+    /// its stream (as over HTTP/1.1); a header block that never ends closes the connection (its
+    /// HPACK state cannot be left half-decoded).
+    private func checkDeadlines() {
+        let now = LoopClock.coarseNow.nanoseconds
+        for stream in Array(streams.values) where !closed {
+            switch stream.deadline(now: now, limits: listener.limits) {
+            case .none, .waiting: break
+            case .bodyLate: stream.refuse(HTTPError(408, "HTTP/2 request body too slow"))
+            case .headersLate:
+                fail(NGHTTP2_ERR_CALLBACK_FAILURE.rawValue)
+                return flush()
+            }
+        }
+        if !streams.isEmpty { timer.set(after: .seconds(1)) }
+        flush()
     }
 
     // MARK: receiving
@@ -236,7 +254,8 @@ final class H2Connection: SocketDelegate, WorkerConnection {
     /// A stream opened: the idle timer stops.
     func streamOpened(_ stream: H2Stream) {
         streams[stream.id] = stream
-        timer.clear()
+        // The first stream ends the idle wait; from then on deadlines are checked every second.
+        if streams.count == 1 { timer.set(after: .seconds(1)) }
         listener.handler.h2Streams(+1)
     }
 

@@ -36,6 +36,11 @@ final class H2Stream: ClientResponder {
     var requestEnded = false
     /// Answered before the request was complete: what else arrives is dropped.
     private var discarding = false
+    /// When the stream opened, its header block completed, and its last body bytes came
+    /// (coarse monotonic nanoseconds): the deadlines of `overdue`.
+    private let opened = LoopClock.coarseNow.nanoseconds
+    private var headAt: Int64 = 0
+    private var lastByteAt: Int64 = 0
 
     // The response.
     /// HEADERS were submitted.
@@ -124,6 +129,8 @@ final class H2Stream: ClientResponder {
             return refuse(error)
         }
         answeringHEAD = parsed.isHEAD
+        headAt = LoopClock.coarseNow.nanoseconds
+        lastByteAt = headAt
         let request = HTTPRequest(head: parsed, body: nil, peer: connection.peer, tls: connection.socket.tls)
         self.request = request
         guard !requestEnded else { return }
@@ -143,10 +150,32 @@ final class H2Stream: ClientResponder {
             body = nil
             return HTTPError(413, "HTTP/2 request body over max_body_bytes")
         }
+        lastByteAt = LoopClock.coarseNow.nanoseconds
         if body == nil { body = evbuffer_new() }
         guard let body else { return HTTPError(500, "out of memory") }
         evbuffer_add(body, data.baseAddress, data.count)
         return nil
+    }
+
+    /// Where the stream stands against the deadlines of an HTTP/1.1 request (see `ReaderLimits`).
+    enum Deadline {
+        /// Nothing is awaited from the client (the request is complete, or answered).
+        case none
+        /// The request is still coming, within its deadlines.
+        case waiting
+        /// The header block took longer than `headerTimeout`.
+        case headersLate
+        /// The body took longer than `headerTimeout + received / minBodyRate` since the head, or
+        /// paused for `headerTimeout`.
+        case bodyLate
+    }
+
+    func deadline(now: Int64, limits: ReaderLimits) -> Deadline {
+        guard !requestEnded, !discarding, !finished else { return .none }
+        let grace = limits.headerTimeout.clampedNanoseconds
+        guard request != nil else { return now - opened > grace ? .headersLate : .waiting }
+        let allowance = grace + Int64(bodyLength) * 1_000_000_000 / Int64(max(limits.minBodyRate, 1))
+        return now - headAt > allowance || now - lastByteAt > grace ? .bodyLate : .waiting
     }
 
     /// The client ended the stream: the request goes to the handler with its body.

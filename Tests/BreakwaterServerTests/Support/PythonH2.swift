@@ -146,6 +146,27 @@ enum PythonH2 {
             report_end(reader, frames)
             say("AFTER %.1f" % (time.time() - started))
 
+        elif mode == "slow-body":
+            # A POST that announces 100,000 bytes, sends 10 and stops.
+            started = time.time()
+            start(s)
+            ack_settings(s, reader)
+            s.sendall(request(enc, 1, args[0], end_stream=False, extra=[("content-length", "100000")])
+                      + DataFrame(1, data=b"0123456789").serialize())
+            frames = reader.frames(lambda f: f.stream_id == 1 and ("END_STREAM" in f.flags or isinstance(f, RstStreamFrame)),
+                                   timeout=10)
+            say("STATUS", status_of(frames, 1), "AFTER %.1f" % (time.time() - started))
+
+        elif mode == "slow-headers":
+            # A header block that is never finished (no END_HEADERS, no CONTINUATION).
+            started = time.time()
+            start(s)
+            ack_settings(s, reader)
+            block = enc.encode([(":method", "GET"), (":scheme", "http"), (":path", "/"), (":authority", "localhost")])
+            s.sendall(HeadersFrame(1, block, flags=["END_STREAM"]).serialize())
+            report_end(reader, reader.frames(lambda f: isinstance(f, GoAwayFrame), timeout=10))
+            say("AFTER %.1f" % (time.time() - started))
+
         elif mode == "rapid-reset":
             # Opens streams and resets each at once, far faster than any is answered.
             count = int(args[0])
