@@ -62,6 +62,21 @@ enum H2Headers {
         return fields
     }
 
+    /// The fields of an upstream response relayed to the client: `ProxyHeaders.relays`'s fields
+    /// (which leave out every field HTTP/2 forbids), with `length` as Content-Length when given.
+    static func fields(relaying head: HTTPHead, length: Int?, keepLength: Bool) -> Fields {
+        var fields = Fields()
+        fields.storage.reserveCapacity(head.bytes.count + 32)
+        fields.add(":status".utf8, String(head.status).utf8)
+        let hasConnection = head.connectionListsOtherFields
+        for f in head.fields where ProxyHeaders.relays(head, f, keepLength: keepLength, hasConnection: hasConnection) {
+            if length != nil, head.nameIs(f, "content-length") { continue }
+            fields.add(head.bytes[Int(f.nameStart)..<Int(f.nameEnd)], head.bytes[Int(f.valueStart)..<Int(f.valueEnd)])
+        }
+        if let length { fields.add("content-length".utf8, String(length).utf8) }
+        return fields
+    }
+
     /// The fields of a response the proxy makes itself.
     static func fields(status: Int, headers: [(String, String)], length: Int) -> Fields {
         var fields = Fields()

@@ -210,6 +210,16 @@ final class H2Stream: ClientResponder {
         connection.scheduleFlush()
     }
 
+    func beginResponse(relaying head: HTTPHead, framing body: BodyFraming) {
+        guard canRespond else { return }
+        let hasBody = body != .none && !answeringHEAD
+        var length: Int?
+        if case .length(let n) = body, !answeringHEAD { length = n }
+        submit(H2Headers.fields(relaying: head, length: length, keepLength: body == .none), hasBody: hasBody)
+        if !hasBody { ended = true }
+        connection.scheduleFlush()
+    }
+
     func respond(bodyLength: Int, head writeHead: (inout EvbufferWriter) -> Void, body writeBody: (inout EvbufferWriter) -> Void) {
         guard canRespond else { return }
         let fields = H2Headers.fields(reserving: 512, length: bodyLength, writeHead)

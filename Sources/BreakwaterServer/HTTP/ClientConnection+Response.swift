@@ -23,6 +23,12 @@ extension ClientConnection {
         if body == .stream { socket.flush() }
     }
 
+    func beginResponse(relaying head: HTTPHead, framing body: BodyFraming) {
+        beginResponse(framing: body, reserving: head.bytes.count + 128) {
+            ProxyHeaders.clientResponse(head, keepLength: body == .none, into: &$0)
+        }
+    }
+
     /// A whole response with a body of `bodyLength` bytes, head and body written in one go.
     func respond(bodyLength: Int, head writeHead: (inout EvbufferWriter) -> Void,
                  body writeBody: (inout EvbufferWriter) -> Void) {

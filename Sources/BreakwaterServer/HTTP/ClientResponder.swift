@@ -17,6 +17,9 @@ protocol ClientResponder: AnyObject {
     var peerText: [UInt8] { get }
     /// Which protocol the request came in on.
     var wireProtocol: WireProtocol { get }
+    /// Relays the head of an upstream response (its hop-by-hop fields left out); the body follows
+    /// through `sendBody` and `endResponse`.
+    func beginResponse(relaying head: HTTPHead, framing body: BodyFraming)
     /// Writes the head of a response whose body follows through `sendBody` and `endResponse`.
     func beginResponse(framing body: BodyFraming, reserving size: Int, head writeHead: (inout EvbufferWriter) -> Void)
     /// A whole response with a body of `bodyLength` bytes.

@@ -108,9 +108,7 @@ final class ProxyExchange: ClientExchange, UpstreamWaiter, UpstreamExchange {
         status = head.status
         phase = .relaying(connection)
         record(status: head.status, retryAfter: head.combined("retry-after"))
-        client.beginResponse(framing: framing, reserving: head.bytes.count + 128) {
-            ProxyHeaders.clientResponse(head, keepLength: framing == .none, into: &$0)
-        }
+        client.beginResponse(relaying: head, framing: framing)
     }
 
     func upstreamSwitched(_ head: HTTPHead, socket: Socket) {

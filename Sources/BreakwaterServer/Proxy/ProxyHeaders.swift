@@ -112,14 +112,17 @@ enum ProxyHeaders {
         out.append(bytes: head.bytes[head.second])
         out.append(ascii: "\r\n")
         let hasConnection = head.connectionListsOtherFields
-        for f in head.fields {
-            if keepLength && head.nameIs(f, "content-length") {
-                appendLine(&out, head, f)
-                continue
-            }
-            if isHopByHop(head, f) { continue }
-            if hasConnection, head.isListedInConnection(f) { continue }
+        for f in head.fields where relays(head, f, keepLength: keepLength, hasConnection: hasConnection) {
             appendLine(&out, head, f)
         }
+    }
+
+    /// Whether a field of an upstream response goes on to the client (`clientResponse`'s rule,
+    /// also that of an HTTP/2 stream's header fields); `hasConnection`: the head's
+    /// `connectionListsOtherFields`.
+    static func relays(_ head: HTTPHead, _ f: HeaderField, keepLength: Bool, hasConnection: Bool) -> Bool {
+        if keepLength && head.nameIs(f, "content-length") { return true }
+        if isHopByHop(head, f) { return false }
+        return !(hasConnection && head.isListedInConnection(f))
     }
 }
