@@ -82,9 +82,9 @@ measure() {
     [ "$round" = 0 ] && return
     awk -v cell="$cell" -v t="$t" -v round="$round" -v ticks=$((ticks1 - ticks0)) -v hz="$CLK_TCK" -v rss="$(peak_rss_kib "$pid")" '
         /^finished in/ { rps = $4 }
-        /^requests:/ { done = $8; ok = $10 }
+        /^requests:/ { succeeded = $8 }
         /^status codes:/ { two = $3 }
-        END { printf "%s\t%s\t%s\t%d\t%d\t%.0f\t%.2f\t%d\n", cell, t, round, done, two, rps, done ? ticks * 1e6 / hz / done : 0, rss }' \
+        END { printf "%s\t%s\t%s\t%d\t%d\t%.0f\t%.2f\t%d\n", cell, t, round, succeeded, two, rps, succeeded ? ticks * 1e6 / hz / succeeded : 0, rss }' \
         "$file" >>"$OUT/h2.tsv"
 }
 

@@ -37,6 +37,10 @@ final class H2Connection: SocketDelegate, WorkerConnection {
     /// Set by `closeIfIdle` while draining: a GOAWAY was submitted, no new stream is taken.
     private var goingAway = false
     private var closed = false
+    /// When the connection was accepted, and whether a stream was opened on it: a drain lets a
+    /// connection accepted less than a second ago send its first request first (as HTTP/1.1).
+    private let openedAt = LoopClock.coarseNow.nanoseconds
+    private var hadStream = false
     /// Closes the connection after `idle_timeout` without an open stream.
     private var timer: DeadlineTimer!
     /// Runs `flush` once the loop has handled what is ready now: the responses of many streams
@@ -74,7 +78,6 @@ final class H2Connection: SocketDelegate, WorkerConnection {
         listener.worker.connections[ObjectIdentifier(connection)] = connection
         listener.handler.h2Connections(+1)
         connection.timer.set(after: connection.idleTimeout)
-        if listener.worker.draining { connection.closeIfIdle() }
         connection.receive()
     }
 
@@ -254,6 +257,7 @@ final class H2Connection: SocketDelegate, WorkerConnection {
     /// A stream opened: the idle timer stops.
     func streamOpened(_ stream: H2Stream) {
         streams[stream.id] = stream
+        hadStream = true
         // The first stream ends the idle wait; from then on deadlines are checked every second.
         if streams.count == 1 { timer.set(after: .seconds(1)) }
         listener.handler.h2Streams(+1)
@@ -275,6 +279,8 @@ final class H2Connection: SocketDelegate, WorkerConnection {
     /// finish, and the connection closes once none is left.
     func closeIfIdle() {
         guard let session, !closed else { return }
+        // Accepted just as the listeners closed (a hot upgrade, say): its first request is coming.
+        guard hadStream || LoopClock.coarseNow.nanoseconds - openedAt > 1_000_000_000 else { return }
         if !goingAway {
             goingAway = true
             _ = nghttp2_submit_goaway(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), nghttp2_session_get_last_proc_stream_id(session),
