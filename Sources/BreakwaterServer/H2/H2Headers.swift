@@ -13,12 +13,14 @@ enum H2Headers {
 
         fileprivate mutating func add(_ name: some Collection<UInt8>, _ value: some Collection<UInt8>, lowercasing: Bool = true) {
             let nameStart = storage.count
-            if lowercasing {
-                storage.append(contentsOf: name.lazy.map { $0 >= 0x41 && $0 <= 0x5a ? $0 | 0x20 : $0 })
-            } else {
-                storage.append(contentsOf: name)
-            }
+            storage.append(contentsOf: name)
             let valueStart = storage.count
+            if lowercasing {
+                // In place: a lazily mapped sequence would be appended a byte at a time.
+                storage.withUnsafeMutableBufferPointer { bytes in
+                    for i in nameStart..<valueStart where bytes[i] &- 0x41 < 26 { bytes[i] |= 0x20 }
+                }
+            }
             storage.append(contentsOf: value)
             ranges.append((nameStart..<valueStart, valueStart..<storage.count))
         }
