@@ -46,13 +46,14 @@ tsan: deps-build
 	$(SWIFT) test --scratch-path .build-tsan --sanitize=thread --filter 'BreakwaterCoreTests'
 
 # Breakwater beside nginx and HAProxy (about 7 minutes), the same over TLS (about 5 minutes), a
-# WebSocket echo beside nginx (about 2 minutes), an upstream outage with and without the route
-# circuit (about 7 minutes), then the tracker alone and the instruction counts (a few minutes
-# each). bench/proxy.sh and bench/storm/run.sh are run by hand.
+# WebSocket echo beside nginx (about 2 minutes), HTTP/2 beside nginx (about 3 minutes), an upstream
+# outage with and without the route circuit (about 7 minutes), then the tracker alone and the
+# instruction counts (a few minutes each). bench/proxy.sh and bench/storm/run.sh are run by hand.
 bench: deps-bench release
 	BREAKWATER_BIN=.build/release/breakwater bench/compare.sh
 	BREAKWATER_BIN=.build/release/breakwater bench/tls.sh
 	BREAKWATER_BIN=.build/release/breakwater bench/ws.sh
+	BREAKWATER_BIN=.build/release/breakwater bench/h2.sh
 	BREAKWATER_BIN=.build/release/breakwater bench/admin.sh
 	BREAKWATER_BIN=.build/release/breakwater bench/outage.sh
 	bench/tracker/run.sh

@@ -31,6 +31,11 @@ let package = Package(
             pkgConfig: "openssl",
             providers: [.apt(["libssl-dev"])]
         ),
+        .systemLibrary(
+            name: "CNGHTTP2",
+            pkgConfig: "libnghttp2",
+            providers: [.apt(["libnghttp2-dev"])]
+        ),
         // No pkgConfig: hiredis.pc adds -D_FILE_OFFSET_BITS=64, a flag SwiftPM drops with a warning
         // on every build. shim.h names the headers by their path under /usr/include, and the
         // module map links the library; scripts/install-deps.sh installs libhiredis-dev.
@@ -59,6 +64,7 @@ let package = Package(
                 "CLibevent",
                 "CHiredis",
                 "COpenSSL",
+                "CNGHTTP2",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Atomics", package: "swift-atomics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),

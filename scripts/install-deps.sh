@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs the Debian packages a make target needs, only those that are missing; for the tests also
-# the Python package they drive WebSocket peers with (websockets, from PyPI), unless importable.
+# the Python packages they drive WebSocket peers (websockets) and hand-written HTTP/2 frames (h2,
+# which brings hyperframe and hpack) with, from PyPI, unless importable.
 # Usage: scripts/install-deps.sh build|test|bench
 set -euo pipefail
 
-build=(libevent-dev libhiredis-dev libssl-dev pkg-config)
-test=("${build[@]}" curl openssl prometheus redis-server python3 python3-pip chromium systemd)
-bench=("${build[@]}" curl wrk nginx-light haproxy openssl python3-matplotlib python3-uvloop valgrind)
+build=(libevent-dev libhiredis-dev libssl-dev libnghttp2-dev pkg-config)
+test=("${build[@]}" curl openssl prometheus redis-server python3 python3-pip chromium systemd nghttp2-client)
+bench=("${build[@]}" curl wrk nginx-light haproxy openssl python3-matplotlib python3-uvloop valgrind nghttp2-client)
 
 case "${1:-build}" in
   build) wanted=("${build[@]}") ;;
@@ -29,10 +30,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# WebSocket peers for Tests/BreakwaterServerTests/WebSocketTests.swift. Debian's own Python refuses
+# WebSocket peers (WebSocketTests.swift) and HTTP/2 frames (HTTP2HostileTests.swift). Debian's own Python refuses
 # pip installs into it (PEP 668) unless told otherwise; a Python of its own (pyenv, a venv) does not.
-if [ "${1:-build}" = test ] && ! python3 -c "import websockets" 2>/dev/null; then
-  echo "installing: websockets (PyPI)" >&2
-  python3 -m pip install --quiet websockets 2>/dev/null \
-    || python3 -m pip install --quiet --break-system-packages websockets
-fi
+for module in websockets h2; do
+  if [ "${1:-build}" = test ] && ! python3 -c "import $module" 2>/dev/null; then
+    echo "installing: $module (PyPI)" >&2
+    python3 -m pip install --quiet "$module" 2>/dev/null \
+      || python3 -m pip install --quiet --break-system-packages "$module"
+  fi
+done

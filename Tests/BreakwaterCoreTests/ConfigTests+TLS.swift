@@ -30,6 +30,7 @@ extension ConfigTests {
             .init(cert: "/etc/ssl/other.pem", key: "/etc/breakwater/keys/other.key"),
         ])
         tls.minVersion = .v1_3
+        tls.alpn = ["http/1.1"]
         tls.clientCA = "/etc/breakwater/../ca/clients.pem"
         tls.clientAuth = .required
         tls.handshakeTimeout = .milliseconds(2500)
@@ -52,7 +53,7 @@ extension ConfigTests {
         #expect(tls.listen == HostPort(host: "0.0.0.0", port: 8443))
         #expect(tls.certificates == [.init(cert: "/a.pem", key: "/a.key")])
         #expect(tls.minVersion == .v1_2)
-        #expect(tls.alpn == ["http/1.1"])
+        #expect(tls.alpn == ["h2", "http/1.1"])
         #expect(tls.clientCA == "")
         #expect(tls.clientAuth == .off)
         #expect(tls.handshakeTimeout == .seconds(10))
@@ -167,10 +168,10 @@ extension ConfigTests {
 
     @Test func aTLSErrorSaysWhatIsAllowed() throws {
         let error = #expect(throws: ConfigError.self) {
-            try Config.parse(BadConf.tls("alpn = [\"h2\"]"), file: "conf/x.conf")
+            try Config.parse(BadConf.tls("alpn = [\"h2\", \"h2c\"]"), file: "conf/x.conf")
         }
         #expect(error?.description
-            == "conf/x.conf: tls.alpn: got \"h2\"; allowed: a non-empty array of distinct protocols; only \"http/1.1\" for now (\"h2\" comes with HTTP/2 support)")
+            == "conf/x.conf: tls.alpn: got \"h2c\"; allowed: a non-empty array of distinct protocols, each \"h2\" or \"http/1.1\"")
         let unknown = #expect(throws: ConfigError.self) {
             try Config.parse("[tls]\ncertificates = [ { crt = \"a.pem\", key = \"a.key\" } ]\n", file: "conf/x.conf")
         }

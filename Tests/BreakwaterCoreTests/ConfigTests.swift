@@ -122,6 +122,8 @@ struct BadConf: Sendable, CustomTestStringConvertible {
         odd.routes.append(RouteConfig(name: "plain", path: "/plain"))
         odd.server.upgrades = ["websocket", "foo"]
         odd.server.tunnelIdleTimeout = .seconds(5)
+        odd.server.h2c = true
+        odd.server.h2MaxStreams = 1000
         odd.routes[0].upgrades = []
         odd.redis = RedisConfig()
         odd.redis?.url = "redis://:secret@[::1]:6380/2"
@@ -140,7 +142,7 @@ struct BadConf: Sendable, CustomTestStringConvertible {
                     "retries", "retry_base", "retry_on", "retry_budget", "key", "trusted_proxies", "ipv6_prefix",
                     "hash_key", "max_clients", "on", "strategy", "base", "factor", "max", "jitter", "threshold",
                     "reset_after", "mode", "tls", "tls_server_name", "tls_ca", "tls_verify", "upgrades",
-                    "tunnel_idle_timeout", "file", "save_interval"] {
+                    "tunnel_idle_timeout", "file", "save_interval", "h2c", "h2_max_streams"] {
             #expect(text.contains("\n\(key) = "), "\(key)")
         }
         #expect(text.contains("max_body_bytes = \"10MiB\""))

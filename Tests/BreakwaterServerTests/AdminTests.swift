@@ -24,8 +24,8 @@ import Testing
         #expect(try request(port: proxy.port, "GET", "/api/v1/device/expired-1").status == 401)
         for _ in 0..<4 { #expect(try request(port: proxy.port, "GET", "/api/v1/device/expired-1").status == 429) }
         let text = try request(port: proxy.server.adminPort, "GET", "/metrics").bodyText
-        #expect(metric(text, #"breakwater_requests_total{route="default",outcome="forwarded"}"#) == 4)
-        #expect(metric(text, #"breakwater_requests_total{route="default",outcome="shielded"}"#) == 4)
+        #expect(metric(text, #"breakwater_requests_total{route="default",outcome="forwarded",protocol="http1"}"#) == 4)
+        #expect(metric(text, #"breakwater_requests_total{route="default",outcome="shielded",protocol="http1"}"#) == 4)
         #expect(metric(text, #"breakwater_upstream_responses_total{route="default",class="2xx"}"#) == 3)
         #expect(metric(text, #"breakwater_upstream_responses_total{route="default",class="4xx"}"#) == 1)
         #expect(metric(text, #"breakwater_upstream_request_duration_seconds_count{route="default"}"#) == 4)

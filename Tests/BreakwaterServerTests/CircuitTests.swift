@@ -56,7 +56,7 @@ import Testing
         // The clients that met the outage are served at once: no level of their own to wait out.
         for client in ["a", "b", "c", "d"] { #expect(try Self.get(proxy, token: client).status == 200) }
         let metrics = try request(port: proxy.server.adminPort, "GET", "/metrics").bodyText
-        #expect(metrics.contains(#"breakwater_requests_total{route="device",outcome="circuit_open"} 2"#))
+        #expect(metrics.contains(#"breakwater_requests_total{route="device",outcome="circuit_open",protocol="http1"} 2"#))
     }
 
     @Test func oneProbePerWindowReachesADeadUpstream() throws {

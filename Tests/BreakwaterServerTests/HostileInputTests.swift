@@ -68,7 +68,7 @@ import Testing
         #expect(response?.header("Connection") == "close")
         #expect(target.upstream.requestCount == 0)
         #expect(target.stillServes())
-        #expect(try target.metric(#"breakwater_requests_total{route="none",outcome="rejected"}"#) == 1)
+        #expect(try target.metric(#"breakwater_requests_total{route="none",outcome="rejected",protocol="http1"}"#) == 1)
     }
 
     @Test(arguments: ["GET / HTTP/2.0\r\nHost: t\r\n\r\n", "GET / HTTP/0.9\r\nHost: t\r\n\r\n", "GET / HTTP/9.9\r\nHost: t\r\n\r\n"])

@@ -130,7 +130,7 @@ import Glibc
         #expect(eventually(10) { (try? SClient.handshake(port: tlsPort))?.succeeded == true })
         let before = proxy.settledFDs()
 
-        for _ in 0..<10 { #expect(try !SClient.handshake(port: tlsPort, alpn: "h2").succeeded) }
+        for _ in 0..<10 { #expect(try !SClient.handshake(port: tlsPort, alpn: "spdy/3.1").succeeded) }
         for _ in 0..<10 { #expect(try SClient.handshake(port: tlsPort, extra: ["-tls1_2"]).succeeded) }
         var held: [TestSocket] = []
         for i in 0..<20 {

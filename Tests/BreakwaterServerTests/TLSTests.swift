@@ -159,11 +159,31 @@ import Glibc
         #expect(try SClient.handshake(port: proxy.tlsPort, serverName: nil).subjectCN == "api.example")
     }
 
-    @Test func alpnAgreesOnHttp11AndRefusesAClientThatOffersOnlyH2() throws {
+    @Test func alpnPrefersH2ThenHttp11AndRefusesAnUnknownProtocol() throws {
         let certs = try TestCertificates.shared()
         let upstream = try TestUpstream()
         defer { upstream.stop() }
+        // The default alpn, ["h2", "http/1.1"].
         let proxy = try TLSHarness(upstreamPorts: [upstream.port], tls: certificatesKey([certs.localhost]))
+        let http11 = try SClient.handshake(port: proxy.tlsPort, alpn: "http/1.1")
+        #expect(http11.succeeded && http11.alpn == "http/1.1", "\(http11)")
+        let both = try SClient.handshake(port: proxy.tlsPort, alpn: "http/1.1,h2")
+        #expect(both.succeeded && both.alpn == "h2", "\(both)")
+        let none = try SClient.handshake(port: proxy.tlsPort)
+        #expect(none.succeeded && none.alpn == nil, "\(none)")
+        let unknown = try SClient.handshake(port: proxy.tlsPort, alpn: "spdy/3.1")
+        #expect(!unknown.succeeded, "\(unknown)")
+        let curl = try proxy.curl("/alpn", ["--http2"])
+        #expect(curl.exitCode == 0 && curl.status == 200 && curl.httpVersion == "2", "\(curl)")
+        let curl11 = try proxy.curl("/alpn", ["--http1.1"])
+        #expect(curl11.status == 200 && curl11.httpVersion == "1.1", "\(curl11)")
+    }
+
+    @Test func alpnHttp11OnlyRefusesAClientThatOffersOnlyH2() throws {
+        let certs = try TestCertificates.shared()
+        let upstream = try TestUpstream()
+        defer { upstream.stop() }
+        let proxy = try TLSHarness(upstreamPorts: [upstream.port], tls: certificatesKey([certs.localhost]) + "\nalpn = [\"http/1.1\"]")
         let http11 = try SClient.handshake(port: proxy.tlsPort, alpn: "http/1.1")
         #expect(http11.succeeded && http11.alpn == "http/1.1", "\(http11)")
         let both = try SClient.handshake(port: proxy.tlsPort, alpn: "h2,http/1.1")
@@ -339,7 +359,7 @@ import Glibc
                                    + "\nhandshake_timeout = \"1s\"")
         #expect(try proxy.curl("/one").status == 200)
         #expect(try proxy.curl("/two").status == 200)
-        #expect(try !SClient.handshake(port: proxy.tlsPort, alpn: "h2").succeeded)
+        #expect(try !SClient.handshake(port: proxy.tlsPort, alpn: "spdy/3.1").succeeded)
         let silent = try TestSocket(port: proxy.tlsPort, timeout: 10)
         #expect(silent.isClosedByPeer())
 

@@ -153,7 +153,7 @@ import Glibc
         socket.shutdownWrite()
         #expect(try openTunnel(port: proxy.port, "/ws/feed", headers: expired).response.status == 401)
         #expect(echo.handshakes.count == 4, "\(echo.logText)")
-        #expect(Self.metric(proxy, "breakwater_requests_total{route=\"ws\",outcome=\"shielded\"}") ?? 0 >= 6)
+        #expect(Self.metric(proxy, "breakwater_requests_total{route=\"ws\",outcome=\"shielded\",protocol=\"http1\"}") ?? 0 >= 6)
     }
 
     /// An upstream that dies mid-tunnel (the process killed) closes the client's connection.

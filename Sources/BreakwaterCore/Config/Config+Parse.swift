@@ -58,7 +58,7 @@ extension Config {
         var config = Config()
         if let r = try section("server", ["listen", "workers", "max_header_bytes", "max_request_line_bytes", "max_body_bytes", "header_timeout",
                                           "idle_timeout", "grace_period", "access_log", "upgrades", "tunnel_idle_timeout", "min_body_rate",
-                                          "cors_origins"]) {
+                                          "cors_origins", "h2c", "h2_max_streams"]) {
             try readServer(r, into: &config.server)
         }
         if let r = try section("upstream", ["servers", "connect_timeout", "timeout", "max_connections", "retries",
@@ -139,6 +139,8 @@ extension Config {
         assign(&s.tunnelIdleTimeout, try r.duration("tunnel_idle_timeout"))
         assign(&s.minBodyRate, try r.size("min_body_rate", Allowed.minBodyRate))
         assign(&s.corsOrigins, try r.list("cors_origins", Allowed.corsOrigins) { $0 })
+        assign(&s.h2c, try r.bool("h2c", Allowed.bool))
+        assign(&s.h2MaxStreams, try r.int("h2_max_streams", Allowed.h2MaxStreams))
     }
 
     private static func readUpstream(_ r: TableReader, into u: inout UpstreamConfig) throws {

@@ -32,6 +32,8 @@ extension Config {
         set("tunnel_idle_timeout", duration(server.tunnelIdleTimeout))
         set("min_body_rate", size(server.minBodyRate))
         set("cors_origins", list(server.corsOrigins.map(quote)))
+        set("h2c", "\(server.h2c)")
+        set("h2_max_streams", "\(server.h2MaxStreams)")
 
         out.append("")
         if let tls {

@@ -10,6 +10,7 @@ enum Allowed {
     static let workers = "an integer from 0 (one per core) to 1024"
     static let maxRequestLineBytes = "a size from 256 to 1048576 bytes, as an integer or a string such as \"8KB\" (the head limit applies too)"
     static let maxHeaderBytes = "a size from 1024 to 1048576 bytes, as an integer or a string such as \"16KB\" (K = 1024)"
+    static let h2MaxStreams = "an integer from 1 to 65536"
     static let minBodyRate = "bytes a second, at least 1, as an integer or a string such as \"1KB\" (K = 1024)"
     static let maxBodyBytes = "a size of at least 1 byte, as an integer or a string such as \"10MB\" (M = 1024*1024)"
     static let duration = "a duration above zero: a number and a unit (ns, us, ms, s, m, h, d), such as \"500ms\" or \"1.5s\""
@@ -45,7 +46,7 @@ enum Allowed {
         + "[ { cert = \"certs/api.pem\", key = \"certs/api.key\" } ]"
     static let certificatePath = "a non-empty path of a PEM file (relative paths are read from the conf file's directory)"
     static let minVersion = "\"1.2\" or \"1.3\", as a string"
-    static let alpn = "a non-empty array of distinct protocols; only \"http/1.1\" for now (\"h2\" comes with HTTP/2 support)"
+    static let alpn = "a non-empty array of distinct protocols, each \"h2\" or \"http/1.1\""
     static let clientCA = "a PEM file path (relative paths are read from the conf file's directory), or \"\" for none; "
         + "required when client_auth is \"optional\" or \"required\""
     static let clientAuth = "\"off\", \"optional\" or \"required\" (the last two need client_ca)"
@@ -89,6 +90,7 @@ extension Config {
             try c.check(Self.validOrigin(origin), "server.cors_origins", quote(origin), Allowed.corsOrigins)
         }
         try c.check(Set(s.corsOrigins).count == s.corsOrigins.count, "server.cors_origins", "a repeated origin", Allowed.corsOrigins)
+        try c.check((1...65536).contains(s.h2MaxStreams), "server.h2_max_streams", "\(s.h2MaxStreams)", Allowed.h2MaxStreams)
 
         let u = upstream
         try c.check(!u.servers.isEmpty, "upstream.servers", "[]", Allowed.servers)
@@ -312,7 +314,7 @@ struct Checker {
         }
         try check(!t.alpn.isEmpty, "tls.alpn", "[]", Allowed.alpn)
         for (i, proto) in t.alpn.enumerated() {
-            try check(proto == "http/1.1", "tls.alpn", quote(proto), Allowed.alpn)
+            try check(proto == "http/1.1" || proto == "h2", "tls.alpn", quote(proto), Allowed.alpn)
             try check(!t.alpn[..<i].contains(proto), "tls.alpn", "\(quote(proto)) twice", Allowed.alpn)
         }
         try check(t.clientAuth == .off || !t.clientCA.isEmpty, "tls.client_ca",
@@ -340,7 +342,8 @@ struct Checker {
     }
 
     /// Upgrade tokens as the request path compares them: HTTP tokens, lower-case (a conf file's are
-    /// lower-cased when read), each once. `h2c` is refused by name: HTTP/2 is not spoken yet, and a
+    /// lower-cased when read), each once. `h2c` is refused by name: HTTP/2 is spoken with prior
+    /// knowledge (`h2c = true`) or through ALPN, never by upgrading an HTTP/1.1 request, and a
     /// request asking for it is served as HTTP/1.1 with the header removed, whatever the list says.
     func upgrades(_ tokens: [String], _ key: String) throws {
         for (i, token) in tokens.enumerated() {
@@ -349,8 +352,8 @@ struct Checker {
             try check(token == upgradeToken(token), key, "\(quote(token)), not in lower case",
                       Allowed.upgrades + " (stored in lower case: tokens are matched case-insensitively)")
             try check(!tokens[..<i].contains(token), key, "\(quote(token)) twice", Allowed.upgrades)
-            try check(token != "h2c", key, "\"h2c\": h2c upgrades are not supported (HTTP/2 comes later; such a request "
-                      + "is served as HTTP/1.1 without its Upgrade header)", Allowed.upgrades + ", other than \"h2c\"")
+            try check(token != "h2c", key, "\"h2c\": h2c upgrades are not supported (HTTP/2 is spoken with prior knowledge, "
+                      + "[server] h2c = true, or through ALPN; such a request is served as HTTP/1.1 without its Upgrade header)", Allowed.upgrades + ", other than \"h2c\"")
         }
     }
 

@@ -64,6 +64,12 @@ public struct ServerConfig: Sendable, Equatable {
     /// answers (429, 503...): they get `Access-Control-Allow-Origin` and
     /// `Access-Control-Expose-Headers: Retry-After, RateLimit`. Empty: no CORS headers.
     public var corsOrigins: [String] = []
+    /// `h2c`: HTTP/2 with prior knowledge on the plain listener (a connection that opens with the
+    /// HTTP/2 preface is served as HTTP/2; every other as HTTP/1.1).
+    public var h2c = false
+    /// `h2_max_streams`: concurrent streams an HTTP/2 client may open on one connection
+    /// (SETTINGS_MAX_CONCURRENT_STREAMS); a stream beyond it is refused.
+    public var h2MaxStreams = 128
 
     /// The defaults the README documents (section "Configuration").
     public init() {}
@@ -164,8 +170,8 @@ public struct TLSConfig: Sendable, Equatable {
     public var certificates: [CertificatePair]
     /// `min_version`: "1.2" or "1.3".
     public var minVersion: Version = .v1_2
-    /// `alpn`: the protocols offered by ALPN, in order of preference; only "http/1.1" for now.
-    public var alpn: [String] = ["http/1.1"]
+    /// `alpn`: the protocols offered by ALPN, in order of preference: "h2" (HTTP/2) and "http/1.1".
+    public var alpn: [String] = ["h2", "http/1.1"]
     /// `client_ca`: a PEM bundle of the CAs that client certificates must chain to; "" for none.
     public var clientCA: String = ""
     /// `client_auth`: whether a client certificate is requested.

@@ -41,9 +41,12 @@ final class RouteMetrics: Sendable {
     init(name: String, registry: PrometheusCollectorRegistry, totals: Totals) {
         self.name = name
         self.totals = totals
-        requests = RequestOutcome.allCases.map {
-            registry.makeCounter(descriptor: .breakwater("requests", "total", "Requests by route and what the proxy did with them."),
-                                 labels: [("route", name), ("outcome", $0.rawValue)])
+        // Indexed by protocol, then outcome: `requestIndex`.
+        requests = WireProtocol.allCases.flatMap { wire in
+            RequestOutcome.allCases.map {
+                registry.makeCounter(descriptor: .breakwater("requests", "total", "Requests by route, what the proxy did with them, and the protocol they came in on."),
+                                     labels: [("route", name), ("outcome", $0.rawValue), ("protocol", wire.rawValue)])
+            }
         }
         upstream = UpstreamClass.allCases.map {
             registry.makeCounter(descriptor: .breakwater("upstream_responses", "total", "Upstream outcomes by route: status class, connect_error or timeout."),
@@ -71,8 +74,8 @@ final class RouteMetrics: Sendable {
                       .seconds(60), .seconds(120), .seconds(300), .seconds(600), .seconds(1800)])
     }
 
-    func count(_ outcome: RequestOutcome, totals: Totals) {
-        requests[outcome.index].increment()
+    func count(_ outcome: RequestOutcome, over wire: WireProtocol, totals: Totals) {
+        requests[(wire == .http1 ? 0 : RequestOutcome.allCases.count) + outcome.index].increment()
         totals.add(outcome)
     }
 
@@ -167,6 +170,11 @@ final class ProxyMetrics: Sendable {
     private let tunnelsActive = Atomic<Int>(0)
     private let tunnelBytes: (toUpstream: Counter, toClient: Counter)
     private let tunnelsActiveGauge: Gauge
+    /// HTTP/2 connections and streams open now.
+    private let h2Connections = Atomic<Int>(0)
+    private let h2Streams = Atomic<Int>(0)
+    private let h2ConnectionsGauge: Gauge
+    private let h2StreamsGauge: Gauge
     /// The TLS listener whose handshakes and certificates are shown, and the handshakes counted so far.
     private let tls = Mutex<(endpoint: TLSEndpoint, seen: [Int])?>(nil)
     /// The expiry gauges shown, by certificate name: a certificate no longer served (replaced by
@@ -188,6 +196,8 @@ final class ProxyMetrics: Sendable {
         startTime = registry.makeGauge(descriptor: .init(namespace: "process", metricName: "start_time", unitName: "seconds", helpText: "Start time of the process since the Unix epoch in seconds."))
         startTime.set(Double(ProcessStats.startTime()))
         tunnelsActiveGauge = registry.makeGauge(descriptor: .breakwater("tunnels", "active", "Tunnels open now."))
+        h2ConnectionsGauge = registry.makeGauge(descriptor: .breakwater("h2_connections", "active", "HTTP/2 client connections open now."))
+        h2StreamsGauge = registry.makeGauge(descriptor: .breakwater("h2_streams", "active", "HTTP/2 streams open now, over all client connections."))
         let bytes = MetricNameDescriptor.breakwater("tunnel_bytes", "total", "Bytes relayed through tunnels, by direction.")
         tunnelBytes = (registry.makeCounter(descriptor: bytes, labels: [("direction", "to_upstream")]),
                        registry.makeCounter(descriptor: bytes, labels: [("direction", "to_client")]))
@@ -289,6 +299,12 @@ final class ProxyMetrics: Sendable {
     /// `entries` were loaded from the state file at start.
     func stateLoaded(_ entries: Int) { stateLoadedEntries.set(Double(entries)) }
 
+    /// HTTP/2 client connections opened (+1) or closed (-1).
+    func h2ConnectionsChanged(by delta: Int) { h2Connections.wrappingAdd(delta, ordering: .relaxed) }
+
+    /// HTTP/2 streams opened (+1) or closed (-1).
+    func h2StreamsChanged(by delta: Int) { h2Streams.wrappingAdd(delta, ordering: .relaxed) }
+
     /// A tunnel opened.
     func tunnelOpened() { tunnelsActive.wrappingAdd(1, ordering: .relaxed) }
 
@@ -303,6 +319,8 @@ final class ProxyMetrics: Sendable {
     /// The exposition text, with gauges refreshed from the tracker and the process.
     func render(tracker: ErrorTracker<LoopClock>) -> [UInt8] {
         tunnelsActiveGauge.set(Int64(tunnelsActive.load(ordering: .relaxed)))
+        h2ConnectionsGauge.set(Int64(h2Connections.load(ordering: .relaxed)))
+        h2StreamsGauge.set(Int64(h2Streams.load(ordering: .relaxed)))
         renderTLS()
         for (health, gauge) in servers.withLock({ $0 }) { gauge.set(Int64(health.isUp() ? 1 : 0)) }
         trackedClients.set(Double(tracker.trackedCount))

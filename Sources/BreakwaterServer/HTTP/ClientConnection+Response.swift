@@ -13,7 +13,7 @@ extension ClientConnection {
 
     /// `beginResponse` with the status line and headers written by `writeHead` straight into
     /// the output buffer (`reserving` bytes up front; more if they run out).
-    func beginResponse(framing body: BodyFraming, reserving size: Int = 512, head writeHead: (inout EvbufferWriter) -> Void) {
+    func beginResponse(framing body: BodyFraming, reserving size: Int, head writeHead: (inout EvbufferWriter) -> Void) {
         guard reader.isResponding else { return }
         EvbufferWriter.write(into: socket.output, reserving: size) { out in
             writeHead(&out)
@@ -21,6 +21,13 @@ extension ClientConnection {
         }
         // A streamed body may be slow to come: the head goes now. Otherwise it leaves with the body.
         if body == .stream { socket.flush() }
+    }
+
+    func beginResponse(relaying head: HTTPHead, framing body: BodyFraming) {
+        let date = worker.dateHeaderLine
+        beginResponse(framing: body, reserving: head.bytes.count + 128) {
+            ProxyHeaders.clientResponse(head, keepLength: body == .none, date: date, into: &$0)
+        }
     }
 
     /// A whole response with a body of `bodyLength` bytes, head and body written in one go: one
@@ -32,33 +39,11 @@ extension ClientConnection {
         let date = worker.dateHeaderLine
         EvbufferWriter.write(into: socket.output, reserving: 512 + bodyLength) { out in
             writeHead(&out)
-            out.append(raw: date)
-            if let origin = corsOrigin {
-                out.append(ascii: "Access-Control-Allow-Origin: ")
-                out.append(utf8: origin)
-                out.append(ascii: "\r\nVary: Origin\r\nAccess-Control-Expose-Headers: Retry-After, RateLimit\r\n")
-            }
+            ProxyHeaders.ownAnswerLines(date: date, corsOrigin: corsOrigin, into: &out)
             writeFraming(.length(bodyLength), into: &out)
             if !framing.answeringHEAD { writeBody(&out) }
         }
         endResponse()
-    }
-
-    /// A complete response in one call.
-    func respond(status: Int, reason: String, headers: [(String, String)], body: [UInt8]) {
-        respond(bodyLength: body.count) { head in
-            head.append(ascii: "HTTP/1.1 ")
-            head.append(decimal: status)
-            head.append(ascii: " ")
-            head.append(utf8: reason)
-            head.append(ascii: "\r\n")
-            for (name, value) in headers {
-                head.append(utf8: name)
-                head.append(ascii: ": ")
-                head.append(utf8: value)
-                head.append(ascii: "\r\n")
-            }
-        } body: { $0.append(bytes: body[...]) }
     }
 
     /// The framing and Connection headers that only the connection can decide, and the blank line.

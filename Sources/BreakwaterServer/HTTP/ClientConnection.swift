@@ -7,7 +7,7 @@ import BreakwaterCore
 /// (parse a head, buffer a body, hand a request over, refuse, linger, close). The HTTP rules
 /// themselves live in BreakwaterHTTP; writing responses is in ClientConnection+Response.swift.
 /// The worker's connection table owns the object.
-final class ClientConnection: SocketDelegate {
+final class ClientConnection: SocketDelegate, ClientResponder, WorkerConnection {
     let peer: IPAddress
     /// The peer's address as text, made once per connection (it goes into every X-Forwarded-For).
     private(set) lazy var peerText: [UInt8] = Array(peer.description.utf8)
@@ -36,8 +36,12 @@ final class ClientConnection: SocketDelegate {
     /// The request's `Origin` when `[server] cors_origins` lists it: Breakwater's own answer to
     /// the request carries the CORS headers that let that page read it. Cleared after each response.
     var corsOrigin: String?
+    /// The socket went to an `H2Connection`.
+    private var handedOver = false
     /// The tunnel this connection became after a 101; it owns the socket's callbacks then.
     private var tunnel: Tunnel?
+
+    var wireProtocol: WireProtocol { .http1 }
 
     /// Output above this many bytes makes `sendBody` report back-pressure.
     static let highWater = 1 << 20
@@ -91,6 +95,35 @@ final class ClientConnection: SocketDelegate {
     func socketSecured(_ socket: Socket) {
         socket.setTimeout(nil)
         listener.tls?.count(.ok)
+        if let h2 = listener.h2, socket.tls?.negotiatedProtocol() == "h2" { handOver(to: h2) }
+    }
+
+    // MARK: HTTP/2
+
+    /// The connection preface of HTTP/2 (RFC 9113 3.4).
+    private static let h2Preface = Array("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".utf8)
+
+    /// Whether the input begins with the HTTP/2 preface: true, false, or nil while the bytes
+    /// received so far are a beginning of it.
+    private static func startsWithPreface(_ input: OpaquePointer) -> Bool? {
+        var first = [UInt8](repeating: 0, count: h2Preface.count)
+        let n = first.withUnsafeMutableBytes { Int(evbuffer_copyout(input, $0.baseAddress, h2Preface.count)) }
+        guard n > 0, first[..<n].elementsEqual(h2Preface[..<n]) else { return false }
+        return n == h2Preface.count ? true : nil
+    }
+
+    /// The connection speaks HTTP/2: the socket, with what it has received, goes to an
+    /// `H2Connection`, and this object is done.
+    private func handOver(to settings: H2Settings) {
+        // The socket's reference to this object goes with its delegate; one more is kept until the
+        // loop's next turn, as the calls that led here still run on this object.
+        let keep = self
+        worker.schedule(after: .zero) { withExtendedLifetime(keep) {} }
+        handedOver = true
+        timer.free()
+        _ = reader.peerClosed()
+        worker.connections[ObjectIdentifier(self)] = nil
+        H2Connection.open(socket: socket, peer: peer, listener: listener, settings: settings)
     }
 
     private func timerFired() {
@@ -102,7 +135,14 @@ final class ClientConnection: SocketDelegate {
 
     /// Hands the reader what the input holds and carries out its actions until it waits.
     private func process() {
-        guard !processing else { return }
+        guard !processing, !handedOver else { return }
+        if !hadRequest, reader.isIdle, let h2 = listener.h2, h2.priorKnowledge {
+            switch Self.startsWithPreface(socket.input) {
+            case true?: return handOver(to: h2)
+            case nil: return timer.set(at: reader.deadline)
+            case false?: break
+            }
+        }
         processing = true
         defer { processing = false }
         let input = socket.input
@@ -199,7 +239,7 @@ final class ClientConnection: SocketDelegate {
 
     /// Answers a request the reader refused; the connection closes after the answer is written.
     private func refuse(_ error: HTTPError) {
-        listener.handler.rejected(status: error.status, peer: peer, secure: socket.tls != nil)
+        listener.handler.rejected(status: error.status, peer: peer, secure: socket.tls != nil, over: .http1)
         evbuffer_drain(socket.input, evbuffer_get_length(socket.input))   // never to be parsed
         if let body { evbuffer_free(body) }
         body = nil
@@ -271,6 +311,7 @@ final class ClientConnection: SocketDelegate {
 
     /// Closes the socket and forgets the connection; a pending exchange is told.
     func close() {
+        if handedOver { return }
         if case .closed = reader.state, socket.closed { return }
         _ = reader.peerClosed()
         if let tunnel {

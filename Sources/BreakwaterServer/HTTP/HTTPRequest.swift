@@ -8,16 +8,32 @@ protocol HTTPHandler: AnyObject {
     func handle(_ request: HTTPRequest, on connection: ClientConnection)
     /// The connection refused a request itself (malformed, too large, too slow) with `status`;
     /// `secure`: it came over TLS.
-    func rejected(status: Int, peer: IPAddress, secure: Bool)
+    func rejected(status: Int, peer: IPAddress, secure: Bool, over wire: WireProtocol)
     /// A request's head arrived and its body is to follow (`request` has no body yet): nil lets
     /// the body be read, or the answer to give at once instead, written by the closure, before
     /// a `100 Continue` and before any body byte is buffered.
     func bodyAhead(_ request: HTTPRequest, on connection: ClientConnection) -> ((ClientConnection) -> Void)?
+    /// `handle` for a request that came on an HTTP/2 stream.
+    func handle(_ request: HTTPRequest, on stream: H2Stream)
+    /// `bodyAhead` for a request that came on an HTTP/2 stream.
+    func bodyAhead(_ request: HTTPRequest, on stream: H2Stream) -> ((H2Stream) -> Void)?
+    /// HTTP/2 streams opened (+1) or closed (-1) on this worker.
+    func h2Streams(_ delta: Int)
+    /// HTTP/2 connections opened (+1) or closed (-1) on this worker.
+    func h2Connections(_ delta: Int)
 }
 
 extension HTTPHandler {
-    func rejected(status: Int, peer: IPAddress, secure: Bool) {}
+    func rejected(status: Int, peer: IPAddress, secure: Bool, over wire: WireProtocol) {}
     func bodyAhead(_ request: HTTPRequest, on connection: ClientConnection) -> ((ClientConnection) -> Void)? { nil }
+    /// Only the proxy's listeners speak HTTP/2; any other handler never sees a stream.
+    func handle(_ request: HTTPRequest, on stream: H2Stream) {
+        stream.respond(status: 505, reason: "HTTP Version Not Supported", headers: [("Content-Type", "text/plain")],
+                       body: Array("505 HTTP Version Not Supported\n".utf8))
+    }
+    func bodyAhead(_ request: HTTPRequest, on stream: H2Stream) -> ((H2Stream) -> Void)? { nil }
+    func h2Streams(_ delta: Int) {}
+    func h2Connections(_ delta: Int) {}
 }
 
 /// The side of a pending response that must hear about the client.

@@ -17,6 +17,8 @@ final class Listener {
     let limits: ReaderLimits
     /// The TLS state of a TLS listener; nil for plain HTTP.
     let tls: TLSEndpoint?
+    /// HTTP/2: with prior knowledge (the plain listener, `h2c`) or through ALPN (TLS); nil: never.
+    let h2: H2Settings?
     /// The listening socket, and its readiness event (nil once closed).
     let fd: Int32
     private var acceptEvent: LoopEvent!
@@ -38,9 +40,10 @@ final class Listener {
     private static let logger = Logger(label: "breakwater") { StreamLogHandler.standardError(label: $0) }
 
     init(worker: Worker, address: SocketAddress, limits: ReaderLimits, handler: HTTPHandler,
-         keepWhileDraining: Bool = false, tls: TLSEndpoint? = nil) throws(SystemCallError) {
+         keepWhileDraining: Bool = false, tls: TLSEndpoint? = nil, h2: H2Settings? = nil) throws(SystemCallError) {
         self.worker = worker
         self.tls = tls
+        self.h2 = h2
         self.keepWhileDraining = keepWhileDraining
         self.limits = limits
         self.handler = handler
@@ -68,9 +71,10 @@ final class Listener {
     /// A listener on a socket already bound and listening, handed over by the process this one
     /// replaces (a hot upgrade): no bind, so no connection waiting in its backlog is lost.
     init(worker: Worker, adopting fd: Int32, limits: ReaderLimits, handler: HTTPHandler,
-         keepWhileDraining: Bool = false, tls: TLSEndpoint? = nil) throws(SystemCallError) {
+         keepWhileDraining: Bool = false, tls: TLSEndpoint? = nil, h2: H2Settings? = nil) throws(SystemCallError) {
         self.worker = worker
         self.tls = tls
+        self.h2 = h2
         self.keepWhileDraining = keepWhileDraining
         self.limits = limits
         self.handler = handler

@@ -14,7 +14,7 @@ final class Worker: @unchecked Sendable {
     let base: OpaquePointer
     private let finished = DispatchSemaphore(value: 0)
     /// Open client connections, so draining can close the idle ones.
-    var connections: [ObjectIdentifier: ClientConnection] = [:]
+    var connections: [ObjectIdentifier: any WorkerConnection] = [:]
     var listeners: [Listener] = []
     /// The `Date` header line of this second (`Date: ` IMF-fixdate CRLF), and the wall-clock second
     /// it is for: Breakwater's own answers, and relayed ones that came without a Date, carry it.
@@ -150,4 +150,15 @@ final class Worker: @unchecked Sendable {
         let block: () -> Void
         init(_ block: @escaping () -> Void) { self.block = block }
     }
+}
+
+/// A client connection as its worker sees it (HTTP/1.1 or HTTP/2): closed at once, or once idle
+/// while the worker drains.
+protocol WorkerConnection: AnyObject {
+    /// The listener that accepted it.
+    var listener: Listener { get }
+    /// Closes now if no request is in progress; while draining the worker asks again until it has.
+    func closeIfIdle()
+    /// Closes the connection and forgets it.
+    func close()
 }

@@ -36,7 +36,8 @@ final class WorkerGroup: @unchecked Sendable {
     /// over the workers so that every one of them is accepted from (a worker may get several, a
     /// socket may serve several workers).
     func listen(on endpoint: HostPort, limits: ReaderLimits, onlyFirst: Bool = false, keepWhileDraining: Bool = false,
-                tls: TLSEndpoint? = nil, inherited: [Int32] = [], handler: (Worker) throws -> HTTPHandler) throws -> UInt16 {
+                tls: TLSEndpoint? = nil, h2: H2Settings? = nil, inherited: [Int32] = [],
+                handler: (Worker) throws -> HTTPHandler) throws -> UInt16 {
         if !inherited.isEmpty {
             let targets = onlyFirst ? [workers[0]] : workers
             var handlers: [ObjectIdentifier: HTTPHandler] = [:]
@@ -48,7 +49,7 @@ final class WorkerGroup: @unchecked Sendable {
                 let handler = try handlers[ObjectIdentifier(worker)] ?? handler(worker)
                 handlers[ObjectIdentifier(worker)] = handler
                 let listener = try Listener(worker: worker, adopting: fd, limits: limits, handler: handler,
-                                            keepWhileDraining: keepWhileDraining, tls: tls)
+                                            keepWhileDraining: keepWhileDraining, tls: tls, h2: h2)
                 worker.listeners.append(listener)
                 listening.append((endpoint, fd))
                 port = listener.port
@@ -61,7 +62,7 @@ final class WorkerGroup: @unchecked Sendable {
         for worker in onlyFirst ? [workers[0]] : workers {
             if port != 0 { address = try SocketAddress(HostPort(host: endpoint.host, port: port)) }
             let listener = try Listener(worker: worker, address: address, limits: limits, handler: try handler(worker),
-                                        keepWhileDraining: keepWhileDraining, tls: tls)
+                                        keepWhileDraining: keepWhileDraining, tls: tls, h2: h2)
             worker.listeners.append(listener)
             listening.append((endpoint, listener.fd))
             port = listener.port

@@ -25,7 +25,9 @@ final class ProxyExchange: ClientExchange, UpstreamWaiter, UpstreamExchange {
     /// Strong: the handler holds no exchange, so there is no cycle.
     private let handler: ProxyHandler
     private let request: HTTPRequest
-    private let client: ClientConnection
+    /// An HTTP/1.1 connection or an HTTP/2 stream. An existential, not a generic parameter: a
+    /// generic class would look its metadata and conformances up at run time for every request.
+    private let client: any ClientResponder
     private let route: ResolvedRoute
     /// The tracker key, nil for bypass routes.
     private let key: ClientKey?
@@ -54,7 +56,7 @@ final class ProxyExchange: ClientExchange, UpstreamWaiter, UpstreamExchange {
     /// upstream, and a 101 turns the two connections into a tunnel.
     private var upgrading: Bool { request.upgrading }
 
-    init(handler: ProxyHandler, request: HTTPRequest, client: ClientConnection,
+    init(handler: ProxyHandler, request: HTTPRequest, client: any ClientResponder,
          route: ResolvedRoute, key: ClientKey?, isProbe: Bool, circuitProbe: Bool = false) {
         self.handler = handler
         self.request = request
@@ -114,10 +116,7 @@ final class ProxyExchange: ClientExchange, UpstreamWaiter, UpstreamExchange {
         phase = .relaying(connection)
         record(status: head.status, retryAfter: head.combined("retry-after"),
                challenge: head.status == 401 ? head.combined("www-authenticate") : nil)
-        let date = handler.worker.dateHeaderLine
-        client.beginResponse(framing: framing, reserving: head.bytes.count + 128) {
-            ProxyHeaders.clientResponse(head, keepLength: framing == .none, date: date, into: &$0)
-        }
+        client.beginResponse(relaying: head, framing: framing)
     }
 
     func upstreamSwitched(_ head: HTTPHead, socket: Socket) {

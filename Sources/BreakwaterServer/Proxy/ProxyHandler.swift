@@ -118,8 +118,8 @@ final class ProxyHandler: HTTPHandler {
         return .route(route, key: key)
     }
 
-    private func refuse(_ error: HTTPError, detail: String, _ request: HTTPRequest, on connection: ClientConnection) {
-        rejected(status: error.status, peer: request.peer, secure: request.isSecure)
+    private func refuse<Client: ClientResponder>(_ error: HTTPError, detail: String, _ request: HTTPRequest, on connection: Client) {
+        rejected(status: error.status, peer: request.peer, secure: request.isSecure, over: connection.wireProtocol)
         connection.respond(status: error.status, reason: error.reason, headers: [("Content-Type", "text/plain")],
                            body: Array("\(error.status) \(error.reason)\(detail)\n".utf8))
     }
@@ -128,6 +128,23 @@ final class ProxyHandler: HTTPHandler {
     /// a `100 Continue` and before one byte of its body is kept, and its body is dropped. The
     /// verdict of a client that may go on (a probe, say) is held for when the body is complete.
     func bodyAhead(_ request: HTTPRequest, on connection: ClientConnection) -> ((ClientConnection) -> Void)? {
+        judgeAhead(request, on: connection)
+    }
+
+    func bodyAhead(_ request: HTTPRequest, on stream: H2Stream) -> ((H2Stream) -> Void)? {
+        judgeAhead(request, on: stream)
+    }
+
+    func handle(_ request: HTTPRequest, on connection: ClientConnection) {
+        serve(request, on: connection)
+    }
+
+    func handle(_ request: HTTPRequest, on stream: H2Stream) {
+        serve(request, on: stream)
+    }
+
+    /// `bodyAhead` for either protocol.
+    private func judgeAhead<Client: ClientResponder>(_ request: HTTPRequest, on connection: Client) -> ((Client) -> Void)? {
         let context = self.context
         if let origin = context.corsOrigin(of: request) { connection.corsOrigin = origin }
         switch admit(request, context) {
@@ -143,7 +160,8 @@ final class ProxyHandler: HTTPHandler {
         }
     }
 
-    func handle(_ request: HTTPRequest, on connection: ClientConnection) {
+    /// The request path for either protocol.
+    private func serve<Client: ClientResponder>(_ request: HTTPRequest, on connection: Client) {
         let context = self.context
         if let origin = context.corsOrigin(of: request) { connection.corsOrigin = origin }
         let admission = admit(request, context)
@@ -152,7 +170,7 @@ final class ProxyHandler: HTTPHandler {
             return
         }
         guard let key else {
-            context.routeMetrics[route.index].count(.bypassed, totals: context.metrics.totals)
+            context.routeMetrics[route.index].count(.bypassed, over: connection.wireProtocol, totals: context.metrics.totals)
             ProxyExchange(handler: self, request: request, client: connection, route: route, key: nil, isProbe: false).start()
             return
         }
@@ -179,7 +197,7 @@ final class ProxyHandler: HTTPHandler {
     }
 
     /// Acts on the shield's verdict: 429 while blocked, then the rate limit, then forwarding.
-    private func shield(_ verdict: Verdict, _ request: HTTPRequest, on connection: ClientConnection, route: ResolvedRoute,
+    private func shield<Client: ClientResponder>(_ verdict: Verdict, _ request: HTTPRequest, on connection: Client, route: ResolvedRoute,
                         key: ClientKey, context: ProxyContext) {
         let metrics = context.routeMetrics[route.index]
         let enforce = route.policy.mode == .enforce
@@ -188,7 +206,7 @@ final class ProxyHandler: HTTPHandler {
         case .reject(let reason, let retryAfter):
             if enforce {
                 let outcome: RequestOutcome = reason == .probe ? .probe_wait : .shielded
-                metrics.count(outcome, totals: context.metrics.totals)
+                metrics.count(outcome, over: connection.wireProtocol, totals: context.metrics.totals)
                 if answerPreflight(request, route: route, key: key, on: connection) { return }
                 ShieldResponse.send(reason: reason, retryAfter: retryAfter, on: connection)
                 logAccess(request, route: route, key: key, status: 429, outcome: outcome.rawValue, upstream: nil, bytes: 0)
@@ -203,7 +221,7 @@ final class ProxyHandler: HTTPHandler {
         if let rate = route.rate, let wait = context.rateLimiter.check(key.scoped(to: route.index), rate: rate, burst: route.burst) {
             if enforce {
                 if isProbe { store.abandonProbe(key) }
-                metrics.count(.rate_limited, totals: context.metrics.totals)
+                metrics.count(.rate_limited, over: connection.wireProtocol, totals: context.metrics.totals)
                 if answerPreflight(request, route: route, key: key, on: connection) { return }
                 ShieldResponse.send(reason: .rate, retryAfter: wait, on: connection)
                 logAccess(request, route: route, key: key, status: 429, outcome: "rate_limited", upstream: nil, bytes: 0)
@@ -221,7 +239,7 @@ final class ProxyHandler: HTTPHandler {
         case .reject(let retryAfter):
             if enforce {
                 if isProbe { store.abandonProbe(key) }
-                metrics.count(.circuit_open, totals: context.metrics.totals)
+                metrics.count(.circuit_open, over: connection.wireProtocol, totals: context.metrics.totals)
                 if answerPreflight(request, route: route, key: key, on: connection) { return }
                 ShieldResponse.sendUpstreamDown(retryAfter: retryAfter, on: connection)
                 logAccess(request, route: route, key: key, status: 503, outcome: "circuit_open", upstream: nil, bytes: 0)
@@ -229,7 +247,7 @@ final class ProxyHandler: HTTPHandler {
             }
             metrics.countDryRun()
         }
-        metrics.count(.forwarded, totals: context.metrics.totals)
+        metrics.count(.forwarded, over: connection.wireProtocol, totals: context.metrics.totals)
         ProxyExchange(handler: self, request: request, client: connection, route: route, key: key, isProbe: isProbe,
                       circuitProbe: circuitProbe).start()
     }
@@ -241,7 +259,7 @@ final class ProxyHandler: HTTPHandler {
     /// request that follows gets the 429 or 503, with Retry-After the page can read. The upstream
     /// sees neither. False when the request is no such preflight: the caller answers as usual.
     private func answerPreflight(_ request: HTTPRequest, route: ResolvedRoute, key: ClientKey,
-                                 on connection: ClientConnection) -> Bool {
+                                 on connection: some ClientResponder) -> Bool {
         guard connection.corsOrigin != nil, request.head.methodIs("OPTIONS"),
               let method = request.head.combined("access-control-request-method") else { return false }
         var headers = [("Access-Control-Allow-Methods", method), ("Access-Control-Max-Age", "0")]
@@ -253,11 +271,15 @@ final class ProxyHandler: HTTPHandler {
         return true
     }
 
-    func rejected(status: Int, peer: IPAddress, secure: Bool) {
-        context.unroutedMetrics.count(.rejected, totals: context.metrics.totals)
+    func rejected(status: Int, peer: IPAddress, secure: Bool, over wire: WireProtocol) {
+        context.unroutedMetrics.count(.rejected, over: wire, totals: context.metrics.totals)
         accessLog?.log(client: peer.description, method: "-", path: "-", status: status, outcome: "rejected",
                        route: "none", upstream: nil, bytes: 0, secure: secure)
     }
+
+    func h2Streams(_ delta: Int) { context.metrics.h2StreamsChanged(by: delta) }
+
+    func h2Connections(_ delta: Int) { context.metrics.h2ConnectionsChanged(by: delta) }
 
     /// One access log line. A client identified by a header (a token) is logged by its hashed
     /// key, and its path only up to the route prefix, so no secret reaches the log.

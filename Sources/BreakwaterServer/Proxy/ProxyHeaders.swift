@@ -103,6 +103,17 @@ enum ProxyHeaders {
         out.append(ascii: "\r\n")
     }
 
+    /// The lines every one of Breakwater's own answers carries: `date` (a whole `Date` line) and,
+    /// for an origin `cors_origins` lists, the CORS fields that let that page read the answer.
+    static func ownAnswerLines(date: UnsafeRawBufferPointer, corsOrigin: String?, into out: inout some ByteSink) {
+        out.append(raw: date)
+        if let corsOrigin {
+            out.append(ascii: "Access-Control-Allow-Origin: ")
+            out.append(utf8: corsOrigin)
+            out.append(ascii: "\r\nVary: Origin\r\nAccess-Control-Expose-Headers: Retry-After, RateLimit\r\n")
+        }
+    }
+
     /// The whole head of a `101 Switching Protocols` relayed to the client: its fields but the
     /// hop-by-hop ones, the Upgrade field, `Connection: upgrade`, and the blank line.
     static func switchingResponse(_ head: HTTPHead, into out: inout some ByteSink) {
@@ -124,16 +135,19 @@ enum ProxyHeaders {
         out.append(ascii: "\r\n")
         let hasConnection = head.connectionListsOtherFields
         var dated = date == nil
-        for f in head.fields {
-            if keepLength && head.nameIs(f, "content-length") {
-                appendLine(&out, head, f)
-                continue
-            }
-            if isHopByHop(head, f) { continue }
-            if hasConnection, head.isListedInConnection(f) { continue }
+        for f in head.fields where relays(head, f, keepLength: keepLength, hasConnection: hasConnection) {
             if !dated && head.nameIs(f, "date") { dated = true }
             appendLine(&out, head, f)
         }
         if !dated, let date { out.append(raw: date) }
+    }
+
+    /// Whether a field of an upstream response goes on to the client (`clientResponse`'s rule,
+    /// also that of an HTTP/2 stream's header fields); `hasConnection`: the head's
+    /// `connectionListsOtherFields`.
+    static func relays(_ head: HTTPHead, _ f: HeaderField, keepLength: Bool, hasConnection: Bool) -> Bool {
+        if keepLength && head.nameIs(f, "content-length") { return true }
+        if isHopByHop(head, f) { return false }
+        return !(hasConnection && head.isListedInConnection(f))
     }
 }

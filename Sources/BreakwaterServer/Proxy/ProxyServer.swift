@@ -76,6 +76,7 @@ public final class ProxyServer: @unchecked Sendable {
             state = keeper
         }
         port = try group.listen(on: config.server.listen, limits: Self.limits(config.server),
+                                h2: config.server.h2c ? Self.h2Settings(config.server, priorKnowledge: true) : nil,
                                 inherited: adopt(config.server.listen)) { worker in
             let handler = try ProxyHandler(worker: worker, context: context, accessLog: sink.map { AccessLog(sink: $0, worker: worker) },
                                            logger: logger, health: health)
@@ -85,7 +86,7 @@ public final class ProxyServer: @unchecked Sendable {
         if let tls = config.tls, let tlsEndpoint {
             metrics.watch(tls: tlsEndpoint)
             tlsPort = try group.listen(on: tls.listen, limits: Self.limits(config.server), tls: tlsEndpoint,
-                                       inherited: adopt(tls.listen)) { handlers[$0.index] }
+                                       h2: Self.h2Settings(config.server, priorKnowledge: false), inherited: adopt(tls.listen)) { handlers[$0.index] }
         }
         adminPort = try group.listen(on: config.admin.listen, limits: ReaderLimits(), onlyFirst: true, keepWhileDraining: true,
                                      inherited: adopt(config.admin.listen)) {
@@ -125,6 +126,8 @@ public final class ProxyServer: @unchecked Sendable {
         }
         keep("server.listen", \.server.listen)
         keep("server.workers", \.server.workers)
+        keep("server.h2c", \.server.h2c)
+        keep("server.h2_max_streams", \.server.h2MaxStreams)
         keep("admin.listen", \.admin.listen)
         // The listener stays where it is, so the new token is judged against the running address.
         try applied.validateAdminToken(file: "the reloaded conf")
@@ -316,6 +319,12 @@ public final class ProxyServer: @unchecked Sendable {
             pairs: tls.certificates.map { ($0.cert, $0.key) }, minimumVersion13: tls.minVersion == .v1_3, alpn: tls.alpn,
             clientCA: tls.clientCA,
             clientCertificateRequired: tls.clientAuth == .off ? nil : tls.clientAuth == .required)
+    }
+
+    /// HTTP/2 on a proxy listener. The TLS listener always has them: whether a client gets HTTP/2
+    /// there is decided by `[tls] alpn`, which a reload may change.
+    static func h2Settings(_ server: ServerConfig, priorKnowledge: Bool) -> H2Settings {
+        H2Settings(priorKnowledge: priorKnowledge, maxStreams: server.h2MaxStreams)
     }
 
     static func limits(_ server: ServerConfig) -> ReaderLimits {

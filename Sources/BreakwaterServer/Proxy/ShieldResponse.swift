@@ -4,7 +4,7 @@ import BreakwaterCore
 /// and a problem+json body (RFC 9457). It never reaches the tracker: only upstream answers do.
 /// Written with byte appends: on a storm this is the answer to almost every request.
 enum ShieldResponse {
-    static func send(reason: RejectReason, retryAfter: Duration, on connection: ClientConnection) {
+    static func send<Client: ClientResponder>(reason: RejectReason, retryAfter: Duration, on connection: Client) {
         let seconds = RetryAfter.seconds(retryAfter)
         let bodyStart: StaticString = #"{"title":"Too Many Requests","status":429,"reason":""#
         let bodyMiddle: StaticString = #"","retry_after":"#
@@ -29,7 +29,7 @@ enum ShieldResponse {
 
     /// The answer while the route's circuit is open: the upstream fails for every client, so
     /// the client is told to come back later without any mark against it.
-    static func sendUpstreamDown(retryAfter: Duration, on connection: ClientConnection) {
+    static func sendUpstreamDown<Client: ClientResponder>(retryAfter: Duration, on connection: Client) {
         let seconds = RetryAfter.seconds(retryAfter)
         let bodyStart: StaticString = #"{"title":"Service Unavailable","status":503,"reason":"upstream","retry_after":"#
         connection.respond(bodyLength: bodyStart.utf8CodeUnitCount + decimalDigits(seconds) + 1) { head in

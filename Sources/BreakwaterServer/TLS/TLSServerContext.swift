@@ -27,7 +27,7 @@ final class TLSServerContext: @unchecked Sendable {
     struct Settings: Equatable {
         var pairs: [(cert: String, key: String)]
         var minimumVersion13 = false
-        var alpn = ["http/1.1"]
+        var alpn = ["h2", "http/1.1"]
         var clientCA = ""
         /// nil: no client certificate asked for; false: asked for, optional; true: required.
         var clientCertificateRequired: Bool?

@@ -1,0 +1,100 @@
+import BreakwaterHTTP
+private import CLibevent
+internal import CNGHTTP2
+
+/// Response heads as HTTP/2 header fields. The request path writes every head as HTTP/1.1 text
+/// (a status line and header lines); here it becomes `:status` and lower-case fields, without
+/// the fields HTTP/2 forbids (RFC 9113 8.2.2), with the Content-Length the stream knows.
+enum H2Headers {
+    /// Header fields, their bytes in one array.
+    struct Fields {
+        fileprivate var storage: [UInt8] = []
+        fileprivate var ranges: [(name: Range<Int>, value: Range<Int>)] = []
+
+        fileprivate mutating func add(_ name: some Collection<UInt8>, _ value: some Collection<UInt8>, lowercasing: Bool = true) {
+            let nameStart = storage.count
+            storage.append(contentsOf: name)
+            let valueStart = storage.count
+            if lowercasing {
+                // In place: a lazily mapped sequence would be appended a byte at a time.
+                storage.withUnsafeMutableBufferPointer { bytes in
+                    for i in nameStart..<valueStart where bytes[i] &- 0x41 < 26 { bytes[i] |= 0x20 }
+                }
+            }
+            storage.append(contentsOf: value)
+            ranges.append((nameStart..<valueStart, valueStart..<storage.count))
+        }
+
+        /// Calls `body` with the fields as nghttp2 name-value pairs (nghttp2 copies them).
+        func withNameValues<R>(_ body: (UnsafeBufferPointer<nghttp2_nv>) -> R) -> R {
+            var bytes = storage
+            return bytes.withUnsafeMutableBufferPointer { buffer in
+                let base = buffer.baseAddress!
+                let pairs = ranges.map { r in
+                    nghttp2_nv(name: base + r.name.lowerBound, value: base + r.value.lowerBound, namelen: r.name.count,
+                               valuelen: r.value.count, flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue))
+                }
+                return pairs.withUnsafeBufferPointer(body)
+            }
+        }
+    }
+
+    /// The fields of a head written by `writeHead` as HTTP/1.1 text; `length`: the body's
+    /// Content-Length, nil to keep the head's own (a response to HEAD).
+    static func fields(reserving size: Int, length: Int?, _ writeHead: (inout EvbufferWriter) -> Void) -> Fields {
+        let scratch = evbuffer_new()!
+        defer { evbuffer_free(scratch) }
+        EvbufferWriter.write(into: scratch, reserving: size) { out in
+            writeHead(&out)
+            out.append(ascii: "\r\n")
+        }
+        let count = evbuffer_get_length(scratch)
+        let text = Array(UnsafeBufferPointer(start: evbuffer_pullup(scratch, count), count: count))
+        guard let head = try? HTTPHead.parseResponse(text) else {
+            return fields(status: 502, headers: [], length: 0)
+        }
+        var fields = Fields()
+        fields.storage.reserveCapacity(count + 32)
+        fields.add(":status".utf8, String(head.status).utf8)
+        for f in head.fields {
+            if isForbidden(head, f) || (length != nil && head.nameIs(f, "content-length")) { continue }
+            fields.add(head.bytes[Int(f.nameStart)..<Int(f.nameEnd)], head.bytes[Int(f.valueStart)..<Int(f.valueEnd)])
+        }
+        if let length { fields.add("content-length".utf8, String(length).utf8) }
+        return fields
+    }
+
+    /// The fields of an upstream response relayed to the client: `ProxyHeaders.relays`'s fields
+    /// (which leave out every field HTTP/2 forbids), with `length` as Content-Length when given,
+    /// and the value of `date` (a whole `Date` line) when the upstream sent none (RFC 9110 6.6.1).
+    static func fields(relaying head: HTTPHead, length: Int?, keepLength: Bool, date: UnsafeRawBufferPointer) -> Fields {
+        var fields = Fields()
+        fields.storage.reserveCapacity(head.bytes.count + 64)
+        fields.add(":status".utf8, String(head.status).utf8)
+        let hasConnection = head.connectionListsOtherFields
+        var dated = false
+        for f in head.fields where ProxyHeaders.relays(head, f, keepLength: keepLength, hasConnection: hasConnection) {
+            if length != nil, head.nameIs(f, "content-length") { continue }
+            if !dated, head.nameIs(f, "date") { dated = true }
+            fields.add(head.bytes[Int(f.nameStart)..<Int(f.nameEnd)], head.bytes[Int(f.valueStart)..<Int(f.valueEnd)])
+        }
+        if !dated, date.count > 8 { fields.add("date".utf8, date[6..<(date.count - 2)]) }
+        if let length { fields.add("content-length".utf8, String(length).utf8) }
+        return fields
+    }
+
+    /// The fields of a response the proxy makes itself.
+    static func fields(status: Int, headers: [(String, String)], length: Int) -> Fields {
+        var fields = Fields()
+        fields.add(":status".utf8, String(status).utf8)
+        for (name, value) in headers { fields.add(name.utf8, value.utf8) }
+        fields.add("content-length".utf8, String(length).utf8)
+        return fields
+    }
+
+    /// Connection-specific fields, which an HTTP/2 message must not carry.
+    private static func isForbidden(_ head: HTTPHead, _ f: HeaderField) -> Bool {
+        head.nameIs(f, "connection") || head.nameIs(f, "keep-alive") || head.nameIs(f, "proxy-connection")
+            || head.nameIs(f, "transfer-encoding") || head.nameIs(f, "upgrade") || head.nameIs(f, "te")
+    }
+}

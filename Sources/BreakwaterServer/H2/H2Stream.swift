@@ -1,0 +1,345 @@
+import BreakwaterHTTP
+import BreakwaterCore
+private import CLibevent
+internal import CNGHTTP2
+
+/// One HTTP/2 stream: a request on the same path as an HTTP/1.1 one, and its response.
+///
+/// The request's header fields are written into an HTTP/1.1 head (`:method`, `:path` and
+/// `:authority` as its request line and Host) and parsed and checked by the same rules
+/// (`HTTPHead.parseRequest`, `checkRequest`), so routes, identity and the shield see the same
+/// request whichever protocol carried it. The body is buffered up to `max_body_bytes`, as for
+/// HTTP/1.1. The response goes out as HEADERS and DATA frames; its body is queued here and nghttp2
+/// takes it as the client's flow-control window allows. The connection owns the stream while it is
+/// open; an exchange may hold it a little longer.
+final class H2Stream: ClientResponder {
+    let id: Int32
+    let connection: H2Connection
+    var exchange: ClientExchange?
+    var peerText: [UInt8] { connection.peerText }
+    var wireProtocol: WireProtocol { .h2 }
+    var corsOrigin: String?
+
+    // The request.
+    private var method: [UInt8] = []
+    private var path: [UInt8] = []
+    private var authority: [UInt8] = []
+    /// The regular header fields as HTTP/1.1 header lines.
+    private var lines: [UInt8] = []
+    private var cookies: [UInt8] = []
+    /// RFC 9113 6.5.2's measure of the header list: names, values and 32 bytes a field.
+    private var headerListSize = 0
+    private var tooLarge = false
+    private var request: HTTPRequest?
+    private var body: OpaquePointer?
+    private var bodyLength = 0
+    /// The client ended its side of the stream (END_STREAM received).
+    var requestEnded = false
+    /// Answered before the request was complete: what else arrives is dropped.
+    private var discarding = false
+    /// When the stream opened, its header block completed, and its last body bytes came
+    /// (coarse monotonic nanoseconds): the deadlines of `overdue`.
+    private let opened = LoopClock.coarseNow.nanoseconds
+    private var headAt: Int64 = 0
+    private var lastByteAt: Int64 = 0
+
+    // The response.
+    /// HEADERS were submitted.
+    private var responding = false
+    /// The response's body is complete (it may still be queued).
+    private var ended = false
+    /// The response's last frame went out, or the stream is gone: nothing more is sent.
+    private var finished = false
+    private var answeringHEAD = false
+    /// Body bytes waiting for nghttp2 to take them (the client's window).
+    private var queued: OpaquePointer?
+    /// `sendBody` reported back-pressure; the exchange waits for `clientDrained`.
+    private var paused = false
+
+    init(id: Int32, connection: H2Connection) {
+        self.id = id
+        self.connection = connection
+    }
+
+    deinit {
+        if let body { evbuffer_free(body) }
+        if let queued { evbuffer_free(queued) }
+    }
+
+    // MARK: the request
+
+    /// One field of the request's header block.
+    func header(_ name: UnsafeBufferPointer<UInt8>, _ value: UnsafeBufferPointer<UInt8>, limit: Int) {
+        headerListSize += name.count + value.count + 32
+        if headerListSize > limit { tooLarge = true }
+        if tooLarge { return }
+        if name.first == UInt8(ascii: ":") {
+            // nghttp2 has checked the pseudo-header fields: known names, each once, before the others.
+            switch String(decoding: name, as: UTF8.self) {
+            case ":method": method = Array(value)
+            case ":path": path = Array(value)
+            case ":authority": authority = Array(value)
+            default: break
+            }
+            return
+        }
+        if name.elementsEqual("cookie".utf8) {
+            // Cookies may come as several fields; HTTP/1.1 wants them in one (RFC 9113 8.2.3).
+            if !cookies.isEmpty { cookies.append(contentsOf: "; ".utf8) }
+            cookies.append(contentsOf: value)
+            return
+        }
+        // :authority stands for Host (RFC 9113 8.3.1); a Host beside it is not sent twice.
+        if name.elementsEqual("host".utf8), !authority.isEmpty { return }
+        lines.append(contentsOf: name)
+        lines.append(contentsOf: ": ".utf8)
+        lines.append(contentsOf: value)
+        lines.append(contentsOf: "\r\n".utf8)
+    }
+
+    /// The header block is complete: the request head is made and checked; a request with a body
+    /// to follow is judged by the shield from its head.
+    func headersComplete() {
+        guard request == nil, !discarding else { return }
+        if tooLarge { return refuse(HTTPError(431, "HTTP/2 header list over max_header_bytes")) }
+        var head: [UInt8] = []
+        head.reserveCapacity(method.count + path.count + authority.count + lines.count + cookies.count + 48)
+        head.append(contentsOf: method)
+        head.append(0x20)
+        head.append(contentsOf: path)
+        head.append(contentsOf: " HTTP/1.1\r\n".utf8)
+        if !authority.isEmpty {
+            head.append(contentsOf: "Host: ".utf8)
+            head.append(contentsOf: authority)
+            head.append(contentsOf: "\r\n".utf8)
+        }
+        head.append(contentsOf: lines)
+        if !cookies.isEmpty {
+            head.append(contentsOf: "Cookie: ".utf8)
+            head.append(contentsOf: cookies)
+            head.append(contentsOf: "\r\n".utf8)
+        }
+        head.append(contentsOf: "\r\n".utf8)
+        lines = []
+        cookies = []
+        let parsed: HTTPHead
+        do throws(HTTPError) {
+            parsed = try HTTPHead.parseRequest(head)
+            _ = try parsed.checkRequest()
+        } catch {
+            return refuse(error)
+        }
+        answeringHEAD = parsed.isHEAD
+        headAt = LoopClock.coarseNow.nanoseconds
+        lastByteAt = headAt
+        let request = HTTPRequest(head: parsed, body: nil, peer: connection.peer, tls: connection.socket.tls)
+        self.request = request
+        guard !requestEnded else { return }
+        if let answer = connection.listener.handler.bodyAhead(request, on: self) {
+            discarding = true
+            answer(self)
+        }
+    }
+
+    /// Body bytes arrived; an error when they pass `limit` (the answer is then 413).
+    func bodyBytes(_ data: UnsafeBufferPointer<UInt8>, limit: Int) -> HTTPError? {
+        guard !discarding, !finished, !data.isEmpty else { return nil }
+        bodyLength += data.count
+        if bodyLength > limit {
+            discarding = true
+            if let body { evbuffer_free(body) }
+            body = nil
+            return HTTPError(413, "HTTP/2 request body over max_body_bytes")
+        }
+        lastByteAt = LoopClock.coarseNow.nanoseconds
+        if body == nil { body = evbuffer_new() }
+        guard let body else { return HTTPError(500, "out of memory") }
+        evbuffer_add(body, data.baseAddress, data.count)
+        return nil
+    }
+
+    /// Where the stream stands against the deadlines of an HTTP/1.1 request (see `ReaderLimits`).
+    enum Deadline {
+        /// Nothing is awaited from the client (the request is complete, or answered).
+        case none
+        /// The request is still coming, within its deadlines.
+        case waiting
+        /// The header block took longer than `headerTimeout`.
+        case headersLate
+        /// The body took longer than `headerTimeout + received / minBodyRate` since the head, or
+        /// paused for `headerTimeout`.
+        case bodyLate
+    }
+
+    func deadline(now: Int64, limits: ReaderLimits) -> Deadline {
+        guard !requestEnded, !discarding, !finished else { return .none }
+        let grace = limits.headerTimeout.clampedNanoseconds
+        guard request != nil else { return now - opened > grace ? .headersLate : .waiting }
+        let allowance = grace + Int64(bodyLength) * 1_000_000_000 / Int64(max(limits.minBodyRate, 1))
+        return now - headAt > allowance || now - lastByteAt > grace ? .bodyLate : .waiting
+    }
+
+    /// The client ended the stream: the request goes to the handler with its body.
+    func requestComplete() {
+        guard !discarding, !finished, let head = request?.head else { return }
+        let complete = HTTPRequest(head: head, body: body, peer: connection.peer, tls: connection.socket.tls)
+        body = nil
+        request = complete
+        connection.listener.handler.handle(complete, on: self)
+    }
+
+    /// Answers a request that broke a rule before the handler saw it.
+    func refuse(_ error: HTTPError) {
+        discarding = true
+        connection.listener.handler.rejected(status: error.status, peer: connection.peer, secure: connection.socket.tls != nil,
+                                            over: .h2)
+        respond(status: error.status, reason: error.reason, headers: [("Content-Type", "text/plain")],
+                body: Array("\(error.status) \(error.reason)\n".utf8))
+    }
+
+    // MARK: the response (ClientResponder)
+
+    private var canRespond: Bool { !responding && !finished }
+
+    func beginResponse(framing body: BodyFraming, reserving size: Int, head writeHead: (inout EvbufferWriter) -> Void) {
+        guard canRespond else { return }
+        let hasBody = body != .none && !answeringHEAD
+        var length: Int?
+        if case .length(let n) = body { length = n }
+        submit(H2Headers.fields(reserving: size, length: answeringHEAD ? nil : length, writeHead), hasBody: hasBody)
+        if !hasBody { ended = true }
+        connection.scheduleFlush()
+    }
+
+    func beginResponse(relaying head: HTTPHead, framing body: BodyFraming) {
+        guard canRespond else { return }
+        let hasBody = body != .none && !answeringHEAD
+        var length: Int?
+        if case .length(let n) = body, !answeringHEAD { length = n }
+        submit(H2Headers.fields(relaying: head, length: length, keepLength: body == .none, date: connection.worker.dateHeaderLine),
+               hasBody: hasBody)
+        if !hasBody { ended = true }
+        connection.scheduleFlush()
+    }
+
+    func respond(bodyLength: Int, head writeHead: (inout EvbufferWriter) -> Void, body writeBody: (inout EvbufferWriter) -> Void) {
+        guard canRespond else { return }
+        let date = connection.worker.dateHeaderLine
+        let origin = corsOrigin
+        let fields = H2Headers.fields(reserving: 512, length: bodyLength) { out in
+            writeHead(&out)
+            ProxyHeaders.ownAnswerLines(date: date, corsOrigin: origin, into: &out)
+        }
+        let hasBody = bodyLength > 0 && !answeringHEAD
+        if hasBody {
+            let queue = makeQueue()
+            EvbufferWriter.write(into: queue, reserving: bodyLength, writeBody)
+        }
+        ended = true
+        submit(fields, hasBody: hasBody)
+        exchange = nil
+        connection.scheduleFlush()
+    }
+
+    @discardableResult
+    func sendBody(_ buffer: OpaquePointer) -> Bool {
+        let n = evbuffer_get_length(buffer)
+        guard responding, !ended, !finished, n > 0 else {
+            evbuffer_drain(buffer, n)
+            return false
+        }
+        let queue = makeQueue()
+        evbuffer_add_buffer(queue, buffer)
+        connection.resume(self)
+        connection.scheduleFlush()
+        if evbuffer_get_length(queue) > connection.settings.streamHighWater { paused = true }
+        return paused
+    }
+
+    func endResponse() {
+        exchange = nil
+        guard responding, !ended else { return }
+        ended = true
+        guard !finished else { return }
+        connection.resume(self)
+        connection.scheduleFlush()
+    }
+
+    func abortResponse() {
+        exchange = nil
+        ended = true
+        guard !finished else { return }
+        finished = true
+        connection.reset(self, code: NGHTTP2_INTERNAL_ERROR)
+        connection.scheduleFlush()
+    }
+
+    func startTunnel(upstream: Socket, idleTimeout: Duration, metrics: ProxyMetrics,
+                     head writeHead: (inout EvbufferWriter) -> Void, onClose: @escaping (Duration, Int, Int) -> Void) {
+        // HTTP/2 requests carry no Upgrade (nghttp2 refuses the field), so no exchange asks for this.
+        upstream.close()
+        abortResponse()
+    }
+
+    // MARK: the connection's side
+
+    private func makeQueue() -> OpaquePointer {
+        if let queued { return queued }
+        let queue = evbuffer_new()!
+        queued = queue
+        return queue
+    }
+
+    private func submit(_ fields: H2Headers.Fields, hasBody: Bool) {
+        responding = true
+        guard let session = connection.session else { return }
+        let rc: Int32
+        if hasBody {
+            var provider = H2Session.bodyProvider
+            rc = fields.withNameValues { nghttp2_submit_response(session, id, $0.baseAddress, $0.count, &provider) }
+        } else {
+            rc = fields.withNameValues { nghttp2_submit_response(session, id, $0.baseAddress, $0.count, nil) }
+        }
+        if rc != 0 { connection.reset(self, code: NGHTTP2_INTERNAL_ERROR) }
+        if !hasBody { finished = true }
+    }
+
+    /// What nghttp2's body callback gets.
+    enum Read {
+        /// n bytes copied; `last`: the body ends with them.
+        case bytes(Int, last: Bool)
+        /// Nothing queued yet: the stream waits for `resume`.
+        case later
+    }
+
+    /// Copies up to `length` queued body bytes into nghttp2's frame buffer.
+    func readBody(into buffer: UnsafeMutablePointer<UInt8>, _ length: Int) -> Read {
+        let queue = makeQueue()
+        let n = Int(evbuffer_remove(queue, buffer, length))
+        let left = evbuffer_get_length(queue)
+        if n <= 0 && !ended { return .later }
+        if ended && left == 0 {
+            finished = true
+            return .bytes(max(n, 0), last: true)
+        }
+        return .bytes(max(n, 0), last: false)
+    }
+
+    /// After `readBody`: whether the exchange was paused and may now go on.
+    var wantsDrainNotice: Bool {
+        guard paused, let queued, evbuffer_get_length(queued) <= connection.settings.streamHighWater / 2 else { return false }
+        paused = false
+        return true
+    }
+
+    /// nghttp2 closed the stream (both sides ended, a reset, or the connection went): an exchange
+    /// still waiting for the client is told that it left.
+    func closed() {
+        let complete = finished && ended
+        finished = true
+        if !complete, let exchange {
+            self.exchange = nil
+            exchange.clientClosed()
+        }
+    }
+}
