@@ -161,6 +161,11 @@ final class ProxyMetrics: Sendable {
     /// Tunnels open now, and the bytes tunnels relayed each way.
     private let tunnelsActive = Atomic<Int>(0)
     private let tunnelBytes: (toUpstream: Counter, toClient: Counter)
+    /// The bytes counted by the relays (a relaxed atomic add each), and how much of them the
+    /// counters above were given: they catch up when the metrics are rendered.
+    private let tunnelBytesToUpstream = Atomic<Int>(0)
+    private let tunnelBytesToClient = Atomic<Int>(0)
+    private let tunnelBytesSeen = Mutex((toUpstream: 0, toClient: 0))
     private let tunnelsActiveGauge: Gauge
     /// The TLS listener whose handshakes and certificates are shown, and the handshakes counted so far.
     private let tls = Mutex<(endpoint: TLSEndpoint, seen: [Int])?>(nil)
@@ -292,12 +297,26 @@ final class ProxyMetrics: Sendable {
 
     /// `n` bytes went through a tunnel.
     func countTunnelBytes(_ n: Int, toUpstream: Bool) {
-        (toUpstream ? tunnelBytes.toUpstream : tunnelBytes.toClient).increment(by: Int64(n))
+        if toUpstream {
+            tunnelBytesToUpstream.wrappingAdd(n, ordering: .relaxed)
+        } else {
+            tunnelBytesToClient.wrappingAdd(n, ordering: .relaxed)
+        }
+    }
+
+    private func renderTunnelBytes() {
+        let (up, down) = (tunnelBytesToUpstream.load(ordering: .relaxed), tunnelBytesToClient.load(ordering: .relaxed))
+        tunnelBytesSeen.withLock { seen in
+            if up > seen.toUpstream { tunnelBytes.toUpstream.increment(by: Int64(up - seen.toUpstream)) }
+            if down > seen.toClient { tunnelBytes.toClient.increment(by: Int64(down - seen.toClient)) }
+            seen = (max(seen.toUpstream, up), max(seen.toClient, down))
+        }
     }
 
     /// The exposition text, with gauges refreshed from the tracker and the process.
     func render(tracker: ErrorTracker<LoopClock>) -> [UInt8] {
         tunnelsActiveGauge.set(Int64(tunnelsActive.load(ordering: .relaxed)))
+        renderTunnelBytes()
         renderTLS()
         for (health, gauge) in servers.withLock({ $0 }) { gauge.set(Int64(health.isUp() ? 1 : 0)) }
         trackedClients.set(Double(tracker.trackedCount))

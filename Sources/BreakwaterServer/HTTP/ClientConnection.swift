@@ -243,8 +243,8 @@ final class ClientConnection: SocketDelegate {
         reader.tunnelStarted()
         EvbufferWriter.write(into: socket.output, reserving: 512, writeHead)
         socket.flush()
-        let tunnel = Tunnel(owner: self, client: socket, upstream: upstream, idleTimeout: idleTimeout, metrics: metrics,
-                            onClose: onClose)
+        let tunnel = Tunnel(owner: self, client: socket, upstream: upstream, buffer: worker.relayBuffer,
+                            idleTimeout: idleTimeout, metrics: metrics, onClose: onClose)
         self.tunnel = tunnel
         tunnel.start()
     }

@@ -72,6 +72,9 @@ final class Socket {
     /// Whether the first byte of an accepted TLS connection was looked at (plain HTTP or TLS).
     private var tlsFirstByteSeen = false
     private(set) var closed = false
+    /// When set (plain sockets only), a readable socket is reported to the delegate unread: the
+    /// delegate reads with `receive(into:count:)` into a buffer of its own (a tunnel relaying).
+    var readsItself = false
 
     static let readSize = 16_384
     /// SOCK_STREAM, spelled once: Glibc's and the C modules' views of <sys/socket.h> disagree on
@@ -212,6 +215,10 @@ final class Socket {
             return
         }
         if let tls { return readTLS(tls) }
+        if readsItself {
+            delegate?.socketReadable(self)
+            return
+        }
         var vec = iovec()
         guard evbuffer_reserve_space(input, Self.readSize, &vec, 1) == 1 else {
             fail(ENOMEM)
@@ -231,6 +238,54 @@ final class Socket {
             setReading(false)
             delegate?.socketEvent(self, .error(error))
         }
+    }
+
+    // MARK: reading and writing without the buffers (plain sockets, tunnels)
+
+    /// Reads up to `count` bytes into `buffer`: the count read; 0 at the end of the stream
+    /// (reading then stops); -1 when nothing is there now, or on an error, which the delegate
+    /// hears as `.error` on the next turn of the loop, as a failed write.
+    func receive(into buffer: UnsafeMutableRawPointer, count: Int) -> Int {
+        guard !closed, failed == 0 else { return -1 }
+        let n = recv(fd, buffer, count, 0)
+        if n > 0 {
+            touch()
+            return n
+        }
+        if n == 0 {
+            setReading(false)
+            return 0
+        }
+        if errno != EAGAIN && errno != EINTR { fail(errno) }
+        return -1
+    }
+
+    /// Sends `count` bytes from `bytes`: straight to the kernel when nothing is queued before
+    /// them, and what it does not take now (or all of it, behind queued bytes or on a TLS
+    /// socket) is copied into `output` and goes when it can.
+    func send(_ bytes: UnsafeRawPointer, count: Int) {
+        guard !closed, count > 0 else { return }
+        var sent = 0
+        if tls == nil, !connecting, !waitingToWrite, failed == 0, evbuffer_get_length(output) == 0 {
+            let n = Glibc.send(fd, bytes, count, Int32(MSG_NOSIGNAL))
+            if n == count {
+                touch()
+                return
+            }
+            if n < 0, errno != EAGAIN, errno != EINTR {
+                fail(errno)
+                return
+            }
+            if n > 0 {
+                touch()
+                sent = n
+            }
+            evbuffer_add(output, bytes + sent, count - sent)
+            waitForWritable()
+            return
+        }
+        evbuffer_add(output, bytes, count)
+        flush()
     }
 
     private func writeReady() {

@@ -26,7 +26,22 @@ final class Worker: @unchecked Sendable {
         base = try libevent("event_base_new", event_base_new())
     }
 
-    deinit { event_base_free(base) }
+    /// The buffer this loop's tunnels read into and send from, allocated on first use: the
+    /// loop runs one relay at a time, so one buffer serves them all.
+    var relayBuffer: UnsafeMutableRawBufferPointer {
+        if let buffer = relayStorage { return buffer }
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Self.relayBufferSize, alignment: 16)
+        relayStorage = buffer
+        return buffer
+    }
+    private var relayStorage: UnsafeMutableRawBufferPointer?
+    /// 64 KiB: a large message crosses in one read and one write where the kernel allows.
+    static let relayBufferSize = 1 << 16
+
+    deinit {
+        event_base_free(base)
+        relayStorage?.deallocate()
+    }
 
     /// Runs the loop on a new thread (1 MiB of stack, named `name` for ps and perf) until `stop`
     /// or `drain` ends it.
