@@ -143,6 +143,8 @@ extension BadConf {
         BadConf(name: "route-upgrades-bad-token", text: route("r", "/r/", "upgrades = [\"a:b\"]"), key: "route[0].upgrades"),
         BadConf(name: "route-upgrades-a-table", text: route("r", "/r/", "upgrades = { websocket = true }"), key: "route[0].upgrades"),
         BadConf(name: "route-upgrades-misspelt", text: route("r", "/r/", "upgrade = [\"websocket\"]"), key: "route[0].upgrade"),
+        BadConf(name: "max-buffered-bytes-zero", text: "[server]\nmax_buffered_bytes = 0\n", key: "server.max_buffered_bytes"),
+        BadConf(name: "max-buffered-bytes-bad-unit", text: "[server]\nmax_buffered_bytes = \"10XB\"\n", key: "server.max_buffered_bytes"),
         BadConf(name: "tunnel-idle-timeout-zero", text: "[server]\ntunnel_idle_timeout = \"0s\"\n", key: "server.tunnel_idle_timeout"),
         BadConf(name: "tunnel-idle-timeout-negative", text: "[server]\ntunnel_idle_timeout = \"-1h\"\n",
                 key: "server.tunnel_idle_timeout"),

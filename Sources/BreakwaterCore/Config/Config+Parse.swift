@@ -56,7 +56,8 @@ extension Config {
 
         var config = Config()
         if let r = try section("server", ["listen", "workers", "max_header_bytes", "max_request_line_bytes", "max_body_bytes", "header_timeout",
-                                          "idle_timeout", "grace_period", "access_log", "upgrades", "tunnel_idle_timeout", "min_body_rate"]) {
+                                          "idle_timeout", "grace_period", "access_log", "upgrades", "tunnel_idle_timeout", "min_body_rate",
+                                          "max_buffered_bytes"]) {
             try readServer(r, into: &config.server)
         }
         if let r = try section("upstream", ["servers", "connect_timeout", "timeout", "max_connections", "retries",
@@ -126,6 +127,7 @@ extension Config {
         assign(&s.upgrades, try r.list("upgrades", Allowed.upgrades, upgradeToken))
         assign(&s.tunnelIdleTimeout, try r.duration("tunnel_idle_timeout"))
         assign(&s.minBodyRate, try r.size("min_body_rate", Allowed.minBodyRate))
+        assign(&s.maxBufferedBytes, try r.size("max_buffered_bytes", Allowed.maxBufferedBytes))
     }
 
     private static func readUpstream(_ r: TableReader, into u: inout UpstreamConfig) throws {

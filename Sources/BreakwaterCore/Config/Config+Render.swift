@@ -31,6 +31,7 @@ extension Config {
         set("upgrades", list(server.upgrades.map(quote)))
         set("tunnel_idle_timeout", duration(server.tunnelIdleTimeout))
         set("min_body_rate", size(server.minBodyRate))
+        set("max_buffered_bytes", size(server.maxBufferedBytes))
 
         out.append("")
         if let tls {

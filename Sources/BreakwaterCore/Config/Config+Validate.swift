@@ -7,6 +7,7 @@ enum Allowed {
     static let maxRequestLineBytes = "a size from 256 to 1048576 bytes, as an integer or a string such as \"8KB\" (the head limit applies too)"
     static let maxHeaderBytes = "a size from 1024 to 1048576 bytes, as an integer or a string such as \"16KB\" (K = 1024)"
     static let minBodyRate = "bytes a second, at least 1, as an integer or a string such as \"1KB\" (K = 1024)"
+    static let maxBufferedBytes = "a size of at least 1 byte, as an integer or a string such as \"100MB\" (M = 1024*1024)"
     static let maxBodyBytes = "a size of at least 1 byte, as an integer or a string such as \"10MB\" (M = 1024*1024)"
     static let duration = "a duration above zero: a number and a unit (ns, us, ms, s, m, h, d), such as \"500ms\" or \"1.5s\""
     static let durationOrZero = "a duration of zero or more: a number and a unit (ns, us, ms, s, m, h, d), such as \"10s\""
@@ -81,6 +82,7 @@ extension Config {
         try c.upgrades(s.upgrades, "server.upgrades")
         try c.positive(s.tunnelIdleTimeout, "server.tunnel_idle_timeout")
         try c.check(s.minBodyRate >= 1, "server.min_body_rate", "\(s.minBodyRate)", Allowed.minBodyRate)
+        try c.check(s.maxBufferedBytes >= 1, "server.max_buffered_bytes", "\(s.maxBufferedBytes)", Allowed.maxBufferedBytes)
 
         let u = upstream
         try c.check(!u.servers.isEmpty, "upstream.servers", "[]", Allowed.servers)

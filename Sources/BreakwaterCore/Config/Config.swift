@@ -58,6 +58,10 @@ public struct ServerConfig: Sendable, Equatable {
     /// this many bytes a second (and never stall for `header_timeout`): 1 KiB/s lets a slow mobile
     /// upload finish while a client trickling bytes to hold a connection is cut off (408).
     public var minBodyRate = 1024
+    /// `max_buffered_bytes`: request bodies being received, over all connections together, at
+    /// most; past it, connections reading a body wait (stop reading) until bodies complete.
+    /// "100MB", 100 MiB: ten bodies of the default `max_body_bytes` at once.
+    public var maxBufferedBytes = 100 << 20
 
     /// The defaults the README documents (section "Configuration").
     public init() {}

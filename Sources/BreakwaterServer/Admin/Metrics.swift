@@ -167,6 +167,9 @@ final class ProxyMetrics: Sendable {
     private let tunnelBytesToClient = Atomic<Int>(0)
     private let tunnelBytesSeen = Mutex((toUpstream: 0, toClient: 0))
     private let tunnelsActiveGauge: Gauge
+    /// The bound on bodies being received, shown by `breakwater_buffered_body_bytes`.
+    private let bodies = Mutex<BodyBudget?>(nil)
+    private let bufferedBodyBytes: Gauge
     /// The TLS listener whose handshakes and certificates are shown, and the handshakes counted so far.
     private let tls = Mutex<(endpoint: TLSEndpoint, seen: [Int])?>(nil)
     /// The expiry gauges shown, by certificate name: a certificate no longer served (replaced by
@@ -188,6 +191,8 @@ final class ProxyMetrics: Sendable {
         startTime = registry.makeGauge(descriptor: .init(namespace: "process", metricName: "start_time", unitName: "seconds", helpText: "Start time of the process since the Unix epoch in seconds."))
         startTime.set(Double(ProcessStats.startTime()))
         tunnelsActiveGauge = registry.makeGauge(descriptor: .breakwater("tunnels", "active", "Tunnels open now."))
+        bufferedBodyBytes = registry.makeGauge(descriptor: .breakwater("buffered_body", "bytes",
+                                                                       "Bytes of request bodies being received, held in memory (bounded by max_buffered_bytes)."))
         let bytes = MetricNameDescriptor.breakwater("tunnel_bytes", "total", "Bytes relayed through tunnels, by direction.")
         tunnelBytes = (registry.makeCounter(descriptor: bytes, labels: [("direction", "to_upstream")]),
                        registry.makeCounter(descriptor: bytes, labels: [("direction", "to_client")]))
@@ -289,6 +294,9 @@ final class ProxyMetrics: Sendable {
     /// `entries` were loaded from the state file at start.
     func stateLoaded(_ entries: Int) { stateLoadedEntries.set(Double(entries)) }
 
+    /// Shows the bytes of bodies being received (`breakwater_buffered_body_bytes`).
+    func watch(bodies budget: BodyBudget) { bodies.withLock { $0 = budget } }
+
     /// A tunnel opened.
     func tunnelOpened() { tunnelsActive.wrappingAdd(1, ordering: .relaxed) }
 
@@ -317,6 +325,7 @@ final class ProxyMetrics: Sendable {
     func render(tracker: ErrorTracker<LoopClock>) -> [UInt8] {
         tunnelsActiveGauge.set(Int64(tunnelsActive.load(ordering: .relaxed)))
         renderTunnelBytes()
+        if let budget = bodies.withLock({ $0 }) { bufferedBodyBytes.set(Int64(budget.bytes)) }
         renderTLS()
         for (health, gauge) in servers.withLock({ $0 }) { gauge.set(Int64(health.isUp() ? 1 : 0)) }
         trackedClients.set(Double(tracker.trackedCount))

@@ -26,6 +26,68 @@ final class Worker: @unchecked Sendable {
         base = try libevent("event_base_new", event_base_new())
     }
 
+    /// The bound on bodies being received, shared by every worker; nil: none.
+    var bodyBudget: BodyBudget?
+    /// Connections reading a body, in the order their bodies began. The first is never held by
+    /// the budget, so some body always progresses: bodies that each wait for the others'
+    /// bytes to be released would otherwise wait for ever.
+    private var bodiesInProgress: [ClientConnection] = []
+    /// Connections that stopped reading their body because the budget was spent, in the order
+    /// they stopped; the first resume first.
+    private var bodyWaiters: [ClientConnection] = []
+    private var bodyRecheckScheduled = false
+    private var resumingBodies = false
+    /// How often waiting connections look again at a budget that another worker may have freed.
+    static let bodyRecheck: Duration = .milliseconds(10)
+
+    /// Whether `connection` must wait before reading more of its body.
+    func mustWaitForBodyBudget(_ connection: ClientConnection) -> Bool {
+        guard let budget = bodyBudget, !budget.hasRoom else { return false }
+        return bodiesInProgress.first !== connection
+    }
+
+    /// `connection` began reading a body.
+    func bodyStarted(_ connection: ClientConnection) {
+        bodiesInProgress.append(connection)
+    }
+
+    /// `connection`'s body is complete, refused or abandoned; it held `bytes` of the budget.
+    func bodyEnded(_ connection: ClientConnection, bytes: Int) {
+        bodyWaiters.removeAll { $0 === connection }
+        bodiesInProgress.removeAll { $0 === connection }
+        bodyBudget?.give(bytes)
+        bodyBudgetFreed()
+    }
+
+    /// `connection` waits for room in the body budget.
+    func waitForBodyBudget(_ connection: ClientConnection) {
+        bodyWaiters.append(connection)
+        scheduleBodyRecheck()
+    }
+
+    private func scheduleBodyRecheck() {
+        guard !bodyRecheckScheduled else { return }
+        bodyRecheckScheduled = true
+        schedule(after: Self.bodyRecheck) { [self] in
+            bodyRecheckScheduled = false
+            bodyBudgetFreed()
+        }
+    }
+
+    /// Waiting connections read again: the oldest body at once, the others in the order they
+    /// stopped while there is room.
+    private func bodyBudgetFreed() {
+        guard !resumingBodies, !bodyWaiters.isEmpty, let budget = bodyBudget else { return }
+        // A resumed connection may complete its body and release bytes: this loop goes on.
+        resumingBodies = true
+        while let next = bodyWaiters.first(where: { $0 === bodiesInProgress.first }) ?? (budget.hasRoom ? bodyWaiters.first : nil) {
+            bodyWaiters.removeAll { $0 === next }
+            next.bodyBudgetAvailable()
+        }
+        resumingBodies = false
+        if !bodyWaiters.isEmpty { scheduleBodyRecheck() }
+    }
+
     /// The buffer this loop's tunnels read into and send from, allocated on first use: the
     /// loop runs one relay at a time, so one buffer serves them all.
     var relayBuffer: UnsafeMutableRawBufferPointer {
