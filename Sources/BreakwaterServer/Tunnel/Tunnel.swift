@@ -59,8 +59,11 @@ final class Tunnel: SocketDelegate {
         upstream.setReading(true)
         relayBuffered(from: upstream, to: client)
         relayBuffered(from: client, to: upstream)
-        client.readsItself = client.tls == nil
-        upstream.readsItself = upstream.tls == nil
+        client.readItself()
+        upstream.readItself()
+        // What reached the kernel before the tunnel read edge-triggered is read now.
+        if upstream.readsItself { relay(from: upstream, to: client) }
+        if client.readsItself { relay(from: client, to: upstream) }
     }
 
     // MARK: SocketDelegate
@@ -77,7 +80,7 @@ final class Tunnel: SocketDelegate {
         // The slow side caught up: read from the other again (unless it has ended).
         if !(other === client ? clientEnded : upstreamEnded) {
             other.setReading(true)
-            relayBuffered(from: other, to: socket)
+            if other.readsItself { relay(from: other, to: socket) } else { relayBuffered(from: other, to: socket) }
         }
         closeIfDone()
     }
@@ -91,14 +94,17 @@ final class Tunnel: SocketDelegate {
     // MARK: relaying
 
     /// Reads what `source` holds into the relay buffer and sends it to `sink` at once: one recv
-    /// and one send per message when the sink keeps up, no buffer allocated or freed. A read that
-    /// fills the buffer is followed by another, a few times at most, so one busy tunnel cannot
-    /// hold the loop. What the sink does not take is queued in its output.
+    /// and one send per message when the sink keeps up, no buffer allocated or freed. Readiness
+    /// is edge-triggered (`Socket.readItself`), so reading goes on until a read comes back short
+    /// (the socket is drained; once the peer's end is announced, until the end is read), and a
+    /// read that fills the buffer is followed by another, four at
+    /// most a turn so that one busy tunnel cannot hold the loop: then the socket is reported
+    /// again on the next turn. What the sink does not take is queued in its output; past
+    /// `highWater` reading stops until it drains.
     private func relay(from source: Socket, to sink: Socket) {
         let toUpstream = source === client
-        var reads = 0
-        while !closed, reads < 4 {
-            reads += 1
+        for _ in 0..<4 {
+            guard !closed else { return }
             let n = source.receive(into: buffer.baseAddress!, count: buffer.count)
             if n == 0 { return ended(source) }
             guard n > 0 else { return }
@@ -108,8 +114,9 @@ final class Tunnel: SocketDelegate {
                 source.setReading(false)
                 return
             }
-            if n < buffer.count { return }
+            if n < buffer.count, !source.peerEnding { return }
         }
+        source.readAgainSoon()
     }
 
     /// Moves what `source`'s input buffer holds to `sink` (bytes read before the tunnel
