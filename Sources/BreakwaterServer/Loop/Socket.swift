@@ -246,6 +246,15 @@ final class Socket {
         }
     }
 
+    /// Whether bytes from the peer wait to be read, here or in the kernel (an end of stream
+    /// counts as none).
+    func hasPendingInput() -> Bool {
+        guard !closed else { return false }
+        if evbuffer_get_length(input) > 0 { return true }
+        var byte: UInt8 = 0
+        return recv(fd, &byte, 1, Int32(MSG_PEEK | MSG_DONTWAIT)) > 0
+    }
+
     // MARK: reading and writing without the buffers (plain sockets, tunnels)
 
     /// From now on a readable socket is reported to the delegate unread, and the delegate reads

@@ -26,6 +26,29 @@ final class Worker: @unchecked Sendable {
         base = try libevent("event_base_new", event_base_new())
     }
 
+    /// Out of descriptors (accept failed with EMFILE or ENFILE): closes idle connections of this
+    /// worker, those between requests or that never sent a byte, so that new clients are served.
+    /// The ones whose deadline comes first go first (with equal timeouts: the longest idle), at
+    /// most 32 or an eighth of them a time, as nginx reclaims its reusable connections. A
+    /// connection whose bytes are waiting to be read is not idle. Returns how many were closed;
+    /// 0 when none is idle.
+    func closeIdleConnections() -> Int {
+        var idle: [(deadline: LoopClock.Instant, connection: ClientConnection)] = []
+        for connection in connections.values where connection.reader.isIdle {
+            idle.append((connection.reader.deadline ?? LoopClock.coarseNow, connection))
+        }
+        guard !idle.isEmpty else { return 0 }
+        let wanted = max(1, min(32, idle.count / 8))
+        idle.sort { $0.deadline < $1.deadline }
+        var closed = 0
+        for (_, connection) in idle where !connection.socket.hasPendingInput() {
+            connection.close()
+            closed += 1
+            if closed == wanted { break }
+        }
+        return closed
+    }
+
     /// The bound on bodies being received, shared by every worker; nil: none.
     var bodyBudget: BodyBudget?
     /// Connections reading a body, in the order their bodies began. The first is never held by
