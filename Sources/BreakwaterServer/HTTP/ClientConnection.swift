@@ -27,6 +27,8 @@ final class ClientConnection: SocketDelegate {
     private var hadRequest = false
     /// When the connection was accepted (coarse monotonic nanoseconds).
     private let openedAt = LoopClock.coarseNow.nanoseconds
+    /// The order of acceptance on its worker (0 for the first).
+    let serial: UInt64
     /// The body of the request being read.
     private var body: OpaquePointer?
     /// How the response being written is framed for this client.
@@ -49,6 +51,8 @@ final class ClientConnection: SocketDelegate {
         self.socket = socket
         self.peer = peer
         self.listener = listener
+        serial = listener.worker.accepted
+        listener.worker.accepted &+= 1
         reader = RequestReader(limits: listener.limits, now: LoopClock.coarseNow)
     }
 

@@ -12,6 +12,8 @@ final class Worker: @unchecked Sendable {
     let index: Int
     let base: OpaquePointer
     private let finished = DispatchSemaphore(value: 0)
+    /// Client connections accepted so far: the next one's `serial`.
+    var accepted: UInt64 = 0
     /// Open client connections, so draining can close the idle ones.
     var connections: [ObjectIdentifier: ClientConnection] = [:]
     var listeners: [Listener] = []
@@ -39,7 +41,8 @@ final class Worker: @unchecked Sendable {
         }
         guard !idle.isEmpty else { return 0 }
         let wanted = max(1, min(32, idle.count / 8))
-        idle.sort { $0.deadline < $1.deadline }
+        // Deadlines on the coarse clock tie often: the one accepted first goes first.
+        idle.sort { $0.deadline < $1.deadline || ($0.deadline == $1.deadline && $0.connection.serial < $1.connection.serial) }
         var closed = 0
         for (_, connection) in idle where !connection.socket.hasPendingInput() {
             connection.close()
