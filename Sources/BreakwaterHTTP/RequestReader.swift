@@ -222,6 +222,9 @@ public final class RequestReader<C: Clock> where C.Duration == Duration {
     /// Whether a request was handed over (or refused) and its response is being written.
     public var isResponding: Bool { if case .responding = state { true } else { false } }
 
+    /// Whether a request body is being read.
+    public var isReadingBody: Bool { if case .body = state { true } else { false } }
+
     /// Whether the connection is between requests (or only lingering), so a draining server may
     /// close it at once.
     public var isIdle: Bool {

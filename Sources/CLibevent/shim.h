@@ -15,6 +15,19 @@
 /* accept4 is declared only under _GNU_SOURCE, which Swift's Glibc module does not define. */
 int accept4(int fd, struct sockaddr *addr, socklen_t *addrlen, int flags);
 
+#include <sys/syscall.h>
+#include <unistd.h>
+
+/* recv and send without libc's cancellation points: in a process with several threads, glibc's
+   recv and send switch asynchronous cancellation on and off around every call, and Breakwater
+   cancels no thread. syscall() is variadic, hence these wrappers. */
+static inline long breakwater_recv(int fd, void *buffer, size_t length) {
+    return syscall(SYS_recvfrom, fd, buffer, length, 0, (void *)0, (void *)0);
+}
+static inline long breakwater_send(int fd, const void *buffer, size_t length, int flags) {
+    return syscall(SYS_sendto, fd, buffer, length, flags, (void *)0, 0);
+}
+
 #include <event2/event.h>
 #include <event2/buffer.h>
 #include <event2/thread.h>

@@ -146,6 +146,8 @@ extension BadConf {
         BadConf(name: "h2-max-streams-zero", text: "[server]\nh2_max_streams = 0\n", key: "server.h2_max_streams"),
         BadConf(name: "h2-max-streams-too-many", text: "[server]\nh2_max_streams = 65537\n", key: "server.h2_max_streams"),
         BadConf(name: "h2-max-streams-a-string", text: "[server]\nh2_max_streams = \"128\"\n", key: "server.h2_max_streams"),
+        BadConf(name: "max-buffered-bytes-zero", text: "[server]\nmax_buffered_bytes = 0\n", key: "server.max_buffered_bytes"),
+        BadConf(name: "max-buffered-bytes-bad-unit", text: "[server]\nmax_buffered_bytes = \"10XB\"\n", key: "server.max_buffered_bytes"),
         BadConf(name: "tunnel-idle-timeout-zero", text: "[server]\ntunnel_idle_timeout = \"0s\"\n", key: "server.tunnel_idle_timeout"),
         BadConf(name: "tunnel-idle-timeout-negative", text: "[server]\ntunnel_idle_timeout = \"-1h\"\n",
                 key: "server.tunnel_idle_timeout"),

@@ -208,6 +208,30 @@ import Glibc
         #expect(Self.metric(proxy, "breakwater_tunnel_bytes_total{direction=\"to_client\"}") == 300_008)
     }
 
+    /// A tunnel through the TLS listener: the client's side is read and written through OpenSSL
+    /// (its buffers), the upstream's plain side straight through the relay buffer; bytes cross
+    /// both ways, small and 200 KB at once.
+    @Test func aTunnelThroughTheTlsListener() throws {
+        let certs = try TestCertificates.shared()
+        let upstream = try TunnelUpstream(.echo(token: "foo"))
+        defer { upstream.stop() }
+        let proxy = try TLSHarness(upstreamPorts: [upstream.port], tls: certificatesKey([certs.localhost]), workers: 1,
+                                   server: "upgrades = [\"foo\"]")
+        let client = try InteractiveTool("openssl", ["s_client", "-connect", "127.0.0.1:\(proxy.tlsPort)", "-servername", "localhost",
+                                                     "-quiet", "-nocommands"])
+        defer { client.stop() }
+        client.send("GET /tls-tunnel HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: foo\r\n\r\n")
+        #expect(client.waitFor("HTTP/1.1 101"), "\(client.text)")
+        for i in 1...3 {
+            client.send("through-tls-\(i)\n")
+            #expect(client.waitFor("through-tls-\(i)\n"), "\(client.text.suffix(500))")
+        }
+        let big = (0..<100_000).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
+        client.send(big + "\n")
+        #expect(client.waitFor(big, seconds: 20), "\(client.text.count) characters back")
+        #expect(upstream.heads.first?.startLine == "GET /tls-tunnel HTTP/1.1")
+    }
+
     /// A client that stops reading while the upstream streams: Breakwater stops reading the
     /// upstream once its buffer for that direction is full (about 1 MiB), so the upstream is held
     /// back by TCP and Breakwater's memory stays flat. Reading again gets every byte, in order.

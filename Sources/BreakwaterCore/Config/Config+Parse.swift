@@ -58,7 +58,8 @@ extension Config {
         var config = Config()
         if let r = try section("server", ["listen", "workers", "max_header_bytes", "max_request_line_bytes", "max_body_bytes", "header_timeout",
                                           "idle_timeout", "grace_period", "access_log", "upgrades", "tunnel_idle_timeout", "min_body_rate",
-                                          "cors_origins", "h2c", "h2_max_streams"]) {
+                                          "cors_origins", "h2c", "h2_max_streams",
+                                          "max_buffered_bytes"]) {
             try readServer(r, into: &config.server)
         }
         if let r = try section("upstream", ["servers", "connect_timeout", "timeout", "max_connections", "retries",
@@ -141,6 +142,7 @@ extension Config {
         assign(&s.corsOrigins, try r.list("cors_origins", Allowed.corsOrigins) { $0 })
         assign(&s.h2c, try r.bool("h2c", Allowed.bool))
         assign(&s.h2MaxStreams, try r.int("h2_max_streams", Allowed.h2MaxStreams))
+        assign(&s.maxBufferedBytes, try r.size("max_buffered_bytes", Allowed.maxBufferedBytes))
     }
 
     private static func readUpstream(_ r: TableReader, into u: inout UpstreamConfig) throws {

@@ -34,6 +34,7 @@ extension Config {
         set("cors_origins", list(server.corsOrigins.map(quote)))
         set("h2c", "\(server.h2c)")
         set("h2_max_streams", "\(server.h2MaxStreams)")
+        set("max_buffered_bytes", size(server.maxBufferedBytes))
 
         out.append("")
         if let tls {

@@ -12,6 +12,7 @@ enum Allowed {
     static let maxHeaderBytes = "a size from 1024 to 1048576 bytes, as an integer or a string such as \"16KB\" (K = 1024)"
     static let h2MaxStreams = "an integer from 1 to 65536"
     static let minBodyRate = "bytes a second, at least 1, as an integer or a string such as \"1KB\" (K = 1024)"
+    static let maxBufferedBytes = "a size of at least 1 byte, as an integer or a string such as \"100MB\" (M = 1024*1024)"
     static let maxBodyBytes = "a size of at least 1 byte, as an integer or a string such as \"10MB\" (M = 1024*1024)"
     static let duration = "a duration above zero: a number and a unit (ns, us, ms, s, m, h, d), such as \"500ms\" or \"1.5s\""
     static let durationOrZero = "a duration of zero or more: a number and a unit (ns, us, ms, s, m, h, d), such as \"10s\""
@@ -91,6 +92,7 @@ extension Config {
         }
         try c.check(Set(s.corsOrigins).count == s.corsOrigins.count, "server.cors_origins", "a repeated origin", Allowed.corsOrigins)
         try c.check((1...65536).contains(s.h2MaxStreams), "server.h2_max_streams", "\(s.h2MaxStreams)", Allowed.h2MaxStreams)
+        try c.check(s.maxBufferedBytes >= 1, "server.max_buffered_bytes", "\(s.maxBufferedBytes)", Allowed.maxBufferedBytes)
 
         let u = upstream
         try c.check(!u.servers.isEmpty, "upstream.servers", "[]", Allowed.servers)

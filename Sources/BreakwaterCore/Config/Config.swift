@@ -70,6 +70,10 @@ public struct ServerConfig: Sendable, Equatable {
     /// `h2_max_streams`: concurrent streams an HTTP/2 client may open on one connection
     /// (SETTINGS_MAX_CONCURRENT_STREAMS); a stream beyond it is refused.
     public var h2MaxStreams = 128
+    /// `max_buffered_bytes`: request bodies being received, over all connections together, at
+    /// most; past it, connections reading a body wait (stop reading) until bodies complete.
+    /// "100MB", 100 MiB: ten bodies of the default `max_body_bytes` at once.
+    public var maxBufferedBytes = 100 << 20
 
     /// The defaults the README documents (section "Configuration").
     public init() {}

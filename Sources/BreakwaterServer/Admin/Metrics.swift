@@ -169,12 +169,20 @@ final class ProxyMetrics: Sendable {
     /// Tunnels open now, and the bytes tunnels relayed each way.
     private let tunnelsActive = Atomic<Int>(0)
     private let tunnelBytes: (toUpstream: Counter, toClient: Counter)
+    /// The bytes counted by the relays (a relaxed atomic add each), and how much of them the
+    /// counters above were given: they catch up when the metrics are rendered.
+    private let tunnelBytesToUpstream = Atomic<Int>(0)
+    private let tunnelBytesToClient = Atomic<Int>(0)
+    private let tunnelBytesSeen = Mutex((toUpstream: 0, toClient: 0))
     private let tunnelsActiveGauge: Gauge
     /// HTTP/2 connections and streams open now.
     private let h2Connections = Atomic<Int>(0)
     private let h2Streams = Atomic<Int>(0)
     private let h2ConnectionsGauge: Gauge
     private let h2StreamsGauge: Gauge
+    /// The bound on bodies being received, shown by `breakwater_buffered_body_bytes`.
+    private let bodies = Mutex<BodyBudget?>(nil)
+    private let bufferedBodyBytes: Gauge
     /// The TLS listener whose handshakes and certificates are shown, and the handshakes counted so far.
     private let tls = Mutex<(endpoint: TLSEndpoint, seen: [Int])?>(nil)
     /// The expiry gauges shown, by certificate name: a certificate no longer served (replaced by
@@ -198,6 +206,8 @@ final class ProxyMetrics: Sendable {
         tunnelsActiveGauge = registry.makeGauge(descriptor: .breakwater("tunnels", "active", "Tunnels open now."))
         h2ConnectionsGauge = registry.makeGauge(descriptor: .breakwater("h2_connections", "active", "HTTP/2 client connections open now."))
         h2StreamsGauge = registry.makeGauge(descriptor: .breakwater("h2_streams", "active", "HTTP/2 streams open now, over all client connections."))
+        bufferedBodyBytes = registry.makeGauge(descriptor: .breakwater("buffered_body", "bytes",
+                                                                       "Bytes of request bodies being received, held in memory (bounded by max_buffered_bytes)."))
         let bytes = MetricNameDescriptor.breakwater("tunnel_bytes", "total", "Bytes relayed through tunnels, by direction.")
         tunnelBytes = (registry.makeCounter(descriptor: bytes, labels: [("direction", "to_upstream")]),
                        registry.makeCounter(descriptor: bytes, labels: [("direction", "to_client")]))
@@ -304,6 +314,8 @@ final class ProxyMetrics: Sendable {
 
     /// HTTP/2 streams opened (+1) or closed (-1).
     func h2StreamsChanged(by delta: Int) { h2Streams.wrappingAdd(delta, ordering: .relaxed) }
+    /// Shows the bytes of bodies being received (`breakwater_buffered_body_bytes`).
+    func watch(bodies budget: BodyBudget) { bodies.withLock { $0 = budget } }
 
     /// A tunnel opened.
     func tunnelOpened() { tunnelsActive.wrappingAdd(1, ordering: .relaxed) }
@@ -313,7 +325,20 @@ final class ProxyMetrics: Sendable {
 
     /// `n` bytes went through a tunnel.
     func countTunnelBytes(_ n: Int, toUpstream: Bool) {
-        (toUpstream ? tunnelBytes.toUpstream : tunnelBytes.toClient).increment(by: Int64(n))
+        if toUpstream {
+            tunnelBytesToUpstream.wrappingAdd(n, ordering: .relaxed)
+        } else {
+            tunnelBytesToClient.wrappingAdd(n, ordering: .relaxed)
+        }
+    }
+
+    private func renderTunnelBytes() {
+        let (up, down) = (tunnelBytesToUpstream.load(ordering: .relaxed), tunnelBytesToClient.load(ordering: .relaxed))
+        tunnelBytesSeen.withLock { seen in
+            if up > seen.toUpstream { tunnelBytes.toUpstream.increment(by: Int64(up - seen.toUpstream)) }
+            if down > seen.toClient { tunnelBytes.toClient.increment(by: Int64(down - seen.toClient)) }
+            seen = (max(seen.toUpstream, up), max(seen.toClient, down))
+        }
     }
 
     /// The exposition text, with gauges refreshed from the tracker and the process.
@@ -321,6 +346,8 @@ final class ProxyMetrics: Sendable {
         tunnelsActiveGauge.set(Int64(tunnelsActive.load(ordering: .relaxed)))
         h2ConnectionsGauge.set(Int64(h2Connections.load(ordering: .relaxed)))
         h2StreamsGauge.set(Int64(h2Streams.load(ordering: .relaxed)))
+        renderTunnelBytes()
+        if let budget = bodies.withLock({ $0 }) { bufferedBodyBytes.set(Int64(budget.bytes)) }
         renderTLS()
         for (health, gauge) in servers.withLock({ $0 }) { gauge.set(Int64(health.isUp() ? 1 : 0)) }
         trackedClients.set(Double(tracker.trackedCount))

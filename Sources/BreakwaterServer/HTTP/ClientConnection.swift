@@ -27,6 +27,8 @@ final class ClientConnection: SocketDelegate, ClientResponder, WorkerConnection 
     private var hadRequest = false
     /// When the connection was accepted (coarse monotonic nanoseconds).
     private let openedAt = LoopClock.coarseNow.nanoseconds
+    /// The order of acceptance on its worker (0 for the first).
+    let serial: UInt64
     /// The body of the request being read.
     private var body: OpaquePointer?
     /// How the response being written is framed for this client.
@@ -38,6 +40,12 @@ final class ClientConnection: SocketDelegate, ClientResponder, WorkerConnection 
     var corsOrigin: String?
     /// The socket went to an `H2Connection`.
     private var handedOver = false
+    /// Bytes of the body being read that are counted in the worker's body budget.
+    private var bodyHeld = 0
+    /// Reading is stopped until the body budget has room.
+    private var waitingForBudget = false
+    /// The body being read counts in the budget (the worker knows it as in progress).
+    private var inBodyBudget = false
     /// The tunnel this connection became after a 101; it owns the socket's callbacks then.
     private var tunnel: Tunnel?
 
@@ -50,6 +58,8 @@ final class ClientConnection: SocketDelegate, ClientResponder, WorkerConnection 
         self.socket = socket
         self.peer = peer
         self.listener = listener
+        serial = listener.worker.accepted
+        listener.worker.accepted &+= 1
         reader = RequestReader(limits: listener.limits, now: LoopClock.coarseNow)
     }
 
@@ -149,6 +159,13 @@ final class ClientConnection: SocketDelegate, ClientResponder, WorkerConnection 
         let now = LoopClock.coarseNow   // one reading for the whole turn: the loop is quick
         while true {
             let buffered = evbuffer_get_length(input)
+            if buffered > 0, reader.isReadingBody, worker.mustWaitForBodyBudget(self) {
+                // Bodies being received hold the whole budget: this one waits, its bytes in the kernel.
+                waitingForBudget = true
+                socket.setReading(false)
+                worker.waitForBodyBudget(self)
+                return
+            }
             if buffered == 0, reader.isIdle || reader.isResponding {
                 // Nothing to read between requests: the reader would only wait for its deadline.
                 // (A body may still complete with no bytes left, so the reader hears of those.)
@@ -163,6 +180,10 @@ final class ClientConnection: SocketDelegate, ClientResponder, WorkerConnection 
                 evbuffer_drain(input, n)
             case .body(let n):
                 evbuffer_remove_buffer(input, body, n)
+                if inBodyBudget {
+                    worker.bodyBudget?.take(n)
+                    bodyHeld += n
+                }
             case .head(let length, let sendContinue):
                 evbuffer_drain(input, length)
                 if let head = reader.headOfBody,
@@ -176,6 +197,10 @@ final class ClientConnection: SocketDelegate, ClientResponder, WorkerConnection 
                 }
                 body = evbuffer_new()
                 guard body != nil else { return close() }
+                if worker.bodyBudget != nil {
+                    inBodyBudget = true
+                    worker.bodyStarted(self)
+                }
                 if sendContinue {
                     writeRaw("HTTP/1.1 100 Continue\r\n\r\n")
                     socket.flush()
@@ -187,6 +212,7 @@ final class ClientConnection: SocketDelegate, ClientResponder, WorkerConnection 
                 evbuffer_drain(input, discard)
                 let complete = body
                 body = nil
+                releaseBody()
                 dispatch(reader.takeHead(), body: complete)
             case .refuse(let error):
                 refuse(error)
@@ -200,6 +226,24 @@ final class ClientConnection: SocketDelegate, ClientResponder, WorkerConnection 
                 return perform(action)
             }
         }
+    }
+
+    /// The body being read is complete, refused or abandoned: its bytes leave the budget.
+    private func releaseBody() {
+        guard inBodyBudget else { return }
+        inBodyBudget = false
+        waitingForBudget = false
+        let held = bodyHeld
+        bodyHeld = 0
+        worker.bodyEnded(self, bytes: held)
+    }
+
+    /// The body budget has room again: reading resumes.
+    func bodyBudgetAvailable() {
+        guard waitingForBudget else { return }
+        waitingForBudget = false
+        socket.setReading(true)
+        process()
     }
 
     /// Carries out an action that came from an event other than bytes arriving.
@@ -243,6 +287,7 @@ final class ClientConnection: SocketDelegate, ClientResponder, WorkerConnection 
         evbuffer_drain(socket.input, evbuffer_get_length(socket.input))   // never to be parsed
         if let body { evbuffer_free(body) }
         body = nil
+        releaseBody()
         timer.clear()
         framing = .refusal
         respond(status: error.status, reason: error.reason, headers: [("Content-Type", "text/plain")],
@@ -286,8 +331,8 @@ final class ClientConnection: SocketDelegate, ClientResponder, WorkerConnection 
         reader.tunnelStarted()
         EvbufferWriter.write(into: socket.output, reserving: 512, writeHead)
         socket.flush()
-        let tunnel = Tunnel(owner: self, client: socket, upstream: upstream, idleTimeout: idleTimeout, metrics: metrics,
-                            onClose: onClose)
+        let tunnel = Tunnel(owner: self, client: socket, upstream: upstream, buffer: worker.relayBuffer,
+                            idleTimeout: idleTimeout, metrics: metrics, onClose: onClose)
         self.tunnel = tunnel
         tunnel.start()
     }
@@ -326,6 +371,7 @@ final class ClientConnection: SocketDelegate, ClientResponder, WorkerConnection 
         timer.free()
         if let body { evbuffer_free(body) }
         body = nil
+        releaseBody()
         let worker = self.worker
         worker.connections[ObjectIdentifier(self)] = nil
         worker.checkDrained()

@@ -106,12 +106,15 @@ final class Listener {
                 }
             }
             if client < 0 {
-                switch errno {
-                case EAGAIN, EINTR, ECONNABORTED: return
-                default:
-                    acceptFailed(errno: errno)
-                    return
+                let code = errno
+                if code == EAGAIN || code == EINTR || code == ECONNABORTED { return }
+                if code == EMFILE || code == ENFILE, worker.closeIdleConnections() > 0 {
+                    // Idle connections made room: the waiting client is accepted now.
+                    countReclaim()
+                    continue
                 }
+                acceptFailed(errno: code)
+                return
             }
             let peer = withUnsafePointer(to: &storage) {
                 $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { SocketAddress($0, length: length).ip }
@@ -129,6 +132,21 @@ final class Listener {
             }
         }
     }
+
+    /// Idle connections were closed for a new one: logged at most once per 10 s over all
+    /// listeners, with how many since the last line.
+    private func countReclaim() {
+        let reclaims = Self.reclaims.wrappingAdd(1, ordering: .relaxed).newValue
+        let now = LoopClock().nanoseconds() / 1_000_000_000
+        let last = Self.lastReclaimWarning.load(ordering: .relaxed)
+        guard now - last >= 10,
+              Self.lastReclaimWarning.compareExchange(expected: last, desired: now, ordering: .relaxed).exchanged else { return }
+        Self.logger.warning("out of file descriptors; closing idle connections for new ones", metadata: [
+            "reclaims": "\(reclaims)", "port": "\(port)",
+        ])
+    }
+    private static let reclaims = Atomic<Int>(0)
+    private static let lastReclaimWarning = Atomic<Int64>(Int64.min / 2)
 
     /// accept() failed with an error libevent does not retry by itself. Out of descriptors
     /// (EMFILE, ENFILE) or memory, the listening socket stays readable, so without a pause the

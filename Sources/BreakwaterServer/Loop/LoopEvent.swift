@@ -18,13 +18,16 @@ final class LoopEvent {
     /// pending until deleted.
     private(set) var isPending = false
     private let persistent: Bool
+    /// What the last firing reported (EV_READ, EV_WRITE, EV_CLOSED, EV_TIMEOUT).
+    private(set) var firedWith: Int16 = 0
 
     /// An event on `base` for `fd` (-1: a pure timer) and `what` (EV_READ, EV_WRITE, EV_PERSIST).
     init(base: OpaquePointer, fd: Int32 = -1, what: Int16 = 0, _ handler: @escaping () -> Void) throws(SystemCallError) {
         self.handler = handler
         persistent = what & Int16(EV_PERSIST) != 0
-        event = try libevent("event_new", event_new(base, fd, what, { _, _, context in
+        event = try libevent("event_new", event_new(base, fd, what, { _, fired, context in
             let me = Unmanaged<LoopEvent>.fromOpaque(context!).takeUnretainedValue()
+            me.firedWith = fired
             if !me.persistent { me.isPending = false }
             me.handler()
         }, Unmanaged.passUnretained(self).toOpaque()))

@@ -51,6 +51,8 @@ final class Socket {
     /// would move every retain and release of the delegate onto the slow side-table path.
     var delegate: SocketDelegate?
     private var readEvent: LoopEvent!
+    /// The level-triggered read event replaced by `readItself`.
+    private var levelReadEvent: LoopEvent?
     private var writeEvent: LoopEvent!
     /// The inactivity deadline, created by the first `setTimeout`.
     private var timer: DeadlineTimer?
@@ -72,6 +74,11 @@ final class Socket {
     /// Whether the first byte of an accepted TLS connection was looked at (plain HTTP or TLS).
     private var tlsFirstByteSeen = false
     private(set) var closed = false
+    /// Set by `readItself()`: a readable socket is reported to the delegate unread.
+    private(set) var readsItself = false
+    /// With `readsItself`: the kernel reported that the peer ended its stream (EPOLLRDHUP), so
+    /// a short read does not mean the socket is drained: its end is still to be read.
+    private(set) var peerEnding = false
 
     static let readSize = 16_384
     /// SOCK_STREAM, spelled once: Glibc's and the C modules' views of <sys/socket.h> disagree on
@@ -195,6 +202,7 @@ final class Socket {
         delegate = nil
         if failed == 0 { tls?.shutdown() }
         readEvent.close()
+        levelReadEvent?.close()
         writeEvent.close()
         timer?.free()
         timer = nil
@@ -212,6 +220,11 @@ final class Socket {
             return
         }
         if let tls { return readTLS(tls) }
+        if readsItself {
+            if readEvent.firedWith & Int16(EV_CLOSED) != 0 { peerEnding = true }
+            delegate?.socketReadable(self)
+            return
+        }
         var vec = iovec()
         guard evbuffer_reserve_space(input, Self.readSize, &vec, 1) == 1 else {
             fail(ENOMEM)
@@ -231,6 +244,88 @@ final class Socket {
             setReading(false)
             delegate?.socketEvent(self, .error(error))
         }
+    }
+
+    /// Whether bytes from the peer wait to be read, here or in the kernel (an end of stream
+    /// counts as none).
+    func hasPendingInput() -> Bool {
+        guard !closed else { return false }
+        if evbuffer_get_length(input) > 0 { return true }
+        var byte: UInt8 = 0
+        return recv(fd, &byte, 1, Int32(MSG_PEEK | MSG_DONTWAIT)) > 0
+    }
+
+    // MARK: reading and writing without the buffers (plain sockets, tunnels)
+
+    /// From now on a readable socket is reported to the delegate unread, and the delegate reads
+    /// with `receive(into:count:)` into a buffer of its own (a tunnel relaying); plain sockets
+    /// only. Readiness becomes edge-triggered, as nginx has it: the kernel reports new bytes
+    /// once, not again at every wait while some remain, so the delegate reads until a read comes
+    /// back short (and, once `peerEnding`, until the end of the stream), or calls
+    /// `readAgainSoon()`. The level-triggered event is kept (deleted) until the socket closes:
+    /// this may run inside its callback.
+    func readItself() {
+        guard tls == nil, !closed, !readsItself else { return }
+        readsItself = true
+        guard let edge = try? LoopEvent(base: base, fd: fd, what: Int16(EV_READ | EV_CLOSED | EV_PERSIST | EV_ET),
+                                        { [unowned(unsafe) self] in readReady() }) else { return }
+        readEvent.delete()
+        levelReadEvent = readEvent
+        readEvent = edge
+        if reading { readEvent.add() }
+    }
+
+    /// Reports the socket readable again on the next turn of the loop (a reader that stopped
+    /// before draining the socket).
+    func readAgainSoon() {
+        guard !closed, reading else { return }
+        readEvent.activate(Int16(EV_READ))
+    }
+
+    /// Reads up to `count` bytes into `buffer`: the count read; 0 at the end of the stream
+    /// (reading then stops); -1 when nothing is there now, or on an error, which the delegate
+    /// hears as `.error` on the next turn of the loop, as a failed write.
+    func receive(into buffer: UnsafeMutableRawPointer, count: Int) -> Int {
+        guard !closed, failed == 0 else { return -1 }
+        let n = breakwater_recv(fd, buffer, count)
+        if n > 0 {
+            touch()
+            return n
+        }
+        if n == 0 {
+            setReading(false)
+            return 0
+        }
+        if errno != EAGAIN && errno != EINTR { fail(errno) }
+        return -1
+    }
+
+    /// Sends `count` bytes from `bytes`: straight to the kernel when nothing is queued before
+    /// them, and what it does not take now (or all of it, behind queued bytes or on a TLS
+    /// socket) is copied into `output` and goes when it can.
+    func send(_ bytes: UnsafeRawPointer, count: Int) {
+        guard !closed, count > 0 else { return }
+        var sent = 0
+        if tls == nil, !connecting, !waitingToWrite, failed == 0, evbuffer_get_length(output) == 0 {
+            let n = breakwater_send(fd, bytes, count, Int32(MSG_NOSIGNAL))
+            if n == count {
+                touch()
+                return
+            }
+            if n < 0, errno != EAGAIN, errno != EINTR {
+                fail(errno)
+                return
+            }
+            if n > 0 {
+                touch()
+                sent = n
+            }
+            evbuffer_add(output, bytes + sent, count - sent)
+            waitForWritable()
+            return
+        }
+        evbuffer_add(output, bytes, count)
+        flush()
     }
 
     private func writeReady() {

@@ -13,6 +13,8 @@ final class Worker: @unchecked Sendable {
     let index: Int
     let base: OpaquePointer
     private let finished = DispatchSemaphore(value: 0)
+    /// Client connections accepted so far: the next one's `serial`.
+    var accepted: UInt64 = 0
     /// Open client connections, so draining can close the idle ones.
     var connections: [ObjectIdentifier: any WorkerConnection] = [:]
     var listeners: [Listener] = []
@@ -49,10 +51,110 @@ final class Worker: @unchecked Sendable {
         base = try libevent("event_base_new", event_base_new())
     }
 
+    /// Out of descriptors (accept failed with EMFILE or ENFILE): closes idle connections of this
+    /// worker, those between requests or that never sent a byte, so that new clients are served.
+    /// The ones whose deadline comes first go first (with equal timeouts: the longest idle), at
+    /// most 32 or an eighth of them a time, as nginx reclaims its reusable connections. A
+    /// connection whose bytes are waiting to be read is not idle. HTTP/1.1 connections only: an
+    /// HTTP/2 connection is left to its own idle_timeout. Returns how many were closed;
+    /// 0 when none is idle.
+    func closeIdleConnections() -> Int {
+        var idle: [(deadline: LoopClock.Instant, connection: ClientConnection)] = []
+        for case let connection as ClientConnection in connections.values where connection.reader.isIdle {
+            idle.append((connection.reader.deadline ?? LoopClock.coarseNow, connection))
+        }
+        guard !idle.isEmpty else { return 0 }
+        let wanted = max(1, min(32, idle.count / 8))
+        // Deadlines on the coarse clock tie often: the one accepted first goes first.
+        idle.sort { $0.deadline < $1.deadline || ($0.deadline == $1.deadline && $0.connection.serial < $1.connection.serial) }
+        var closed = 0
+        for (_, connection) in idle where !connection.socket.hasPendingInput() {
+            connection.close()
+            closed += 1
+            if closed == wanted { break }
+        }
+        return closed
+    }
+
+    /// The bound on bodies being received, shared by every worker; nil: none.
+    var bodyBudget: BodyBudget?
+    /// Connections reading a body, in the order their bodies began. The first is never held by
+    /// the budget, so some body always progresses: bodies that each wait for the others'
+    /// bytes to be released would otherwise wait for ever.
+    private var bodiesInProgress: [ClientConnection] = []
+    /// Connections that stopped reading their body because the budget was spent, in the order
+    /// they stopped; the first resume first.
+    private var bodyWaiters: [ClientConnection] = []
+    private var bodyRecheckScheduled = false
+    private var resumingBodies = false
+    /// How often waiting connections look again at a budget that another worker may have freed.
+    static let bodyRecheck: Duration = .milliseconds(10)
+
+    /// Whether `connection` must wait before reading more of its body.
+    func mustWaitForBodyBudget(_ connection: ClientConnection) -> Bool {
+        guard let budget = bodyBudget, !budget.hasRoom else { return false }
+        return bodiesInProgress.first !== connection
+    }
+
+    /// `connection` began reading a body.
+    func bodyStarted(_ connection: ClientConnection) {
+        bodiesInProgress.append(connection)
+    }
+
+    /// `connection`'s body is complete, refused or abandoned; it held `bytes` of the budget.
+    func bodyEnded(_ connection: ClientConnection, bytes: Int) {
+        bodyWaiters.removeAll { $0 === connection }
+        bodiesInProgress.removeAll { $0 === connection }
+        bodyBudget?.give(bytes)
+        bodyBudgetFreed()
+    }
+
+    /// `connection` waits for room in the body budget.
+    func waitForBodyBudget(_ connection: ClientConnection) {
+        bodyWaiters.append(connection)
+        scheduleBodyRecheck()
+    }
+
+    private func scheduleBodyRecheck() {
+        guard !bodyRecheckScheduled else { return }
+        bodyRecheckScheduled = true
+        schedule(after: Self.bodyRecheck) { [self] in
+            bodyRecheckScheduled = false
+            bodyBudgetFreed()
+        }
+    }
+
+    /// Waiting connections read again: the oldest body at once, the others in the order they
+    /// stopped while there is room.
+    private func bodyBudgetFreed() {
+        guard !resumingBodies, !bodyWaiters.isEmpty, let budget = bodyBudget else { return }
+        // A resumed connection may complete its body and release bytes: this loop goes on.
+        resumingBodies = true
+        while let next = bodyWaiters.first(where: { $0 === bodiesInProgress.first }) ?? (budget.hasRoom ? bodyWaiters.first : nil) {
+            bodyWaiters.removeAll { $0 === next }
+            next.bodyBudgetAvailable()
+        }
+        resumingBodies = false
+        if !bodyWaiters.isEmpty { scheduleBodyRecheck() }
+    }
+
+    /// The buffer this loop's tunnels read into and send from, allocated on first use: the
+    /// loop runs one relay at a time, so one buffer serves them all.
+    var relayBuffer: UnsafeMutableRawBufferPointer {
+        if let buffer = relayStorage { return buffer }
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Self.relayBufferSize, alignment: 16)
+        relayStorage = buffer
+        return buffer
+    }
+    private var relayStorage: UnsafeMutableRawBufferPointer?
+    /// 64 KiB: a large message crosses in one read and one write where the kernel allows.
+    static let relayBufferSize = 1 << 16
+
     deinit {
         event_base_free(base)
         dateLine.deallocate()
         dateSecond.deallocate()
+        relayStorage?.deallocate()
     }
 
     /// Runs the loop on a new thread (1 MiB of stack, named `name` for ps and perf) until `stop`

@@ -26,6 +26,8 @@ public final class ProxyServer: @unchecked Sendable {
     private let tracker: ErrorTracker<LoopClock>
     private let rateLimiter: RateLimiter<LoopClock>
     let metrics = ProxyMetrics()
+    /// `[server] max_buffered_bytes`, shared by the workers.
+    private let bodyBudget = BodyBudget(limit: ServerConfig().maxBufferedBytes)
     /// The last 15 minutes at one-second steps, sampled and served on the first worker.
     private let series = Series()
     /// Health of each upstream server, shared by all workers; kept by endpoint across reloads.
@@ -67,6 +69,9 @@ public final class ProxyServer: @unchecked Sendable {
         health = Self.health(for: config.upstream, keeping: [])
         metrics.watch(health)
         let health = self.health
+        bodyBudget.limit = config.server.maxBufferedBytes
+        for worker in group.workers { worker.bodyBudget = bodyBudget }
+        metrics.watch(bodies: bodyBudget)
         let sink = try config.server.accessLog.map { try AccessLogSink(target: $0) }
         // Before the listeners open: the first request already meets the saved windows.
         let received = inherited.isUpgrade && receiveState(inherited)
@@ -162,6 +167,7 @@ public final class ProxyServer: @unchecked Sendable {
         let redisChanged = applied.redis != config.redis
         let sink = logChanged ? try applied.server.accessLog.map { try AccessLogSink(target: $0) } : nil
         config = applied
+        bodyBudget.limit = applied.server.maxBufferedBytes
         upstreamTLS = newUpstreamTLS
         if let tlsContext { tlsEndpoint?.replace(with: tlsContext) }
         let context = makeContext(applied)

@@ -205,20 +205,44 @@ final class UpstreamPool {
         sweepTimer.add(after: (settings.idleTimeout / 2).clampedNanoseconds)
     }
 
+    /// Closes at most `closesPerTurn` expired connections (the oldest: each list is in parking
+    /// order), and comes back on the next turn of the loop while more have expired.
     private func sweep() {
         let cutoff = LoopClock.coarseNow.advanced(by: .zero - settings.idleTimeout)
-        for list in idle {
-            for connection in list where connection.parkedAt < cutoff {
-                connection.close()
-            }
+        var budget = Self.closesPerTurn
+        for index in idle.indices {
+            let expired = idle[index].prefix { $0.parkedAt < cutoff }.prefix(budget)
+            guard !expired.isEmpty else { continue }
+            idle[index].removeFirst(expired.count)
+            for connection in expired { connection.close() }
+            budget -= expired.count
+            if budget == 0 { break }
         }
-        if idle.contains(where: { !$0.isEmpty }) { scheduleSweep() }
+        if budget == 0 {
+            sweepTimer?.add(after: 0)   // more may have expired: the next turn, after other events
+        } else if idle.contains(where: { !$0.isEmpty }) {
+            scheduleSweep()
+        }
     }
+
+    /// Connections closed in one turn of the loop at most: closing one costs a FIN, its
+    /// processing by the kernel and the peer's reply, and hundreds at once held every other
+    /// connection of the worker for about 100 ms.
+    static let closesPerTurn = 32
 
     deinit { sweepTimer?.close() }
 
-    /// Closes every parked connection (shutdown).
+    /// Closes every parked connection (a pool replaced by a reload, or shutdown): `closesPerTurn`
+    /// now and as many on each following turn of the loop; the pool stays alive until done.
     func closeIdle() {
-        for list in idle { list.forEach { $0.close() } }
+        var budget = Self.closesPerTurn
+        for index in idle.indices where budget > 0 {
+            let batch = idle[index].prefix(budget)
+            idle[index].removeFirst(batch.count)
+            for connection in batch { connection.close() }
+            budget -= batch.count
+        }
+        guard idle.contains(where: { !$0.isEmpty }) else { return }
+        worker.execute { [self] in closeIdle() }
     }
 }

@@ -15,15 +15,17 @@ final class ProxyProcess: @unchecked Sendable {
     var pid: Int32 { process.processIdentifier }
     var isRunning: Bool { process.isRunning }
 
-    /// Writes `[server]` (listen, 2 workers, then `server`), `[admin]`, `[upstream]` (servers,
+    /// Writes `[server]` (listen, `workers`, then `server`), `[admin]`, `[upstream]` (servers,
     /// then `upstream`) and `rest`, and starts the binary; `openFiles` caps its RLIMIT_NOFILE.
-    init(upstreams: [UInt16], server: String = "", upstream: String = "", rest: String = "", openFiles: Int? = nil) throws {
+    init(upstreams: [UInt16], server: String = "", upstream: String = "", rest: String = "", openFiles: Int? = nil,
+         workers: Int = 2) throws {
         dir = try Binary.tempDirectory()
         conf = dir.appendingPathComponent("breakwater.conf")
         log = dir.appendingPathComponent("breakwater.log")
         port = Binary.freePort()
         adminPort = Binary.freePort()
-        try Self.conf(port: port, admin: adminPort, upstreams: upstreams, server: server, upstream: upstream, rest: rest)
+        try Self.conf(port: port, admin: adminPort, upstreams: upstreams, server: server, upstream: upstream, rest: rest,
+                      workers: workers)
             .write(to: conf, atomically: true, encoding: .utf8)
         process = try Self.launch(conf: conf, log: log, openFiles: openFiles)
         try waitUntilReady()
@@ -61,11 +63,12 @@ final class ProxyProcess: @unchecked Sendable {
 
     deinit { _ = stop() }
 
-    static func conf(port: UInt16, admin: UInt16, upstreams: [UInt16], server: String, upstream: String, rest: String) -> String {
+    static func conf(port: UInt16, admin: UInt16, upstreams: [UInt16], server: String, upstream: String, rest: String,
+                     workers: Int = 2) -> String {
         """
         [server]
         listen = "127.0.0.1:\(port)"
-        workers = 2
+        workers = \(workers)
         \(server)
         [admin]
         listen = "127.0.0.1:\(admin)"
