@@ -2,8 +2,8 @@ import Atomics
 import Synchronization
 
 /// A TLS listener's lasting state, shared by the listeners of every worker: the context new
-/// handshakes use (replaced whole by a reload), the handshake counters, and how long a handshake
-/// may take.
+/// handshakes use (replaced whole by a reload), the session ticket keys, the handshake counters,
+/// and how long a handshake may take.
 final class TLSEndpoint: Sendable {
     /// How handshakes ended, for `breakwater_tls_handshakes_total{result}`.
     enum Result: String, CaseIterable { case ok, failed, timeout }
@@ -14,9 +14,12 @@ final class TLSEndpoint: Sendable {
     private let timedOut = ManagedAtomic<Int>(0)
     /// The handshake must be complete this long after the connection was accepted.
     let handshakeTimeout: Duration
+    /// The session ticket keys, kept across reloads (each reload rotates them once).
+    let tickets: TLSTicketKeys
 
-    init(context: TLSServerContext, handshakeTimeout: Duration) {
+    init(context: TLSServerContext, tickets: TLSTicketKeys, handshakeTimeout: Duration) {
         current = Mutex(context)
+        self.tickets = tickets
         self.handshakeTimeout = handshakeTimeout
     }
 
