@@ -1,5 +1,5 @@
 import Atomics
-import Synchronization
+import BreakwaterCore
 
 /// A TLS listener's lasting state, shared by the listeners of every worker: the context new
 /// handshakes use (replaced whole by a reload), the session ticket keys, the handshake counters,
@@ -8,7 +8,8 @@ final class TLSEndpoint: Sendable {
     /// How handshakes ended, for `breakwater_tls_handshakes_total{result}`.
     enum Result: String, CaseIterable { case ok, failed, timeout }
 
-    private let current: Mutex<TLSServerContext>
+    /// A pthread mutex, not `Mutex`: ThreadSanitizer sees it (see `LockedValue`).
+    private let current: LockedValue<TLSServerContext>
     private let ok = ManagedAtomic<Int>(0)
     private let failed = ManagedAtomic<Int>(0)
     private let timedOut = ManagedAtomic<Int>(0)
@@ -18,7 +19,7 @@ final class TLSEndpoint: Sendable {
     let tickets: TLSTicketKeys
 
     init(context: TLSServerContext, tickets: TLSTicketKeys, handshakeTimeout: Duration) {
-        current = Mutex(context)
+        current = LockedValue(context)
         self.tickets = tickets
         self.handshakeTimeout = handshakeTimeout
     }

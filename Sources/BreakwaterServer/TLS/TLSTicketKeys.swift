@@ -1,6 +1,5 @@
 private import COpenSSL
 import BreakwaterCore
-import Synchronization
 
 /// The session ticket keys of a TLS listener, shared by every context it builds (a reload keeps
 /// them, rotated once) and handed to OpenSSL by its ticket key callback: tickets are encrypted
@@ -8,14 +7,13 @@ import Synchronization
 /// `TicketKeyRing`), the way nginx and HAProxy use a list of ticket keys. Keys live only in this
 /// process's memory; nothing here logs them.
 final class TLSTicketKeys: Sendable {
-    private let ring: Mutex<TicketKeyRing>
+    private let ring: LockedValue<TicketKeyRing<SystemRandomNumberGenerator>>
     private let clock: any TrackerClock
 
     /// Keys replaced every `interval`, read against `clock` (monotonic).
     init(interval: Duration, clock: any TrackerClock = SystemClock()) {
         self.clock = clock
-        var random = SystemRandomNumberGenerator()
-        ring = Mutex(TicketKeyRing(interval: interval, now: clock.nanoseconds(), random: &random))
+        ring = LockedValue(TicketKeyRing(interval: interval, now: clock.nanoseconds(), random: SystemRandomNumberGenerator()))
     }
 
     /// How long a key encrypts (and then decrypts for as long again).
@@ -30,9 +28,8 @@ final class TLSTicketKeys: Sendable {
 
     /// A new key encrypts from now on; the one it replaces still decrypts.
     func rotate() {
-        var random = SystemRandomNumberGenerator()
         let now = clock.nanoseconds()
-        ring.withLock { $0.rotate(now: now, random: &random) }
+        ring.withLock { $0.rotate(now: now) }
     }
 
     /// The names of the keys held, newest first (for tests and logs: never the secrets).
@@ -56,17 +53,16 @@ final class TLSTicketKeys: Sendable {
     /// handshake), -1 on failure.
     private func callback(name: UnsafeMutablePointer<UInt8>, iv: UnsafeMutablePointer<UInt8>,
                           cipher: OpaquePointer, mac: OpaquePointer, encrypt: Bool) -> Int32 {
-        var random = SystemRandomNumberGenerator()
         let now = clock.nanoseconds()
-        let key: TicketKeyRing.Key
+        let key: TicketKey
         var isCurrent = true
         if encrypt {
-            key = ring.withLock { $0.encryptionKey(now: now, random: &random) }
-            for i in 0..<TicketKeyRing.Key.nameLength { name[i] = key.name[i] }
+            key = ring.withLock { $0.encryptionKey(now: now) }
+            for i in 0..<TicketKey.nameLength { name[i] = key.name[i] }
             guard RAND_bytes(iv, Int32(EVP_MAX_IV_LENGTH)) == 1 else { return -1 }
         } else {
-            let given = UnsafeBufferPointer(start: name, count: TicketKeyRing.Key.nameLength)
-            guard let found = ring.withLock({ $0.decryptionKey(named: given, now: now, random: &random) }) else { return 0 }
+            let given = UnsafeBufferPointer(start: name, count: TicketKey.nameLength)
+            guard let found = ring.withLock({ $0.decryptionKey(named: given, now: now) }) else { return 0 }
             key = found.key
             isCurrent = found.isCurrent
         }
