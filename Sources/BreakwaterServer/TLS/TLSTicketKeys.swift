@@ -44,15 +44,18 @@ final class TLSTicketKeys: Sendable {
                   let context = SSL_get_SSL_CTX(ssl), let me = SSL_CTX_get_ex_data(context, 0)
             else { return -1 }
             return Unmanaged<TLSTicketKeys>.fromOpaque(me).takeUnretainedValue()
-                .callback(name: name, iv: iv, cipher: cipher, mac: mac, encrypt: encrypt == 1)
+                .callback(name: name, iv: iv, cipher: cipher, mac: mac, encrypt: encrypt == 1,
+                          tls13: SSL_version(ssl) == TLS1_3_VERSION)
         }
     }
 
-    /// OpenSSL's ticket key callback: 1 to use the key given (2 when decrypting with a key that
-    /// no longer encrypts, so the client gets a new ticket), 0 for an unknown key (a full
-    /// handshake), -1 on failure.
+    /// OpenSSL's ticket key callback: 1 to use the key given, 2 to use it and send the client a
+    /// new ticket, 0 for an unknown key (a full handshake), -1 on failure. A new ticket is sent
+    /// when the key no longer encrypts and after every TLS 1.3 resumption: TLS 1.3 clients use a
+    /// ticket once (OpenSSL's, wrk's and browsers' do), so a resumption that sent none would make
+    /// the client's next connection a full handshake. OpenSSL's own keys renew the same way.
     private func callback(name: UnsafeMutablePointer<UInt8>, iv: UnsafeMutablePointer<UInt8>,
-                          cipher: OpaquePointer, mac: OpaquePointer, encrypt: Bool) -> Int32 {
+                          cipher: OpaquePointer, mac: OpaquePointer, encrypt: Bool, tls13: Bool) -> Int32 {
         let now = clock.nanoseconds()
         let key: TicketKey
         var isCurrent = true
@@ -72,7 +75,7 @@ final class TLSTicketKeys: Sendable {
                     : EVP_DecryptInit_ex(cipher, EVP_aes_256_cbc(), nil, cipherKey.baseAddress, iv)
         }
         guard ok == 1 else { return -1 }
-        return isCurrent ? 1 : 2
+        return isCurrent && !tls13 ? 1 : 2
     }
 
     /// HMAC-SHA256 under `key`.
