@@ -51,12 +51,14 @@ asan: deps-test
 	ASAN_OPTIONS=halt_on_error=1:detect_leaks=0:suppressions=$(CURDIR)/scripts/sanitizers/asan.supp $(SWIFT) test --skip-build --scratch-path .build-asan --sanitize=address \
 		--filter '$(SANITIZED_TLS_TESTS)'
 
-# Breakwater beside nginx and HAProxy (about 7 minutes), the same over TLS (about 5 minutes), a
+# Breakwater beside nginx and HAProxy (about 7 minutes), the same over TLS with an EC and with an
+# RSA certificate (about 5 minutes each), a
 # WebSocket echo beside nginx (about 2 minutes), then the tracker alone and the instruction counts
 # (a few minutes each). bench/proxy.sh and bench/storm/run.sh are run by hand.
 bench: deps-bench release
 	BREAKWATER_BIN=.build/release/breakwater bench/compare.sh
 	BREAKWATER_BIN=.build/release/breakwater bench/tls.sh
+	BREAKWATER_BIN=.build/release/breakwater KEY=rsa bench/tls.sh
 	BREAKWATER_BIN=.build/release/breakwater bench/ws.sh
 	BREAKWATER_BIN=.build/release/breakwater bench/admin.sh
 	bench/tracker/run.sh
