@@ -52,9 +52,8 @@ asan: deps-test
 		--filter '$(SANITIZED_TLS_TESTS)'
 
 # Breakwater beside nginx and HAProxy (about 7 minutes), the same over TLS with an EC and with an
-# RSA certificate (about 5 minutes each), a
-# WebSocket echo beside nginx (about 2 minutes), then the tracker alone and the instruction counts
-# (a few minutes each). bench/proxy.sh and bench/storm/run.sh are run by hand.
+# RSA certificate (about 5 minutes each), a WebSocket echo beside nginx (about 2 minutes), then the
+# tracker alone and the instruction counts (a few minutes each). bench/proxy.sh and bench/storm/run.sh are run by hand.
 bench: deps-bench release
 	BREAKWATER_BIN=.build/release/breakwater bench/compare.sh
 	BREAKWATER_BIN=.build/release/breakwater bench/tls.sh
