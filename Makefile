@@ -5,7 +5,7 @@ CONF ?= conf/breakwater.conf
 PREFIX ?= /usr/local
 RELEASE_BIN = .build/release/breakwater
 
-.PHONY: all build release run test test-unit tsan check install bench clean deps-build deps-test deps-bench fuzz soak reliability
+.PHONY: all build release run test test-unit tsan asan check install bench clean deps-build deps-test deps-bench fuzz soak reliability
 
 all: build
 
@@ -40,18 +40,34 @@ test: deps-test
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build
 	$(MAKE) tsan
+	$(MAKE) asan
 
-# The shared tracker under ThreadSanitizer: many threads, shared keys.
-tsan: deps-build
-	$(SWIFT) test --scratch-path .build-tsan --sanitize=thread --filter 'BreakwaterCoreTests'
+# The TLS path (handshakes, SNI, client certificates, tickets, reloads, relaying, the upstream over
+# TLS, stalled handshakes and a rotation under load), in process and in the breakwater binary the
+# tests start, which is built with the same sanitizer and stops at its first report.
+SANITIZED_TLS_TESTS = TLSTests|TLSReloadTests|TLSUpstreamTests|TLSSessionTests|TLSLoadTests|TicketKeyRingTests
 
-# Breakwater beside nginx and HAProxy (about 7 minutes), the same over TLS (about 5 minutes), a
-# WebSocket echo beside nginx (about 2 minutes), HTTP/2 beside nginx (about 3 minutes), an upstream
-# outage with and without the route circuit (about 7 minutes), then the tracker alone and the
-# instruction counts (a few minutes each). bench/proxy.sh and bench/storm/run.sh are run by hand.
+# The shared tracker (many threads, shared keys) and the TLS path under ThreadSanitizer.
+tsan: deps-test
+	$(SWIFT) build --build-tests --scratch-path .build-tsan --sanitize=thread
+	TSAN_OPTIONS=halt_on_error=1 $(SWIFT) test --skip-build --scratch-path .build-tsan --sanitize=thread \
+		--filter 'BreakwaterCoreTests|$(SANITIZED_TLS_TESTS)'
+
+# The TLS path under AddressSanitizer (out-of-bounds, use after free, double free).
+asan: deps-test
+	$(SWIFT) build --build-tests --scratch-path .build-asan --sanitize=address
+	ASAN_OPTIONS=halt_on_error=1:detect_leaks=0:suppressions=$(CURDIR)/scripts/sanitizers/asan.supp $(SWIFT) test --skip-build --scratch-path .build-asan --sanitize=address \
+		--filter '$(SANITIZED_TLS_TESTS)'
+
+# Breakwater beside nginx and HAProxy (about 7 minutes), the same over TLS with an EC and with an
+# RSA certificate (about 5 minutes each), a WebSocket echo beside nginx (about 2 minutes), HTTP/2
+# beside nginx (about 3 minutes), an upstream outage with and without the route circuit (about 7
+# minutes), then the tracker alone and the instruction counts (a few minutes each).
+# bench/proxy.sh, bench/loop.sh and bench/storm/run.sh are run by hand.
 bench: deps-bench release
 	BREAKWATER_BIN=.build/release/breakwater bench/compare.sh
 	BREAKWATER_BIN=.build/release/breakwater bench/tls.sh
+	BREAKWATER_BIN=.build/release/breakwater KEY=rsa bench/tls.sh
 	BREAKWATER_BIN=.build/release/breakwater bench/ws.sh
 	BREAKWATER_BIN=.build/release/breakwater bench/h2.sh
 	BREAKWATER_BIN=.build/release/breakwater bench/admin.sh
@@ -60,7 +76,7 @@ bench: deps-bench release
 	BREAKWATER_BIN=.build/release/breakwater bench/instructions.sh
 
 clean:
-	rm -rf .build .build-tsan
+	rm -rf .build .build-tsan .build-asan
 
 # Not part of `make test`: bounded, but minutes long. Reports go to scripts/reliability/out/.
 # libFuzzer harnesses (Fuzz/) for the conf parser, identity and routes, the request head and the

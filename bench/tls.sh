@@ -5,9 +5,11 @@
 #   bench/tls.sh
 #   DURATION=2s ROUNDS=1 bench/tls.sh                              # the quick mode, about two minutes
 #   QUIET_WAIT=180 QUIET_PCT=20 DURATION=5s ROUNDS=5 bench/tls.sh  # steadier, on a shared machine: 10+ minutes
+#   KEY=rsa bench/tls.sh                                           # the same with an RSA-2048 certificate
 #
-# One certificate for the three proxies: an EC P-256 key and a self-signed certificate for
-# localhost and 127.0.0.1, made with openssl in the work directory. Each proxy accepts TLS 1.2 and
+# One certificate for the three proxies: an EC P-256 key (KEY=ec, the default) or an RSA-2048 key
+# (KEY=rsa) and a self-signed certificate for localhost and 127.0.0.1, made with openssl in the
+# work directory. Each proxy accepts TLS 1.2 and
 # later and keeps its own defaults for the rest: cipher lists, key-exchange groups, session
 # tickets and session cache. The table's header shows what each negotiated with OpenSSL's client
 # (the library wrk uses) and whether it resumed a session.
@@ -30,6 +32,9 @@
 #   shield      /shield/x at CONNECTIONS: every answer a 429 from the proxy itself (Breakwater's
 #               blocked client, nginx limit_req, HAProxy's stick table; "haproxy deny" is its
 #               unconditional deny on /deny/x)
+# Before any load, each proxy in turn holds 1,000 idle TLS connections (handshake done, one /ok
+# answered, kept alive) from a Python ssl client on LOAD_CPU: its RSS before, with them (VmRSS)
+# and its peak (VmHWM, reset just before) go to idle-rss.tsv and the table's header.
 # Rounds are interleaved (every cell and proxy once per round, the proxy order rotating), the table
 # shows the medians and, for the ratios, the median of the per-round ratios. CPU us/req is the
 # proxy's utime+stime over the run divided by the requests wrk completed (all of it TLS and HTTP
@@ -37,13 +42,13 @@
 # breakwater_tls_handshakes_total{result} is read around each of its runs: the handshakes it
 # completed per request are in the notes.
 #
-# Environment: DURATION (5s), ROUNDS (3), WARMUP (1s per cell and proxy; 0 to skip), CONNECTIONS
+# Environment: KEY (ec or rsa), IDLE_CONNECTIONS (1000; 0 to skip), DURATION (5s), ROUNDS (3), WARMUP (1s per cell and proxy; 0 to skip), CONNECTIONS
 # (64), CONNECTIONS_MANY (256), PROXY_CPU (0), LOAD_CPU (1), NICE (-20 as root, else 0),
 # QUIET_WAIT (0: do not wait; else each round first waits at most this many seconds for the
 # machine to fall under QUIET_PCT (20) % busy), SCRATCH_PATH (swift build's --scratch-path),
 # BREAKWATER_BIN (use this binary, skip the build).
 # Raw wrk outputs, configs, logs, results.tsv, handshakes.tsv and the table go to
-# bench/out/tls-DATE-TIME/.
+# bench/out/tls-DATE-TIME/ (tls-rsa-DATE-TIME/ with KEY=rsa).
 
 set -euo pipefail
 
@@ -56,14 +61,22 @@ CONNECTIONS_MANY=${CONNECTIONS_MANY:-256}
 case "$CONNECTIONS$CONNECTIONS_MANY" in '' | *[!0-9]*) bench_die "CONNECTIONS and CONNECTIONS_MANY must be positive integers" ;; esac
 proxy_tools
 ensure_tool openssl openssl
+KEY=${KEY:-ec}
+IDLE_CONNECTIONS=${IDLE_CONNECTIONS:-1000}
+case $KEY in
+    ec) KEY_ARGS=(-newkey ec -pkeyopt ec_paramgen_curve:P-256) KEY_LABEL="EC P-256" DIR_NAME=tls ;;
+    rsa) KEY_ARGS=(-newkey rsa:2048) KEY_LABEL="RSA-2048" DIR_NAME=tls-rsa ;;
+    *) bench_die "KEY must be ec or rsa" ;;
+esac
+case "$IDLE_CONNECTIONS" in '' | *[!0-9]*) bench_die "IDLE_CONNECTIONS must be a number" ;; esac
 
 breakwater_binary
 
-bench_dirs tls
+bench_dirs "$DIR_NAME"
 read -r UP_PORT NGX_PORT HAP_PORT BW_PORT BW_TLS_PORT BW_ADMIN <<<"$(free_ports 6 | tr '\n' ' ')"
 
-# ---- the certificate: EC P-256, self-signed, for localhost and 127.0.0.1 ------------------------
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 7 -subj /CN=localhost \
+# ---- the certificate: EC P-256 or RSA-2048, self-signed, for localhost and 127.0.0.1 -------------
+openssl req -x509 "${KEY_ARGS[@]}" -nodes -days 7 -subj /CN=localhost \
     -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" -keyout "$WORK/key.pem" -out "$WORK/cert.pem" \
     >"$OUT/openssl-req.log" 2>&1 || fail_with_log "$OUT/openssl-req.log" "openssl could not make the certificate"
 cat "$WORK/cert.pem" "$WORK/key.pem" >"$WORK/bundle.pem" # HAProxy's crt: the certificate and its key
@@ -176,6 +189,73 @@ for t in bw ngx hap; do
     bench_log "$(target_label "$t"): ${NEGOTIATED[$t]}"
 done
 
+# ---- RSS at IDLE_CONNECTIONS idle TLS connections --------------------------------------------
+# idle_rss PORT PID: holds IDLE_CONNECTIONS TLS connections to PORT (each with one /ok answered),
+# then prints "RSS_BEFORE_KIB RSS_WITH_KIB PEAK_KIB HELD" of PID, and closes them.
+cat >"$WORK/idle.py" <<'PY'
+import socket, ssl, sys, time
+port, count, ready = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+context = ssl.create_default_context()
+context.check_hostname = False
+context.verify_mode = ssl.CERT_NONE
+held = []
+deadline = time.monotonic() + 60
+for _ in range(count):
+    if time.monotonic() > deadline:
+        break
+    try:
+        tls = context.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10), server_hostname="localhost")
+        tls.sendall(b"GET /ok HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        answer = b""
+        while not answer.endswith(b"\r\n\r\nok\n") and len(answer) < 4096:
+            chunk = tls.recv(4096)
+            if not chunk:
+                break
+            answer += chunk
+        if answer.startswith(b"HTTP/1.1 200"):
+            held.append(tls)
+    except OSError:
+        pass
+open(ready, "w").write(str(len(held)))
+sys.stdin.read()  # held until the bench closes stdin
+PY
+idle_rss() {
+    local port=$1 pid=$2 before with peak held ready=$WORK/idle-ready-$1 fifo=$WORK/idle-fifo-$1 client i
+    rm -f "$ready" "$fifo"
+    mkfifo "$fifo"
+    before=$(awk '/^VmRSS:/ { print $2 }' "/proc/$pid/status")
+    reset_peak_rss "$pid"
+    pinned "$LOAD_CPU" python3 "$WORK/idle.py" "$port" "$IDLE_CONNECTIONS" "$ready" <"$fifo" >"$OUT/idle-$port.log" 2>&1 &
+    client=$!
+    exec 9>"$fifo"
+    for i in $(seq 1 900); do
+        [ -s "$ready" ] && break
+        kill -0 "$client" 2>/dev/null || break
+        sleep 0.1
+    done
+    sleep 1
+    held=$(cat "$ready" 2>/dev/null || echo 0)
+    with=$(awk '/^VmRSS:/ { print $2 }' "/proc/$pid/status")
+    peak=$(peak_rss_kib "$pid")
+    exec 9>&-
+    wait "$client" 2>/dev/null || true
+    rm -f "$fifo"
+    echo "$before $with $peak $held"
+}
+declare -A IDLE
+if [ "$IDLE_CONNECTIONS" != 0 ]; then
+    ensure_tool python3 python3
+    printf 'target\trss_before_kib\trss_with_kib\tpeak_kib\tconnections_held\n' >"$OUT/idle-rss.tsv"
+    for t in bw ngx hap; do
+        read -r port pid _ <<<"$(target_info "$t")"
+        [ "$t" = ngx ] && pid=$(pgrep -P "$NGX_PID" | head -n 1 || echo "$NGX_PID") # nginx's worker
+        IDLE[$t]=$(idle_rss "$port" "$pid")
+        printf '%s\t%s\n' "$(target_label "$t")" "${IDLE[$t]// /$'\t'}" >>"$OUT/idle-rss.tsv"
+        bench_log "$(target_label "$t") with $IDLE_CONNECTIONS idle TLS connections: RSS before, with, peak KiB, held: ${IDLE[$t]}"
+        sleep 2 # the closes settle
+    done
+fi
+
 # Breakwater's completed and failed handshakes so far: "OK FAILED TIMEOUT".
 handshakes() {
     curl -s --max-time 5 "http://$BENCH_HOST:$BW_ADMIN/metrics" | awk '
@@ -253,11 +333,21 @@ TABLE_CELL_WIDTH=42
     echo "Breakwater vs nginx vs HAProxy over TLS: median of $ROUNDS interleaved rounds of wrk -d$DURATION --latency, $(date -u +%Y-%m-%d)"
     echo "$MACHINE; load average $LOAD_START at start, $LOAD_END at end"
     echo "$VERSIONS"
-    echo "Proxy alone on CPU $PROXY_CPU; wrk -t1 and the upstream nginx (plain HTTP) on CPU $LOAD_CPU. One EC P-256 certificate, TLS 1.2+, each proxy's defaults otherwise."
+    echo "Proxy alone on CPU $PROXY_CPU; wrk -t1 and the upstream nginx (plain HTTP) on CPU $LOAD_CPU. One $KEY_LABEL certificate, TLS 1.2+, each proxy's defaults otherwise."
     for t in bw ngx hap; do
         read -r protocol cipher group signature alpn resumed <<<"${NEGOTIATED[$t]}"
         echo "  $(target_label "$t"): $protocol $cipher, key exchange $group, signature $signature, ALPN $alpn; the next connection ${resumed/new/was not resumed (a full handshake)}"
     done
+    if [ "$IDLE_CONNECTIONS" != 0 ]; then
+        echo "RSS with $IDLE_CONNECTIONS idle TLS connections (each handshake done and one /ok answered), before any load:"
+        for t in bw ngx hap; do
+            read -r before with peak held <<<"${IDLE[$t]}"
+            awk -v who="$(target_label "$t")" -v b="$before" -v w="$with" -v p="$peak" -v h="$held" -v bw="${IDLE[bw]}" 'BEGIN {
+                split(bw, x, " ")
+                printf "  %s: %.1f MiB peak (%.1f MiB before them, %.1f MiB with them: %.1f KiB a connection)%s; %d held\n", who, p / 1024, b / 1024, w / 1024, (w - b) / (h > 0 ? h : 1), (who == "breakwater" ? "" : sprintf(", breakwater/this peak %.2fx", x[3] / p)), h
+            }'
+        done
+    fi
     echo "Shield: Breakwater blocked client (401 then 1h window), nginx limit_req 1r/m burst 0, haproxy = stick-table http_req_rate deny 429, haproxy deny = unconditional deny 429."
     echo
     table_header

@@ -7,12 +7,15 @@
 #include <openssl/x509v3.h>
 #include <openssl/pem.h>
 #include <openssl/evp.h>
+#include <openssl/params.h>
+#include <openssl/rand.h>
 
 /* Macros Swift cannot import, as constants and functions. No logic here. */
 
 static const uint64_t bw_SSL_OP_NO_COMPRESSION = SSL_OP_NO_COMPRESSION;
 static const uint64_t bw_SSL_OP_CIPHER_SERVER_PREFERENCE = SSL_OP_CIPHER_SERVER_PREFERENCE;
 static const uint64_t bw_SSL_OP_NO_RENEGOTIATION = SSL_OP_NO_RENEGOTIATION;
+static const uint64_t bw_SSL_OP_NO_TICKET = SSL_OP_NO_TICKET;
 
 static inline long bw_SSL_CTX_set_min_proto_version(SSL_CTX *ctx, int version) {
     return SSL_CTX_set_min_proto_version(ctx, version);

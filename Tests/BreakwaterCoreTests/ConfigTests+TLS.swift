@@ -16,6 +16,8 @@ extension ConfigTests {
             client_ca = "../ca/clients.pem"
             client_auth = "required"
             handshake_timeout = "2500ms"
+            session_tickets = false
+            session_ticket_rotation = "12h"
 
             [upstream]
             servers = ["api.internal:443"]
@@ -34,6 +36,8 @@ extension ConfigTests {
         tls.clientCA = "/etc/breakwater/../ca/clients.pem"
         tls.clientAuth = .required
         tls.handshakeTimeout = .milliseconds(2500)
+        tls.sessionTickets = false
+        tls.sessionTicketRotation = .seconds(12 * 3600)
         #expect(config.tls == tls)
         #expect(config.upstream.servers == [HostPort(host: "api.internal", port: 443)])
         #expect(config.upstream.tls)
@@ -57,6 +61,7 @@ extension ConfigTests {
         #expect(tls.clientCA == "")
         #expect(tls.clientAuth == .off)
         #expect(tls.handshakeTimeout == .seconds(10))
+        #expect(tls.sessionTickets && tls.sessionTicketRotation == .seconds(3600))
         #expect(tls == TLSConfig(certificates: [.init(cert: "/a.pem", key: "/a.key")]))
         #expect(config.upstream == UpstreamConfig())
     }
@@ -132,6 +137,8 @@ extension ConfigTests {
         tls.clientCA = "/etc/breakwater/clients.pem"
         tls.clientAuth = .optional
         tls.handshakeTimeout = .milliseconds(1500)
+        tls.sessionTickets = false
+        tls.sessionTicketRotation = .seconds(90)
         config.tls = tls
         config.upstream.tls = true
         config.upstream.tlsServerName = "api.example.com"
@@ -148,7 +155,8 @@ extension ConfigTests {
         }
 
         let text = minimal.render()
-        for key in ["certificates", "min_version", "alpn", "client_ca", "client_auth", "handshake_timeout"] {
+        for key in ["certificates", "min_version", "alpn", "client_ca", "client_auth", "handshake_timeout", "session_tickets",
+                    "session_ticket_rotation"] {
             #expect(text.contains("\n\(key) = "), "\(key)")
         }
         #expect(text.contains("\n[tls]\nlisten = \"0.0.0.0:8443\"\n"))
@@ -175,6 +183,11 @@ extension ConfigTests {
         let unknown = #expect(throws: ConfigError.self) {
             try Config.parse("[tls]\ncertificates = [ { crt = \"a.pem\", key = \"a.key\" } ]\n", file: "conf/x.conf")
         }
+        let rotation = #expect(throws: ConfigError.self) {
+            try Config.parse(BadConf.tls("session_ticket_rotation = \"500ms\""), file: "conf/x.conf")
+        }
+        #expect(rotation?.description
+            == "conf/x.conf: tls.session_ticket_rotation: got \"500ms\"; allowed: a duration of at least 1s, such as \"1h\"")
         #expect(unknown?.description
             == "conf/x.conf: tls.certificates[0].crt: unknown key \"crt\" (did you mean \"cert\"?); allowed: the keys of a tls.certificates entry: cert, key")
     }

@@ -109,7 +109,7 @@ extension Config {
             config.redis = redis
         }
         if let r = try section("tls", ["listen", "certificates", "min_version", "alpn", "client_ca", "client_auth",
-                                       "handshake_timeout"]) {
+                                       "handshake_timeout", "session_tickets", "session_ticket_rotation"]) {
             config.tls = try readTLS(r)
         }
         if let r = try section("state", ["file", "save_interval"]) {
@@ -193,6 +193,8 @@ extension Config {
         assign(&t.clientCA, try r.string("client_ca", Allowed.clientCA))
         assign(&t.clientAuth, try r.parsed("client_auth", Allowed.clientAuth, TLSConfig.ClientAuth.init(rawValue:)))
         assign(&t.handshakeTimeout, try r.duration("handshake_timeout"))
+        assign(&t.sessionTickets, try r.bool("session_tickets", Allowed.bool))
+        assign(&t.sessionTicketRotation, try r.duration("session_ticket_rotation", Allowed.ticketRotation))
         return t
     }
 

@@ -46,6 +46,8 @@ extension Config {
             set("client_ca", quote(tls.clientCA))
             set("client_auth", quote(tls.clientAuth.rawValue))
             set("handshake_timeout", duration(tls.handshakeTimeout))
+            set("session_tickets", "\(tls.sessionTickets)")
+            set("session_ticket_rotation", duration(tls.sessionTicketRotation))
         } else {
             out.append("# [tls]: not set, no TLS listener")
         }

@@ -50,6 +50,7 @@ enum Allowed {
     static let alpn = "a non-empty array of distinct protocols, each \"h2\" or \"http/1.1\""
     static let clientCA = "a PEM file path (relative paths are read from the conf file's directory), or \"\" for none; "
         + "required when client_auth is \"optional\" or \"required\""
+    static let ticketRotation = "a duration of at least 1s, such as \"1h\""
     static let clientAuth = "\"off\", \"optional\" or \"required\" (the last two need client_ca)"
     static let upgrades = "an array of distinct Upgrade protocol names, each an HTTP token (RFC 9110), such as "
         + "[\"websocket\"]; [] allows none"
@@ -323,6 +324,8 @@ struct Checker {
                   "\"\" while client_auth = \(quote(t.clientAuth.rawValue)): client certificates could not be verified",
                   Allowed.clientCA)
         try positive(t.handshakeTimeout, "tls.handshake_timeout")
+        try check(t.sessionTicketRotation >= .seconds(1), "tls.session_ticket_rotation", quote(t.sessionTicketRotation.confText),
+                  Allowed.ticketRotation)
     }
 
     /// The admin token: none only on a loopback listener, else at least 32 visible ASCII characters.

@@ -182,6 +182,12 @@ public struct TLSConfig: Sendable, Equatable {
     public var clientAuth: ClientAuth = .off
     /// `handshake_timeout`: a TLS handshake not finished by then closes the connection.
     public var handshakeTimeout: Duration = .seconds(10)
+    /// `session_tickets`: sessions resume from tickets the client keeps (false: from a cache of
+    /// this process's own).
+    public var sessionTickets = true
+    /// `session_ticket_rotation`: how long a ticket key encrypts new tickets; it then still
+    /// decrypts for as long again, so a ticket resumes for at least this long.
+    public var sessionTicketRotation: Duration = .seconds(3600)
 
     /// A listener with the given certificates and the defaults the README documents for the rest
     /// (section "Configuration"); a conf file must list at least one certificate.

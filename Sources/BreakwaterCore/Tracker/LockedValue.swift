@@ -12,8 +12,9 @@ import Darwin
 /// standard library, so ThreadSanitizer cannot see the lock and reports every guarded access as a
 /// data race. TSan intercepts `pthread_mutex_lock`, so with this type the concurrency tests can
 /// prove the tracker race-free. Uncontended, both cost one atomic exchange in user space.
-/// Should Swift's `Mutex` become visible to TSan, this type is the only thing to swap.
-final class LockedValue<Value>: @unchecked Sendable {
+/// Should Swift's `Mutex` become visible to TSan, this type is the only thing to swap. Public for
+/// the server's TLS state, which ThreadSanitizer covers too.
+public final class LockedValue<Value>: @unchecked Sendable {
     // Heap-allocated so the mutex never moves: a pthread mutex must not be copied.
     private let mutex: UnsafeMutablePointer<pthread_mutex_t>
     // Behind a pointer rather than in a `var`: the mutex already makes access exclusive, and a
@@ -21,7 +22,7 @@ final class LockedValue<Value>: @unchecked Sendable {
     private let value: UnsafeMutablePointer<Value>
 
     /// Guards `value` with a new, default (non-recursive) mutex.
-    init(_ value: Value) {
+    public init(_ value: Value) {
         self.value = .allocate(capacity: 1)
         self.value.initialize(to: value)
         mutex = .allocate(capacity: 1)
@@ -40,7 +41,7 @@ final class LockedValue<Value>: @unchecked Sendable {
 
     /// Runs `body` with exclusive access to the value. Never call back into the same lock from `body`.
     @inline(__always)
-    func withLock<Result>(_ body: (inout Value) throws -> Result) rethrows -> Result {
+    public func withLock<Result>(_ body: (inout Value) throws -> Result) rethrows -> Result {
         pthread_mutex_lock(mutex)
         defer { pthread_mutex_unlock(mutex) }
         return try body(&value.pointee)

@@ -10,6 +10,9 @@ import Synchronization
 final class WorkerGroup: @unchecked Sendable {
     let workers: [Worker]
     private let drained = Mutex(false)
+    /// Whether the loops were started: a server whose start failed (a listener that would not
+    /// bind) has no loop to wait for, and its shutdown must not wait forever.
+    private let started = Mutex(false)
     /// Every listening socket, by the endpoint the conf names (port 0 as written): what a hot
     /// upgrade hands over. Filled by `listen` before the loops start, read-only after.
     private(set) var listening: [(endpoint: HostPort, fd: Int32)] = []
@@ -82,6 +85,7 @@ final class WorkerGroup: @unchecked Sendable {
     }
 
     func start(name: String) {
+        started.withLock { $0 = true }
         for worker in workers { worker.start(name: "\(name)-\(worker.index)") }
     }
 
@@ -89,6 +93,7 @@ final class WorkerGroup: @unchecked Sendable {
     /// `closingIdle`: see `Worker.drain`.
     func drain(grace: Duration, closingIdle: Bool = true) {
         guard !drained.withLock({ let was = $0; $0 = true; return was }) else { return }
+        guard started.withLock({ $0 }) else { return }
         for worker in workers { worker.drain(grace: grace, closingIdle: closingIdle) }
         for worker in workers { worker.join() }
     }

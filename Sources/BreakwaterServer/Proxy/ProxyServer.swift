@@ -55,7 +55,9 @@ public final class ProxyServer: @unchecked Sendable {
         rateLimiter = RateLimiter(maxKeys: config.clients.maxClients, clock: LoopClock())
         upstreamTLS = try Self.upstreamTLS(config.upstream)
         if let tls = config.tls {
-            tlsEndpoint = TLSEndpoint(context: try TLSServerContext(Self.tlsSettings(tls)), handshakeTimeout: tls.handshakeTimeout)
+            let tickets = TLSTicketKeys(interval: tls.sessionTicketRotation)
+            tlsEndpoint = TLSEndpoint(context: try TLSServerContext(Self.tlsSettings(tls), tickets: tickets), tickets: tickets,
+                                      handshakeTimeout: tls.handshakeTimeout)
         }
     }
 
@@ -153,7 +155,9 @@ public final class ProxyServer: @unchecked Sendable {
         // Certificates are read again on every reload (the files may have been replaced under the
         // same names). Whatever does not load refuses the whole reload, so nothing has changed yet.
         var tlsContext: TLSServerContext?
-        if let tls = applied.tls, tlsEndpoint != nil { tlsContext = try TLSServerContext(Self.tlsSettings(tls)) }
+        if let tls = applied.tls, let tlsEndpoint {
+            tlsContext = try TLSServerContext(Self.tlsSettings(tls), tickets: tlsEndpoint.tickets)
+        }
         let upstreamChanged = applied.upstream != config.upstream
         var newUpstreamTLS = upstreamTLS
         if upstreamChanged { newUpstreamTLS = try Self.upstreamTLS(applied.upstream) }
@@ -169,7 +173,12 @@ public final class ProxyServer: @unchecked Sendable {
         config = applied
         bodyBudget.limit = applied.server.maxBufferedBytes
         upstreamTLS = newUpstreamTLS
-        if let tlsContext { tlsEndpoint?.replace(with: tlsContext) }
+        if let tlsContext, let tls = applied.tls {
+            // A reload rotates the ticket keys once: tickets of the key in use still resume.
+            tlsEndpoint?.tickets.setInterval(tls.sessionTicketRotation)
+            tlsEndpoint?.tickets.rotate()
+            tlsEndpoint?.replace(with: tlsContext)
+        }
         let context = makeContext(applied)
         for (worker, handler) in zip(group.workers, handlers) {
             worker.execute {
@@ -324,7 +333,8 @@ public final class ProxyServer: @unchecked Sendable {
         TLSServerContext.Settings(
             pairs: tls.certificates.map { ($0.cert, $0.key) }, minimumVersion13: tls.minVersion == .v1_3, alpn: tls.alpn,
             clientCA: tls.clientCA,
-            clientCertificateRequired: tls.clientAuth == .off ? nil : tls.clientAuth == .required)
+            clientCertificateRequired: tls.clientAuth == .off ? nil : tls.clientAuth == .required,
+            sessionTickets: tls.sessionTickets)
     }
 
     /// HTTP/2 on a proxy listener. The TLS listener always has them: whether a client gets HTTP/2

@@ -1,22 +1,26 @@
 import Atomics
-import Synchronization
+import BreakwaterCore
 
 /// A TLS listener's lasting state, shared by the listeners of every worker: the context new
-/// handshakes use (replaced whole by a reload), the handshake counters, and how long a handshake
-/// may take.
+/// handshakes use (replaced whole by a reload), the session ticket keys, the handshake counters,
+/// and how long a handshake may take.
 final class TLSEndpoint: Sendable {
     /// How handshakes ended, for `breakwater_tls_handshakes_total{result}`.
     enum Result: String, CaseIterable { case ok, failed, timeout }
 
-    private let current: Mutex<TLSServerContext>
+    /// A pthread mutex, not `Mutex`: ThreadSanitizer sees it (see `LockedValue`).
+    private let current: LockedValue<TLSServerContext>
     private let ok = ManagedAtomic<Int>(0)
     private let failed = ManagedAtomic<Int>(0)
     private let timedOut = ManagedAtomic<Int>(0)
     /// The handshake must be complete this long after the connection was accepted.
     let handshakeTimeout: Duration
+    /// The session ticket keys, kept across reloads (each reload rotates them once).
+    let tickets: TLSTicketKeys
 
-    init(context: TLSServerContext, handshakeTimeout: Duration) {
-        current = Mutex(context)
+    init(context: TLSServerContext, tickets: TLSTicketKeys, handshakeTimeout: Duration) {
+        current = LockedValue(context)
+        self.tickets = tickets
         self.handshakeTimeout = handshakeTimeout
     }
 

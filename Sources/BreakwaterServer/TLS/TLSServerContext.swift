@@ -31,19 +31,27 @@ final class TLSServerContext: @unchecked Sendable {
         var clientCA = ""
         /// nil: no client certificate asked for; false: asked for, optional; true: required.
         var clientCertificateRequired: Bool?
+        /// Session tickets issued and accepted; false: sessions resume only from the context's cache.
+        var sessionTickets = true
 
         static func == (a: Settings, b: Settings) -> Bool {
             a.pairs.map { [$0.cert, $0.key] } == b.pairs.map { [$0.cert, $0.key] } && a.minimumVersion13 == b.minimumVersion13
                 && a.alpn == b.alpn && a.clientCA == b.clientCA && a.clientCertificateRequired == b.clientCertificateRequired
+                && a.sessionTickets == b.sessionTickets
         }
     }
 
     let certificates: [Certificate]
+    /// The keys that encrypt session tickets; nil: OpenSSL's own (a context that serves no one).
+    let tickets: TLSTicketKeys?
     /// The ALPN protocols offered, in the wire format (length-prefixed), kept for the callback.
     private let alpnWire: UnsafeMutableBufferPointer<UInt8>
 
     /// Loads every pair; throws naming the file when one does not load or its key does not match.
-    init(_ settings: Settings) throws(TLSError) {
+    /// With `settings.sessionTickets`, tickets are made under `tickets`' rotating keys and a
+    /// session lives as long as a key encrypts.
+    init(_ settings: Settings, tickets: TLSTicketKeys? = nil) throws(TLSError) {
+        self.tickets = settings.sessionTickets ? tickets : nil
         var wire: [UInt8] = []
         for name in settings.alpn {
             wire.append(UInt8(name.utf8.count))
@@ -64,6 +72,12 @@ final class TLSServerContext: @unchecked Sendable {
         certificates = loaded
         let me = Unmanaged.passUnretained(self).toOpaque()
         for certificate in certificates {
+            if let tickets = self.tickets {
+                // OpenSSL asks the context the session started on (the default one), but SNI
+                // may have switched it: every context gets the same keys.
+                tickets.install(on: certificate.context)
+                _ = SSL_CTX_set_timeout(certificate.context, Int(max(1, tickets.interval.components.seconds)))
+            }
             _ = bw_SSL_CTX_set_tlsext_servername_callback(certificate.context) { ssl, _, arg in
                 guard let ssl, let arg else { return SSL_TLSEXT_ERR_OK }
                 return Unmanaged<TLSServerContext>.fromOpaque(arg).takeUnretainedValue().selectCertificate(ssl)
@@ -137,7 +151,7 @@ final class TLSServerContext: @unchecked Sendable {
         do throws(TLSError) {
             _ = bw_SSL_CTX_set_min_proto_version(context, settings.minimumVersion13 ? TLS1_3_VERSION : TLS1_2_VERSION)
             _ = SSL_CTX_set_options(context, bw_SSL_OP_NO_COMPRESSION | bw_SSL_OP_CIPHER_SERVER_PREFERENCE
-                                        | bw_SSL_OP_NO_RENEGOTIATION)
+                                        | bw_SSL_OP_NO_RENEGOTIATION | (settings.sessionTickets ? 0 : bw_SSL_OP_NO_TICKET))
             // Partial writes from a moving evbuffer; buffers released while a connection is idle.
             _ = bw_SSL_CTX_set_mode(context, Int(SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER
                                                  | SSL_MODE_RELEASE_BUFFERS))

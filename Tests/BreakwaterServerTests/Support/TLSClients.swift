@@ -67,6 +67,14 @@ struct Handshake: CustomStringConvertible {
     /// The protocol ALPN agreed on, nil when none was.
     var alpn: String? { value(after: "ALPN protocol: ") }
 
+    /// The session was resumed (s_client prints "Reused, ..." instead of "New, ...").
+    var reused: Bool { output.contains("\nReused, ") }
+
+    /// The lifetime hint of the last ticket received, in seconds.
+    var ticketLifetimeHint: Int? {
+        value(after: "TLS session ticket lifetime hint: ")?.split(separator: " ").first.flatMap { Int($0) }
+    }
+
     private func value(after prefix: String) -> String? {
         for line in output.split(separator: "\n") {
             let trimmed = line.trimmingCharacters(in: .whitespaces)
@@ -92,6 +100,20 @@ enum SClient {
         if let caFile { arguments += ["-CAfile", caFile.path] }
         if let client { arguments += ["-cert", client.cert.path, "-key", client.key.path] }
         let result = try Tool.run(try Tool.path("openssl"), arguments + extra, timeout: 20)
+        return Handshake(exitCode: result.status, output: result.stdout + result.stderr)
+    }
+}
+
+extension SClient {
+    /// One `GET /` with `Connection: close` over a new connection that offers the session saved in
+    /// `sessionIn` (none: a full handshake) and saves the session it ends with, tickets included,
+    /// to `sessionOut`. The answer is awaited, so the tickets sent after the handshake have arrived.
+    static func request(port: UInt16, caFile: URL, sessionIn: URL?, sessionOut: URL, extra: [String] = []) throws -> Handshake {
+        var arguments = ["s_client", "-connect", "127.0.0.1:\(port)", "-servername", "localhost", "-CAfile", caFile.path,
+                         "-ign_eof", "-sess_out", sessionOut.path]
+        if let sessionIn { arguments += ["-sess_in", sessionIn.path] }
+        let request = "GET /resume HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+        let result = try Tool.run(try Tool.path("openssl"), arguments + extra, stdin: Array(request.utf8), timeout: 20)
         return Handshake(exitCode: result.status, output: result.stdout + result.stderr)
     }
 }

@@ -1,5 +1,4 @@
 import Foundation
-import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -15,7 +14,7 @@ final class TestUpstream: @unchecked Sendable {
     private let handler: Handler
     /// Open connections are held here so their fds cannot be closed and reused by another test
     /// while `stop` may still shut them down.
-    private let state = Mutex<(requests: [TestMessage], sockets: [ObjectIdentifier: TestSocket], accepted: Int, stopped: Bool)>(([], [:], 0, false))
+    private let state = Guarded<(requests: [TestMessage], sockets: [ObjectIdentifier: TestSocket], accepted: Int, stopped: Bool)>(([], [:], 0, false))
 
     /// Binds a free loopback port (port 0) and starts accepting; `handler` returns whether to keep the connection.
     init(port requested: UInt16 = 0, handler: @escaping Handler = TestUpstream.ok) throws {
