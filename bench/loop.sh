@@ -9,6 +9,9 @@
 #   bench/loop.sh                                   # the release build of this tree
 #   BINARIES="/tmp/before /tmp/after" bench/loop.sh # several binaries, rounds interleaved
 #   MAX_CONNECTIONS=4096 bench/loop.sh              # [upstream] max_connections set (default: 512)
+#   PEERS="nginx haproxy" bench/loop.sh             # nginx and HAProxy too, with bench/compare/'s
+#                                                   # confs (their idle upstream connections live
+#                                                   # 300 s: only the burst phase compares)
 #
 # Output: per run "binary round phase max_ms p99_ms p50_ms samples", then the medians per binary
 # and phase; everything also in bench/out/loop-DATE-TIME/.
@@ -38,6 +41,13 @@ on_exit "rm -rf '$WORK'"
 RESULTS=$OUT/results.txt
 : >"$RESULTS"
 
+PEERS=${PEERS:-}
+NICE=0
+if [ -n "$PEERS" ]; then
+    proxy_tools
+    chmod 755 "$WORK" # nginx started by root runs its worker as nobody, which must reach WORK
+fi
+
 read -r UP_PORT <<<"$(free_ports 1)"
 taskset -c "$LOAD_CPU" "$PYTHON" bench/loop/stall.py upstream "$UP_PORT" >"$OUT/upstream.log" 2>&1 &
 UP_PID=$!
@@ -45,15 +55,33 @@ track_pid "$UP_PID" "upstream"
 wait_port "$UP_PORT" "$UP_PID" 10 || fail_with_log "$OUT/upstream.log" "the upstream did not start"
 
 for round in $(seq 1 "$ROUNDS"); do
-    for bin in $BINARIES; do
+    for bin in $BINARIES $PEERS; do
         read -r PORT ADMIN <<<"$(free_ports 2 | tr '\n' ' ')"
-        fill bench/compare/breakwater.conf.in "$WORK/breakwater.conf" PORT="$PORT" ADMIN_PORT="$ADMIN" \
-            UPSTREAM_PORT="$UP_PORT" WORKERS=1
-        if [ -n "$MAX_CONNECTIONS" ]; then sed -i "/^servers = /a max_connections = $MAX_CONNECTIONS" "$WORK/breakwater.conf"; fi
-        taskset -c "$PROXY_CPU" "$bin" --config "$WORK/breakwater.conf" >>"$OUT/breakwater.log" 2>&1 &
-        pid=$!
-        track_pid "$pid" "breakwater"
-        wait_port "$PORT" "$pid" 10 || fail_with_log "$OUT/breakwater.log" "$bin did not start"
+        case "$bin" in
+        nginx)
+            NGX_PORT=$PORT
+            start_nginx_proxy bench/compare/nginx-proxy.conf.in
+            pid=$NGX_PID
+            ;;
+        haproxy)
+            fill bench/compare/haproxy.cfg.in "$WORK/haproxy.cfg" PORT="$PORT" UPSTREAM_PORT="$UP_PORT"
+            "$HAPROXY" -c -f "$WORK/haproxy.cfg" >"$OUT/haproxy-check.log" 2>&1 \
+                || fail_with_log "$OUT/haproxy-check.log" "haproxy refused its conf"
+            taskset -c "$PROXY_CPU" "$HAPROXY" -db -f "$WORK/haproxy.cfg" >>"$OUT/haproxy.log" 2>&1 &
+            pid=$!
+            track_pid "$pid" "haproxy"
+            wait_port "$PORT" "$pid" 10 || fail_with_log "$OUT/haproxy.log" "HAProxy did not start"
+            ;;
+        *)
+            fill bench/compare/breakwater.conf.in "$WORK/breakwater.conf" PORT="$PORT" ADMIN_PORT="$ADMIN" \
+                UPSTREAM_PORT="$UP_PORT" WORKERS=1
+            if [ -n "$MAX_CONNECTIONS" ]; then sed -i "/^servers = /a max_connections = $MAX_CONNECTIONS" "$WORK/breakwater.conf"; fi
+            taskset -c "$PROXY_CPU" "$bin" --config "$WORK/breakwater.conf" >>"$OUT/breakwater.log" 2>&1 &
+            pid=$!
+            track_pid "$pid" "breakwater"
+            wait_port "$PORT" "$pid" 10 || fail_with_log "$OUT/breakwater.log" "$bin did not start"
+            ;;
+        esac
         # The bystander at the highest priority, the load at the lowest, both on LOAD_CPU.
         timeout 120 nice -n -20 taskset -c "$LOAD_CPU" "$PYTHON" bench/loop/stall.py bystander "$PORT" 40 "$WORK/samples.txt" \
             2>>"$OUT/client.log" &
@@ -69,7 +97,7 @@ for round in $(seq 1 "$ROUNDS"); do
         while read -r phase max p99 p50 n; do
             printf '%s %s %s %s %s %s %s\n' "$bin" "$round" "$phase" "$max" "$p99" "$p50" "$n" | tee -a "$RESULTS" >&2
         done <"$OUT/client.txt"
-        stop_pid "$pid" "breakwater"
+        stop_pid "$pid" "$bin"
         untrack_pid "$pid"
     done
 done
@@ -78,7 +106,7 @@ done
     echo
     echo "Bystander round trips (ms), median of $ROUNDS runs: PARKED=$PARKED parked upstream connections swept, BURST=$BURST new connections"
     printf '%-50s %-6s %8s %8s %8s\n' binary phase max p99 p50
-    for bin in $BINARIES; do
+    for bin in $BINARIES $PEERS; do
         for phase in park burst; do
             # shellcheck disable=SC2046
             printf '%-50s %-6s %8s %8s %8s\n' "$bin" "$phase" \
