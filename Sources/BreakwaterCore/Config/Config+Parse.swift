@@ -262,6 +262,13 @@ extension Config {
                 case (let status?, _): set.statuses.insert(status)
                 case (_, "connect"): set.connect = true
                 case (_, "timeout"): set.timeout = true
+                case (_, let word?) where word.hasPrefix("grpc:"):
+                    let digits = word.utf8.dropFirst(5)
+                    guard (1...2).contains(digits.count), digits.allSatisfy({ (0x30...0x39).contains($0) }),
+                          let code = Int(String(decoding: digits, as: UTF8.self)) else {
+                        throw r.error("on", describe(item, withType: false), Allowed.on)
+                    }
+                    set.grpcStatuses.insert(code)
                 default: throw r.error("on", describe(item, withType: item.string == nil), Allowed.on)
                 }
             }

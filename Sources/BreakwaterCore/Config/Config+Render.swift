@@ -141,6 +141,7 @@ extension Config {
     private func pairs(_ p: BackoffPolicy) -> [(String, String)] {
         let on = p.on.statuses.sorted().map(String.init)
             + (p.on.connect ? [quote("connect")] : []) + (p.on.timeout ? [quote("timeout")] : [])
+            + p.on.grpcStatuses.sorted().map { quote("grpc:\($0)") }
         return [
             ("on", list(on)), ("strategy", quote(p.strategy.rawValue)), ("base", duration(p.base)),
             ("factor", "\(p.factor)"), ("max", duration(p.max)), ("jitter", "\(p.jitter)"),

@@ -252,12 +252,16 @@ public struct ErrorSet: Sendable, Equatable {
     public var connect: Bool
     /// An upstream timeout counts (`"timeout"`).
     public var timeout: Bool
+    /// gRPC status codes that count (`"grpc:N"`): read from a response's `grpc-status`, in its
+    /// trailers or in the headers of a trailers-only response.
+    public var grpcStatuses: Set<Int>
 
-    /// Builds a set from its three parts.
-    public init(statuses: Set<Int>, connect: Bool, timeout: Bool) {
+    /// Builds a set from its parts.
+    public init(statuses: Set<Int>, connect: Bool, timeout: Bool, grpcStatuses: Set<Int> = []) {
         self.statuses = statuses
         self.connect = connect
         self.timeout = timeout
+        self.grpcStatuses = grpcStatuses
     }
 
     /// `[401, 403, 500, 502, 503, 504, "connect", "timeout"]`.

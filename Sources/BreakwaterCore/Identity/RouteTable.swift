@@ -54,6 +54,15 @@ public final class ResolvedRoute: Sendable {
     public func classify(status: Int) -> Outcome {
         classifier.classify(status: status)
     }
+
+    /// Whether an upstream answer is an error for this route when it carries a gRPC status too
+    /// (`grpc-status`, nil when absent): an error when either the HTTP status or the gRPC status
+    /// is in `on`, so a gRPC call that fails with HTTP 200 (as every gRPC failure does) counts
+    /// only through its `"grpc:N"` entries.
+    public func classify(status: Int, grpcStatus: Int?) -> Outcome {
+        if let grpcStatus, policy.on.grpcStatuses.contains(grpcStatus) { return .error }
+        return classifier.classify(status: status)
+    }
 }
 
 /// Picks the route of a request: the first `[[route]]` whose `path` is a prefix of the request

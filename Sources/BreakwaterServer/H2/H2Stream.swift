@@ -213,7 +213,9 @@ final class H2Stream: ClientResponder {
 
     func beginResponse(relaying head: HTTPHead, framing body: BodyFraming) {
         guard canRespond else { return }
-        let hasBody = body != .none && !answeringHEAD
+        // An empty body ends the stream with the HEADERS frame: that is how a gRPC answer with
+        // no message (trailers-only, its grpc-status in the head) must arrive.
+        let hasBody = body != .none && body != .length(0) && !answeringHEAD
         var length: Int?
         if case .length(let n) = body, !answeringHEAD { length = n }
         submit(H2Headers.fields(relaying: head, length: length, keepLength: body == .none, date: connection.worker.dateHeaderLine),

@@ -114,8 +114,11 @@ final class ProxyExchange: ClientExchange, UpstreamWaiter, UpstreamExchange {
         upstreamTime = elapsed
         status = head.status
         phase = .relaying(connection)
-        record(status: head.status, retryAfter: head.combined("retry-after"),
-               challenge: head.status == 401 ? head.combined("www-authenticate") : nil)
+        // A trailers-only gRPC answer carries its grpc-status in the head; looked for only on a
+        // route that counts gRPC statuses.
+        let grpcStatus = route.policy.on.grpcStatuses.isEmpty ? nil : head.combined("grpc-status").flatMap { GRPCStatus.parse($0) }
+        record(status: head.status, grpcStatus: grpcStatus,
+               retryAfter: head.combined("retry-after"), challenge: head.status == 401 ? head.combined("www-authenticate") : nil)
         client.beginResponse(relaying: head, framing: framing)
     }
 
@@ -272,9 +275,9 @@ final class ProxyExchange: ClientExchange, UpstreamWaiter, UpstreamExchange {
     // MARK: tracker
 
     /// Tells the route's circuit and then, unless the circuit took the blame, the client's tracker.
-    private func record(status: Int, retryAfter: String?, challenge: String? = nil) {
+    private func record(status: Int, grpcStatus: Int? = nil, retryAfter: String?, challenge: String? = nil) {
         guard let key else { return }
-        let outcome = route.classify(status: status)
+        let outcome = route.classify(status: status, grpcStatus: grpcStatus)
         // A 401 that opens or continues a Digest, NTLM or Negotiate handshake is no failure: the
         // upstream works, and the client's next request carries the answer.
         if outcome == .error, challenge != nil,

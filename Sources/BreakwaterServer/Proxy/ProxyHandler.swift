@@ -208,7 +208,11 @@ final class ProxyHandler: HTTPHandler {
                 let outcome: RequestOutcome = reason == .probe ? .probe_wait : .shielded
                 metrics.count(outcome, over: connection.wireProtocol, totals: context.metrics.totals)
                 if answerPreflight(request, route: route, key: key, on: connection) { return }
-                ShieldResponse.send(reason: reason, retryAfter: retryAfter, on: connection)
+                if request.isGRPC {
+                    ShieldResponse.sendGRPC(reason: reason, retryAfter: retryAfter, on: connection)
+                } else {
+                    ShieldResponse.send(reason: reason, retryAfter: retryAfter, on: connection)
+                }
                 logAccess(request, route: route, key: key, status: 429, outcome: outcome.rawValue, upstream: nil, bytes: 0)
                 return
             }
@@ -223,7 +227,11 @@ final class ProxyHandler: HTTPHandler {
                 if isProbe { store.abandonProbe(key) }
                 metrics.count(.rate_limited, over: connection.wireProtocol, totals: context.metrics.totals)
                 if answerPreflight(request, route: route, key: key, on: connection) { return }
-                ShieldResponse.send(reason: .rate, retryAfter: wait, on: connection)
+                if request.isGRPC {
+                    ShieldResponse.sendGRPC(reason: .rate, retryAfter: wait, on: connection)
+                } else {
+                    ShieldResponse.send(reason: .rate, retryAfter: wait, on: connection)
+                }
                 logAccess(request, route: route, key: key, status: 429, outcome: "rate_limited", upstream: nil, bytes: 0)
                 return
             }
@@ -241,7 +249,11 @@ final class ProxyHandler: HTTPHandler {
                 if isProbe { store.abandonProbe(key) }
                 metrics.count(.circuit_open, over: connection.wireProtocol, totals: context.metrics.totals)
                 if answerPreflight(request, route: route, key: key, on: connection) { return }
-                ShieldResponse.sendUpstreamDown(retryAfter: retryAfter, on: connection)
+                if request.isGRPC {
+                    ShieldResponse.sendGRPCUpstreamDown(retryAfter: retryAfter, on: connection)
+                } else {
+                    ShieldResponse.sendUpstreamDown(retryAfter: retryAfter, on: connection)
+                }
                 logAccess(request, route: route, key: key, status: 503, outcome: "circuit_open", upstream: nil, bytes: 0)
                 return
             }
