@@ -90,4 +90,20 @@ import Testing
         let shielded = metricValue(try proxy.metrics(), #"breakwater_requests_total{route="default",outcome="shielded",protocol="h2"}"#) ?? 0
         #expect(shielded >= Double(calls.count - 1))
     }
+
+    @Test func whileTheCircuitIsOpenACallGetsUnavailableWithThePushback() throws {
+        let port = TestUpstream.deadPort()
+        let proxy = try TLSHarness(upstreamPorts: [port], tls: nil, server: "h2c = true", upstream: "retries = 0",
+                                   rest: "[clients]\nkey = [\"header:authorization\"]\n[circuit]\nbase = \"2s\"\nmax = \"2s\"\njitter = 0.0\n")
+        // Three clients meet the refused connection: the route's circuit opens.
+        for token in ["a", "b", "c"] {
+            let failed = try Curl.run("http://127.0.0.1:\(proxy.port)/pkg.Service/Call",
+                                      ["--http2-prior-knowledge", "-H", "authorization: \(token)"])
+            #expect(failed.status == 502, "\(failed)")
+        }
+        let calls = GRPCPeer.calls(try GRPCPeer.run("call", port: proxy.port, ["/pkg.Service/Call", "1"]).stdout)
+        #expect(calls.map(\.code) == ["UNAVAILABLE"])
+        let pushback = calls.first.flatMap { GRPCPeer.field($0.line, "pushback") }.flatMap { Int($0) } ?? -1
+        #expect(pushback > 1_000 && pushback <= 2_000, "\(calls)")
+    }
 }
