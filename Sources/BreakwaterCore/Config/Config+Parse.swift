@@ -294,7 +294,7 @@ extension Config {
             }
             let r = try TableReader(table, path: at, file: file,
                                     known: ["name", "path", "key", "backoff", "rate", "burst", "bypass", "upgrades",
-                                            "case_insensitive"])
+                                            "case_insensitive", "upstream_protocol"])
             func required(_ key: String, _ allowed: String) throws -> String {
                 guard let v = try r.string(key, allowed) else {
                     throw ConfigError(file: file, key: r.name(key), message: "missing", allowed: allowed)
@@ -314,6 +314,7 @@ extension Config {
             }
             assign(&route.bypass, try r.bool("bypass", Allowed.bypass))
             assign(&route.caseInsensitive, try r.bool("case_insensitive", "true or false"))
+            assign(&route.upstreamProtocol, try r.parsed("upstream_protocol", Allowed.upstreamProtocol, UpstreamProtocol.init(rawValue:)))
             // A bypass route skips the shield, not the upgrade rules, so it may set its own list.
             route.upgrades = try r.list("upgrades", Allowed.upgrades, upgradeToken)
             if route.bypass, let extra = ["key", "backoff", "rate", "burst"].first(where: r.has) {

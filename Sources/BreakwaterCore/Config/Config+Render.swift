@@ -112,6 +112,7 @@ extension Config {
             }
             set("bypass", "\(route.bypass)")
             set("case_insensitive", "\(route.caseInsensitive)")
+            set("upstream_protocol", quote(route.upstreamProtocol.rawValue))
             if let upgrades = route.upgrades { set("upgrades", list(upgrades.map(quote))) } else {
                 out.append("# upgrades: not set, so [server] upgrades = \(list(server.upgrades.map(quote))) applies")
             }

@@ -26,6 +26,7 @@ enum Allowed {
     static let ipv6Prefix = "an integer from 1 to 128"
     static let hashKey = "\"\" (random per start, or kept in a file beside [state] file; only without [redis]) or a secret of at least 16 characters"
     static let maxClients = "an integer from 1 to 1000000000"
+    static let upstreamProtocol = "\"http1\" or \"h2\""
     static let on = "an array of HTTP statuses (100 to 599), the words \"connect\" and \"timeout\", and gRPC statuses"
         + " as \"grpc:N\" (N from 1 to 16, such as \"grpc:16\" for UNAUTHENTICATED)"
     static let strategy = "\"exponential\" or \"linear\""

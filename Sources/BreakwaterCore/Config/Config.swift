@@ -244,6 +244,16 @@ public enum BackoffStrategy: String, Sendable, Equatable {
     case linear
 }
 
+/// `upstream_protocol` of a route.
+public enum UpstreamProtocol: String, Sendable, Equatable {
+    /// HTTP/1.1 over the keep-alive pool (gRPC calls, whose content-type is application/grpc,
+    /// still go over HTTP/2).
+    case http1
+    /// HTTP/2: h2c, or h2 through ALPN with `[upstream] tls = true`; streams multiplexed on a few
+    /// connections per server, request bodies streamed, trailers relayed. What gRPC needs.
+    case h2
+}
+
 /// Which upstream outcomes are errors (`on`).
 public struct ErrorSet: Sendable, Equatable {
     /// HTTP statuses that count as errors.
@@ -346,6 +356,8 @@ public struct RouteConfig: Sendable, Equatable {
     /// `case_insensitive`: the path prefix matches in any ASCII case (`/DEVICE/` is `/device/`),
     /// for upstreams whose paths are case-insensitive. Off: routes match case-sensitively.
     public var caseInsensitive = false
+    /// `upstream_protocol`: how requests on this route reach the upstream.
+    public var upstreamProtocol = UpstreamProtocol.http1
 
     /// A route with the given name and path prefix and default everything else.
     public init(name: String, path: String) {

@@ -22,11 +22,14 @@ public final class ResolvedRoute: Sendable {
     /// The `Upgrade` tokens a request on this route may ask for: the route's `upgrades`, else
     /// `[server] upgrades`; lower-case, since tokens are matched case-insensitively. Empty: none.
     public let upgrades: [String]
+    /// `upstream_protocol = "h2"`: every request of the route goes to the upstream over HTTP/2.
+    public let upstreamH2: Bool
 
     /// A route from its parts.
     public init(index: Int, name: String, path: String, keyParts: [KeyPart], policy: BackoffPolicy,
-                rate: Rate?, burst: Int, bypass: Bool, upgrades: [String] = ["websocket"]) {
+                rate: Rate?, burst: Int, bypass: Bool, upgrades: [String] = ["websocket"], upstreamH2: Bool = false) {
         self.index = index
+        self.upstreamH2 = upstreamH2
         self.name = name
         self.path = path
         self.keyParts = keyParts.map {
@@ -85,7 +88,7 @@ public struct RouteTable: Sendable {
         var resolved = config.routes.enumerated().map { i, route in
             ResolvedRoute(index: i, name: route.name, path: route.path, keyParts: route.key ?? config.clients.key,
                           policy: route.backoff, rate: route.rate, burst: route.burst, bypass: route.bypass,
-                          upgrades: route.upgrades ?? config.server.upgrades)
+                          upgrades: route.upgrades ?? config.server.upgrades, upstreamH2: route.upstreamProtocol == .h2)
         }
         resolved.append(ResolvedRoute(index: config.routes.count, name: "default", path: "",
                                       keyParts: config.clients.key, policy: config.backoff,

@@ -86,5 +86,5 @@ final class HTTPRequest {
     var bodyLength: Int { body.map { evbuffer_get_length($0) } ?? 0 }
 
     /// A gRPC call (`content-type: application/grpc...`): the shield answers it the gRPC way.
-    var isGRPC: Bool { head.combined("content-type").map { GRPCStatus.isGRPC(contentType: $0) } ?? false }
+    lazy var isGRPC: Bool = head.combined("content-type").map { GRPCStatus.isGRPC(contentType: $0) } ?? false
 }

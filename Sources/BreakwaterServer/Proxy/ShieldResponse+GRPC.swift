@@ -35,6 +35,20 @@ extension ShieldResponse {
     }
 }
 
+extension ShieldResponse {
+    /// Breakwater's own error to a gRPC call (the upstream unreachable, say): `code` with
+    /// `message` (printable ASCII without `%`), trailers-only.
+    static func sendGRPCError(_ code: Int, message: StaticString, on connection: some ClientResponder) {
+        connection.respond(bodyLength: 0) { head in
+            head.append(ascii: "HTTP/1.1 200 OK\r\nContent-Type: application/grpc\r\ngrpc-status: ")
+            head.append(decimal: code)
+            head.append(ascii: "\r\ngrpc-message: ")
+            head.append(ascii: message)
+            head.append(ascii: "\r\n")
+        } body: { _ in }
+    }
+}
+
 extension RejectReason {
     /// `grpc-message` of the shield's RESOURCE_EXHAUSTED: printable ASCII without `%`, so it
     /// needs no percent-encoding.

@@ -95,6 +95,9 @@ final class UpstreamPool {
     private var queues: [[UpstreamWaiter]]
     /// The idle sweep's timer, made with the first parked connection.
     private var sweepTimer: LoopEvent?
+    /// The HTTP/2 connections to the same servers (`upstream_protocol = "h2"`, gRPC), made with
+    /// the first request that needs one.
+    private(set) lazy var h2 = UpstreamH2Pool(worker: worker, settings: settings, servers: servers.count)
 
     init(worker: Worker, config: UpstreamConfig, health: [UpstreamHealth], tls: TLSClientContext? = nil) throws {
         self.worker = worker
@@ -220,5 +223,6 @@ final class UpstreamPool {
     /// Closes every parked connection (shutdown).
     func closeIdle() {
         for list in idle { list.forEach { $0.close() } }
+        h2.closeIdle()
     }
 }

@@ -1,8 +1,12 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// gRPC peers written with Python's `grpcio` (which scripts/install-deps.sh test installs): real
-/// gRPC clients that speak to Breakwater over h2c with prior knowledge, calls made with raw bytes
-/// (no generated code). Each mode prints what it saw, one fact a line, and exits 0.
+/// gRPC clients that speak to Breakwater over h2c with prior knowledge, and a real gRPC server as
+/// its upstream, calls made with raw bytes (no generated code). Each mode prints what it saw, one
+/// fact a line.
 enum GRPCPeer {
     static let script = #"""
         import json, sys, time
@@ -50,14 +54,110 @@ enum GRPCPeer {
                 n += 1
                 say("CALL", code, "elapsed=%.3f" % elapsed)
             say("CALLS", n)
+        elif mode == "serve":
+            # serve 0: a gRPC server on a free port (printed as PORT n); every call is printed as SERVED.
+            import threading
+            from concurrent import futures
+            lock, served = threading.Lock(), {}
+
+            def count(name):
+                with lock:
+                    served[name] = served.get(name, 0) + 1
+                    say("SERVED", name, served[name])
+
+            def echo(request, context):
+                count("Echo")
+                context.set_trailing_metadata((("x-echo-length", str(len(request))),))
+                return request
+
+            def chat(requests, context):
+                count("Chat")
+                for message in requests:
+                    yield b"echo:" + message
+
+            def slow(request, context):
+                count("Slow")
+                time.sleep(float(request.decode() or "2"))
+                return b"late"
+
+            def auth(request, context):
+                count("Auth")
+                context.abort(grpc.StatusCode.UNAUTHENTICATED, "token expired")
+
+            def not_found(request, context):
+                count("NotFound")
+                context.abort(grpc.StatusCode.NOT_FOUND, "no such thing")
+
+            def big(request, context):
+                count("Big")
+                size = int(request.decode())
+                return b"x" * size
+
+            handlers = {
+                "Echo": grpc.unary_unary_rpc_method_handler(echo),
+                "Chat": grpc.stream_stream_rpc_method_handler(chat),
+                "Slow": grpc.unary_unary_rpc_method_handler(slow),
+                "Auth": grpc.unary_unary_rpc_method_handler(auth),
+                "Big": grpc.unary_unary_rpc_method_handler(big),
+                "NotFound": grpc.unary_unary_rpc_method_handler(not_found),
+            }
+            server = grpc.server(futures.ThreadPoolExecutor(max_workers=16),
+                                 options=[("grpc.max_send_message_length", 64 << 20), ("grpc.max_receive_message_length", 64 << 20)])
+            server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("pkg.Service", handlers),))
+            bound = server.add_insecure_port("127.0.0.1:0")
+            server.start()
+            say("PORT", bound)
+            server.wait_for_termination(timeout=float(args[0]) if args else 120)
+        elif mode == "bidi":
+            # bidi PORT PATH COUNT: one bidirectional call; each message is sent only after the answer
+            # to the previous one came back, so a proxy that held the request body until its end would hang.
+            import queue
+            path, n = args[0], int(args[1])
+            ch = channel(False)
+            call = ch.stream_stream(path, request_serializer=None, response_deserializer=None)
+            outbox = queue.Queue()
+            def requests():
+                while True:
+                    item = outbox.get()
+                    if item is None:
+                        return
+                    yield item
+            outbox.put(b"m0")
+            responses = call(requests(), timeout=20)
+            got = 0
+            try:
+                for reply in responses:
+                    got += 1
+                    say("REPLY", reply.decode())
+                    outbox.put(b"m%d" % got if got < n else None)
+                say("DONE", responses.code().name, got)
+            except grpc.RpcError as e:
+                say("DONE", e.code().name, got)
+        elif mode == "deadline":
+            # deadline PORT PATH SECONDS: a call given SECONDS to finish.
+            path, seconds = args[0], float(args[1])
+            code, detail, trailers, elapsed = unary(channel(False), path, args[2].encode() if len(args) > 2 else b"", timeout=seconds)
+            say("CALL", code, "elapsed=%.3f" % elapsed)
+        elif mode == "echo":
+            # echo PORT PATH SIZE: one unary call with a SIZE-byte message; prints the reply's length and trailers.
+            path, size = args[0], int(args[1])
+            ch = grpc.insecure_channel("127.0.0.1:%d" % port, options=[("grpc.max_receive_message_length", 64 << 20),
+                                                                       ("grpc.max_send_message_length", 64 << 20)])
+            code, reply, trailers, elapsed = unary(ch, path, b"y" * size)
+            say("CALL", code, "length=%d" % (len(reply) if code == "OK" else -1),
+                "trailer=%s" % trailers.get("x-echo-length", "-"))
         """#
 
-    /// Runs `mode` against 127.0.0.1:port.
-    static func run(_ mode: String, port: UInt16, _ arguments: [String] = [], timeout: Double = 60) throws -> Binary.Result {
+    private static func scriptPath() throws -> URL {
         let dir = try Binary.tempDirectory()
         let path = dir.appendingPathComponent("grpcpeer.py")
         try script.write(to: path, atomically: true, encoding: .utf8)
-        return try Tool.run(try Tool.path("python3"), [path.path, mode, "\(port)"] + arguments, timeout: timeout)
+        return path
+    }
+
+    /// Runs client `mode` against 127.0.0.1:port.
+    static func run(_ mode: String, port: UInt16, _ arguments: [String] = [], timeout: Double = 60) throws -> Binary.Result {
+        try Tool.run(try Tool.path("python3"), [try scriptPath().path, mode, "\(port)"] + arguments, timeout: timeout)
     }
 
     /// The `CALL` lines of a run: each call's status name and the rest of its line.
@@ -72,5 +172,52 @@ enum GRPCPeer {
     /// A `key=value` of a CALL line, such as `pushback`.
     static func field(_ line: String, _ key: String) -> String? {
         line.split(separator: " ").first { $0.hasPrefix(key + "=") }.map { String($0.dropFirst(key.count + 1)) }
+    }
+}
+
+/// A grpcio server on a free loopback port, serving `pkg.Service`: Echo (unary, the message back,
+/// its length as trailer `x-echo-length`), Chat (bidirectional, each message back), Slow (sleeps
+/// the seconds its message names), Auth (fails UNAUTHENTICATED), NotFound (fails NOT_FOUND), Big
+/// (a reply of the size its message names). It counts the calls it served.
+final class GRPCServer {
+    let port: UInt16
+    private let process: Process
+    private let log: URL
+
+    init() throws {
+        let log = try Binary.tempDirectory().appendingPathComponent("grpcserver.log")
+        let path = try Binary.tempDirectory().appendingPathComponent("grpcpeer.py")
+        try GRPCPeer.script.write(to: path, atomically: true, encoding: .utf8)
+        let process = try Tool.start(try Tool.path("python3"), [path.path, "serve", "0", "120"], log: log)
+        func text() -> String { (try? String(contentsOf: log, encoding: .utf8)) ?? "" }
+        var found: UInt16?
+        _ = eventually(20) {
+            found = text().split(separator: "\n").first { $0.hasPrefix("PORT ") }.flatMap { UInt16($0.dropFirst(5)) }
+            return found != nil
+        }
+        guard let found else {
+            kill(process.processIdentifier, SIGKILL)
+            throw TestSocket.Failure(description: "the gRPC server did not start: \(text())")
+        }
+        self.log = log
+        self.process = process
+        port = found
+    }
+
+    deinit { stop() }
+
+    var output: String { (try? String(contentsOf: log, encoding: .utf8)) ?? "" }
+
+    /// How many calls of `method` it served.
+    func served(_ method: String) -> Int {
+        output.split(separator: "\n").filter { $0.hasPrefix("SERVED \(method) ") }.count
+    }
+
+    /// Kills the server at once (SIGKILL): its connections die with it.
+    func stop() {
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
     }
 }
