@@ -55,7 +55,8 @@ enum GRPCPeer {
                 say("CALL", code, "elapsed=%.3f" % elapsed)
             say("CALLS", n)
         elif mode == "serve":
-            # serve 0: a gRPC server on a free port (printed as PORT n); every call is printed as SERVED.
+            # serve SECONDS [--tls CERT KEY]: a gRPC server on a free port (printed as PORT n) for at most
+            # SECONDS; every call is printed as SERVED.
             import threading
             from concurrent import futures
             lock, served = threading.Lock(), {}
@@ -104,10 +105,17 @@ enum GRPCPeer {
             server = grpc.server(futures.ThreadPoolExecutor(max_workers=16),
                                  options=[("grpc.max_send_message_length", 64 << 20), ("grpc.max_receive_message_length", 64 << 20)])
             server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("pkg.Service", handlers),))
-            bound = server.add_insecure_port("127.0.0.1:0")
+            if "--tls" in args:
+                # --tls CERT KEY: h2 over TLS (grpcio offers "h2" by ALPN).
+                at = args.index("--tls")
+                with open(args[at + 1], "rb") as c, open(args[at + 2], "rb") as k:
+                    credentials = grpc.ssl_server_credentials(((k.read(), c.read()),))
+                bound = server.add_secure_port("127.0.0.1:0", credentials)
+            else:
+                bound = server.add_insecure_port("127.0.0.1:0")
             server.start()
             say("PORT", bound)
-            server.wait_for_termination(timeout=float(args[0]) if args else 120)
+            server.wait_for_termination(timeout=float(args[0]))
         elif mode == "bidi":
             # bidi PORT PATH COUNT: one bidirectional call; each message is sent only after the answer
             # to the previous one came back, so a proxy that held the request body until its end would hang.
@@ -146,6 +154,47 @@ enum GRPCPeer {
             code, reply, trailers, elapsed = unary(ch, path, b"y" * size)
             say("CALL", code, "length=%d" % (len(reply) if code == "OK" else -1),
                 "trailer=%s" % trailers.get("x-echo-length", "-"))
+        elif mode == "h2-echo":
+            # h2-echo 0 SECONDS: a plain HTTP/2 (h2c) server, not gRPC, on a free port (printed as PORT n):
+            # each request is answered 200 with "METHOD PATH BODY" and a trailer.
+            import socket, threading
+            import h2.connection, h2.config, h2.events
+
+            def serve(sock):
+                conn = h2.connection.H2Connection(config=h2.config.H2Configuration(client_side=False))
+                conn.initiate_connection()
+                sock.sendall(conn.data_to_send())
+                requests = {}
+                while True:
+                    data = sock.recv(65536)
+                    if not data:
+                        return
+                    for event in conn.receive_data(data):
+                        if isinstance(event, h2.events.RequestReceived):
+                            requests[event.stream_id] = [dict(event.headers), b""]
+                        elif isinstance(event, h2.events.DataReceived):
+                            requests[event.stream_id][1] += event.data
+                            conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+                        elif isinstance(event, h2.events.StreamEnded):
+                            headers, body = requests.pop(event.stream_id)
+                            say("SERVED", headers[b":method"].decode(), headers[b":path"].decode())
+                            reply = b" ".join([headers[b":method"], headers[b":path"], body])
+                            conn.send_headers(event.stream_id, [(":status", "200"), ("content-type", "text/plain")])
+                            conn.send_data(event.stream_id, reply)
+                            conn.send_headers(event.stream_id, [("x-checksum", str(len(reply)))], end_stream=True)
+                    sock.sendall(conn.data_to_send())
+
+            listener = socket.socket()
+            listener.bind(("127.0.0.1", 0))
+            listener.listen()
+            listener.settimeout(float(args[0]))
+            say("PORT", listener.getsockname()[1])
+            while True:
+                try:
+                    client, _ = listener.accept()
+                except socket.timeout:
+                    break
+                threading.Thread(target=serve, args=(client,), daemon=True).start()
         """#
 
     private static func scriptPath() throws -> URL {
@@ -184,11 +233,15 @@ final class GRPCServer {
     private let process: Process
     private let log: URL
 
-    init() throws {
+    /// `tls`: h2 over TLS with this certificate, else h2c. `plain`: not gRPC but a plain HTTP/2
+    /// server (Python's `h2`) that answers every request 200 with "METHOD PATH BODY" and a
+    /// trailer `x-checksum` (the body's length), counting them as calls of their method.
+    init(tls: CertificatePair? = nil, plain: Bool = false) throws {
         let log = try Binary.tempDirectory().appendingPathComponent("grpcserver.log")
         let path = try Binary.tempDirectory().appendingPathComponent("grpcpeer.py")
         try GRPCPeer.script.write(to: path, atomically: true, encoding: .utf8)
-        let process = try Tool.start(try Tool.path("python3"), [path.path, "serve", "0", "120"], log: log)
+        let process = try Tool.start(try Tool.path("python3"), [path.path, plain ? "h2-echo" : "serve", "0", "120"]
+                                   + (tls.map { ["--tls", $0.cert.path, $0.key.path] } ?? []), log: log)
         func text() -> String { (try? String(contentsOf: log, encoding: .utf8)) ?? "" }
         var found: UInt16?
         _ = eventually(20) {
