@@ -85,6 +85,26 @@ import Glibc
         #expect(upstream.served("POST") == 2)
     }
 
+    @Test func anH2UpstreamThatNeverAnswersTimesOutWith504() throws {
+        let upstream = try GRPCServer(plain: true)
+        let proxy = try Self.proxy(upstream, upstreamKeys: "timeout = \"1s\"", rest: """
+            [[route]]
+            name = "h2"
+            path = "/h2/"
+            upstream_protocol = "h2"
+
+            """)
+        let started = Date()
+        let stalled = try Curl.run("http://127.0.0.1:\(proxy.port)/h2/stall", ["--http2-prior-knowledge"])
+        let elapsed = Date().timeIntervalSince(started)
+        #expect(stalled.status == 504, "\(stalled)")
+        #expect(elapsed >= 0.9 && elapsed < 5, "\(elapsed) s")
+        // The connection goes on carrying other streams.
+        let next = try Tool.run("curl", ["-sS", "--max-time", "10", "--http2-prior-knowledge", "http://127.0.0.1:\(proxy.port)/h2/next"])
+        #expect(next.stdout == "GET /h2/next ", "\(next)")
+        #expect(metricValue(try proxy.metrics(), #"breakwater_upstream_responses_total{route="h2",class="timeout"}"#) == 1)
+    }
+
     @Test func theUpstreamIsReachedOverTLSWithALPN() throws {
         let certs = try TestCertificates.shared()
         let upstream = try GRPCServer(tls: certs.localhost)

@@ -82,6 +82,16 @@ final class H2ProxyExchange: ClientExchange, UpstreamH2Exchange, RequestBodyRead
             return h2Failed(.closedBeforeResponse)
         }
         phase = .sent(connection, id)
+        // The upstream's `timeout` bounds the wait for a response head, except for a gRPC call:
+        // a client-streaming call is answered only at its end, and gRPC has deadlines of its own
+        // (grpc-timeout goes upstream with the call).
+        if !isGRPC {
+            handler.worker.schedule(after: pool.settings.timeout) { [weak self] in
+                guard let self, case .sent(let connection, let id) = phase else { return }
+                connection.cancel(id)
+                h2Failed(.timeout)
+            }
+        }
     }
 
     // MARK: RequestBodyReader

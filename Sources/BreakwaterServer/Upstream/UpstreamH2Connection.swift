@@ -57,7 +57,8 @@ final class UpstreamH2Connection: SocketDelegate {
     }
 
     let server: UpstreamServer
-    unowned let pool: UpstreamH2Pool
+    /// Weak: a reload replaces the pool, which closes its connections when it goes.
+    private weak var pool: UpstreamH2Pool?
     private let socket: Socket
     private var state = State.connecting
     private var session: OpaquePointer?
@@ -249,7 +250,7 @@ final class UpstreamH2Connection: SocketDelegate {
                 stream.exchange.h2Failed(stream.headDelivered ? .brokenResponse
                                          : code == NGHTTP2_REFUSED_STREAM.rawValue ? .closedBeforeResponse : .badResponse)
             }
-            pool.streamEnded(self)
+            pool?.streamEnded(self)
         }
     }
 
@@ -370,6 +371,6 @@ final class UpstreamH2Connection: SocketDelegate {
         if let session { nghttp2_session_del(session) }
         session = nil
         flushEvent.close()
-        pool.closed(self)
+        pool?.closed(self)
     }
 }

@@ -17,6 +17,11 @@ final class UpstreamH2Pool {
         connections = Array(repeating: [], count: servers)
     }
 
+    /// No exchange holds the pool any more (it holds its pool while it runs): what is left is idle.
+    deinit {
+        for connection in connections.joined() { connection.close() }
+    }
+
     /// Runs `start` with a connection to `server` once it is made; a connection that cannot be
     /// started is reported to `exchange` as a connect failure. Returns the connection chosen.
     @discardableResult

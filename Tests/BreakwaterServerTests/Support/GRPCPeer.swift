@@ -156,7 +156,8 @@ enum GRPCPeer {
                 "trailer=%s" % trailers.get("x-echo-length", "-"))
         elif mode == "h2-echo":
             # h2-echo 0 SECONDS: a plain HTTP/2 (h2c) server, not gRPC, on a free port (printed as PORT n):
-            # each request is answered 200 with "METHOD PATH BODY" and a trailer.
+            # each request is answered 200 with "METHOD PATH BODY" and a trailer, but for a path with
+            # "stall" in it, which is never answered.
             import socket, threading
             import h2.connection, h2.config, h2.events
 
@@ -178,6 +179,8 @@ enum GRPCPeer {
                         elif isinstance(event, h2.events.StreamEnded):
                             headers, body = requests.pop(event.stream_id)
                             say("SERVED", headers[b":method"].decode(), headers[b":path"].decode())
+                            if b"stall" in headers[b":path"]:
+                                continue   # never answered
                             reply = b" ".join([headers[b":method"], headers[b":path"], body])
                             conn.send_headers(event.stream_id, [(":status", "200"), ("content-type", "text/plain")])
                             conn.send_data(event.stream_id, reply)
@@ -235,7 +238,8 @@ final class GRPCServer {
 
     /// `tls`: h2 over TLS with this certificate, else h2c. `plain`: not gRPC but a plain HTTP/2
     /// server (Python's `h2`) that answers every request 200 with "METHOD PATH BODY" and a
-    /// trailer `x-checksum` (the body's length), counting them as calls of their method.
+    /// trailer `x-checksum` (the body's length), counting them as calls of their method; a path
+    /// with "stall" in it is never answered.
     init(tls: CertificatePair? = nil, plain: Bool = false) throws {
         let log = try Binary.tempDirectory().appendingPathComponent("grpcserver.log")
         let path = try Binary.tempDirectory().appendingPathComponent("grpcpeer.py")
