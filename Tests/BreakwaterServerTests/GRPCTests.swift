@@ -26,6 +26,18 @@ import Glibc
         #expect(metricValue(metrics, #"breakwater_upstream_responses_total{route="default",class="2xx"}"#) == 2)
     }
 
+    @Test func concurrentCallsShareAFewUpstreamConnections() throws {
+        let upstream = try GRPCServer()
+        let proxy = try Self.proxy(upstream)
+        let calls = GRPCPeer.calls(try GRPCPeer.run("parallel", port: proxy.port, ["/pkg.Service/Echo", "100"]).stdout)
+        #expect(calls.count == 100 && calls.allSatisfy { $0.code == "OK" }, "\(calls.filter { $0.code != "OK" })")
+        #expect(upstream.served("Echo") == 100)
+        // One client connection lands on one worker: its 100 streams go over at most the
+        // worker's 4 connections to the server.
+        let peers = upstream.peers("Echo")
+        #expect(!peers.isEmpty && peers.count <= 4, "\(peers)")
+    }
+
     @Test func aBidirectionalStreamTakesTurns() throws {
         let upstream = try GRPCServer()
         let proxy = try Self.proxy(upstream)

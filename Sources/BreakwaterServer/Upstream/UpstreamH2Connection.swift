@@ -70,7 +70,10 @@ final class UpstreamH2Connection: SocketDelegate {
     private var flushPending = false
     private var flushEvent: LoopEvent!
     /// The server sent GOAWAY: no new stream goes on this connection.
-    private(set) var goingAway = false
+    var goingAway: Bool {
+        guard let session else { return true }
+        return state == .ready && nghttp2_session_check_request_allowed(session) == 0
+    }
 
     /// Open streams, and how many the server allows at once.
     var load: Int { streams.count }
@@ -198,7 +201,6 @@ final class UpstreamH2Connection: SocketDelegate {
             }
             evbuffer_drain(input, n)
         }
-        if nghttp2_session_get_remote_settings(session, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS) == 0 { goingAway = true }
         busy = false
         runEvents()
         flush()
@@ -250,7 +252,8 @@ final class UpstreamH2Connection: SocketDelegate {
                 stream.exchange.h2Failed(stream.headDelivered ? .brokenResponse
                                          : code == NGHTTP2_REFUSED_STREAM.rawValue ? .closedBeforeResponse : .badResponse)
             }
-            pool?.streamEnded(self)
+            // A connection the server is leaving closes with its last stream.
+            if goingAway, streams.isEmpty { close() }
         }
     }
 

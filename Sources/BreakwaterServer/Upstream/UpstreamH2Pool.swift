@@ -48,11 +48,6 @@ final class UpstreamH2Pool {
         return connection
     }
 
-    /// A stream ended on `connection`. A connection the server is leaving closes with its last.
-    func streamEnded(_ connection: UpstreamH2Connection) {
-        if connection.goingAway, connection.load == 0 { connection.close() }
-    }
-
     /// `connection` closed: it is forgotten.
     func closed(_ connection: UpstreamH2Connection) {
         connections[connection.server.index].removeAll { $0 === connection }

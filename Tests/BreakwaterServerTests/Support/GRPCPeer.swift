@@ -44,6 +44,16 @@ enum GRPCPeer {
                 code, detail, trailers, elapsed = unary(ch, path, b"ping")
                 say("CALL", code, "pushback=%s" % trailers.get("grpc-retry-pushback-ms", "-"),
                     "elapsed=%.3f" % elapsed, "detail=%r" % (detail,))
+        elif mode == "parallel":
+            # parallel PORT PATH COUNT: COUNT unary calls at once on one channel (one HTTP/2 connection).
+            path, n = args[0], int(args[1])
+            call = channel(False).unary_unary(path, request_serializer=None, response_deserializer=None)
+            futures = [call.future(b"p%d" % i, timeout=20) for i in range(n)]
+            for i, f in enumerate(futures):
+                try:
+                    say("CALL", "OK" if f.result() == b"p%d" % i else "WRONG")
+                except grpc.RpcError as e:
+                    say("CALL", e.code().name)
         elif mode == "loop":
             # loop PORT PATH SECONDS: unary calls with the retry policy for SECONDS (at most 200 calls).
             path, seconds = args[0], float(args[1])
@@ -61,13 +71,13 @@ enum GRPCPeer {
             from concurrent import futures
             lock, served = threading.Lock(), {}
 
-            def count(name):
+            def count(name, context=None):
                 with lock:
                     served[name] = served.get(name, 0) + 1
-                    say("SERVED", name, served[name])
+                    say("SERVED", name, served[name], "peer=%s" % (context.peer() if context else "-"))
 
             def echo(request, context):
-                count("Echo")
+                count("Echo", context)
                 context.set_trailing_metadata((("x-echo-length", str(len(request))),))
                 return request
 
@@ -268,6 +278,12 @@ final class GRPCServer {
     /// How many calls of `method` it served.
     func served(_ method: String) -> Int {
         output.split(separator: "\n").filter { $0.hasPrefix("SERVED \(method) ") }.count
+    }
+
+    /// The peers (address and port) the calls of `method` came from.
+    func peers(_ method: String) -> Set<String> {
+        Set(output.split(separator: "\n").filter { $0.hasPrefix("SERVED \(method) ") }
+            .compactMap { $0.split(separator: " ").first { $0.hasPrefix("peer=") }.map(String.init) })
     }
 
     /// Kills the server at once (SIGKILL): its connections die with it.
