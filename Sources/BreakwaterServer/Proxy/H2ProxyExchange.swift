@@ -78,20 +78,14 @@ final class H2ProxyExchange: ClientExchange, UpstreamH2Exchange, RequestBodyRead
         guard let head = try? HTTPHead.parseRequest(text) else { return h2Failed(.badResponse) }
         let fields = H2Headers.fields(request: head, scheme: pool.settings.tls == nil ? "http" : "https",
                                       teTrailers: request.head.listContains("te", token: "trailers"))
-        guard let id = connection.submit(fields, pipe: pipe, body: pipe == nil ? request.body : nil, for: self) else {
-            return h2Failed(.closedBeforeResponse)
-        }
-        phase = .sent(connection, id)
         // The upstream's `timeout` bounds the wait for a response head, except for a gRPC call:
         // a client-streaming call is answered only at its end, and gRPC has deadlines of its own
         // (grpc-timeout goes upstream with the call).
-        if !isGRPC {
-            handler.worker.schedule(after: pool.settings.timeout) { [weak self] in
-                guard let self, case .sent(let connection, let id) = phase else { return }
-                connection.cancel(id)
-                h2Failed(.timeout)
-            }
+        guard let id = connection.submit(fields, pipe: pipe, body: pipe == nil ? request.body : nil,
+                                         headTimeout: isGRPC ? nil : pool.settings.timeout, for: self) else {
+            return h2Failed(.closedBeforeResponse)
         }
+        phase = .sent(connection, id)
     }
 
     // MARK: RequestBodyReader

@@ -39,6 +39,8 @@ final class UpstreamH2Connection: SocketDelegate {
         /// DATA bytes the exchange has not let go yet: the window opens by these on `consumed`.
         var owed = 0
         var done = false
+        /// When the response head is due (coarse monotonic nanoseconds), nil: no limit.
+        var headDeadline: Int64?
 
         init(exchange: UpstreamH2Exchange, pipe: RequestBodyPipe?, body: OpaquePointer?) {
             self.exchange = exchange
@@ -69,6 +71,9 @@ final class UpstreamH2Connection: SocketDelegate {
     private var busy = false
     private var flushPending = false
     private var flushEvent: LoopEvent!
+    /// Checks the streams' head deadlines, at most once a second: one timer for the connection,
+    /// not one per request.
+    private var timer: DeadlineTimer!
     /// The server sent GOAWAY: no new stream goes on this connection.
     var goingAway: Bool {
         guard let session else { return true }
@@ -96,6 +101,7 @@ final class UpstreamH2Connection: SocketDelegate {
             flushPending = false
             flush()
         }
+        timer = try DeadlineTimer(base: pool.worker.base) { [unowned(unsafe) self] in headTimerFired() }
         session = try UpstreamH2Session.makeClient(for: self)
         socket.delegate = self
         socket.setTimeout(settings.connectTimeout)
@@ -118,7 +124,9 @@ final class UpstreamH2Connection: SocketDelegate {
 
     /// Opens a stream for a request with header fields `fields` (pseudo-fields first) and its body
     /// from `pipe` (streaming) or `body` (whole; nil or empty: none). Nil when nghttp2 refused it.
-    func submit(_ fields: H2Headers.Fields, pipe: RequestBodyPipe?, body: OpaquePointer?,
+    /// `headTimeout`: the exchange fails with `.timeout` when no response head came by then
+    /// (checked about once a second).
+    func submit(_ fields: H2Headers.Fields, pipe: RequestBodyPipe?, body: OpaquePointer?, headTimeout: Duration?,
                 for exchange: UpstreamH2Exchange) -> Int32? {
         guard let session, state == .ready, !goingAway else { return nil }
         let hasBody = pipe != nil || (body.map { evbuffer_get_length($0) > 0 } ?? false)
@@ -132,6 +140,11 @@ final class UpstreamH2Connection: SocketDelegate {
         }
         guard id > 0 else { return nil }
         streams[id] = stream
+        if let headTimeout {
+            let deadline = LoopClock.coarseNow.nanoseconds.addingClamped(headTimeout.clampedNanoseconds)
+            stream.headDeadline = deadline
+            if timer.deadline == nil { timer.set(at: LoopClock.Instant(nanoseconds: deadline)) }
+        }
         scheduleFlush()
         return id
     }
@@ -157,6 +170,25 @@ final class UpstreamH2Connection: SocketDelegate {
         stream.done = true
         _ = nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), id, NGHTTP2_CANCEL.rawValue)
         scheduleFlush()
+    }
+
+    /// Fails the streams whose head is overdue, then waits for the next deadline (a second at least).
+    private func headTimerFired() {
+        guard timer.expired(), state != .closed else { return }
+        let now = LoopClock.coarseNow.nanoseconds
+        var next: Int64?
+        for (id, stream) in streams where !stream.done && !stream.headDelivered {
+            guard let deadline = stream.headDeadline else { continue }
+            if deadline <= now {
+                cancel(id)
+                stream.exchange.h2Failed(.timeout)
+            } else {
+                next = min(next ?? deadline, deadline)
+            }
+        }
+        if let next, state != .closed {
+            timer.set(at: LoopClock.Instant(nanoseconds: max(next, now.addingClamped(1_000_000_000))))
+        }
     }
 
     // MARK: SocketDelegate
@@ -374,6 +406,7 @@ final class UpstreamH2Connection: SocketDelegate {
         if let session { nghttp2_session_del(session) }
         session = nil
         flushEvent.close()
+        timer.free()
         pool?.closed(self)
     }
 }
