@@ -57,9 +57,19 @@ import Glibc
         #expect(call.code == "DEADLINE_EXCEEDED")
         let elapsed = GRPCPeer.field(call.line, "elapsed").flatMap { Double($0) } ?? 99
         #expect(elapsed >= 0.9 && elapsed < 2.5, "\(call.line)")
-        // The call given up is cancelled upstream; the next one is served.
+        // The next call is served.
         let next = GRPCPeer.calls(try GRPCPeer.run("echo", port: proxy.port, ["/pkg.Service/Echo", "5"]).stdout)
         #expect(next.map(\.code) == ["OK"])
+    }
+
+    @Test func aCallTheClientCancelsIsCancelledUpstream() throws {
+        let upstream = try GRPCServer()
+        let proxy = try Self.proxy(upstream)
+        // No deadline: only the client's RST_STREAM, passed on by Breakwater, can end the call
+        // upstream before the server wakes after 2 s.
+        let result = try GRPCPeer.run("cancel", port: proxy.port, ["/pkg.Service/Slow", "2", "0.5"])
+        #expect(result.stdout.contains("CANCELLED True"), "\(result)")
+        #expect(eventually(5) { upstream.output.contains("SLOW cancelled") }, "\(upstream.output)")
     }
 
     @Test func anUpstreamThatDiesIsUnavailable() throws {

@@ -54,6 +54,13 @@ enum GRPCPeer {
                     say("CALL", "OK" if f.result() == b"p%d" % i else "WRONG")
                 except grpc.RpcError as e:
                     say("CALL", e.code().name)
+        elif mode == "cancel":
+            # cancel PORT PATH MESSAGE AFTER: a call without a deadline that the client cancels after AFTER s.
+            path, message, after = args[0], args[1].encode(), float(args[2])
+            call = channel(False).unary_unary(path, request_serializer=None, response_deserializer=None)
+            future = call.future(message)
+            time.sleep(after)
+            say("CANCELLED", future.cancel())
         elif mode == "loop":
             # loop PORT PATH SECONDS: unary calls with the retry policy for SECONDS (at most 200 calls).
             path, seconds = args[0], float(args[1])
@@ -89,6 +96,8 @@ enum GRPCPeer {
             def slow(request, context):
                 count("Slow")
                 time.sleep(float(request.decode() or "2"))
+                # Whether the call was cancelled meanwhile (its client gave up, and the proxy passed it on).
+                say("SLOW", "active" if context.is_active() else "cancelled")
                 return b"late"
 
             def auth(request, context):
