@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages a make target needs, only those that are missing; for the tests also
-# the Python packages they drive WebSocket peers (websockets) and hand-written HTTP/2 frames (h2,
-# which brings hyperframe and hpack) with, from PyPI, unless importable.
+# the Python packages they drive WebSocket peers (websockets), hand-written HTTP/2 frames (h2, which
+# brings hyperframe and hpack) and gRPC peers (grpcio) with, from PyPI, unless importable.
 # Usage: scripts/install-deps.sh build|test|bench
 set -euo pipefail
 
@@ -30,12 +30,14 @@ if [ ${#missing[@]} -gt 0 ]; then
   $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# WebSocket peers (WebSocketTests.swift) and HTTP/2 frames (HTTP2HostileTests.swift). Debian's own Python refuses
-# pip installs into it (PEP 668) unless told otherwise; a Python of its own (pyenv, a venv) does not.
-for module in websockets h2; do
+# WebSocket peers (WebSocketTests.swift), HTTP/2 frames (HTTP2HostileTests.swift) and gRPC clients and servers
+# (GRPCTests.swift), each as module:package. Debian's own Python refuses pip installs into it (PEP 668) unless
+# told otherwise; a Python of its own (pyenv, a venv) does not.
+for pair in websockets:websockets h2:h2 grpc:grpcio; do
+  module="${pair%%:*}" package="${pair#*:}"
   if [ "${1:-build}" = test ] && ! python3 -c "import $module" 2>/dev/null; then
-    echo "installing: $module (PyPI)" >&2
-    python3 -m pip install --quiet "$module" 2>/dev/null \
-      || python3 -m pip install --quiet --break-system-packages "$module"
+    echo "installing: $package (PyPI)" >&2
+    python3 -m pip install --quiet "$package" 2>/dev/null \
+      || python3 -m pip install --quiet --break-system-packages "$package"
   fi
 done

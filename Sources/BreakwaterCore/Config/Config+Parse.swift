@@ -266,6 +266,13 @@ extension Config {
                 case (let status?, _): set.statuses.insert(status)
                 case (_, "connect"): set.connect = true
                 case (_, "timeout"): set.timeout = true
+                case (_, let word?) where word.hasPrefix("grpc:"):
+                    let digits = word.utf8.dropFirst(5)
+                    guard (1...2).contains(digits.count), digits.allSatisfy({ (0x30...0x39).contains($0) }),
+                          let code = Int(String(decoding: digits, as: UTF8.self)) else {
+                        throw r.error("on", describe(item, withType: false), Allowed.on)
+                    }
+                    set.grpcStatuses.insert(code)
                 default: throw r.error("on", describe(item, withType: item.string == nil), Allowed.on)
                 }
             }
@@ -291,7 +298,7 @@ extension Config {
             }
             let r = try TableReader(table, path: at, file: file,
                                     known: ["name", "path", "key", "backoff", "rate", "burst", "bypass", "upgrades",
-                                            "case_insensitive"])
+                                            "case_insensitive", "upstream_protocol"])
             func required(_ key: String, _ allowed: String) throws -> String {
                 guard let v = try r.string(key, allowed) else {
                     throw ConfigError(file: file, key: r.name(key), message: "missing", allowed: allowed)
@@ -311,6 +318,7 @@ extension Config {
             }
             assign(&route.bypass, try r.bool("bypass", Allowed.bypass))
             assign(&route.caseInsensitive, try r.bool("case_insensitive", "true or false"))
+            assign(&route.upstreamProtocol, try r.parsed("upstream_protocol", Allowed.upstreamProtocol, UpstreamProtocol.init(rawValue:)))
             // A bypass route skips the shield, not the upgrade rules, so it may set its own list.
             route.upgrades = try r.list("upgrades", Allowed.upgrades, upgradeToken)
             if route.bypass, let extra = ["key", "backoff", "rate", "burst"].first(where: r.has) {

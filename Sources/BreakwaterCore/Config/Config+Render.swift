@@ -115,6 +115,7 @@ extension Config {
             }
             set("bypass", "\(route.bypass)")
             set("case_insensitive", "\(route.caseInsensitive)")
+            set("upstream_protocol", quote(route.upstreamProtocol.rawValue))
             if let upgrades = route.upgrades { set("upgrades", list(upgrades.map(quote))) } else {
                 out.append("# upgrades: not set, so [server] upgrades = \(list(server.upgrades.map(quote))) applies")
             }
@@ -144,6 +145,7 @@ extension Config {
     private func pairs(_ p: BackoffPolicy) -> [(String, String)] {
         let on = p.on.statuses.sorted().map(String.init)
             + (p.on.connect ? [quote("connect")] : []) + (p.on.timeout ? [quote("timeout")] : [])
+            + p.on.grpcStatuses.sorted().map { quote("grpc:\($0)") }
         return [
             ("on", list(on)), ("strategy", quote(p.strategy.rawValue)), ("base", duration(p.base)),
             ("factor", "\(p.factor)"), ("max", duration(p.max)), ("jitter", "\(p.jitter)"),

@@ -27,7 +27,9 @@ enum Allowed {
     static let ipv6Prefix = "an integer from 1 to 128"
     static let hashKey = "\"\" (random per start, or kept in a file beside [state] file; only without [redis]) or a secret of at least 16 characters"
     static let maxClients = "an integer from 1 to 1000000000"
-    static let on = "an array of HTTP statuses (100 to 599) and the words \"connect\" and \"timeout\""
+    static let upstreamProtocol = "\"http1\" or \"h2\""
+    static let on = "an array of HTTP statuses (100 to 599), the words \"connect\" and \"timeout\", and gRPC statuses"
+        + " as \"grpc:N\" (N from 1 to 16, such as \"grpc:16\" for UNAUTHENTICATED)"
     static let strategy = "\"exponential\" or \"linear\""
     static let factor = "a number from 1.0 up"
     static let max = "a duration no shorter than base"
@@ -381,6 +383,10 @@ struct Checker {
     func backoff(_ p: BackoffPolicy, _ path: String) throws {
         for status in p.on.statuses.sorted() {
             try check((100...599).contains(status), "\(path).on", "\(status)", Allowed.on)
+        }
+        // grpc:0 is OK: a call that succeeded is never a failure.
+        for code in p.on.grpcStatuses.sorted() {
+            try check((1...16).contains(code), "\(path).on", "\"grpc:\(code)\"", Allowed.on)
         }
         try positive(p.base, "\(path).base")
         try check(p.factor.isFinite && p.factor >= 1, "\(path).factor", "\(p.factor)", Allowed.factor)

@@ -254,6 +254,16 @@ public enum BackoffStrategy: String, Sendable, Equatable {
     case linear
 }
 
+/// `upstream_protocol` of a route.
+public enum UpstreamProtocol: String, Sendable, Equatable {
+    /// HTTP/1.1 over the keep-alive pool (gRPC calls, whose content-type is application/grpc,
+    /// still go over HTTP/2).
+    case http1
+    /// HTTP/2: h2c, or h2 through ALPN with `[upstream] tls = true`; streams multiplexed on a few
+    /// connections per server, request bodies streamed, trailers relayed. What gRPC needs.
+    case h2
+}
+
 /// Which upstream outcomes are errors (`on`).
 public struct ErrorSet: Sendable, Equatable {
     /// HTTP statuses that count as errors.
@@ -262,12 +272,16 @@ public struct ErrorSet: Sendable, Equatable {
     public var connect: Bool
     /// An upstream timeout counts (`"timeout"`).
     public var timeout: Bool
+    /// gRPC status codes that count (`"grpc:N"`): read from a response's `grpc-status`, in its
+    /// trailers or in the headers of a trailers-only response.
+    public var grpcStatuses: Set<Int>
 
-    /// Builds a set from its three parts.
-    public init(statuses: Set<Int>, connect: Bool, timeout: Bool) {
+    /// Builds a set from its parts.
+    public init(statuses: Set<Int>, connect: Bool, timeout: Bool, grpcStatuses: Set<Int> = []) {
         self.statuses = statuses
         self.connect = connect
         self.timeout = timeout
+        self.grpcStatuses = grpcStatuses
     }
 
     /// `[401, 403, 500, 502, 503, 504, "connect", "timeout"]`.
@@ -352,6 +366,8 @@ public struct RouteConfig: Sendable, Equatable {
     /// `case_insensitive`: the path prefix matches in any ASCII case (`/DEVICE/` is `/device/`),
     /// for upstreams whose paths are case-insensitive. Off: routes match case-sensitively.
     public var caseInsensitive = false
+    /// `upstream_protocol`: how requests on this route reach the upstream.
+    public var upstreamProtocol = UpstreamProtocol.http1
 
     /// A route with the given name and path prefix and default everything else.
     public init(name: String, path: String) {

@@ -22,11 +22,14 @@ public final class ResolvedRoute: Sendable {
     /// The `Upgrade` tokens a request on this route may ask for: the route's `upgrades`, else
     /// `[server] upgrades`; lower-case, since tokens are matched case-insensitively. Empty: none.
     public let upgrades: [String]
+    /// `upstream_protocol = "h2"`: every request of the route goes to the upstream over HTTP/2.
+    public let upstreamH2: Bool
 
     /// A route from its parts.
     public init(index: Int, name: String, path: String, keyParts: [KeyPart], policy: BackoffPolicy,
-                rate: Rate?, burst: Int, bypass: Bool, upgrades: [String] = ["websocket"]) {
+                rate: Rate?, burst: Int, bypass: Bool, upgrades: [String] = ["websocket"], upstreamH2: Bool = false) {
         self.index = index
+        self.upstreamH2 = upstreamH2
         self.name = name
         self.path = path
         self.keyParts = keyParts.map {
@@ -54,6 +57,15 @@ public final class ResolvedRoute: Sendable {
     public func classify(status: Int) -> Outcome {
         classifier.classify(status: status)
     }
+
+    /// Whether an upstream answer is an error for this route when it carries a gRPC status too
+    /// (`grpc-status`, nil when absent): an error when either the HTTP status or the gRPC status
+    /// is in `on`, so a gRPC call that fails with HTTP 200 (as every gRPC failure does) counts
+    /// only through its `"grpc:N"` entries.
+    public func classify(status: Int, grpcStatus: Int?) -> Outcome {
+        if let grpcStatus, policy.on.grpcStatuses.contains(grpcStatus) { return .error }
+        return classifier.classify(status: status)
+    }
 }
 
 /// Picks the route of a request: the first `[[route]]` whose `path` is a prefix of the request
@@ -76,7 +88,7 @@ public struct RouteTable: Sendable {
         var resolved = config.routes.enumerated().map { i, route in
             ResolvedRoute(index: i, name: route.name, path: route.path, keyParts: route.key ?? config.clients.key,
                           policy: route.backoff, rate: route.rate, burst: route.burst, bypass: route.bypass,
-                          upgrades: route.upgrades ?? config.server.upgrades)
+                          upgrades: route.upgrades ?? config.server.upgrades, upstreamH2: route.upstreamProtocol == .h2)
         }
         resolved.append(ResolvedRoute(index: config.routes.count, name: "default", path: "",
                                       keyParts: config.clients.key, policy: config.backoff,

@@ -83,6 +83,35 @@ enum H2Headers {
         return fields
     }
 
+    /// The fields of a request forwarded over HTTP/2, from its HTTP/1.1 head as it would go
+    /// upstream (`head`, forwarding fields set): the pseudo-fields from its request line and Host,
+    /// then its fields without Host, Content-Length (DATA frames delimit the body) and the
+    /// connection-specific ones; `te: trailers` when the client asked for it (gRPC does).
+    static func fields(request head: HTTPHead, scheme: String, teTrailers: Bool) -> Fields {
+        var fields = Fields()
+        fields.storage.reserveCapacity(head.bytes.count + 64)
+        fields.add(":method".utf8, head.method.utf8)
+        fields.add(":scheme".utf8, scheme.utf8)
+        fields.add(":authority".utf8, (head.combined("host") ?? "").utf8)
+        fields.add(":path".utf8, head.originTarget)
+        for f in head.fields where !isForbidden(head, f) && !head.nameIs(f, "host") && !head.nameIs(f, "content-length") {
+            fields.add(head.bytes[Int(f.nameStart)..<Int(f.nameEnd)], head.bytes[Int(f.valueStart)..<Int(f.valueEnd)])
+        }
+        if teTrailers { fields.add("te".utf8, "trailers".utf8) }
+        return fields
+    }
+
+    /// Trailer fields relayed from the upstream (names lower-case already), without those that
+    /// are connection-specific.
+    static func fields(trailers: [(name: [UInt8], value: [UInt8])]) -> Fields {
+        var fields = Fields()
+        for (name, value) in trailers where !connectionSpecific.contains(name) { fields.add(name, value) }
+        return fields
+    }
+
+    private static let connectionSpecific: [[UInt8]] = ["connection", "keep-alive", "proxy-connection", "transfer-encoding",
+                                                        "upgrade", "te"].map { Array($0.utf8) }
+
     /// The fields of a response the proxy makes itself.
     static func fields(status: Int, headers: [(String, String)], length: Int) -> Fields {
         var fields = Fields()

@@ -148,7 +148,14 @@ extension H2Connection {
         guard let stream = streams[id] else { return Int(NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue) }
         switch stream.readBody(into: buffer, length) {
         case .bytes(let n, let last):
-            if last { flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue }
+            if last {
+                flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue
+                // Trailers end the stream instead of this DATA frame (nghttp2 sends them after it).
+                if let trailers = stream.takeTrailers(), let session,
+                   trailers.withNameValues({ nghttp2_submit_trailer(session, id, $0.baseAddress, $0.count) }) == 0 {
+                    flags.pointee |= NGHTTP2_DATA_FLAG_NO_END_STREAM.rawValue
+                }
+            }
             if stream.wantsDrainNotice { drainedStreams.append(stream) }
             return n
         case .later:

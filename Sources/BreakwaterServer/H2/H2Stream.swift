@@ -55,6 +55,10 @@ final class H2Stream: ClientResponder {
     private var queued: OpaquePointer?
     /// `sendBody` reported back-pressure; the exchange waits for `clientDrained`.
     private var paused = false
+    /// The response's trailers, sent after its last DATA frame.
+    private var trailerFields: H2Headers.Fields?
+    /// The request body streams to the upstream through this instead of being buffered.
+    private(set) var bodyPipe: RequestBodyPipe?
 
     init(id: Int32, connection: H2Connection) {
         self.id = id
@@ -141,9 +145,31 @@ final class H2Stream: ClientResponder {
         }
     }
 
-    /// Body bytes arrived; an error when they pass `limit` (the answer is then 413).
+    /// From now on the request body goes into a pipe as it arrives (the request is forwarded
+    /// over HTTP/2 before its body is complete).
+    func startStreaming() {
+        guard bodyPipe == nil else { return }
+        let pipe = RequestBodyPipe()
+        // DATA read in the same batch as the HEADERS came before the head was judged.
+        if let body {
+            evbuffer_add_buffer(pipe.buffer, body)
+            evbuffer_free(body)
+            self.body = nil
+        }
+        bodyPipe = pipe
+    }
+
+    /// Body bytes arrived; an error when they pass `limit` (the answer is then 413). A streamed
+    /// body has no limit of its own, but no more than `limit` bytes may wait for the upstream.
     func bodyBytes(_ data: UnsafeBufferPointer<UInt8>, limit: Int) -> HTTPError? {
         guard !discarding, !finished, !data.isEmpty else { return nil }
+        if let bodyPipe {
+            if ended { return nil }   // answered already: the body is of no use
+            lastByteAt = LoopClock.coarseNow.nanoseconds
+            guard bodyPipe.buffered + data.count <= limit else { return overflow() }
+            bodyPipe.append(data)
+            return nil
+        }
         bodyLength += data.count
         if bodyLength > limit {
             discarding = true
@@ -173,6 +199,8 @@ final class H2Stream: ClientResponder {
 
     func deadline(now: Int64, limits: ReaderLimits) -> Deadline {
         guard !requestEnded, !discarding, !finished else { return .none }
+        // A streamed body (a gRPC stream, say) may pause for as long as the call lasts.
+        if bodyPipe != nil, request != nil { return .none }
         let grace = limits.headerTimeout.clampedNanoseconds
         guard request != nil else { return now - opened > grace ? .headersLate : .waiting }
         let allowance = grace + Int64(bodyLength) * 1_000_000_000 / Int64(max(limits.minBodyRate, 1))
@@ -181,6 +209,10 @@ final class H2Stream: ClientResponder {
 
     /// The client ended the stream: the request goes to the handler with its body.
     func requestComplete() {
+        if let bodyPipe {
+            bodyPipe.end()
+            return
+        }
         guard !discarding, !finished, let head = request?.head else { return }
         let complete = HTTPRequest(head: head, body: body, peer: connection.peer, tls: connection.socket.tls)
         body = nil
@@ -213,7 +245,9 @@ final class H2Stream: ClientResponder {
 
     func beginResponse(relaying head: HTTPHead, framing body: BodyFraming) {
         guard canRespond else { return }
-        let hasBody = body != .none && !answeringHEAD
+        // An empty body ends the stream with the HEADERS frame: that is how a gRPC answer with
+        // no message (trailers-only, its grpc-status in the head) must arrive.
+        let hasBody = body != .none && body != .length(0) && !answeringHEAD
         var length: Int?
         if case .length(let n) = body, !answeringHEAD { length = n }
         submit(H2Headers.fields(relaying: head, length: length, keepLength: body == .none, date: connection.worker.dateHeaderLine),
@@ -263,6 +297,31 @@ final class H2Stream: ClientResponder {
         guard !finished else { return }
         connection.resume(self)
         connection.scheduleFlush()
+    }
+
+    func endResponse(trailers: [(name: [UInt8], value: [UInt8])]) {
+        if !trailers.isEmpty, responding, !ended { trailerFields = H2Headers.fields(trailers: trailers) }
+        endResponse()
+    }
+
+    /// The trailers to send after the last DATA frame, once.
+    func takeTrailers() -> H2Headers.Fields? {
+        defer { trailerFields = nil }
+        return trailerFields
+    }
+
+    /// A streamed body that the upstream does not take fast enough: the exchange is dropped,
+    /// and the client gets 413 or, with a response under way, a reset stream.
+    private func overflow() -> HTTPError? {
+        discarding = true
+        let exchange = self.exchange
+        self.exchange = nil
+        exchange?.clientClosed()
+        if responding {
+            abortResponse()
+            return nil
+        }
+        return HTTPError(413, "HTTP/2 request body waiting for the upstream over max_body_bytes")
     }
 
     func abortResponse() {

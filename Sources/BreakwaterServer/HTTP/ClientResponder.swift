@@ -33,6 +33,11 @@ protocol ClientResponder: AnyObject {
     func sendBody(_ buffer: OpaquePointer) -> Bool
     /// Completes the response.
     func endResponse()
+    /// Completes the response with trailer fields (names lower-case) after its body. HTTP/1.1
+    /// drops them (its responses are framed by Content-Length or chunked without a trailer).
+    func endResponse(trailers: [(name: [UInt8], value: [UInt8])])
+    /// A request body that streams to the upstream as it arrives, once `startStreaming` made one.
+    var bodyPipe: RequestBodyPipe? { get }
     /// Ends the response mid-body so that the client cannot take a part for the whole.
     func abortResponse()
     /// The upstream switched protocols (a 101): joins the client and `upstream` into a tunnel.
@@ -41,6 +46,10 @@ protocol ClientResponder: AnyObject {
 }
 
 extension ClientResponder {
+    func endResponse(trailers: [(name: [UInt8], value: [UInt8])]) { endResponse() }
+
+    var bodyPipe: RequestBodyPipe? { nil }
+
     /// A complete response in one call: one of Breakwater's own answers, through
     /// `respond(bodyLength:head:body:)`.
     func respond(status: Int, reason: String, headers: [(String, String)], body: [UInt8]) {

@@ -84,4 +84,7 @@ final class HTTPRequest {
 
     /// Body length in bytes.
     var bodyLength: Int { body.map { evbuffer_get_length($0) } ?? 0 }
+
+    /// A gRPC call (`content-type: application/grpc...`): the shield answers it the gRPC way.
+    lazy var isGRPC: Bool = head.combined("content-type").map { GRPCStatus.isGRPC(contentType: $0) } ?? false
 }

@@ -36,6 +36,8 @@ final class ProxyExchange: ClientExchange, UpstreamWaiter, UpstreamExchange {
     private let circuitProbe: Bool
     /// The circuits of the context the exchange started in (a reload may replace the handler's).
     private let circuits: RouteCircuits<LoopClock>
+    /// Tells the circuit and the tracker what the upstream answered.
+    private let report: ShieldReport
     private var server: UpstreamServer
     private var phase = Phase.waiting
     private var freshRetries = 0
@@ -66,6 +68,9 @@ final class ProxyExchange: ClientExchange, UpstreamWaiter, UpstreamExchange {
         self.isProbe = isProbe
         self.circuitProbe = circuitProbe
         circuits = handler.context.circuits
+        report = ShieldReport(handler: handler, request: request, route: route, key: key, isProbe: isProbe,
+                              circuitProbe: circuitProbe, circuits: handler.context.circuits,
+                              metrics: handler.context.routeMetrics[route.index])
         // Kept for the whole exchange: a reload may give the handler a new pool meanwhile.
         pool = handler.pool
         metrics = handler.context.routeMetrics[route.index]
@@ -114,8 +119,11 @@ final class ProxyExchange: ClientExchange, UpstreamWaiter, UpstreamExchange {
         upstreamTime = elapsed
         status = head.status
         phase = .relaying(connection)
-        record(status: head.status, retryAfter: head.combined("retry-after"),
-               challenge: head.status == 401 ? head.combined("www-authenticate") : nil)
+        // A trailers-only gRPC answer carries its grpc-status in the head; looked for only on a
+        // route that counts gRPC statuses.
+        let grpcStatus = route.policy.on.grpcStatuses.isEmpty ? nil : head.combined("grpc-status").flatMap { GRPCStatus.parse($0) }
+        report.record(status: head.status, grpcStatus: grpcStatus,
+               retryAfter: head.combined("retry-after"), challenge: head.status == 401 ? head.combined("www-authenticate") : nil)
         client.beginResponse(relaying: head, framing: framing)
     }
 
@@ -127,7 +135,7 @@ final class ProxyExchange: ClientExchange, UpstreamWaiter, UpstreamExchange {
         metrics.upstreamDuration.record(elapsed)
         status = 101
         phase = .finished
-        record(status: 101, retryAfter: nil)   // the handshake succeeded: a success for the tracker
+        report.record(status: 101, retryAfter: nil)   // the handshake succeeded: a success for the tracker
         metrics.tunnels.increment()
         let context = handler.context
         let (handler, request, route, key) = (self.handler, self.request, self.route, self.key)
@@ -199,15 +207,15 @@ final class ProxyExchange: ClientExchange, UpstreamWaiter, UpstreamExchange {
         switch failure {
         case .connect:
             metrics.count(.connect_error)
-            recordFailure(.connect, counts: route.policy.on.connect)
+            report.recordFailure(.connect, counts: route.policy.on.connect)
             respond(502, "Bad Gateway")
         case .timeout:
             metrics.count(.timeout)
-            recordFailure(.timeout, counts: route.policy.on.timeout)
+            report.recordFailure(.timeout, counts: route.policy.on.timeout)
             respond(504, "Gateway Timeout")
         case .closedBeforeResponse, .badResponse, .brokenResponse:
             metrics.count(.c5xx)
-            record(status: 502, retryAfter: nil)
+            report.record(status: 502, retryAfter: nil)
             respond(502, "Bad Gateway")
         }
     }
@@ -267,62 +275,5 @@ final class ProxyExchange: ClientExchange, UpstreamWaiter, UpstreamExchange {
 
     func clientDrained() {
         if case .relaying(let connection) = phase { connection.resume() }
-    }
-
-    // MARK: tracker
-
-    /// Tells the route's circuit and then, unless the circuit took the blame, the client's tracker.
-    private func record(status: Int, retryAfter: String?, challenge: String? = nil) {
-        guard let key else { return }
-        let outcome = route.classify(status: status)
-        // A 401 that opens or continues a Digest, NTLM or Negotiate handshake is no failure: the
-        // upstream works, and the client's next request carries the answer.
-        if outcome == .error, challenge != nil,
-           AuthChallenge.isHandshakeStep(wwwAuthenticate: challenge, authorization: request.head.combined("authorization")) {
-            circuitChanged(circuits.recordSuccess(route: route.index, isProbe: circuitProbe))
-            if isProbe { handler.store.abandonProbe(key) }
-            return
-        }
-        let floor = outcome == .error ? retryAfter.flatMap { RetryAfter.parse($0, now: LoopClock.wallSeconds()) } : nil
-        if outcome == .error && status >= 500 {
-            let (blame, transition) = circuits.recordFailure(route: route.index, .status, isProbe: circuitProbe, floor: floor)
-            circuitChanged(transition)
-            if blame == .route {
-                if isProbe { handler.store.abandonProbe(key) }
-                return
-            }
-        } else {
-            circuitChanged(circuits.recordSuccess(route: route.index, isProbe: circuitProbe))
-        }
-        handler.store.record(key, outcome: outcome, policy: route.policy, routeIndex: route.index,
-                             upstreamRetryAfter: floor, windows: metrics)
-    }
-
-    /// A connect error or timeout is the route's circuit's to judge when `on` lists it, and the
-    /// client's only while circuits are disabled. Otherwise it neither blocks nor clears the
-    /// client, but a probe is released so the next request can probe again.
-    private func recordFailure(_ failure: RouteCircuit.Failure, counts: Bool) {
-        guard let key else { return }
-        if counts {
-            let (blame, transition) = circuits.recordFailure(route: route.index, failure, isProbe: circuitProbe)
-            circuitChanged(transition)
-            if blame == .client {
-                handler.store.record(key, outcome: .error, policy: route.policy, routeIndex: route.index,
-                                     upstreamRetryAfter: nil, windows: metrics)
-                return
-            }
-        } else if circuitProbe {
-            circuits.abandonProbe(route: route.index)
-        }
-        if isProbe { handler.store.abandonProbe(key) }
-    }
-
-    /// Shows a circuit that opened or closed in `breakwater_route_circuit_open` and the error log.
-    private func circuitChanged(_ transition: RouteCircuit.Transition?) {
-        guard let transition else { return }
-        metrics.circuitOpen.set(Int64(transition == .opened ? 1 : 0))
-        handler.logger.warning(transition == .opened ? "route circuit opened: upstream failing for every client"
-                                                     : "route circuit closed: upstream answering again",
-                               metadata: ["route": "\(route.name)"])
     }
 }

@@ -21,6 +21,8 @@ final class ProxyContext: Sendable {
     let upstreamTLS: TLSClientContext?
     /// One circuit per route (`[circuit]`); a reload starts them closed.
     let circuits: RouteCircuits<LoopClock>
+    /// Some route has `upstream_protocol = "h2"`.
+    let hasH2Routes: Bool
     /// `[server] cors_origins`, and whether it lists "*".
     private let corsOrigins: Set<String>
     private let corsAnyOrigin: Bool
@@ -38,6 +40,7 @@ final class ProxyContext: Sendable {
         unroutedMetrics = metrics.route("none")
         retryPolicy = RetryPolicy(config.upstream)
         circuits = RouteCircuits(routes: routes.routes.count, policy: config.circuit, clock: LoopClock())
+        hasH2Routes = routes.routes.contains { $0.upstreamH2 }
         corsOrigins = Set(config.server.corsOrigins)
         corsAnyOrigin = corsOrigins.contains("*")
         for metrics in routeMetrics { metrics.circuitOpen.set(Int64(0)) }
@@ -131,8 +134,44 @@ final class ProxyHandler: HTTPHandler {
         judgeAhead(request, on: connection)
     }
 
+    /// A request that goes upstream over HTTP/2 takes the whole request path now, its body
+    /// streaming behind it; any other is judged from its head.
     func bodyAhead(_ request: HTTPRequest, on stream: H2Stream) -> ((H2Stream) -> Void)? {
-        judgeAhead(request, on: stream)
+        if goesOverH2(request) {
+            stream.startStreaming()
+            serve(request, on: stream)
+            return nil
+        }
+        return judgeAhead(request, on: stream)
+    }
+
+    /// A gRPC call, or a request on a route with `upstream_protocol = "h2"`.
+    private func goesOverH2(_ request: HTTPRequest) -> Bool {
+        if request.isGRPC { return true }
+        guard context.hasH2Routes, !request.upgrading else { return false }
+        let path = request.head.pathBytes
+        let normalized: NormalizedPath?
+        do throws(HTTPError) {
+            normalized = try NormalizedPath.of(path)
+        } catch {
+            return false   // the request path refuses it
+        }
+        let route = normalized.map { n in n.matchPath.withUnsafeBytes { context.routes.match(pathBytes: $0) } }
+            ?? path.withUnsafeBytes { context.routes.match(pathBytes: $0) }
+        return route.upstreamH2
+    }
+
+    /// Forwards the request: over HTTP/2 for a gRPC call or an `upstream_protocol = "h2"` route,
+    /// else over the HTTP/1.1 pool.
+    private func forward(_ request: HTTPRequest, on connection: some ClientResponder, route: ResolvedRoute, key: ClientKey?,
+                         isProbe: Bool, circuitProbe: Bool) {
+        if !request.upgrading, route.upstreamH2 || request.isGRPC {
+            H2ProxyExchange(handler: self, request: request, client: connection, route: route, key: key, isProbe: isProbe,
+                            circuitProbe: circuitProbe).start()
+        } else {
+            ProxyExchange(handler: self, request: request, client: connection, route: route, key: key, isProbe: isProbe,
+                          circuitProbe: circuitProbe).start()
+        }
     }
 
     func handle(_ request: HTTPRequest, on connection: ClientConnection) {
@@ -171,7 +210,7 @@ final class ProxyHandler: HTTPHandler {
         }
         guard let key else {
             context.routeMetrics[route.index].count(.bypassed, over: connection.wireProtocol, totals: context.metrics.totals)
-            ProxyExchange(handler: self, request: request, client: connection, route: route, key: nil, isProbe: false).start()
+            forward(request, on: connection, route: route, key: nil, isProbe: false, circuitProbe: false)
             return
         }
         // The verdict given when the head arrived, for a request whose body followed.
@@ -208,7 +247,11 @@ final class ProxyHandler: HTTPHandler {
                 let outcome: RequestOutcome = reason == .probe ? .probe_wait : .shielded
                 metrics.count(outcome, over: connection.wireProtocol, totals: context.metrics.totals)
                 if answerPreflight(request, route: route, key: key, on: connection) { return }
-                ShieldResponse.send(reason: reason, retryAfter: retryAfter, on: connection)
+                if request.isGRPC {
+                    ShieldResponse.sendGRPC(reason: reason, retryAfter: retryAfter, on: connection)
+                } else {
+                    ShieldResponse.send(reason: reason, retryAfter: retryAfter, on: connection)
+                }
                 logAccess(request, route: route, key: key, status: 429, outcome: outcome.rawValue, upstream: nil, bytes: 0)
                 return
             }
@@ -223,7 +266,11 @@ final class ProxyHandler: HTTPHandler {
                 if isProbe { store.abandonProbe(key) }
                 metrics.count(.rate_limited, over: connection.wireProtocol, totals: context.metrics.totals)
                 if answerPreflight(request, route: route, key: key, on: connection) { return }
-                ShieldResponse.send(reason: .rate, retryAfter: wait, on: connection)
+                if request.isGRPC {
+                    ShieldResponse.sendGRPC(reason: .rate, retryAfter: wait, on: connection)
+                } else {
+                    ShieldResponse.send(reason: .rate, retryAfter: wait, on: connection)
+                }
                 logAccess(request, route: route, key: key, status: 429, outcome: "rate_limited", upstream: nil, bytes: 0)
                 return
             }
@@ -241,15 +288,18 @@ final class ProxyHandler: HTTPHandler {
                 if isProbe { store.abandonProbe(key) }
                 metrics.count(.circuit_open, over: connection.wireProtocol, totals: context.metrics.totals)
                 if answerPreflight(request, route: route, key: key, on: connection) { return }
-                ShieldResponse.sendUpstreamDown(retryAfter: retryAfter, on: connection)
+                if request.isGRPC {
+                    ShieldResponse.sendGRPCUpstreamDown(retryAfter: retryAfter, on: connection)
+                } else {
+                    ShieldResponse.sendUpstreamDown(retryAfter: retryAfter, on: connection)
+                }
                 logAccess(request, route: route, key: key, status: 503, outcome: "circuit_open", upstream: nil, bytes: 0)
                 return
             }
             metrics.countDryRun()
         }
         metrics.count(.forwarded, over: connection.wireProtocol, totals: context.metrics.totals)
-        ProxyExchange(handler: self, request: request, client: connection, route: route, key: key, isProbe: isProbe,
-                      circuitProbe: circuitProbe).start()
+        forward(request, on: connection, route: route, key: key, isProbe: isProbe, circuitProbe: circuitProbe)
     }
 
     /// A CORS preflight (OPTIONS with Access-Control-Request-Method) from an origin listed in

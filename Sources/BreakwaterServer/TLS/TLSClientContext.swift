@@ -32,8 +32,17 @@ final class TLSClientContext: @unchecked Sendable {
 
     /// A client session on `fd` for the server `name` (a host name, or an IP address, which is
     /// then matched against the certificate's IP addresses and sent without SNI).
-    func makeSession(fd: Int32, serverName name: String) -> TLSSession? {
+    /// `alpn`: one protocol to offer (such as "h2"), nil to offer none.
+    func makeSession(fd: Int32, serverName name: String, alpn: String? = nil) -> TLSSession? {
         guard let ssl = SSL_new(context) else { return nil }
+        if let alpn {
+            // ALPN's wire form: each name after its length byte. SSL_set_alpn_protos returns 0 on success.
+            let wire = [UInt8(alpn.utf8.count)] + Array(alpn.utf8)
+            guard wire.withUnsafeBufferPointer({ SSL_set_alpn_protos(ssl, $0.baseAddress, UInt32($0.count)) }) == 0 else {
+                SSL_free(ssl)
+                return nil
+            }
+        }
         let isAddress = IPAddress(parsing: name) != nil
         let ok = SSL_set_fd(ssl, fd) == 1
             && (isAddress || bw_SSL_set_tlsext_host_name(ssl, name) == 1)

@@ -95,6 +95,9 @@ final class UpstreamPool {
     private var queues: [[UpstreamWaiter]]
     /// The idle sweep's timer, made with the first parked connection.
     private var sweepTimer: LoopEvent?
+    /// The HTTP/2 connections to the same servers (`upstream_protocol = "h2"`, gRPC), made with
+    /// the first request that needs one.
+    private(set) lazy var h2 = UpstreamH2Pool(worker: worker, settings: settings, servers: servers.count)
 
     init(worker: Worker, config: UpstreamConfig, health: [UpstreamHealth], tls: TLSClientContext? = nil) throws {
         self.worker = worker
@@ -235,6 +238,7 @@ final class UpstreamPool {
     /// Closes every parked connection (a pool replaced by a reload, or shutdown): `closesPerTurn`
     /// now and as many on each following turn of the loop; the pool stays alive until done.
     func closeIdle() {
+        h2.closeIdle()
         var budget = Self.closesPerTurn
         for index in idle.indices where budget > 0 {
             let batch = idle[index].prefix(budget)
