@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Breakwater's TLS termination beside nginx's and HAProxy's (`bind ... ssl crt`), in the
-# arrangement of bench/compare.sh, in one command of about five minutes (DURATION=5s ROUNDS=3).
+# arrangement of bench/compare.sh, in one command of about six minutes (DURATION=5s ROUNDS=3).
 #
 #   bench/tls.sh
 #   DURATION=2s ROUNDS=1 bench/tls.sh                              # the quick mode, about two minutes
