@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Breakwater's TLS termination beside nginx's and HAProxy's (`bind ... ssl crt`), in the
-# arrangement of bench/compare.sh, in one command of about five minutes (DURATION=5s ROUNDS=3).
+# arrangement of bench/compare.sh, in one command of about six minutes (DURATION=5s ROUNDS=3).
 #
 #   bench/tls.sh
 #   DURATION=2s ROUNDS=1 bench/tls.sh                              # the quick mode, about two minutes
@@ -32,6 +32,13 @@
 #   shield      /shield/x at CONNECTIONS: every answer a 429 from the proxy itself (Breakwater's
 #               blocked client, nginx limit_req, HAProxy's stick table; "haproxy deny" is its
 #               unconditional deny on /deny/x)
+#   full        new FULL handshakes: FULL_CLIENTS (8) `openssl s_time -new -www /ok` clients at once,
+#               also on LOAD_CPU, for DURATION (whole seconds; s_time stops at the first whole second
+#               past it). Each connection makes a full handshake (s_time offers no session and no
+#               ticket), sends GET /ok HTTP/1.0 and reads the answer up to the proxy's close.
+#               Handshakes per second and the proxy's CPU us per handshake go to a table of their
+#               own; s_time's count of resumed connections (0 expected) and Breakwater's handshake
+#               counter are checked against the connections.
 # Before any load, each proxy in turn holds 1,000 idle TLS connections (handshake done, one /ok
 # answered, kept alive) from a Python ssl client on LOAD_CPU: its RSS before, with them (VmRSS)
 # and its peak (VmHWM, reset just before) go to idle-rss.tsv and the table's header.
@@ -42,12 +49,12 @@
 # breakwater_tls_handshakes_total{result} is read around each of its runs: the handshakes it
 # completed per request are in the notes.
 #
-# Environment: KEY (ec or rsa), IDLE_CONNECTIONS (1000; 0 to skip), DURATION (5s), ROUNDS (3), WARMUP (1s per cell and proxy; 0 to skip), CONNECTIONS
+# Environment: KEY (ec or rsa), IDLE_CONNECTIONS (1000; 0 to skip), FULL_CLIENTS (8; 0 to skip the full cell), DURATION (5s), ROUNDS (3), WARMUP (1s per cell and proxy; 0 to skip), CONNECTIONS
 # (64), CONNECTIONS_MANY (256), PROXY_CPU (0), LOAD_CPU (1), NICE (-20 as root, else 0),
 # QUIET_WAIT (0: do not wait; else each round first waits at most this many seconds for the
 # machine to fall under QUIET_PCT (20) % busy), SCRATCH_PATH (swift build's --scratch-path),
 # BREAKWATER_BIN (use this binary, skip the build).
-# Raw wrk outputs, configs, logs, results.tsv, handshakes.tsv and the table go to
+# Raw wrk and s_time outputs, configs, logs, results.tsv, handshakes.tsv, full.tsv and the table go to
 # bench/out/tls-DATE-TIME/ (tls-rsa-DATE-TIME/ with KEY=rsa).
 
 set -euo pipefail
@@ -63,12 +70,14 @@ proxy_tools
 ensure_tool openssl openssl
 KEY=${KEY:-ec}
 IDLE_CONNECTIONS=${IDLE_CONNECTIONS:-1000}
+FULL_CLIENTS=${FULL_CLIENTS:-8}
 case $KEY in
     ec) KEY_ARGS=(-newkey ec -pkeyopt ec_paramgen_curve:P-256) KEY_LABEL="EC P-256" DIR_NAME=tls ;;
     rsa) KEY_ARGS=(-newkey rsa:2048) KEY_LABEL="RSA-2048" DIR_NAME=tls-rsa ;;
     *) bench_die "KEY must be ec or rsa" ;;
 esac
 case "$IDLE_CONNECTIONS" in '' | *[!0-9]*) bench_die "IDLE_CONNECTIONS must be a number" ;; esac
+case "$FULL_CLIENTS" in '' | *[!0-9]*) bench_die "FULL_CLIENTS must be a number" ;; esac
 
 breakwater_binary
 
@@ -159,6 +168,11 @@ for port in "$BW_TLS_PORT" "$NGX_PORT" "$HAP_PORT"; do
     done
     got=$(https_status "$port" /ok)
     [ "$got" = "200 3" ] || bench_die "GET /ok on port $port answered '$got' once /shield/ was blocked, expected '200 3'"
+done
+# The full-handshake cell's request: HTTP/1.0, no Host, no ALPN, as openssl s_time sends it.
+for port in "$BW_TLS_PORT" "$NGX_PORT" "$HAP_PORT"; do
+    got=$(https_status "$port" /ok --no-alpn --http1.0 -H "Host:")
+    [ "$got" = "200 3" ] || bench_die "GET /ok HTTP/1.0 without Host on port $port answered '$got', expected '200 3'"
 done
 got=$(https_status "$HAP_PORT" /deny/x)
 [ "${got% *}" = 429 ] || bench_die "HAProxy GET /deny/x answered '$got', expected 429"
@@ -296,6 +310,88 @@ measure() {
     fi
 }
 
+# ---- new full handshakes: FULL_CLIENTS parallel `openssl s_time -new` -----------------------------
+# measure_full TARGET ROUND SECONDS: FULL_CLIENTS clients `openssl s_time -new -www /ok` at once on
+# LOAD_CPU for SECONDS (s_time stops at the first whole second past them) against TARGET. Each
+# client, one connection after the other, opens a TCP connection, makes a full handshake (it offers
+# no session and no ticket, and keeps none), sends GET /ok HTTP/1.0, reads the answer up to the
+# proxy's close, and closes. s_time prints one character a connection: '*' for a new session, 'r'
+# for a resumed one; both are counted (full.tsv). Handshakes per second are the connections over
+# the wall time of the run; CPU us per handshake the proxy's CPU time over the connections, as in
+# measure_wrk, whose RESULTS columns it writes (no latencies: p50 and p99 are 0). Round 0 is a
+# warm-up and is not recorded.
+measure_full() {
+    local t=$1 round=$2 seconds=$3 port pid log rss i file status failed=0 pids=() files=()
+    local load ticks0 ticks1 user0 user1 wait0 wait1 c0a c0b c1a c1b up0 up1 w0 w1 peak before="" after="" counts new resumed
+    read -r port pid log <<<"$(target_info "$t")"
+    rss=$pid
+    [ "$t" = ngx ] && rss=$(pgrep -P "$NGX_PID" | head -n 1 || echo "$NGX_PID") # nginx's worker
+    load=$(load_average)
+    reset_peak_rss "$rss"
+    [ "$t" = bw ] && before=$(handshakes)
+    up0=$(upstream_requests)
+    ticks0=$(proc_ticks "$pid")
+    user0=$(proc_ticks "$pid" user)
+    wait0=$(proc_wait_ns "$pid")
+    c0a=$(cpu_ticks "$PROXY_CPU")
+    c1a=$(cpu_ticks "$LOAD_CPU")
+    w0=$(date +%s.%N)
+    for ((i = 1; i <= FULL_CLIENTS; i++)); do
+        if [ "$round" = 0 ]; then file=$OUT/warmup-full-$t-$i.txt; else file=$OUT/full-$t-round$round-$i.txt; fi
+        timeout -k 5 $((seconds + 30)) taskset -c "$LOAD_CPU" nice -n "$NICE" \
+            openssl s_time -connect "$BENCH_HOST:$port" -new -time "$seconds" -www /ok >"$file" 2>&1 &
+        pids+=("$!")
+        files+=("$file")
+        track_pid "$!" "openssl s_time"
+    done
+    for i in "${!pids[@]}"; do
+        status=0
+        wait "${pids[$i]}" || status=$?
+        untrack_pid "${pids[$i]}"
+        [ "$status" = 0 ] || failed=$((failed + 1))
+    done
+    w1=$(date +%s.%N)
+    ticks1=$(proc_ticks "$pid")
+    user1=$(proc_ticks "$pid" user)
+    wait1=$(proc_wait_ns "$pid")
+    c0b=$(cpu_ticks "$PROXY_CPU")
+    c1b=$(cpu_ticks "$LOAD_CPU")
+    up1=$(upstream_requests)
+    peak=$(peak_rss_kib "$rss")
+    kill -0 "$pid" 2>/dev/null || fail_with_log "$log" "$(target_label "$t") (pid $pid) exited during the full-handshake run"
+    [ "$round" = 0 ] && return 0
+    [ "$t" = bw ] && after=$(handshakes)
+
+    # "NEW RESUMED": the characters s_time printed, one a completed connection.
+    counts=$(cat "${files[@]}" | awk '/^[*r3t]+$/ { n += gsub(/[*3t]/, ""); r += gsub(/r/, "") } END { printf "%d %d\n", n, r }')
+    read -r new resumed <<<"$counts"
+    [ $((new + resumed)) -gt 0 ] || fail_with_log "${files[0]}" "openssl s_time made no connection to $(target_label "$t")"
+    awk -v t="$t" -v round="$round" -v new="$new" -v resumed="$resumed" -v failed="$failed" -v up="$((${up1:-0} - ${up0:-0} - 1))" \
+        -v a="$before" -v b="$after" 'BEGIN {
+            split(a, x, " "); split(b, y, " ")
+            printf "%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\n", t, round, new + resumed, new, resumed, failed, up, (a == "" ? "-" : y[1] - x[1])
+        }' >>"$OUT/full.tsv"
+    awk -v cell=full -v t="$t" -v round="$round" -v n="$((new + resumed))" -v dt="$((ticks1 - ticks0))" -v hz="$CLK_TCK" \
+        -v w0="$w0" -v w1="$w1" -v c0a="$c0a" -v c0b="$c0b" -v c1a="$c1a" -v c1b="$c1b" -v failed="$failed" \
+        -v up="$((${up1:-0} - ${up0:-0} - 1))" -v peak="$peak" -v load="$load" -v dw="$((wait1 - wait0))" \
+        -v du="$((user1 - user0))" 'BEGIN {
+            split(c0a, a, " "); split(c0b, b, " "); split(c1a, x, " "); split(c1b, y, " ")
+            wall = w1 - w0
+            us = n > 0 ? dt / hz * 1e6 / n : 0
+            user = n > 0 ? du / hz * 1e6 / n : 0
+            proxy = 100 * dt / hz / wall
+            busy0 = 100 * (b[1] - a[1]) / (b[2] - a[2])
+            printf "%s\t%s\t%s\t%.1f\t%.3f\t%.3f\t%.2f\t%.1f\t%.1f\t%.1f\t%d\t%d\t%d\t%d\t%d\t%s\t%.1f\t%.1f\t%.2f\t%.2f\n", cell, t, round, n / wall,
+                0, 0, us, proxy, busy0, 100 * (y[1] - x[1]) / (y[2] - x[2]), n, 0, failed, up, peak, load,
+                busy0 - proxy, 100 * dw / 1e9 / wall, user, us - user
+        }' >>"$RESULTS"
+    awk -F'\t' -v t="$t" -v r="$round" -v label="$(target_label "$t")" -v resumed="$resumed" '$1 == "full" && $2 == t && $3 == r {
+        printf "  round %s %-10s %-20s %9.0f handshakes/s  %7.2f us/handshake  %d resumed  proxy %3.0f%% (waiting %2.0f%%)  CPU0 %3.0f%%  CPU1 %3.0f%%  load %s\n",
+            r, "full", label, $4, $7, resumed, $8, $18, $9, $10, $16
+    }' "$RESULTS" >&2
+}
+[ "$FULL_CLIENTS" != 0 ] && printf 'target\tround\tconnections\tnew\tresumed\tclients_failed\tupstream_requests\tbreakwater_handshakes_ok\n' >"$OUT/full.tsv"
+
 LOAD_START=$(load_average)
 MACHINE=$(machine_line)
 VERSIONS="$(versions_line), $(openssl version | awk '{ print $1, $2 }')"
@@ -309,6 +405,9 @@ if [ "$WARMUP" != 0 ] && [ "$WARMUP" != 0s ]; then
         read -r _ _ _ targets <<<"$(cell_info "$cell")"
         for t in $targets; do measure "$cell" "$t" 0 "$WARMUP"; done
     done
+    if [ "$FULL_CLIENTS" != 0 ]; then
+        for t in bw ngx hap; do measure_full "$t" 0 1; done
+    fi
 fi
 for round in $(seq 1 "$ROUNDS"); do
     quiet_round
@@ -317,6 +416,9 @@ for round in $(seq 1 "$ROUNDS"); do
         # shellcheck disable=SC2046 # the lists are split into words on purpose
         for t in $(rotate "$round" $targets); do measure "$cell" "$t" "$round" "$DURATION"; done
     done
+    if [ "$FULL_CLIENTS" != 0 ]; then
+        for t in $(rotate "$round" bw ngx hap); do measure_full "$t" "$round" "$DURATION_S"; done
+    fi
 done
 LOAD_END=$(load_average)
 curl -s --max-time 5 "http://$BENCH_HOST:$BW_ADMIN/metrics" >"$OUT/breakwater-metrics.txt" 2>/dev/null || true
@@ -326,6 +428,9 @@ for cell in "${CELLS[@]}"; do
     read -r _ _ _ targets <<<"$(cell_info "$cell")"
     for t in $targets; do summarize "$cell" "$t"; done
 done
+if [ "$FULL_CLIENTS" != 0 ]; then
+    for t in bw ngx hap; do summarize full "$t"; done
+fi
 TABLE_CELL_WIDTH=42
 
 {
@@ -369,6 +474,30 @@ TABLE_CELL_WIDTH=42
     table_legend
     echo "Peak RSS: VmHWM of the Breakwater process, the nginx worker, the HAProxy process."
     echo "new TLS conn per request: wrk sends Connection: close, so each request is one TCP connection and one TLS handshake (resumed when the proxy resumes wrk's session); req/s = handshakes/s."
+    if [ "$FULL_CLIENTS" != 0 ]; then
+        echo
+        echo "New full handshakes (no session offered, no ticket): $FULL_CLIENTS openssl s_time -new -www /ok clients at once on CPU $LOAD_CPU, ${DURATION_S}s each round; every connection one full TLS handshake and one GET /ok HTTP/1.0, closed by the proxy."
+        printf "%-21s %12s %9s %7s %7s %6s %6s %7s %8s %7s %7s %7s %5s\n" \
+            "proxy" "handshakes/s" "CPU" "user" "kernel" "proxy" "proxy" "peak" "resumed" "BW/x" "BW/x" "BW/x" "load"
+        printf "%-21s %12s %9s %7s %7s %6s %6s %7s %8s %7s %7s %7s %5s\n" \
+            "" "" "us/hs" "us/hs" "us/hs" "CPU %" "wait %" "RSS MiB" "" "hs/s" "us/hs" "user" "max"
+        for t in bw ngx hap; do
+            r1="" r2="" r3=""
+            if [ "$t" != bw ]; then
+                r1=$(round_ratio full bw "$t" 4)
+                r2=$(round_ratio full bw "$t" 7)
+                r3=$(round_ratio full bw "$t" 19)
+            fi
+            printf "%-21s %12.0f %9.2f %7.2f %7.2f %6.0f %6s %7.1f %8s %7s %7s %7s %5s\n" "$(target_label "$t")" \
+                "${M[full,$t,4]}" "${M[full,$t,7]}" "${M[full,$t,19]}" "${M[full,$t,20]}" "${M[full,$t,8]}" \
+                "$(awk -v o="${M[full,$t,18]}" 'BEGIN { printf "%.1f", o }')" \
+                "$(awk -v k="${M[full,$t,peak]}" 'BEGIN { printf "%.1f", k / 1024 }')" \
+                "$(awk -F'\t' -v t="$t" 'NR > 1 && $1 == t { r += $5 } END { print r + 0 }' "$OUT/full.tsv")" \
+                "$r1" "$r2" "$r3" "${M[full,$t,load]}"
+        done
+        echo "In the notes below, \"wrk\" in the full-handshake rows stands for the s_time clients."
+        echo "hs: handshake (one connection, one request). resumed: connections s_time saw resumed, all rounds (0: every one a full handshake). BW/x as above."
+    fi
 
     echo
     echo "Notes:"
@@ -388,6 +517,18 @@ TABLE_CELL_WIDTH=42
             END { if (n > 0) printf "  %s, breakwater: %d TLS handshakes completed for %d requests (%.3f a request), %d failed (wrk opens and closes one plain TCP connection before each run, to check the address: one a run), %d timed out.\n", what, ok, n, ok / n, failed, timeout }' \
             "$OUT/handshakes.tsv"
     done
+    if [ "$FULL_CLIENTS" != 0 ]; then
+        for t in bw ngx hap; do
+            what="new full handshakes, $(target_label "$t")"
+            pace_notes "$what" full "$t"
+            awk -F'\t' -v t="$t" -v what="$what" 'NR > 1 && $1 == t { n += $3; up += $7; failed += $6; if ($8 != "-") { hs += $8; bw = 1 } }
+                END {
+                    printf "  %s: %d connections, %d of them reached the upstream", what, n, up
+                    if (bw) printf ", %d TLS handshakes counted by breakwater_tls_handshakes_total{result=\"ok\"}", hs
+                    printf "%s.\n", (failed > 0 ? sprintf("; %d s_time clients stopped on an error", failed) : "")
+                }' "$OUT/full.tsv"
+        done
+    fi
     echo "  upstream requests per cell (all rounds; the forward rows should match wrk's count, the shield rows be ~0): $(
         for cell in "${CELLS[@]}"; do
             read -r _ _ _ targets <<<"$(cell_info "$cell")"

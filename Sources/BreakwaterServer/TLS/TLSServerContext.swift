@@ -153,8 +153,11 @@ final class TLSServerContext: @unchecked Sendable {
             _ = SSL_CTX_set_options(context, bw_SSL_OP_NO_COMPRESSION | bw_SSL_OP_CIPHER_SERVER_PREFERENCE
                                         | bw_SSL_OP_NO_RENEGOTIATION | (settings.sessionTickets ? 0 : bw_SSL_OP_NO_TICKET))
             // Partial writes from a moving evbuffer; buffers released while a connection is idle.
+            // The chain sent is the cert file's: without NO_AUTO_CHAIN, a file holding only the
+            // leaf makes OpenSSL build a chain from the context's store (X509_verify_cert) in
+            // every full handshake, and with client_ca that store is the client CA bundle.
             _ = bw_SSL_CTX_set_mode(context, Int(SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER
-                                                 | SSL_MODE_RELEASE_BUFFERS))
+                                                 | SSL_MODE_RELEASE_BUFFERS | SSL_MODE_NO_AUTO_CHAIN))
             let sessionID = Array("breakwater".utf8)
             _ = SSL_CTX_set_session_id_context(context, sessionID, UInt32(sessionID.count))
             guard SSL_CTX_use_certificate_chain_file(context, pair.cert) == 1 else {
