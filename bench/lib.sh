@@ -667,8 +667,11 @@ other_benches() {
     ps -eo pid=,ppid=,args= | awk -v self=$$ '
         { pid = $1; parent[pid] = $2; $1 = ""; $2 = ""; args[pid] = $0 }
         END {
+            # Ancestors of this script (a timeout around it) are not other benchmarks.
+            for (q = self; q > 1; q = parent[q]) ancestor[q] = 1
             for (p in args) {
                 if (args[p] !~ /(^|[ \/])wrk( |$)|bench\/(compare|tls|ws)\.sh/) continue
+                if (p in ancestor) continue
                 mine = 0
                 for (q = p; q > 1; q = parent[q]) if (q == self) { mine = 1; break }
                 if (!mine) print p
