@@ -20,9 +20,6 @@ final class H2ProxyExchange: ClientExchange, UpstreamH2Exchange, RequestBodyRead
     private let client: any ClientResponder
     private let route: ResolvedRoute
     private let key: ClientKey?
-    private let isProbe: Bool
-    private let circuitProbe: Bool
-    private let circuits: RouteCircuits<LoopClock>
     private let report: ShieldReport
     private let pool: UpstreamPool
     private let metrics: RouteMetrics
@@ -46,9 +43,6 @@ final class H2ProxyExchange: ClientExchange, UpstreamH2Exchange, RequestBodyRead
         self.client = client
         self.route = route
         self.key = key
-        self.isProbe = isProbe
-        self.circuitProbe = circuitProbe
-        circuits = handler.context.circuits
         report = ShieldReport(handler: handler, request: request, route: route, key: key, isProbe: isProbe,
                               circuitProbe: circuitProbe, circuits: handler.context.circuits,
                               metrics: handler.context.routeMetrics[route.index])
@@ -209,8 +203,7 @@ final class H2ProxyExchange: ClientExchange, UpstreamH2Exchange, RequestBodyRead
         }
         if unreported {
             unreported = false
-            if isProbe, let key { handler.store.abandonProbe(key) }   // its outcome will never be known
-            if circuitProbe { circuits.abandonProbe(route: route.index) }
+            report.abandonProbes()
         }
         status = 499
         logAccess()

@@ -31,11 +31,6 @@ final class ProxyExchange: ClientExchange, UpstreamWaiter, UpstreamExchange {
     private let route: ResolvedRoute
     /// The tracker key, nil for bypass routes.
     private let key: ClientKey?
-    private let isProbe: Bool
-    /// This request is its route's circuit probe: its outcome opens or closes the circuit.
-    private let circuitProbe: Bool
-    /// The circuits of the context the exchange started in (a reload may replace the handler's).
-    private let circuits: RouteCircuits<LoopClock>
     /// Tells the circuit and the tracker what the upstream answered.
     private let report: ShieldReport
     private var server: UpstreamServer
@@ -65,9 +60,6 @@ final class ProxyExchange: ClientExchange, UpstreamWaiter, UpstreamExchange {
         self.client = client
         self.route = route
         self.key = key
-        self.isProbe = isProbe
-        self.circuitProbe = circuitProbe
-        circuits = handler.context.circuits
         report = ShieldReport(handler: handler, request: request, route: route, key: key, isProbe: isProbe,
                               circuitProbe: circuitProbe, circuits: handler.context.circuits,
                               metrics: handler.context.routeMetrics[route.index])
@@ -262,12 +254,10 @@ final class ProxyExchange: ClientExchange, UpstreamWaiter, UpstreamExchange {
             connection.cancel()
         case .sent(let connection):
             connection.cancel()
-            if isProbe, let key { handler.store.abandonProbe(key) }   // its outcome will never be known
-            if circuitProbe { circuits.abandonProbe(route: route.index) }
+            report.abandonProbes()
         case .waiting:
             pool.cancel(self)
-            if isProbe, let key { handler.store.abandonProbe(key) }
-            if circuitProbe { circuits.abandonProbe(route: route.index) }
+            report.abandonProbes()
         }
         status = 499   // nginx's code for "client closed the request"
         logAccess()

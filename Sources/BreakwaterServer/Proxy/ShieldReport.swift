@@ -9,10 +9,20 @@ struct ShieldReport {
     let route: ResolvedRoute
     /// The tracker key, nil for bypass routes.
     let key: ClientKey?
+    /// This request is its client's probe: its outcome ends or renews the client's window.
     let isProbe: Bool
+    /// This request is its route's circuit probe: its outcome opens or closes the circuit.
     let circuitProbe: Bool
+    /// The circuits of the context the exchange started in (a reload may replace the handler's).
     let circuits: RouteCircuits<LoopClock>
     let metrics: RouteMetrics
+
+    /// The client left before the answer came: the outcome will never be known, so the probes
+    /// this request held, the client's and the route's, are given back for another to take.
+    func abandonProbes() {
+        if isProbe, let key { handler.store.abandonProbe(key) }
+        if circuitProbe { circuits.abandonProbe(route: route.index) }
+    }
 
     /// Tells the route's circuit and then, unless the circuit took the blame, the client's tracker.
     func record(status: Int, grpcStatus: Int? = nil, retryAfter: String?, challenge: String? = nil) {
