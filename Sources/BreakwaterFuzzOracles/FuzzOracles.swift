@@ -7,8 +7,9 @@ import BreakwaterHTTP
 
 /// The conf parser: any text is parsed or refused with a ConfigError (never another error, never
 /// an abort inside TOMLKit: TOMLPrecheck keeps the shapes toml++ asserts on away from it), and a
-/// config it accepts renders to text that parses back to the same config (with the admin token
-/// shown: `render()` prints a placeholder in its place, which parse refuses).
+/// config it accepts renders to text that parses back to the same config (with the secrets shown:
+/// `render()` prints a placeholder in their place, which parse refuses), and without them shown
+/// the rendered text contains none of them.
 public func configOracle(_ bytes: [UInt8]) -> String? {
     let text = String(decoding: bytes, as: UTF8.self)
     let config: Config
@@ -23,11 +24,19 @@ public func configOracle(_ bytes: [UInt8]) -> String? {
         return "parse threw \(type(of: error)), not a ConfigError: \(error)"
     }
     do {
+        let shown = config.render()
         if config.admin.tokenFile.isEmpty && !config.admin.token.isEmpty
-            && !config.render().contains("\ntoken = \"\(Config.redactedToken)\"\n") {
+            && !shown.contains("\ntoken = \"\(Config.redactedToken)\"\n") {
             return "render() does not hide the admin token"
         }
-        let again = try Config.parse(config.render(showingToken: true), file: "rendered.conf")
+        if !config.clients.hashKey.isEmpty && !shown.contains("\nhash_key = \"\(Config.redactedToken)\"\n") {
+            return "render() does not hide the hash key"
+        }
+        if let password = config.redis?.endpoint?.password, !password.isEmpty,
+           !shown.contains(":\(Config.redactedToken)@") {
+            return "render() does not hide the Redis password"
+        }
+        let again = try Config.parse(config.render(showingSecrets: true), file: "rendered.conf")
         return again == config ? nil : "render() then parse() gives a different config"
     } catch {
         return "the rendered config does not parse: \(error)"

@@ -85,7 +85,7 @@ extension ConfigTests {
         let error = #expect(throws: ConfigError.self) { try Config.parse(text, file: "rendered.conf") }
         #expect(error?.key == "admin.token")
         #expect(error?.message.contains("placeholder") == true)
-        #expect(try Config.parse(config.render(showingToken: true), file: "rendered.conf") == config)
+        #expect(try Config.parse(config.render(showingSecrets: true), file: "rendered.conf") == config)
         #expect(Config().render().contains("\ntoken = \"\"\ntoken_file = \"\"\nmetrics_public = false\n"))
     }
 }

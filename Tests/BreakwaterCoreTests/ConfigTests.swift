@@ -130,7 +130,7 @@ struct BadConf: Sendable, CustomTestStringConvertible {
         odd.state.file = "/var/lib/breakwater/a \"state\" file"
         odd.state.saveInterval = .milliseconds(2500)
         for config in [Config(), try Config.load(path: Self.shippedPath), odd] {
-            let text = config.render()
+            let text = config.render(showingSecrets: true)
             #expect(try Config.parse(text, file: "rendered.conf") == config, "\(text)")
         }
     }

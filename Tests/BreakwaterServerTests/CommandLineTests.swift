@@ -38,6 +38,26 @@ import Glibc
         #expect(!warnings.contains { $0.contains("tokens") })
     }
 
+    @Test func checkPrintsNoSecret() throws {
+        let dir = try Binary.tempDirectory()
+        let file = dir.appendingPathComponent("secrets.conf")
+        let (hashKey, password, token) = ("hash-key-0123456789-abcdef", "redis-pass-9876543210", String(repeating: "t0k", count: 12))
+        try """
+            [admin]
+            token = "\(token)"
+            [clients]
+            hash_key = "\(hashKey)"
+            [redis]
+            url = "redis://:\(password)@127.0.0.1:6379"
+            """.write(to: file, atomically: true, encoding: .utf8)
+        let result = try Binary.run(["check", "--config", file.path])
+        #expect(result.status == 0, "\(result.stderr)")
+        for secret in [hashKey, password, token] {
+            #expect(!result.stdout.contains(secret) && !result.stderr.contains(secret), "\(secret) printed")
+        }
+        #expect(result.stdout.contains("hash_key = \"<redacted>\""))
+    }
+
     /// `make run`'s script, stopped as a terminal's Ctrl-C stops it: SIGINT to its whole process
     /// group. Breakwater drains, the demo API stops, and the script exits 0 (so `make` reports no error).
     @Test func theDemoScriptEndsWithStatusZeroOnCtrlC() throws {

@@ -3,18 +3,18 @@ extension Config {
     /// and each route with its fully merged backoff policy. `breakwater check` prints this so an
     /// operator sees what will actually run, not what the file happened to spell out.
     ///
-    /// The output parses back to an equal `Config`, but for the admin token: `admin.token` is
-    /// printed as `Config.redactedToken`, a placeholder that `parse` refuses, so the output of
-    /// `breakwater check` never shows the token and cannot run with a guessable one by mistake
-    /// (`render(showingToken: true)` prints it, for round-trip tests). A token read from
-    /// `token_file` is printed as that path and read again, so such a config round-trips exactly.
-    /// Values a conf file cannot set explicitly (no `[redis]` or `[tls]`, a route without its own
-    /// `key` or `rate`) appear as comments. The other secrets (`hash_key`, a Redis password) are
-    /// printed as they are, like the file that holds them.
+    /// The output parses back to an equal `Config`, but for its secrets: `admin.token`,
+    /// `clients.hash_key` and the password in `[redis] url` are printed as `Config.redactedToken`,
+    /// a placeholder that `parse` refuses, so the output of `breakwater check` never shows them and
+    /// cannot run with a guessable one by mistake (`render(showingSecrets: true)` prints them, for
+    /// round-trip tests). A token read from `token_file` is printed as that path and read again, so
+    /// such a config round-trips exactly. Values a conf file cannot set explicitly (no `[redis]` or
+    /// `[tls]`, a route without its own `key` or `rate`) appear as comments.
     /// File paths are printed as they are too; those of a parsed config are absolute, while a
     /// relative one (only possible in a `Config` built in code) would be read back from the
     /// directory of the file the output is parsed as.
-    public func render(showingToken: Bool = false) -> String {
+    public func render(showingSecrets: Bool = false) -> String {
+        func secret(_ value: String) -> String { value.isEmpty || showingSecrets ? value : Config.redactedToken }
         var out = ["# Breakwater effective configuration: defaults filled in, routes merged with [backoff].", ""]
         func set(_ key: String, _ value: String) { out.append("\(key) = \(value)") }
 
@@ -71,7 +71,7 @@ extension Config {
         if !admin.tokenFile.isEmpty {
             out.append("# token: read from token_file, not shown")
         } else {
-            set("token", quote(admin.token.isEmpty || showingToken ? admin.token : Config.redactedToken))
+            set("token", quote(secret(admin.token)))
         }
         set("token_file", quote(admin.tokenFile))
         set("metrics_public", "\(admin.metricsPublic)")
@@ -80,7 +80,7 @@ extension Config {
         set("key", keyList(clients.key))
         set("trusted_proxies", list(clients.trustedProxies.map { quote($0.description) }))
         set("ipv6_prefix", "\(clients.ipv6Prefix)")
-        set("hash_key", quote(clients.hashKey))
+        set("hash_key", quote(secret(clients.hashKey)))
         set("max_clients", "\(clients.maxClients)")
 
         out += ["", "[backoff]"]
@@ -124,7 +124,7 @@ extension Config {
         out.append("")
         if let redis {
             out.append("[redis]")
-            set("url", quote(redis.url))
+            set("url", quote(showingSecrets ? redis.url : RedisURL.redactingPassword(redis.url)))
             set("prefix", quote(redis.prefix))
             set("timeout", duration(redis.timeout))
         } else {
@@ -137,7 +137,8 @@ extension Config {
         return out.joined(separator: "\n") + "\n"
     }
 
-    /// What `render()` prints in place of an admin token set in the conf file; `parse` refuses it.
+    /// What `render()` prints in place of a secret set in the conf file (the admin token, the hash
+    /// key, a Redis password); `parse` refuses it in each of those places.
     public static let redactedToken = "<redacted>"
 
     /// The keys of one backoff policy in conf-file order, shared by `[backoff]` and the routes'

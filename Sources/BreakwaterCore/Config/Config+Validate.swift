@@ -130,6 +130,8 @@ extension Config {
         let cl = clients
         try c.keyParts(cl.key, "clients.key")
         try c.check((1...128).contains(cl.ipv6Prefix), "clients.ipv6_prefix", "\(cl.ipv6Prefix)", Allowed.ipv6Prefix)
+        try c.check(cl.hashKey != Config.redactedToken, "clients.hash_key",
+                    "the placeholder that `breakwater check` prints in place of the key", Allowed.hashKey)
         try c.check(cl.hashKey.isEmpty || cl.hashKey.count >= 16, "clients.hash_key",
                     "a secret of \(cl.hashKey.count) characters", Allowed.hashKey)
         try c.check(!cl.hashKey.isEmpty || redis == nil, "clients.hash_key",
@@ -177,7 +179,9 @@ extension Config {
         }
 
         if let r = redis {
-            try c.check(RedisURL(parsing: r.url) != nil, "redis.url", quote(r.url), Allowed.redisURL)
+            try c.check(RedisURL(parsing: r.url) != nil, "redis.url", quote(RedisURL.redactingPassword(r.url)), Allowed.redisURL)
+            try c.check(r.endpoint?.password != Config.redactedToken, "redis.url",
+                        "the placeholder that `breakwater check` prints in place of the password", Allowed.redisURL)
             try c.positive(r.timeout, "redis.timeout")
         }
 

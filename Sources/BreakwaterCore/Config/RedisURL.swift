@@ -41,6 +41,18 @@ public struct RedisURL: Sendable, Equatable {
     }
 }
 
+extension RedisURL {
+    /// `url` with its password, if it has one, replaced by `Config.redactedToken`: what messages
+    /// and `breakwater check` show. Works on text that does not parse too, so a malformed URL in
+    /// an error message does not show its password either.
+    public static func redactingPassword(_ url: String) -> String {
+        let scheme = url.range(of: "://")?.upperBound ?? url.startIndex
+        guard let at = url[scheme...].lastIndex(of: "@"),
+              let colon = url[scheme..<at].firstIndex(of: ":") else { return url }
+        return String(url[...colon]) + Config.redactedToken + String(url[at...])
+    }
+}
+
 extension RedisConfig {
     /// The parsed `url`; nil only for a config that `validate` would refuse.
     public var endpoint: RedisURL? { RedisURL(parsing: url) }
