@@ -81,6 +81,10 @@ final class Socket {
     private(set) var peerEnding = false
 
     static let readSize = 16_384
+    /// How many plain bytes one wake-up of a TLS socket moves into `input` before it stops
+    /// (at a record's end): as many as one read of a plain socket, so that a fast sender does not
+    /// keep the loop from the other sockets. What OpenSSL still holds is read on the next turn.
+    static let tlsReadPerTurn = readSize
     /// SOCK_STREAM, spelled once: Glibc's and the C modules' views of <sys/socket.h> disagree on
     /// which of them exports it.
     static let streamType = Int32(SOCK_STREAM.rawValue)
@@ -149,7 +153,14 @@ final class Socket {
     func setReading(_ on: Bool) {
         guard !closed, !connecting, on != reading else { return }
         reading = on
-        if on { readEvent.add() } else { readEvent.delete() }
+        if on {
+            readEvent.add()
+            // Records that OpenSSL read ahead while reading was off: the socket will not
+            // become readable for them, so they are read on the loop's next turn.
+            if tls?.hasBufferedBytes == true { readEvent.activate(Int16(EV_READ)) }
+        } else {
+            readEvent.delete()
+        }
     }
 
     /// An inactivity limit: the delegate hears `.timeout` when no byte moves for `duration`; nil: none.
@@ -250,7 +261,7 @@ final class Socket {
     /// counts as none).
     func hasPendingInput() -> Bool {
         guard !closed else { return false }
-        if evbuffer_get_length(input) > 0 { return true }
+        if evbuffer_get_length(input) > 0 || tls?.hasBufferedBytes == true { return true }
         var byte: UInt8 = 0
         return recv(fd, &byte, 1, Int32(MSG_PEEK | MSG_DONTWAIT)) > 0
     }
@@ -436,8 +447,11 @@ final class Socket {
         }
     }
 
-    /// Reads and decrypts what the socket holds. One TLS record a wake-up, unless OpenSSL holds
-    /// more already decrypted (then the socket may not wake us for it).
+    /// Reads and decrypts what the socket holds. OpenSSL reads ahead (TLSServerContext): one read
+    /// from the socket may bring several records, and no readiness announces the ones it keeps,
+    /// so they are all read here while OpenSSL holds bytes (a partial record needs the socket,
+    /// whose readiness then comes), up to `tlsReadPerTurn`: past that, the rest is read on the
+    /// loop's next turn. With reading off meanwhile, `setReading(true)` brings that turn.
     private func readTLS(_ tls: TLSSession) {
         if tls.handshaking, tls.isServer, !tlsFirstByteSeen {
             tlsFirstByteSeen = true
@@ -456,7 +470,7 @@ final class Socket {
             write()
             if closed { return }
         }
-        var received = false
+        var received = 0
         reading: while true {
             var vec = iovec()
             guard evbuffer_reserve_space(input, Self.readSize, &vec, 1) == 1 else {
@@ -467,8 +481,12 @@ final class Socket {
             case .done(let n):
                 vec.iov_len = n
                 precondition(evbuffer_commit_space(input, &vec, 1) == 0, "evbuffer_commit_space failed")
-                received = true
-                if !tls.hasPendingBytes { break reading }
+                received += n
+                guard tls.hasBufferedBytes else { break reading }
+                if received >= Self.tlsReadPerTurn {
+                    if reading { readEvent.activate(Int16(EV_READ)) }
+                    break reading
+                }
             case .wantRead:
                 break reading
             case .wantWrite:
@@ -476,7 +494,7 @@ final class Socket {
                 waitForWritable()
                 break reading
             case .closed:
-                if received { delegate?.socketReadable(self) }
+                if received > 0 { delegate?.socketReadable(self) }
                 if closed { return }
                 setReading(false)
                 delegate?.socketEvent(self, .eof)
@@ -487,7 +505,7 @@ final class Socket {
                 return
             }
         }
-        if received {
+        if received > 0 {
             touch()
             delegate?.socketReadable(self)
         }

@@ -16,6 +16,7 @@ final class TLSClientContext: @unchecked Sendable {
         self.verify = verify
         _ = bw_SSL_CTX_set_min_proto_version(context, TLS1_2_VERSION)
         _ = bw_SSL_CTX_set_mode(context, Int(SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER))
+        bw_SSL_CTX_set_read_ahead(context, 1)   // one read a record, as on the listener (TLSServerContext)
         if verify {
             let loaded = ca.isEmpty ? SSL_CTX_set_default_verify_paths(context) : SSL_CTX_load_verify_locations(context, ca, nil)
             guard loaded == 1 else {

@@ -158,6 +158,11 @@ final class TLSServerContext: @unchecked Sendable {
             // every full handshake, and with client_ca that store is the client CA bundle.
             _ = bw_SSL_CTX_set_mode(context, Int(SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER
                                                  | SSL_MODE_RELEASE_BUFFERS | SSL_MODE_NO_AUTO_CHAIN))
+            // Read-ahead: a read from the socket takes what is there (up to a record buffer), not
+            // a record's header and then its body, so a record costs one read instead of two, and
+            // the Finished message and a request sent behind it come in one. Socket.readTLS then
+            // drains what OpenSSL holds, since the socket will not announce it again.
+            bw_SSL_CTX_set_read_ahead(context, 1)
             let sessionID = Array("breakwater".utf8)
             _ = SSL_CTX_set_session_id_context(context, sessionID, UInt32(sessionID.count))
             guard SSL_CTX_use_certificate_chain_file(context, pair.cert) == 1 else {

@@ -83,8 +83,10 @@ final class TLSSession {
         return outcome(0)
     }
 
-    /// Whether decrypted bytes wait inside OpenSSL (the socket may not become readable for them).
-    var hasPendingBytes: Bool { SSL_pending(ssl) > 0 }
+    /// Whether bytes wait inside OpenSSL, decrypted or not yet: with read-ahead, one read from
+    /// the socket may bring several records, and the socket does not become readable again for
+    /// the ones after the first.
+    var hasBufferedBytes: Bool { SSL_has_pending(ssl) == 1 }
 
     /// Encrypts and sends up to `count` bytes from `buffer`.
     func write(from buffer: UnsafeRawPointer, count: Int) -> Outcome {

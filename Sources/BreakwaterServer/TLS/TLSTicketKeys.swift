@@ -1,5 +1,8 @@
 private import COpenSSL
 import BreakwaterCore
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The session ticket keys of a TLS listener, shared by every context it builds (a reload keeps
 /// them, rotated once) and handed to OpenSSL by its ticket key callback: tickets are encrypted
@@ -70,32 +73,33 @@ final class TLSTicketKeys: Sendable {
             isCurrent = found.isCurrent
         }
         guard Self.setMAC(mac, key: key.hmacKey) else { return -1 }
+        let algorithm = ticketCipher ?? EVP_aes_256_cbc()
         let ok = key.cipherKey.withUnsafeBufferPointer { cipherKey in
-            encrypt ? EVP_EncryptInit_ex(cipher, EVP_aes_256_cbc(), nil, cipherKey.baseAddress, iv)
-                    : EVP_DecryptInit_ex(cipher, EVP_aes_256_cbc(), nil, cipherKey.baseAddress, iv)
+            encrypt ? EVP_EncryptInit_ex(cipher, algorithm, nil, cipherKey.baseAddress, iv)
+                    : EVP_DecryptInit_ex(cipher, algorithm, nil, cipherKey.baseAddress, iv)
         }
         guard ok == 1 else { return -1 }
         return isCurrent && !tls13 ? 1 : 2
     }
 
-    /// HMAC-SHA256 under `key`.
+    /// HMAC-SHA256 under `key`. The key is passed in place (OpenSSL copies it into the MAC
+    /// context and writes nothing through the pointer): no copy of it is left behind.
     private static func setMAC(_ mac: OpaquePointer, key: ArraySlice<UInt8>) -> Bool {
-        var keyBytes = Array(key)
-        defer { for i in keyBytes.indices { keyBytes[i] = 0 } }
-        var digest = Array("SHA256".utf8CString)
-        return "key".withCString { keyName in
-            "digest".withCString { digestName in
-                keyBytes.withUnsafeMutableBytes { keyBuffer in
-                    digest.withUnsafeMutableBufferPointer { digestBuffer in
-                        let params = [
-                            OSSL_PARAM_construct_octet_string(keyName, keyBuffer.baseAddress, keyBuffer.count),
-                            OSSL_PARAM_construct_utf8_string(digestName, digestBuffer.baseAddress, 0),
-                            OSSL_PARAM_construct_end(),
-                        ]
-                        return EVP_MAC_CTX_set_params(mac, params) == 1
-                    }
-                }
+        key.withUnsafeBytes { keyBuffer in
+            withUnsafeTemporaryAllocation(of: OSSL_PARAM.self, capacity: 3) { params in
+                params[0] = OSSL_PARAM_construct_octet_string(ticketParamNames.key, UnsafeMutableRawPointer(mutating: keyBuffer.baseAddress),
+                                                              keyBuffer.count)
+                params[1] = OSSL_PARAM_construct_utf8_string(ticketParamNames.digest, ticketParamNames.sha256, 0)
+                params[2] = OSSL_PARAM_construct_end()
+                return EVP_MAC_CTX_set_params(mac, params.baseAddress) == 1
             }
         }
     }
 }
+
+/// AES-256-CBC, fetched from OpenSSL's provider once: `EVP_aes_256_cbc()` is looked up again at
+/// every ticket. nil if the fetch failed, and then that lookup is used.
+private nonisolated(unsafe) let ticketCipher: OpaquePointer? = EVP_CIPHER_fetch(nil, "AES-256-CBC", nil)
+
+/// The names of the MAC's parameters and of its digest, as C strings made once (never freed).
+private nonisolated(unsafe) let ticketParamNames = (key: strdup("key")!, digest: strdup("digest")!, sha256: strdup("SHA256")!)
