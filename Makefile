@@ -45,7 +45,7 @@ test: deps-test
 # The TLS path (handshakes, SNI, client certificates, tickets, reloads, relaying, records read ahead, the upstream over
 # TLS, stalled handshakes and a rotation under load), in process and in the breakwater binary the
 # tests start, which is built with the same sanitizer and stops at its first report.
-SANITIZED_TLS_TESTS = TLSTests|TLSReadAheadTests|TLSReloadTests|TLSUpstreamTests|TLSSessionTests|TLSLoadTests|TicketKeyRingTests
+SANITIZED_TLS_TESTS = TLSTests|TLSChainTests|TLSReadAheadTests|TLSReloadTests|TLSUpstreamTests|TLSSessionTests|TLSLoadTests|TicketKeyRingTests
 
 # The shared tracker (many threads, shared keys) and the TLS path under ThreadSanitizer.
 tsan: deps-test
