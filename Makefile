@@ -63,7 +63,7 @@ asan: deps-test
 # RSA certificate (about 5 minutes each), a WebSocket echo beside nginx (about 2 minutes), HTTP/2
 # beside nginx (about 3 minutes), an upstream outage with and without the route circuit (about 7
 # minutes), then the tracker alone and the instruction counts (a few minutes each).
-# bench/proxy.sh, bench/loop.sh and bench/storm/run.sh are run by hand.
+# bench/proxy.sh, bench/loop.sh, bench/ws-counts.sh and bench/storm/run.sh are run by hand.
 bench: deps-bench release
 	BREAKWATER_BIN=.build/release/breakwater bench/compare.sh
 	BREAKWATER_BIN=.build/release/breakwater bench/tls.sh

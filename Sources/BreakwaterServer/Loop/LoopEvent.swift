@@ -26,11 +26,19 @@ final class LoopEvent {
         self.handler = handler
         persistent = what & Int16(EV_PERSIST) != 0
         event = try libevent("event_new", event_new(base, fd, what, { _, fired, context in
-            let me = Unmanaged<LoopEvent>.fromOpaque(context!).takeUnretainedValue()
-            me.firedWith = fired
-            if !me.persistent { me.isPending = false }
-            me.handler()
+            // Borrowed, not retained: the owner keeps the event alive while it is registered, and
+            // nothing reads the event after its handler returns (an owner may free it inside).
+            Unmanaged<LoopEvent>.fromOpaque(context!)._withUnsafeGuaranteedRef { $0.fire(fired) }
         }, Unmanaged.passUnretained(self).toOpaque()))
+    }
+
+    /// Runs the handler for a firing. The event and its handler are borrowed for the call (no
+    /// retain and release around it, two atomic operations per event saved on the hot path).
+    @inline(__always)
+    private func fire(_ fired: Int16) {
+        firedWith = fired
+        if !persistent { isPending = false }
+        handler()
     }
 
     /// A readiness event for `fd`, pending until deleted: `EV_READ` or `EV_WRITE`.

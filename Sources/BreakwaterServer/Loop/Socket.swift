@@ -278,8 +278,11 @@ final class Socket {
     func readItself() {
         guard tls == nil, !closed, !readsItself else { return }
         readsItself = true
+        // Borrowed, not retained around each call: a plain socket's readReady touches nothing of
+        // itself after telling its delegate, which readReady holds for the call.
+        let me = Unmanaged.passUnretained(self)
         guard let edge = try? LoopEvent(base: base, fd: fd, what: Int16(EV_READ | EV_CLOSED | EV_PERSIST | EV_ET),
-                                        { [unowned(unsafe) self] in readReady() }) else { return }
+                                        { me._withUnsafeGuaranteedRef { $0.readReady() } }) else { return }
         readEvent.delete()
         levelReadEvent = readEvent
         readEvent = edge

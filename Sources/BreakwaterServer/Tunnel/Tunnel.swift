@@ -18,6 +18,8 @@ final class Tunnel: SocketDelegate {
     private let sockets: (client: Socket, upstream: Socket)
     private unowned(unsafe) let client: Socket
     private unowned(unsafe) let upstream: Socket
+    /// The same two, for passing one as a relay's sink without reference counting.
+    private let sinks: (client: Unmanaged<Socket>, upstream: Unmanaged<Socket>)
     /// The worker's relay buffer: a plain socket's bytes are read into it and sent from it at
     /// once, so a message is copied only between the kernel and this buffer (see `relay`).
     private let buffer: UnsafeMutableRawBufferPointer
@@ -41,6 +43,7 @@ final class Tunnel: SocketDelegate {
         sockets = (client, upstream)
         self.client = client
         self.upstream = upstream
+        sinks = (Unmanaged.passUnretained(client), Unmanaged.passUnretained(upstream))
         self.buffer = buffer
         self.metrics = metrics
         self.onClose = onClose
@@ -69,8 +72,11 @@ final class Tunnel: SocketDelegate {
     // MARK: SocketDelegate
 
     func socketReadable(_ socket: Socket) {
-        let sink = socket === client ? upstream : client
-        if socket.readsItself { relay(from: socket, to: sink) } else { relayBuffered(from: socket, to: sink) }
+        // The sink is borrowed from its unmanaged view: an `unowned(unsafe)` socket passed as an
+        // argument is retained and released around the call, twice per message otherwise.
+        (socket === client ? sinks.upstream : sinks.client)._withUnsafeGuaranteedRef { sink in
+            if socket.readsItself { relay(from: socket, to: sink) } else { relayBuffered(from: socket, to: sink) }
+        }
     }
 
     func socketDrained(_ socket: Socket) {
