@@ -125,7 +125,10 @@ public enum HotUpgrade {
         defer { closedir(dir) }
         let own = dirfd(dir)
         while let entry = readdir(dir) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            // The name is read in place: a dirent record is only as long as its name, so copying
+            // the struct (`entry.pointee`) would read past the record's end.
+            let nameAt = UnsafeRawPointer(entry) + MemoryLayout<dirent>.offset(of: \.d_name)!
+            let name = String(cString: nameAt.assumingMemoryBound(to: CChar.self))
             guard let fd = Int32(name), fd > 2, fd != own, !kept.contains(fd) else { continue }
             _ = fcntl(fd, F_SETFD, fcntl(fd, F_GETFD) | FD_CLOEXEC)
         }
