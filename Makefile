@@ -53,11 +53,12 @@ tsan: deps-test
 	TSAN_OPTIONS=halt_on_error=1 $(SWIFT) test --skip-build --scratch-path .build-tsan --sanitize=thread \
 		--filter 'BreakwaterCoreTests|$(SANITIZED_TLS_TESTS)'
 
-# The TLS path under AddressSanitizer (out-of-bounds, use after free, double free).
+# The TLS path, hot upgrades (descriptors handed over) and tunnels under AddressSanitizer
+# (out-of-bounds, use after free, double free).
 asan: deps-test
 	$(SWIFT) build --build-tests --scratch-path .build-asan --sanitize=address
 	ASAN_OPTIONS=halt_on_error=1:detect_leaks=0:suppressions=$(CURDIR)/scripts/sanitizers/asan.supp $(SWIFT) test --skip-build --scratch-path .build-asan --sanitize=address \
-		--filter '$(SANITIZED_TLS_TESTS)'
+		--filter '$(SANITIZED_TLS_TESTS)|HotUpgradeTests|HotUpgradeStormTests|WebSocketTests'
 
 # Breakwater beside nginx and HAProxy (about 7 minutes), the same over TLS with an EC and with an
 # RSA certificate (about 5 minutes each), a WebSocket echo beside nginx (about 2 minutes), HTTP/2
