@@ -40,14 +40,9 @@ enum H2Headers {
         /// in decimal without a String in between.
         fileprivate mutating func add(_ name: StaticString, decimal value: Int) {
             let nameStart = storage.count
-            storage.append(contentsOf: UnsafeBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount))
+            storage.append(ascii: name)
             let valueStart = storage.count
-            var n = max(value, 0)
-            repeat {
-                storage.append(UInt8(truncatingIfNeeded: n % 10) + 0x30)
-                n /= 10
-            } while n > 0
-            storage[valueStart...].reverse()
+            storage.append(decimal: max(value, 0))
             ranges.append((nameStart..<valueStart, valueStart..<storage.count))
         }
 

@@ -32,7 +32,7 @@ struct H2RequestHead {
             return
         }
         if Self.name(name, is: "cookie") {
-            if !cookies.isEmpty { cookies.append(contentsOf: "; ".utf8) }
+            if !cookies.isEmpty { cookies.append(ascii: "; ") }
             cookies.append(contentsOf: value)
             return
         }
@@ -40,9 +40,9 @@ struct H2RequestHead {
         if !authority.isEmpty, Self.name(name, is: "host") { return }
         if text.isEmpty { startText() }
         text.append(contentsOf: name)
-        text.append(contentsOf: ": ".utf8)
+        text.append(ascii: ": ")
         text.append(contentsOf: value)
-        text.append(contentsOf: "\r\n".utf8)
+        text.append(ascii: "\r\n")
     }
 
     /// `add` for fields in arrays (tests, and callers that hold them so).
@@ -55,11 +55,11 @@ struct H2RequestHead {
     consuming func finish() throws(HTTPError) -> HTTPHead {
         if text.isEmpty { startText() }
         if !cookies.isEmpty {
-            text.append(contentsOf: "Cookie: ".utf8)
+            text.append(ascii: "Cookie: ")
             text.append(contentsOf: cookies)
-            text.append(contentsOf: "\r\n".utf8)
+            text.append(ascii: "\r\n")
         }
-        text.append(contentsOf: "\r\n".utf8)
+        text.append(ascii: "\r\n")
         let head = try HTTPHead.parseRequest(text)
         _ = try head.checkRequest()
         return head
@@ -76,11 +76,11 @@ struct H2RequestHead {
         text.append(contentsOf: pseudo[method])
         text.append(0x20)
         text.append(contentsOf: pseudo[path])
-        text.append(contentsOf: " HTTP/1.1\r\n".utf8)
+        text.append(ascii: " HTTP/1.1\r\n")
         if !authority.isEmpty {
-            text.append(contentsOf: "Host: ".utf8)
+            text.append(ascii: "Host: ")
             text.append(contentsOf: pseudo[authority])
-            text.append(contentsOf: "\r\n".utf8)
+            text.append(ascii: "\r\n")
         }
     }
 }
