@@ -5,7 +5,8 @@ import Testing
 
 /// An HTTP/2 request's fields go through the HTTP/1.1 rules: the same request sent as HTTP/1.1
 /// text and as HTTP/2 fields must reach the upstream as the same bytes, and a request that
-/// breaks a rule must be refused with the same status and reason either way.
+/// breaks a rule must be refused with the same status and reason either way. Forwarded to an
+/// HTTP/2 upstream, a request gets the fields of the HTTP/1.1 upstream head, by the same rule.
 @Suite struct H2RequestHeadTests {
     /// A request both ways: its HTTP/1.1 text (field names in lower case, as HTTP/2 has them),
     /// and its HTTP/2 fields.
@@ -92,5 +93,26 @@ import Testing
         #expect(h1 != nil)
         #expect(h2?.status == h1?.status)
         #expect(h2?.reason == h1?.reason)
+    }
+
+    @Test(arguments: same, [false, true])
+    func anHTTP2UpstreamGetsTheHTTP1UpstreamHeadsFields(_ c: Case, teTrailers: Bool) throws {
+        let request = HTTPRequest(head: try Self.viaH2(c), body: nil, peer: IPAddress(ipv4: 0x7f00_0001))
+        var writer = H2Headers.RequestFields(scheme: "https", teTrailers: teTrailers)
+        ProxyHeaders.upstreamRequest(request, clientAddress: Array("127.0.0.1".utf8), defaultHost: "upstream", into: &writer)
+        let got = writer.fields.pairs.map { String(decoding: $0.name, as: UTF8.self) + ": " + String(decoding: $0.value, as: UTF8.self) }
+
+        let text = try HTTPHead.parseRequest(Array(Self.upstreamBytes(request.head).utf8))
+        var expected = [":method: " + String(decoding: text.bytes[text.first], as: UTF8.self), ":scheme: https",
+                        ":authority: " + (text.combined("host") ?? ""),
+                        ":path: " + String(decoding: text.originTarget, as: UTF8.self)]
+        for f in text.fields where !text.nameIs(f, "host") && !text.nameIs(f, "content-length") {
+            expected.append(text.name(f).lowercased() + ": " + text.value(f))
+        }
+        if teTrailers { expected.append("te: trailers") }
+        #expect(got == expected)
+        #expect(got.contains { $0.hasPrefix("via: ") && $0.hasSuffix("1.1 breakwater") })
+        #expect(got.contains { $0.hasPrefix("x-forwarded-for: ") && $0.hasSuffix("127.0.0.1") })
+        #expect(got.prefix(4).map { $0.prefix { $0 != " " } } == [":method:", ":scheme:", ":authority:", ":path:"])
     }
 }

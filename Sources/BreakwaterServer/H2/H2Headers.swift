@@ -8,8 +8,8 @@ internal import CNGHTTP2
 enum H2Headers {
     /// Header fields, their bytes in one array.
     struct Fields {
-        fileprivate var storage: [UInt8] = []
-        fileprivate var ranges: [(name: Range<Int>, value: Range<Int>)] = []
+        var storage: [UInt8] = []
+        var ranges: [(name: Range<Int>, value: Range<Int>)] = []
 
         init() {}
 
@@ -22,7 +22,7 @@ enum H2Headers {
         /// How many fields there are.
         var count: Int { ranges.count }
 
-        fileprivate mutating func add(_ name: some Collection<UInt8>, _ value: some Collection<UInt8>, lowercasing: Bool = true) {
+        mutating func add(_ name: some Collection<UInt8>, _ value: some Collection<UInt8>, lowercasing: Bool = true) {
             let nameStart = storage.count
             storage.append(contentsOf: name)
             let valueStart = storage.count
@@ -38,7 +38,7 @@ enum H2Headers {
 
         /// A field whose value is a non-negative integer (`:status`, `content-length`), written
         /// in decimal without a String in between.
-        fileprivate mutating func add(_ name: StaticString, decimal value: Int) {
+        mutating func add(_ name: StaticString, decimal value: Int) {
             let nameStart = storage.count
             storage.append(ascii: name)
             let valueStart = storage.count
@@ -108,23 +108,6 @@ enum H2Headers {
         }
         if !dated, date.count > 8 { fields.add("date".utf8, date[6..<(date.count - 2)]) }
         if let length { fields.add("content-length", decimal: length) }
-        return fields
-    }
-
-    /// The fields of a request forwarded over HTTP/2, from its HTTP/1.1 head as it would go
-    /// upstream (`head`, forwarding fields set): the pseudo-fields from its request line and Host,
-    /// then its fields without Host, Content-Length (DATA frames delimit the body) and the
-    /// connection-specific ones; `te: trailers` when the client asked for it (gRPC does).
-    static func fields(request head: HTTPHead, scheme: String, teTrailers: Bool) -> Fields {
-        var fields = Fields(bytes: head.bytes.count + 64, count: head.fields.count + 5)
-        fields.add(":method".utf8, head.method.utf8)
-        fields.add(":scheme".utf8, scheme.utf8)
-        fields.add(":authority".utf8, (head.combined("host") ?? "").utf8)
-        fields.add(":path".utf8, head.originTarget)
-        for f in head.fields where !isForbidden(head, f) && !head.nameIs(f, "host") && !head.nameIs(f, "content-length") {
-            fields.add(head.bytes[Int(f.nameStart)..<Int(f.nameEnd)], head.bytes[Int(f.valueStart)..<Int(f.valueEnd)])
-        }
-        if teTrailers { fields.add("te".utf8, "trailers".utf8) }
         return fields
     }
 
