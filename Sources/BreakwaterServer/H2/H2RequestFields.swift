@@ -53,6 +53,26 @@ extension H2Headers {
 
         mutating func host(_ value: ArraySlice<UInt8>) { authority = addPseudo(":authority", value) }
 
+        mutating func forwarding(forwardedFor: String?, client: ArraySlice<UInt8>, secure: Bool, via: String?) {
+            startField("x-forwarded-for")
+            if let forwardedFor {
+                value(utf8: forwardedFor)
+                value(ascii: ", ")
+            }
+            value(bytes: client)
+            endField()
+            startField("x-forwarded-proto")
+            value(ascii: secure ? "https" : "http")
+            endField()
+            startField("via")
+            if let via {
+                value(utf8: via)
+                value(ascii: ", ")
+            }
+            value(ascii: "1.1 breakwater")
+            endField()
+        }
+
         mutating func startField(_ name: StaticString) {
             fieldStart = fields.storage.count
             fields.storage.append(ascii: name)

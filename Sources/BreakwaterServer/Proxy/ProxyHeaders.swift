@@ -76,23 +76,7 @@ enum ProxyHeaders {
         } else if head.count("host") == 0 {
             out.host(Array(defaultHost.utf8)[...])
         }
-        out.startField("X-Forwarded-For")
-        if let forwardedFor {
-            out.value(utf8: forwardedFor)
-            out.value(ascii: ", ")
-        }
-        out.value(bytes: clientAddress[...])
-        out.endField()
-        out.startField("X-Forwarded-Proto")
-        out.value(ascii: request.isSecure ? "https" : "http")
-        out.endField()
-        out.startField("Via")
-        if let via {
-            out.value(utf8: via)
-            out.value(ascii: ", ")
-        }
-        out.value(ascii: "1.1 breakwater")
-        out.endField()
+        out.forwarding(forwardedFor: forwardedFor, client: clientAddress[...], secure: request.isSecure, via: via)
         if upgrade {
             out.startField("Connection")
             out.value(ascii: "upgrade")

@@ -10,6 +10,9 @@ protocol UpstreamHeadWriter {
     mutating func field(_ head: HTTPHead, _ f: HeaderField)
     /// The host the upstream is asked for.
     mutating func host(_ value: ArraySlice<UInt8>)
+    /// The fields that say who forwarded: X-Forwarded-For (`forwardedFor`, the client's own,
+    /// then `client`), X-Forwarded-Proto, and Via (`via`, the client's, then Breakwater's).
+    mutating func forwarding(forwardedFor: String?, client: ArraySlice<UInt8>, secure: Bool, via: String?)
     /// A field the proxy writes: its name, then `value` pieces, then `endField`.
     mutating func startField(_ name: StaticString)
     mutating func value(bytes: ArraySlice<UInt8>)
@@ -28,8 +31,23 @@ extension UpstreamHeadWriter where Self: ByteSink {
         append(bytes: method)
         append(0x20)
         append(bytes: path)
-        append(bytes: query)
+        if !query.isEmpty { append(bytes: query) }
         append(ascii: " HTTP/1.1\r\n")
+    }
+
+    mutating func forwarding(forwardedFor: String?, client: ArraySlice<UInt8>, secure: Bool, via: String?) {
+        append(ascii: "X-Forwarded-For: ")
+        if let forwardedFor {
+            append(utf8: forwardedFor)
+            append(ascii: ", ")
+        }
+        append(bytes: client)
+        append(ascii: secure ? "\r\nX-Forwarded-Proto: https\r\nVia: " : "\r\nX-Forwarded-Proto: http\r\nVia: ")
+        if let via {
+            append(utf8: via)
+            append(ascii: ", ")
+        }
+        append(ascii: "1.1 breakwater\r\n")
     }
 
     mutating func field(_ head: HTTPHead, _ f: HeaderField) {
