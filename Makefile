@@ -75,6 +75,7 @@ bench: deps-bench release
 	BREAKWATER_BIN=.build/release/breakwater bench/outage.sh
 	bench/tracker/run.sh
 	BREAKWATER_BIN=.build/release/breakwater bench/instructions.sh
+	BREAKWATER_BIN=.build/release/breakwater bench/h2-instructions.sh
 
 clean:
 	rm -rf .build .build-tsan .build-asan

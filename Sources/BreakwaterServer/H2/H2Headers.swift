@@ -8,10 +8,21 @@ internal import CNGHTTP2
 enum H2Headers {
     /// Header fields, their bytes in one array.
     struct Fields {
-        fileprivate var storage: [UInt8] = []
-        fileprivate var ranges: [(name: Range<Int>, value: Range<Int>)] = []
+        var storage: [UInt8] = []
+        var ranges: [(name: Range<Int>, value: Range<Int>)] = []
 
-        fileprivate mutating func add(_ name: some Collection<UInt8>, _ value: some Collection<UInt8>, lowercasing: Bool = true) {
+        init() {}
+
+        /// Room for `count` fields of `bytes` bytes in all: each array is allocated once.
+        init(bytes: Int, count: Int) {
+            storage.reserveCapacity(bytes)
+            ranges.reserveCapacity(count)
+        }
+
+        /// How many fields there are.
+        var count: Int { ranges.count }
+
+        mutating func add(_ name: some Collection<UInt8>, _ value: some Collection<UInt8>, lowercasing: Bool = true) {
             let nameStart = storage.count
             storage.append(contentsOf: name)
             let valueStart = storage.count
@@ -25,16 +36,35 @@ enum H2Headers {
             ranges.append((nameStart..<valueStart, valueStart..<storage.count))
         }
 
-        /// Calls `body` with the fields as nghttp2 name-value pairs (nghttp2 copies them).
+        /// A field whose value is a non-negative integer (`:status`, `content-length`), written
+        /// in decimal without a String in between.
+        mutating func add(_ name: StaticString, decimal value: Int) {
+            let nameStart = storage.count
+            storage.append(ascii: name)
+            let valueStart = storage.count
+            storage.append(decimal: max(value, 0))
+            ranges.append((nameStart..<valueStart, valueStart..<storage.count))
+        }
+
+        /// The fields as (name, value) byte arrays, in order.
+        var pairs: [(name: [UInt8], value: [UInt8])] {
+            ranges.map { (Array(storage[$0.name]), Array(storage[$0.value])) }
+        }
+
+        /// Calls `body` with the fields as nghttp2 name-value pairs. nghttp2 copies names and
+        /// values (no NO_COPY flag is set), so they point into `storage` itself, and the pairs
+        /// live on the stack.
         func withNameValues<R>(_ body: (UnsafeBufferPointer<nghttp2_nv>) -> R) -> R {
-            var bytes = storage
-            return bytes.withUnsafeMutableBufferPointer { buffer in
-                let base = buffer.baseAddress!
-                let pairs = ranges.map { r in
-                    nghttp2_nv(name: base + r.name.lowerBound, value: base + r.value.lowerBound, namelen: r.name.count,
-                               valuelen: r.value.count, flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue))
+            storage.withUnsafeBufferPointer { buffer in
+                let base = UnsafeMutablePointer(mutating: buffer.baseAddress ?? UnsafePointer(bitPattern: 1)!)
+                return withUnsafeTemporaryAllocation(of: nghttp2_nv.self, capacity: ranges.count) { pairs in
+                    for (i, r) in ranges.enumerated() {
+                        pairs.initializeElement(at: i, to: nghttp2_nv(
+                            name: base + r.name.lowerBound, value: base + r.value.lowerBound, namelen: r.name.count,
+                            valuelen: r.value.count, flags: UInt8(NGHTTP2_NV_FLAG_NONE.rawValue)))
+                    }
+                    return body(UnsafeBufferPointer(pairs))
                 }
-                return pairs.withUnsafeBufferPointer(body)
             }
         }
     }
@@ -53,14 +83,13 @@ enum H2Headers {
         guard let head = try? HTTPHead.parseResponse(text) else {
             return fields(status: 502, headers: [], length: 0)
         }
-        var fields = Fields()
-        fields.storage.reserveCapacity(count + 32)
-        fields.add(":status".utf8, String(head.status).utf8)
+        var fields = Fields(bytes: count + 32, count: head.fields.count + 2)
+        fields.add(":status", decimal: head.status)
         for f in head.fields {
             if isForbidden(head, f) || (length != nil && head.nameIs(f, "content-length")) { continue }
             fields.add(head.bytes[Int(f.nameStart)..<Int(f.nameEnd)], head.bytes[Int(f.valueStart)..<Int(f.valueEnd)])
         }
-        if let length { fields.add("content-length".utf8, String(length).utf8) }
+        if let length { fields.add("content-length", decimal: length) }
         return fields
     }
 
@@ -68,9 +97,8 @@ enum H2Headers {
     /// (which leave out every field HTTP/2 forbids), with `length` as Content-Length when given,
     /// and the value of `date` (a whole `Date` line) when the upstream sent none (RFC 9110 6.6.1).
     static func fields(relaying head: HTTPHead, length: Int?, keepLength: Bool, date: UnsafeRawBufferPointer) -> Fields {
-        var fields = Fields()
-        fields.storage.reserveCapacity(head.bytes.count + 64)
-        fields.add(":status".utf8, String(head.status).utf8)
+        var fields = Fields(bytes: head.bytes.count + 64, count: head.fields.count + 3)
+        fields.add(":status", decimal: head.status)
         let hasConnection = head.connectionListsOtherFields
         var dated = false
         for f in head.fields where ProxyHeaders.relays(head, f, keepLength: keepLength, hasConnection: hasConnection) {
@@ -79,25 +107,7 @@ enum H2Headers {
             fields.add(head.bytes[Int(f.nameStart)..<Int(f.nameEnd)], head.bytes[Int(f.valueStart)..<Int(f.valueEnd)])
         }
         if !dated, date.count > 8 { fields.add("date".utf8, date[6..<(date.count - 2)]) }
-        if let length { fields.add("content-length".utf8, String(length).utf8) }
-        return fields
-    }
-
-    /// The fields of a request forwarded over HTTP/2, from its HTTP/1.1 head as it would go
-    /// upstream (`head`, forwarding fields set): the pseudo-fields from its request line and Host,
-    /// then its fields without Host, Content-Length (DATA frames delimit the body) and the
-    /// connection-specific ones; `te: trailers` when the client asked for it (gRPC does).
-    static func fields(request head: HTTPHead, scheme: String, teTrailers: Bool) -> Fields {
-        var fields = Fields()
-        fields.storage.reserveCapacity(head.bytes.count + 64)
-        fields.add(":method".utf8, head.method.utf8)
-        fields.add(":scheme".utf8, scheme.utf8)
-        fields.add(":authority".utf8, (head.combined("host") ?? "").utf8)
-        fields.add(":path".utf8, head.originTarget)
-        for f in head.fields where !isForbidden(head, f) && !head.nameIs(f, "host") && !head.nameIs(f, "content-length") {
-            fields.add(head.bytes[Int(f.nameStart)..<Int(f.nameEnd)], head.bytes[Int(f.valueStart)..<Int(f.valueEnd)])
-        }
-        if teTrailers { fields.add("te".utf8, "trailers".utf8) }
+        if let length { fields.add("content-length", decimal: length) }
         return fields
     }
 
@@ -115,9 +125,9 @@ enum H2Headers {
     /// The fields of a response the proxy makes itself.
     static func fields(status: Int, headers: [(String, String)], length: Int) -> Fields {
         var fields = Fields()
-        fields.add(":status".utf8, String(status).utf8)
+        fields.add(":status", decimal: status)
         for (name, value) in headers { fields.add(name.utf8, value.utf8) }
-        fields.add("content-length".utf8, String(length).utf8)
+        fields.add("content-length", decimal: length)
         return fields
     }
 

@@ -5,8 +5,8 @@ internal import CNGHTTP2
 
 /// One HTTP/2 stream: a request on the same path as an HTTP/1.1 one, and its response.
 ///
-/// The request's header fields are written into an HTTP/1.1 head (`:method`, `:path` and
-/// `:authority` as its request line and Host) and parsed and checked by the same rules
+/// The request's header fields are written into an HTTP/1.1 head (`H2RequestHead`: `:method`,
+/// `:path` and `:authority` as its request line and Host) and parsed and checked by the same rules
 /// (`HTTPHead.parseRequest`, `checkRequest`), so routes, identity and the shield see the same
 /// request whichever protocol carried it. The body is buffered up to `max_body_bytes`, as for
 /// HTTP/1.1. The response goes out as HEADERS and DATA frames; its body is queued here and nghttp2
@@ -21,12 +21,8 @@ final class H2Stream: ClientResponder {
     var corsOrigin: String?
 
     // The request.
-    private var method: [UInt8] = []
-    private var path: [UInt8] = []
-    private var authority: [UInt8] = []
-    /// The regular header fields as HTTP/1.1 header lines.
-    private var lines: [UInt8] = []
-    private var cookies: [UInt8] = []
+    /// The header block, as the HTTP/1.1 head the rules read.
+    private var head: H2RequestHead? = H2RequestHead()
     /// RFC 9113 6.5.2's measure of the header list: names, values and 32 bytes a field.
     private var headerListSize = 0
     private var tooLarge = false
@@ -75,30 +71,12 @@ final class H2Stream: ClientResponder {
     /// One field of the request's header block.
     func header(_ name: UnsafeBufferPointer<UInt8>, _ value: UnsafeBufferPointer<UInt8>, limit: Int) {
         headerListSize += name.count + value.count + 32
-        if headerListSize > limit { tooLarge = true }
-        if tooLarge { return }
-        if name.first == UInt8(ascii: ":") {
-            // nghttp2 has checked the pseudo-header fields: known names, each once, before the others.
-            switch String(decoding: name, as: UTF8.self) {
-            case ":method": method = Array(value)
-            case ":path": path = Array(value)
-            case ":authority": authority = Array(value)
-            default: break
-            }
-            return
+        if headerListSize > limit {
+            tooLarge = true
+            head = nil
         }
-        if name.elementsEqual("cookie".utf8) {
-            // Cookies may come as several fields; HTTP/1.1 wants them in one (RFC 9113 8.2.3).
-            if !cookies.isEmpty { cookies.append(contentsOf: "; ".utf8) }
-            cookies.append(contentsOf: value)
-            return
-        }
-        // :authority stands for Host (RFC 9113 8.3.1); a Host beside it is not sent twice.
-        if name.elementsEqual("host".utf8), !authority.isEmpty { return }
-        lines.append(contentsOf: name)
-        lines.append(contentsOf: ": ".utf8)
-        lines.append(contentsOf: value)
-        lines.append(contentsOf: "\r\n".utf8)
+        // After the header block (trailers), `head` is gone: they add nothing to it.
+        head?.add(name, value)
     }
 
     /// The header block is complete: the request head is made and checked; a request with a body
@@ -106,30 +84,10 @@ final class H2Stream: ClientResponder {
     func headersComplete() {
         guard request == nil, !discarding else { return }
         if tooLarge { return refuse(HTTPError(431, "HTTP/2 header list over max_header_bytes")) }
-        var head: [UInt8] = []
-        head.reserveCapacity(method.count + path.count + authority.count + lines.count + cookies.count + 48)
-        head.append(contentsOf: method)
-        head.append(0x20)
-        head.append(contentsOf: path)
-        head.append(contentsOf: " HTTP/1.1\r\n".utf8)
-        if !authority.isEmpty {
-            head.append(contentsOf: "Host: ".utf8)
-            head.append(contentsOf: authority)
-            head.append(contentsOf: "\r\n".utf8)
-        }
-        head.append(contentsOf: lines)
-        if !cookies.isEmpty {
-            head.append(contentsOf: "Cookie: ".utf8)
-            head.append(contentsOf: cookies)
-            head.append(contentsOf: "\r\n".utf8)
-        }
-        head.append(contentsOf: "\r\n".utf8)
-        lines = []
-        cookies = []
+        guard let fields = head.take() else { return }
         let parsed: HTTPHead
         do throws(HTTPError) {
-            parsed = try HTTPHead.parseRequest(head)
-            _ = try parsed.checkRequest()
+            parsed = try fields.finish()
         } catch {
             return refuse(error)
         }

@@ -65,13 +65,11 @@ final class H2ProxyExchange: ClientExchange, UpstreamH2Exchange, RequestBodyRead
 
     private func send(on connection: UpstreamH2Connection) {
         guard case .waiting = phase else { return }
-        var text: [UInt8] = []
-        text.reserveCapacity(request.head.bytes.count + 256)
-        ProxyHeaders.upstreamRequest(request, clientAddress: client.peerText, defaultHost: server.hostHeader, into: &text)
-        text.append(contentsOf: "\r\n".utf8)
-        guard let head = try? HTTPHead.parseRequest(text) else { return h2Failed(.badResponse) }
-        let fields = H2Headers.fields(request: head, scheme: pool.settings.tls == nil ? "http" : "https",
-                                      teTrailers: request.head.listContains("te", token: "trailers"))
+        var writer = H2Headers.RequestFields(scheme: pool.settings.tls == nil ? "http" : "https",
+                                             teTrailers: request.head.listContains("te", token: "trailers"),
+                                             reserving: request.head.bytes.count + 256, count: request.head.fields.count)
+        ProxyHeaders.upstreamRequest(request, clientAddress: client.peerText, defaultHost: server.hostHeader, into: &writer)
+        let fields = writer.fields
         // The upstream's `timeout` bounds the wait for a response head, except for a gRPC call:
         // a client-streaming call is answered only at its end, and gRPC has deadlines of its own
         // (grpc-timeout goes upstream with the call).

@@ -33,19 +33,18 @@ enum ProxyHeaders {
     /// read `X-Forwarded_For` as `X-Forwarded-For`, which would let a client forge it.
     /// With `upgrade`, the request's Upgrade field goes along with `Connection: upgrade` (an
     /// upgrade the route allows); otherwise Upgrade stays on its hop like every hop-by-hop field.
+    /// `out` writes it as HTTP/1.1 text (any `ByteSink`) or as HTTP/2 fields
+    /// (`H2Headers.RequestFields`): one rule, whichever protocol goes upstream.
     static func upstreamRequest(_ request: HTTPRequest, clientAddress: [UInt8], defaultHost: String, upgrade: Bool = false,
-                                into out: inout some ByteSink) {
+                                into out: inout some UpstreamHeadWriter) {
         let head = request.head
-        out.append(bytes: head.bytes[head.first])
-        out.append(0x20)
+        let target = head.originTarget
         if let path = request.normalizedPath {
-            out.append(bytes: path[...])
-            let target = head.originTarget
-            if let query = target.firstIndex(of: UInt8(ascii: "?")) { out.append(bytes: target[query...]) }
+            let query = target.firstIndex(of: UInt8(ascii: "?")).map { target[$0...] } ?? target[target.endIndex...]
+            out.requestLine(method: head.bytes[head.first], path: path[...], query: query)
         } else {
-            out.append(bytes: head.originTarget)
+            out.requestLine(method: head.bytes[head.first], path: target, query: target[target.endIndex...])
         }
-        out.append(ascii: " HTTP/1.1\r\n")
         // Names listed in the Connection header are hop-by-hop too.
         let hasConnection = head.connectionListsOtherFields
         var forwardedFor: String?
@@ -54,7 +53,7 @@ enum ProxyHeaders {
         for f in head.fields {
             if !authority.isEmpty, head.nameIs(f, "host") { continue }
             if upgrade, head.nameIs(f, "upgrade") {
-                appendLine(&out, head, f)
+                out.field(head, f)
                 continue
             }
             if isHopByHop(head, f) || head.nameIs(f, "expect") { continue }
@@ -70,37 +69,24 @@ enum ProxyHeaders {
             if head.nameIs(f, "x-forwarded-proto") || head.bytes[Int(f.nameStart)..<Int(f.nameEnd)].contains(UInt8(ascii: "_")) {
                 continue
             }
-            appendLine(&out, head, f)
+            out.field(head, f)
         }
         if !authority.isEmpty {
-            out.append(ascii: "Host: ")
-            out.append(bytes: head.bytes[authority])
-            out.append(ascii: "\r\n")
+            out.host(head.bytes[authority])
         } else if head.count("host") == 0 {
-            out.append(ascii: "Host: ")
-            out.append(utf8: defaultHost)
-            out.append(ascii: "\r\n")
+            out.host(Array(defaultHost.utf8)[...])
         }
-        out.append(ascii: "X-Forwarded-For: ")
-        if let forwardedFor {
-            out.append(utf8: forwardedFor)
-            out.append(ascii: ", ")
+        out.forwarding(forwardedFor: forwardedFor, client: clientAddress[...], secure: request.isSecure, via: via)
+        if upgrade {
+            out.startField("Connection")
+            out.value(ascii: "upgrade")
+            out.endField()
         }
-        out.append(bytes: clientAddress[...])
-        out.append(ascii: request.isSecure ? "\r\nX-Forwarded-Proto: https\r\nVia: " : "\r\nX-Forwarded-Proto: http\r\nVia: ")
-        if let via {
-            out.append(utf8: via)
-            out.append(ascii: ", ")
-        }
-        out.append(ascii: "1.1 breakwater\r\n")
-        if upgrade { out.append(ascii: "Connection: upgrade\r\n") }
         let length = request.bodyLength
         if length > 0 || head.count("content-length") > 0 || head.count("transfer-encoding") > 0 {
-            out.append(ascii: "Content-Length: ")
-            out.append(decimal: length)
-            out.append(ascii: "\r\n")
+            out.contentLength(length)
         }
-        out.append(ascii: "\r\n")
+        out.endHead()
     }
 
     /// The lines every one of Breakwater's own answers carries: `date` (a whole `Date` line) and,
