@@ -147,6 +147,24 @@ import Glibc
         #expect(metricValue(try proxy.metrics(), "breakwater_h2_connections_active") == 1)
     }
 
+    /// A body refused once past max_body_bytes is read and dropped until the client ends it, so an
+    /// uploading client reads its 413 instead of a reset upload; a client that goes on without
+    /// ending the stream is reset (NO_ERROR) about a second after the answer.
+    @Test func aRefusedUploadIsReadToItsEndThenTheStreamEndsCleanly() throws {
+        let (proxy, upstream) = try Self.proxy("max_body_bytes = \"16KB\"")
+        defer { upstream.stop() }
+        let finished = try PythonH2.run("refused-upload", port: proxy.port, ["/upload", "60000", "finish"])
+        #expect(finished.stdout.contains("STATUS 413"), "\(finished.stdout)\(finished.stderr)")
+        #expect(finished.stdout.contains("ENDED") && !finished.stdout.contains("RST"), "\(finished.stdout)")
+        let stopped = try PythonH2.run("refused-upload", port: proxy.port, ["/upload", "60000", "stop"])
+        #expect(stopped.stdout.contains("STATUS 413"), "\(stopped.stdout)\(stopped.stderr)")
+        #expect(stopped.stdout.contains("RST 0 AFTER"), "\(stopped.stdout)")
+        let after = stopped.stdout.components(separatedBy: "AFTER ").last.flatMap { Double($0.prefix { $0 != "\n" }) }
+        #expect(after.map { $0 >= 0.9 && $0 < 3.5 } == true, "\(stopped.stdout)")
+        #expect(upstream.requestCount == 0)
+        #expect(try Self.served(proxy.port))
+    }
+
     /// Slowloris over HTTP/2: the deadlines of an HTTP/1.1 request hold per stream.
     @Test func aSlowBodyGets408AndAnUnfinishedHeaderBlockEndsTheConnection() throws {
         let (proxy, upstream) = try Self.proxy("header_timeout = \"1s\"")

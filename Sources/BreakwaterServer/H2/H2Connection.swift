@@ -114,6 +114,7 @@ final class H2Connection: SocketDelegate, WorkerConnection {
             switch stream.deadline(now: now, limits: listener.limits) {
             case .none, .waiting: break
             case .bodyLate: stream.refuse(HTTPError(408, "HTTP/2 request body too slow"))
+            case .lingerOver: reset(stream, code: NGHTTP2_NO_ERROR)
             case .headersLate:
                 fail(NGHTTP2_ERR_CALLBACK_FAILURE.rawValue)
                 return flush()

@@ -123,6 +123,10 @@ extension H2Connection {
 
     fileprivate func dataReceived(_ id: Int32, _ data: UnsafeBufferPointer<UInt8>) -> Int32 {
         guard let stream = streams[id] else { return 0 }
+        if stream.lingeredPastItsBound(adding: data.count) {
+            reset(stream, code: NGHTTP2_NO_ERROR)
+            return 0
+        }
         if let error = stream.bodyBytes(data, limit: listener.limits.maxBodyBytes) { events.append(.refuse(stream, error)) }
         return 0
     }
@@ -138,8 +142,9 @@ extension H2Connection {
         guard endStream, type == UInt8(NGHTTP2_HEADERS.rawValue) || type == UInt8(NGHTTP2_DATA.rawValue),
               let stream = streams[frame.pointee.hd.stream_id] else { return 0 }
         // The response is out while the client still sends a body nobody will read: it is told
-        // to stop (RFC 9113 8.1), after the response, which has left already.
-        if !stream.requestEnded { reset(stream, code: NGHTTP2_NO_ERROR) }
+        // to stop (RFC 9113 8.1), after the response, which has left already; the body of a
+        // refused request is first read and dropped for a moment (H2Stream.linger).
+        if !stream.requestEnded, !stream.linger() { reset(stream, code: NGHTTP2_NO_ERROR) }
         return 0
     }
 

@@ -33,6 +33,10 @@ final class H2Stream: ClientResponder {
     var requestEnded = false
     /// Answered before the request was complete: what else arrives is dropped.
     private var discarding = false
+    /// When the answer to a refused request went out while its body was still coming: the rest
+    /// is read and dropped for a moment instead of the stream being reset at once (see `linger`).
+    private var lingeringSince: Int64?
+    private var lingeredBytes = 0
     /// When the stream opened, its header block completed, and its last body bytes came
     /// (coarse monotonic nanoseconds): the deadlines of `overdue`.
     private let opened = LoopClock.coarseNow.nanoseconds
@@ -142,6 +146,30 @@ final class H2Stream: ClientResponder {
         return nil
     }
 
+    /// How long, and for how many bytes, a refused request's body is still read after the answer.
+    static let lingerNanoseconds: Int64 = 1_000_000_000
+    static let lingerBytes = 1 << 20
+
+    /// The whole answer went out while the client still sends the body of a request that was
+    /// refused (413, a 429 before the body, ...). True when the stream reads and drops the rest
+    /// until the client ends it, for up to `lingerBytes` and `lingerNanoseconds`: a client that
+    /// is still uploading and sees the stream reset (RFC 9113 8.1's RST_STREAM NO_ERROR) may
+    /// report its upload's failure instead of the answer (curl 7.88 does, now and then), as an
+    /// HTTP/1.1 client would without a lingering close. False when the stream should be reset now.
+    func linger() -> Bool {
+        guard discarding, bodyPipe == nil, lingeringSince == nil else { return false }
+        lingeringSince = LoopClock.coarseNow.nanoseconds
+        return true
+    }
+
+    /// Dropped body bytes arrived while lingering: true when the stream has read enough of them
+    /// and is to be reset.
+    func lingeredPastItsBound(adding count: Int) -> Bool {
+        guard lingeringSince != nil else { return false }
+        lingeredBytes += count
+        return lingeredBytes > Self.lingerBytes
+    }
+
     /// Where the stream stands against the deadlines of an HTTP/1.1 request (see `ReaderLimits`).
     enum Deadline {
         /// Nothing is awaited from the client (the request is complete, or answered).
@@ -153,9 +181,14 @@ final class H2Stream: ClientResponder {
         /// The body took longer than `headerTimeout + received / minBodyRate` since the head, or
         /// paused for `headerTimeout`.
         case bodyLate
+        /// The answer to a refused request went out `lingerNanoseconds` ago, and the body still comes.
+        case lingerOver
     }
 
     func deadline(now: Int64, limits: ReaderLimits) -> Deadline {
+        if let lingeringSince, !requestEnded {
+            return now - lingeringSince > Self.lingerNanoseconds ? .lingerOver : .none
+        }
         guard !requestEnded, !discarding, !finished else { return .none }
         // A streamed body (a gRPC stream, say) may pause for as long as the call lasts.
         if bodyPipe != nil, request != nil { return .none }

@@ -157,6 +157,29 @@ enum PythonH2 {
                                    timeout=10)
             say("STATUS", status_of(frames, 1), "AFTER %.1f" % (time.time() - started))
 
+        elif mode == "refused-upload":
+            # A POST of args[1] bytes in DATA frames of 10,000 (within the first window), refused
+            # once past max_body_bytes; with args[2] == "stop" the client stops halfway instead of
+            # ending the stream. Prints the status, then whether and when the stream was reset.
+            path, total, how = args[0], int(args[1]), args[2]
+            start(s)
+            ack_settings(s, reader)
+            sent_bytes = total if how == "finish" else total // 2
+            frames = [request(enc, 1, path, end_stream=False, extra=[("content-length", str(total))])]
+            for offset in range(0, sent_bytes, 10000):
+                last = how == "finish" and offset + 10000 >= sent_bytes
+                frames.append(DataFrame(1, data=b"x" * min(10000, sent_bytes - offset),
+                                        flags=["END_STREAM"] if last else []).serialize())
+            started = time.time()
+            s.sendall(b"".join(frames))
+            seen = reader.frames(lambda f: isinstance(f, RstStreamFrame) and f.stream_id == 1, timeout=4)
+            say("STATUS", status_of(seen, 1))
+            reset = [f for f in seen if isinstance(f, RstStreamFrame) and f.stream_id == 1]
+            if reset:
+                say("RST", reset[0].error_code, "AFTER %.1f" % (time.time() - started))
+            ended = [f for f in seen if f.stream_id == 1 and "END_STREAM" in f.flags]
+            say("ENDED" if ended else "NOT ENDED")
+
         elif mode == "slow-headers":
             # A header block that is never finished (no END_HEADERS, no CONTINUATION).
             started = time.time()
