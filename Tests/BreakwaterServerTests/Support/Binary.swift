@@ -1,5 +1,4 @@
 import Foundation
-import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -48,7 +47,7 @@ enum Binary {
         }
     }
 
-    private static let handedOut = Mutex<Set<UInt16>>([])
+    private static let handedOut = Guarded<Set<UInt16>>([])
 
     private static func canBind(_ port: UInt16) -> Bool {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
