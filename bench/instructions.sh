@@ -32,11 +32,7 @@ ensure_tool python3 python3
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
 breakwater_binary
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/breakwater-instructions.XXXXXX")
-chmod 755 "$WORK"
-on_exit "rm -rf '$WORK'"
-OUT=bench/out/instructions-$(date +%Y%m%d-%H%M%S)
-mkdir -p "$OUT"
+bench_scratch instructions
 
 # valgrind 3.19 cannot read the DWARF of a binary with the Swift runtime linked in statically;
 # the symbol table is enough to count.

@@ -414,15 +414,20 @@ pinned() {
     exec taskset -c "$cpus" nice -n "$NICE" "$@"
 }
 
-# bench_dirs NAME: WORK, a temporary directory (removed on exit, the servers' *.log copied to OUT
-# first), OUT=bench/out/NAME-DATE-TIME, and RESULTS=$OUT/results.tsv with its header line.
-bench_dirs() {
+# bench_scratch NAME: WORK, a temporary directory (removed on exit, the servers' *.log copied to
+# OUT first), and OUT=bench/out/NAME-DATE-TIME for what the run keeps.
+bench_scratch() {
     WORK=$(mktemp -d "${TMPDIR:-/tmp}/breakwater-$1.XXXXXX")
     chmod 755 "$WORK" # nginx started by root runs its worker as nobody, which must reach the temp dirs
     OUT=bench/out/$1-$(date +%Y%m%d-%H%M%S)
     mkdir -p "$OUT"
     on_exit "cp '$WORK'/*.log '$OUT/' 2>/dev/null || true"
     on_exit "rm -rf '$WORK'"
+}
+
+# bench_dirs NAME: bench_scratch, and RESULTS=$OUT/results.tsv with its header line.
+bench_dirs() {
+    bench_scratch "$1"
     RESULTS=$OUT/results.tsv
     results_header >"$RESULTS"
 }

@@ -38,10 +38,7 @@ breakwater_binary
 bench_log "building bench/tracker (release) to write the state file"
 (cd bench/tracker && swift build -c release >&2)
 TRACKER_BENCH=$(cd bench/tracker && swift build -c release --show-bin-path)/tracker-bench
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/breakwater-state-save.XXXXXX")
-OUT=bench/out/state-save-$(date +%Y%m%d-%H%M%S)
-mkdir -p "$OUT"
-on_exit "rm -rf '$WORK'"
+bench_scratch state-save
 WORKLOADS=statefile STATE_FILE="$WORK/full.state" HASH_KEY=$HASH_KEY KEYS=$KEYS "$TRACKER_BENCH" | tee "$OUT/statefile.txt" >&2
 read -r API_PORT PROXY_PORT ADMIN_PORT <<<"$(free_ports 3 | tr '\n' ' ')"
 metric() { curl -s --max-time 5 "http://$BENCH_HOST:$ADMIN_PORT/metrics" | awk -v n="$1" '$1 == n { print $2 + 0 }'; }

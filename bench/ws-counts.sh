@@ -38,11 +38,7 @@ ensure_tool nstat iproute2
 NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 breakwater_binary
 
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/breakwater-ws-counts.XXXXXX")
-chmod 755 "$WORK"
-OUT=bench/out/ws-counts-$(date +%Y%m%d-%H%M%S)
-mkdir -p "$OUT"
-on_exit "rm -rf '$WORK'"
+bench_scratch ws-counts
 RESULTS=$OUT/results.tsv
 EVENTS=task-clock,context-switches,raw_syscalls:sys_enter,syscalls:sys_enter_epoll_wait,sched:sched_waking,timer:hrtimer_start
 printf 'cell\ttarget\tround\tmessages\tns_per_msg\tsyscalls\tepoll_waits\tcontext_switches\twakeups\thrtimers\tout_segs\tpure_acks\tdelayed_acks\tkernel_samples_per_mmsg\tuser_samples_per_mmsg\n' >"$RESULTS"

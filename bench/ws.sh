@@ -76,12 +76,7 @@ LOOP=$("$PYTHON" -c 'import uvloop; print("uvloop", uvloop.__version__)' 2>/dev/
 
 breakwater_binary
 
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/breakwater-ws.XXXXXX")
-chmod 755 "$WORK" # nginx started by root runs its worker as nobody, which must reach the temp dirs
-OUT=bench/out/ws-$(date +%Y%m%d-%H%M%S)
-mkdir -p "$OUT"
-on_exit "cp '$WORK'/*.log '$OUT/' 2>/dev/null || true"
-on_exit "rm -rf '$WORK'"
+bench_scratch ws
 RESULTS=$OUT/results.tsv
 printf 'cell\ttarget\tround\tmsg_s\tmb_s\tp50_ms\tp99_ms\tcpu_us_per_msg\tcpu_ms_per_mb\tuser_ms_per_mb\tsys_ms_per_mb\tproxy_cpu_pct\tcpu0_busy_pct\tcpu1_busy_pct\tmessages\tpayload_bytes\tpeak_rss_kib\tload1\tproxy_wait_pct\n' >"$RESULTS"
 

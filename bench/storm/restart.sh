@@ -34,10 +34,7 @@ done
 python3 -c 'import sys; sys.exit(0 if sys.version_info >= (3, 8) else 1)' 2>/dev/null || bench_die "python3 (3.8 or newer) is needed"
 
 breakwater_binary
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/breakwater-restart.XXXXXX")
-OUT=bench/out/restart-$(date +%Y%m%d-%H%M%S)
-mkdir -p "$OUT"
-on_exit "rm -rf '$WORK'"
+bench_scratch restart
 read -r API_PORT PROXY_PORT ADMIN_PORT <<<"$(free_ports 3 | tr '\n' ' ')"
 
 # metric NAME: the value of an unlabelled metric of the running Breakwater.
