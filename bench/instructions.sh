@@ -55,28 +55,15 @@ fill bench/compare/breakwater.conf.in "$WORK/breakwater.conf" PORT="$BW_PORT" AD
 # The client: COUNT requests for PATH, round-robin over 4 keep-alive connections, each response
 # read whole (Content-Length) before the next request goes.
 drive() { # drive PORT PATH COUNT
-    python3 - "$@" <<'EOF'
+    PYTHONPATH=bench python3 - "$@" <<'EOF'
 import socket, sys
+from http1_answer import read_answer
 port, path, count = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 conns = [socket.create_connection(("127.0.0.1", port)) for _ in range(4)]
 request = ("GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n" % (path, port)).encode()
 for i in range(count):
-    s = conns[i % 4]
-    s.sendall(request)
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = s.recv(65536)
-        if not chunk:
-            sys.exit("connection closed by the proxy")
-        data += chunk
-    head, body = data.split(b"\r\n\r\n", 1)
-    length = 0
-    for line in head.split(b"\r\n")[1:]:
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            length = int(value)
-    while len(body) < length:
-        body += s.recv(65536)
+    conns[i % 4].sendall(request)
+    read_answer(conns[i % 4])
 EOF
 }
 

@@ -61,6 +61,7 @@ fill bench/compare/breakwater.conf.in "$WORK/breakwater.conf" PORT="$PLAIN_PORT"
 
 cat >"$WORK/drive.py" <<'EOF'
 import socket, ssl, sys
+from http1_answer import read_answer
 port, mode, count = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
 context.check_hostname = False
@@ -68,22 +69,7 @@ context.verify_mode = ssl.CERT_NONE
 context.set_alpn_protocols(["http/1.1"])
 
 def answer(s):
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = s.recv(65536)
-        if not chunk:
-            sys.exit("connection closed by the proxy")
-        data += chunk
-    head, body = data.split(b"\r\n\r\n", 1)
-    if head.split()[1] != b"200":
-        sys.exit("unexpected answer: %r" % head)
-    length = 0
-    for line in head.split(b"\r\n")[1:]:
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            length = int(value)
-    while len(body) < length:
-        body += s.recv(65536)
+    read_answer(s, want_status=b"200")
 
 def connect():
     s = socket.create_connection(("127.0.0.1", port), timeout=60)
@@ -101,7 +87,7 @@ else:
         conns[i % 4].sendall(b"GET /ok HTTP/1.1\r\nHost: localhost\r\n\r\n")
         answer(conns[i % 4])
 EOF
-drive() { timeout 600 python3 "$WORK/drive.py" "$TLS_PORT" "$@" || bench_die "the client failed ($*)"; }
+drive() { PYTHONPATH=bench timeout 600 python3 "$WORK/drive.py" "$TLS_PORT" "$@" || bench_die "the client failed ($*)"; }
 
 handshakes_ok() { # handshakes_ok NAME: Breakwater's completed handshakes so far (0 for nginx)
     [ "${1%%-*}" = breakwater ] || { echo 0; return; }
