@@ -94,19 +94,11 @@ import Glibc
     /// (waitUntilExit never returns) and its pipes can be held open by llvm-symbolizer.
     static func runAborting(_ arguments: [String], timeout: Double = 30) throws -> Binary.Result {
         let log = try Binary.tempDirectory().appendingPathComponent("output")
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 1, log.path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-        posix_spawn_file_actions_adddup2(&actions, 1, 2)
-        let argv = ([Binary.url.path] + arguments).map { strdup($0) } + [nil]
-        defer { argv.forEach { free($0) } }
+        let out = open(log.path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        let null = open("/dev/null", O_RDONLY | O_CLOEXEC)
+        defer { close(out); close(null) }
         let env = ProcessInfo.processInfo.environment.merging(["SWIFT_BACKTRACE": "enable=no"]) { $1 }
-            .map { strdup("\($0.key)=\($0.value)") } + [nil]
-        defer { env.forEach { free($0) } }
-        var pid: pid_t = 0
-        let rc = posix_spawn(&pid, Binary.url.path, &actions, nil, argv, env)
-        guard rc == 0 else { throw TestSocket.Failure(description: "posix_spawn: \(rc)") }
+        let pid = try Tool.spawn(Binary.url, arguments, environment: env, stdin: null, stdout: out, stderr: out)
         var status: Int32 = 0
         let deadline = Date().addingTimeInterval(timeout)
         while waitpid(pid, &status, WNOHANG) == 0 {

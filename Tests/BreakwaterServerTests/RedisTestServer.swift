@@ -10,7 +10,7 @@ final class RedisTestServer {
     let password: String?
     /// With a user, `password` is that ACL user's (Redis 6+ ACLs) and the default user is off.
     let user: String?
-    private var process: Process?
+    private var process: Spawned?
     private let log: URL
 
     init(password: String? = nil, user: String? = nil) throws {

@@ -89,15 +89,8 @@ import Glibc
         try ProxyProcess.conf(port: port, admin: admin, upstreams: [api.port], server: "", upstream: "", rest: "")
             .write(to: conf, atomically: true, encoding: .utf8)
         let log = dir.appendingPathComponent("bw.log")
-        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
-        let old = Process()
-        old.executableURL = Binary.url
-        old.arguments = ["--config", conf.path]
-        old.environment = ProcessInfo.processInfo.environment.merging(["NOTIFY_SOCKET": notify.path]) { $1 }
-        let handle = try FileHandle(forWritingTo: log)
-        old.standardOutput = handle
-        old.standardError = handle
-        try old.run()
+        let old = try Tool.start(Binary.url, ["--config", conf.path], log: log,
+                                 environment: ProcessInfo.processInfo.environment.merging(["NOTIFY_SOCKET": notify.path]) { $1 })
         var newPid: Int32 = 0
         defer {
             if old.isRunning { kill(old.processIdentifier, SIGKILL) }

@@ -11,7 +11,7 @@ import Glibc
 /// `http.server`; it stops itself after 5 minutes whatever happens to the test.
 final class AuthUpstream: @unchecked Sendable {
     let port: UInt16
-    private let process: Process
+    private let process: Spawned
 
     init() throws {
         let dir = try Binary.tempDirectory()

@@ -28,7 +28,7 @@ enum Binary {
     }
 
     /// Starts the binary in the background, its output collected to a file.
-    static func start(_ arguments: [String], log: URL) throws -> Process {
+    static func start(_ arguments: [String], log: URL) throws -> Spawned {
         try Tool.start(url, arguments, log: log)
     }
 

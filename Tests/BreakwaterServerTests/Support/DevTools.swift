@@ -6,7 +6,7 @@ import Glibc
 /// Headless Chromium driven through the DevTools protocol: a page is opened, and JavaScript is
 /// evaluated in it over a WebSocket (a minimal client: text frames, masked as RFC 6455 asks).
 final class DevToolsPage {
-    private let process: Process
+    private let process: Spawned
     private let socket: TestSocket
     private var nextID = 0
 

@@ -252,7 +252,7 @@ enum GRPCPeer {
 /// (a reply of the size its message names). It counts the calls it served.
 final class GRPCServer {
     let port: UInt16
-    private let process: Process
+    private let process: Spawned
     private let log: URL
 
     /// `tls`: h2 over TLS with this certificate, else h2c. `plain`: not gRPC but a plain HTTP/2

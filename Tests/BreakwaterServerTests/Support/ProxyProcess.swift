@@ -11,7 +11,7 @@ final class ProxyProcess: @unchecked Sendable {
     let dir: URL
     let conf: URL
     let log: URL
-    private let process: Process
+    private let process: Spawned
     var pid: Int32 { process.processIdentifier }
     var isRunning: Bool { process.isRunning }
 
@@ -43,7 +43,7 @@ final class ProxyProcess: @unchecked Sendable {
         try waitUntilReady()
     }
 
-    private static func launch(conf: URL, log: URL, openFiles: Int?) throws -> Process {
+    private static func launch(conf: URL, log: URL, openFiles: Int?) throws -> Spawned {
         if let openFiles {
             // A shell sets the limit and execs the binary in place, so the pid is the proxy's.
             return try Tool.start("sh", ["-c", "ulimit -n \(openFiles) && exec \"$0\" \"$@\"", Binary.url.path, "--config", conf.path],
@@ -146,7 +146,7 @@ final class ProxyProcess: @unchecked Sendable {
 /// `breakwater demo-api` as a process of its own, so a test can kill it like a crashing server.
 final class DemoAPIProcess: @unchecked Sendable {
     let port: UInt16
-    private let process: Process
+    private let process: Spawned
 
     init(port: UInt16 = Binary.freePort()) throws {
         self.port = port

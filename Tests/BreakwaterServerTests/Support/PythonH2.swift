@@ -322,7 +322,7 @@ enum PythonH2 {
     }
 
     /// Starts `mode` in the background; its output goes to `log`.
-    static func start(_ mode: String, port: UInt16, _ arguments: [String] = [], log: URL) throws -> Process {
+    static func start(_ mode: String, port: UInt16, _ arguments: [String] = [], log: URL) throws -> Spawned {
         let dir = try Binary.tempDirectory()
         let path = dir.appendingPathComponent("h2client.py")
         try script.write(to: path, atomically: true, encoding: .utf8)

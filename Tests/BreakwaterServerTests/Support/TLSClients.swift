@@ -121,20 +121,26 @@ extension SClient {
 /// A long-running tool with a pipe to its stdin and everything it prints collected, e.g.
 /// `openssl s_client` holding one TLS connection open while a test reloads the server.
 final class InteractiveTool: @unchecked Sendable {
-    private let process = Process()
-    private let input = Pipe()
+    private let process: Spawned
+    private let input: FileHandle
     private let output = Guarded<[UInt8]>([])
     private let reader: Thread
 
     init(_ name: String, _ arguments: [String]) throws {
-        process.executableURL = try Tool.path(name)
-        process.arguments = arguments
-        let pipe = Pipe()
-        process.standardInput = input
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let handle = pipe.fileHandleForReading
+        var toChild: [Int32] = [-1, -1], fromChild: [Int32] = [-1, -1]
+        guard pipe(&toChild) == 0, pipe(&fromChild) == 0 else {
+            throw TestSocket.Failure(description: "pipe: \(String(cString: strerror(errno)))")
+        }
+        for fd in toChild + fromChild { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        defer { close(toChild[0]); close(fromChild[1]) }
+        do {
+            process = Spawned(pid: try Tool.spawn(try Tool.path(name), arguments, stdin: toChild[0], stdout: fromChild[1], stderr: fromChild[1]))
+        } catch {
+            close(toChild[1]); close(fromChild[0])
+            throw error
+        }
+        input = FileHandle(fileDescriptor: toChild[1], closeOnDealloc: true)
+        let handle = FileHandle(fileDescriptor: fromChild[0], closeOnDealloc: true)
         let output = self.output
         // Ends at EOF, which comes when the process exits (stop() makes sure it does).
         reader = Thread {
@@ -154,7 +160,7 @@ final class InteractiveTool: @unchecked Sendable {
     func send(_ text: String) {
         // A tool that has exited leaves a broken pipe: EPIPE, not SIGPIPE.
         signal(SIGPIPE, SIG_IGN)
-        try? input.fileHandleForWriting.write(contentsOf: Data(text.utf8))
+        try? input.write(contentsOf: Data(text.utf8))
     }
 
     /// Waits up to `seconds` for `substring` to have been printed at least `count` times.

@@ -24,7 +24,7 @@ final class TLSLoadClient: @unchecked Sendable {
         var description: String { "statuses \(statuses), serials \(serials), last \(lastNewSerial), errors \(errors)" }
     }
 
-    private let process: Process
+    private let process: Spawned
     private let dir: URL
 
     init(port: UInt16, ca: URL, threads: Int = 4, seconds: Double = 4, maxRequests: Int = 20_000) throws {

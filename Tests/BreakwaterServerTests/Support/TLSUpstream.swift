@@ -12,7 +12,7 @@ import Glibc
 final class TLSUpstream: @unchecked Sendable {
     let port: UInt16
     let dir: URL
-    private let process: Process
+    private let process: Spawned
 
     init(pair: CertificatePair, idleTimeout: Double = 10) throws {
         dir = try Binary.tempDirectory()
@@ -41,7 +41,7 @@ final class TLSUpstream: @unchecked Sendable {
 
     /// SIGKILL: started from a test thread, the process inherits its signal mask, which blocks
     /// SIGTERM; and a test server has nothing to finish.
-    private static func stop(_ process: Process) {
+    private static func stop(_ process: Spawned) {
         guard process.isRunning else { return }
         kill(process.processIdentifier, SIGKILL)
         process.waitUntilExit()

@@ -191,7 +191,7 @@ enum PythonWebSockets {
     }
 
     /// Starts the client in the background; its output goes to `log`.
-    static func startClient(_ mode: String, _ url: String, _ arguments: [String] = [], log: URL) throws -> Process {
+    static func startClient(_ mode: String, _ url: String, _ arguments: [String] = [], log: URL) throws -> Spawned {
         let dir = try scripts()
         return try Tool.start(try Tool.path("python3"), [dir.appendingPathComponent("client.py").path, mode, url] + arguments, log: log)
     }
@@ -201,7 +201,7 @@ enum PythonWebSockets {
 final class WebSocketEchoServer: @unchecked Sendable {
     let port: UInt16
     let log: URL
-    private let process: Process
+    private let process: Spawned
 
     init(rejectPrefix: String? = nil) throws {
         let dir = try PythonWebSockets.scripts()
