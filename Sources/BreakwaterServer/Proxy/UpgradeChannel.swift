@@ -66,21 +66,28 @@ struct UpgradeChannel {
             var control = Self.rights(descriptors)
             let sent = header.withUnsafeMutableBytes { bytes in
                 control.withUnsafeMutableBytes { controlBytes in
-                    var vector = iovec(iov_base: bytes.baseAddress, iov_len: bytes.count)
-                    return withUnsafeMutablePointer(to: &vector) { vectorPointer in
-                        var message = msghdr()
-                        message.msg_iov = vectorPointer
-                        message.msg_iovlen = 1
-                        message.msg_control = controlBytes.baseAddress
-                        message.msg_controllen = controlBytes.count
-                        return sendmsg(fd, &message, Int32(MSG_NOSIGNAL))
-                    }
+                    Self.withMessage(bytes, controlBytes) { sendmsg(fd, &$0, Int32(MSG_NOSIGNAL)) }
                 }
             }
             guard sent > 0 else { throw failure("sendmsg") }
             if sent < header.count { try write(Array(header[sent...]), deadline: deadline) }
         }
         try write(payload, deadline: deadline)
+    }
+
+    /// Runs `transfer` (sendmsg or recvmsg) on a message of one buffer, `bytes`, with `control`
+    /// as its room for ancillary data (the descriptors).
+    private static func withMessage(_ bytes: UnsafeMutableRawBufferPointer, _ control: UnsafeMutableRawBufferPointer,
+                                    _ transfer: (inout msghdr) -> Int) -> Int {
+        var vector = iovec(iov_base: bytes.baseAddress, iov_len: bytes.count)
+        return withUnsafeMutablePointer(to: &vector) { vectorPointer in
+            var message = msghdr()
+            message.msg_iov = vectorPointer
+            message.msg_iovlen = 1
+            message.msg_control = control.baseAddress
+            message.msg_controllen = control.count
+            return transfer(&message)
+        }
     }
 
     /// Receives one frame; throws on end of file, an unknown kind, a payload over `maximum`, or
@@ -92,13 +99,7 @@ struct UpgradeChannel {
         var descriptors: [Int32] = []
         let got = header.withUnsafeMutableBytes { bytes in
             control.withUnsafeMutableBytes { controlBytes in
-                var vector = iovec(iov_base: bytes.baseAddress, iov_len: bytes.count)
-                return withUnsafeMutablePointer(to: &vector) { vectorPointer in
-                    var message = msghdr()
-                    message.msg_iov = vectorPointer
-                    message.msg_iovlen = 1
-                    message.msg_control = controlBytes.baseAddress
-                    message.msg_controllen = controlBytes.count
+                Self.withMessage(bytes, controlBytes) { message in
                     let n = recvmsg(fd, &message, Int32(MSG_CMSG_CLOEXEC))
                     if n > 0 { descriptors = Self.descriptors(in: controlBytes, length: message.msg_controllen) }
                     return n
