@@ -60,14 +60,21 @@ enum H2Session {
             nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE.rawValue),
                                    value: UInt32(connection.listener.limits.maxHeaderBytes)),
         ]
+        try announce(session, &entries, connectionWindow: Int32(settings.connectionWindow))
+        return session
+    }
+
+    /// Queues a new session's SETTINGS (`entries`) and opens its connection receive window to
+    /// `connectionWindow`, for either side; when either fails the session is deleted.
+    static func announce(_ session: OpaquePointer, _ entries: inout [nghttp2_settings_entry],
+                         connectionWindow: Int32) throws(SetupError) {
         let flags = UInt8(NGHTTP2_FLAG_NONE.rawValue)
         guard nghttp2_submit_settings(session, flags, &entries, entries.count) == 0,
-              nghttp2_session_set_local_window_size(session, flags, 0, Int32(settings.connectionWindow)) == 0
+              nghttp2_session_set_local_window_size(session, flags, 0, connectionWindow) == 0
         else {
             nghttp2_session_del(session)
             throw SetupError()
         }
-        return session
     }
 
     /// The data source of every response body: the stream's queued bytes.

@@ -5,7 +5,7 @@ internal import CNGHTTP2
 /// closures that recover the connection from nghttp2's user data (unretained: the connection owns
 /// the session and deletes it in `close`).
 enum UpstreamH2Session {
-    struct SetupError: Error {}
+    typealias SetupError = H2Session.SetupError
 
     /// The stream window Breakwater opens to the upstream; a response body is taken from nghttp2
     /// (and the window opened again) only as fast as the client reads it.
@@ -56,13 +56,7 @@ enum UpstreamH2Session {
             nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_ENABLE_PUSH.rawValue), value: 0),
             nghttp2_settings_entry(settings_id: Int32(NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE.rawValue), value: streamWindow),
         ]
-        let flags = UInt8(NGHTTP2_FLAG_NONE.rawValue)
-        guard nghttp2_submit_settings(session, flags, &entries, entries.count) == 0,
-              nghttp2_session_set_local_window_size(session, flags, 0, connectionWindow) == 0
-        else {
-            nghttp2_session_del(session)
-            throw SetupError()
-        }
+        try H2Session.announce(session, &entries, connectionWindow: connectionWindow)
         return session
     }
 
