@@ -362,9 +362,13 @@ extension HTTPHead {
     /// Whether field `f`'s name equals the lower-case `key`, ignoring ASCII case. Names are
     /// compared as bytes against the literal, with no String built: this runs for every header
     /// of every request.
-    @inline(__always)
+    /// The lengths are compared here, inlined, where the literal's length is a constant: most
+    /// names differ in length from most keys, and the chains of tests over every field of every
+    /// head (hop-by-hop, forbidden in HTTP/2) cost a compare each.
+    @inlinable @inline(__always)
     public func nameIs(_ f: HeaderField, _ key: StaticString) -> Bool {
-        nameEquals(f, UnsafeRawBufferPointer(start: key.utf8Start, count: key.utf8CodeUnitCount))
+        guard Int(f.nameEnd &- f.nameStart) == key.utf8CodeUnitCount else { return false }
+        return nameEquals(f, UnsafeRawBufferPointer(start: key.utf8Start, count: key.utf8CodeUnitCount))
     }
 
     /// `nameIs` for a name known only at run time (the tokens of a Connection header, a key part).
@@ -373,7 +377,8 @@ extension HTTPHead {
         return key.withUTF8 { nameEquals(f, UnsafeRawBufferPointer($0)) }
     }
 
-    private func nameEquals(_ f: HeaderField, _ key: UnsafeRawBufferPointer) -> Bool {
+    @usableFromInline
+    func nameEquals(_ f: HeaderField, _ key: UnsafeRawBufferPointer) -> Bool {
         let start = Int(f.nameStart)
         guard Int(f.nameEnd) - start == key.count else { return false }
         for i in 0..<key.count {

@@ -22,7 +22,16 @@ final class H2Connection: SocketDelegate, WorkerConnection {
     /// The nghttp2 server session; nil once closed.
     private(set) var session: OpaquePointer?
     /// Open streams by id.
-    var streams: [Int32: H2Stream] = [:]
+    private(set) var streams: [Int32: H2Stream] = [:]
+    /// The open stream looked up last: nghttp2 calls back about one stream several times in a
+    /// row (each field of its header block, its frames, its body), and this spares the dictionary.
+    private var lastStream: H2Stream?
+    /// Inside `runEvents`.
+    private var runningEvents = false
+    /// Storage reused from one stream to the next: the header lines of a request head being
+    /// parsed, and the fields of a response being submitted (nghttp2 copies them).
+    var headFields: [HeaderField] = []
+    var responseFields = H2Headers.Fields()
     /// What the callbacks of one `mem_recv` found, carried out once it has returned: nghttp2
     /// must not be re-entered, and a handler may answer (or close) synchronously.
     var events: [H2Event] = []
@@ -155,17 +164,24 @@ final class H2Connection: SocketDelegate, WorkerConnection {
 
     /// Carries out what the callbacks of the last `mem_recv` found, in order.
     private func runEvents() {
-        while !events.isEmpty, !closed {
-            let batch = events
-            events.removeAll(keepingCapacity: true)
-            for event in batch where !closed {
-                switch event {
-                case .headers(let stream): stream.headersComplete()
-                case .complete(let stream): stream.requestComplete()
-                case .refuse(let stream, let error): stream.refuse(error)
-                }
+        // A receive made while they run (a handler that resumes reading) adds its events to
+        // this loop's.
+        guard !runningEvents else { return }
+        runningEvents = true
+        defer { runningEvents = false }
+        // By index, events added meanwhile included: the array is not copied, and its storage
+        // is kept for the next batch.
+        var next = 0
+        while next < events.count, !closed {
+            let event = events[next]
+            next += 1
+            switch event {
+            case .headers(let stream): stream.headersComplete()
+            case .complete(let stream): stream.requestComplete()
+            case .refuse(let stream, let error): stream.refuse(error)
             }
         }
+        events.removeAll(keepingCapacity: true)
     }
 
     /// A connection error: GOAWAY with `code`'s reason goes out, then the connection closes.
@@ -255,9 +271,18 @@ final class H2Connection: SocketDelegate, WorkerConnection {
         _ = nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), stream.id, code.rawValue)
     }
 
+    /// The open stream `id`; nil when it is not open (or no longer).
+    func stream(_ id: Int32) -> H2Stream? {
+        if let lastStream, lastStream.id == id { return lastStream }
+        let stream = streams[id]
+        if stream != nil { lastStream = stream }
+        return stream
+    }
+
     /// A stream opened: the idle timer stops.
     func streamOpened(_ stream: H2Stream) {
         streams[stream.id] = stream
+        lastStream = stream
         hadStream = true
         // The first stream ends the idle wait; from then on deadlines are checked every second.
         if streams.count == 1 { timer.set(after: .seconds(1)) }
@@ -267,6 +292,7 @@ final class H2Connection: SocketDelegate, WorkerConnection {
     /// A stream closed (nghttp2 is done with it): forgotten, and the idle timer starts when it was the last.
     func streamClosed(_ id: Int32) {
         guard let stream = streams.removeValue(forKey: id) else { return }
+        if lastStream === stream { lastStream = nil }
         listener.handler.h2Streams(-1)
         stream.closed()
         if streams.isEmpty {
@@ -297,6 +323,7 @@ final class H2Connection: SocketDelegate, WorkerConnection {
         closed = true
         let open = streams
         streams.removeAll()
+        lastStream = nil
         for stream in open.values {
             listener.handler.h2Streams(-1)
             stream.closed()

@@ -22,6 +22,12 @@ enum H2Headers {
         /// How many fields there are.
         var count: Int { ranges.count }
 
+        /// Empties the fields, keeping the arrays' storage for the next head.
+        mutating func removeAll() {
+            storage.removeAll(keepingCapacity: true)
+            ranges.removeAll(keepingCapacity: true)
+        }
+
         mutating func add(_ name: some Collection<UInt8>, _ value: some Collection<UInt8>, lowercasing: Bool = true) {
             let nameStart = storage.count
             storage.append(contentsOf: name)
@@ -97,7 +103,18 @@ enum H2Headers {
     /// (which leave out every field HTTP/2 forbids), with `length` as Content-Length when given,
     /// and the value of `date` (a whole `Date` line) when the upstream sent none (RFC 9110 6.6.1).
     static func fields(relaying head: HTTPHead, length: Int?, keepLength: Bool, date: UnsafeRawBufferPointer) -> Fields {
-        var fields = Fields(bytes: head.bytes.count + 64, count: head.fields.count + 3)
+        var fields = Fields()
+        write(relaying: head, length: length, keepLength: keepLength, date: date, into: &fields)
+        return fields
+    }
+
+    /// `fields(relaying:...)` written into `fields`, emptied first: a connection passes the same
+    /// `Fields` for every response, whose storage nghttp2 has copied by the next.
+    static func write(relaying head: HTTPHead, length: Int?, keepLength: Bool, date: UnsafeRawBufferPointer,
+                      into fields: inout Fields) {
+        fields.removeAll()
+        fields.storage.reserveCapacity(head.bytes.count + 64)
+        fields.ranges.reserveCapacity(head.fields.count + 3)
         fields.add(":status", decimal: head.status)
         let hasConnection = head.connectionListsOtherFields
         var dated = false
@@ -108,7 +125,6 @@ enum H2Headers {
         }
         if !dated, date.count > 8 { fields.add("date".utf8, date[6..<(date.count - 2)]) }
         if let length { fields.add("content-length", decimal: length) }
-        return fields
     }
 
     /// Trailer fields relayed from the upstream (names lower-case already), without those that

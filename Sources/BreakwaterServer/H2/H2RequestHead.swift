@@ -18,6 +18,8 @@ struct H2RequestHead {
     /// One field of the header block (names lower-case, as HTTP/2 requires and nghttp2 checks).
     mutating func add(_ name: UnsafeBufferPointer<UInt8>, _ value: UnsafeBufferPointer<UInt8>) {
         if name.first == UInt8(ascii: ":") {
+            // One allocation for the three values in the usual case, not one per growth.
+            if pseudo.capacity == 0 { pseudo.reserveCapacity(256) }
             let start = pseudo.count
             if Self.name(name, is: ":method") {
                 pseudo.append(contentsOf: value)
@@ -53,6 +55,14 @@ struct H2RequestHead {
     /// The head, parsed and checked as an HTTP/1.1 request's; the error is the one the same
     /// request over HTTP/1.1 gets.
     consuming func finish() throws(HTTPError) -> HTTPHead {
+        var fields: [HeaderField] = []
+        return try finish(reusing: &fields)
+    }
+
+    /// `finish`, its header lines collected in `fields` (see `HTTPHead.parseRequest(_:fields:)`):
+    /// a connection passes the same array for every stream, whose storage is reused once the
+    /// previous request is gone.
+    consuming func finish(reusing fields: inout [HeaderField]) throws(HTTPError) -> HTTPHead {
         if text.isEmpty { startText() }
         if !cookies.isEmpty {
             text.append(ascii: "Cookie: ")
@@ -60,7 +70,7 @@ struct H2RequestHead {
             text.append(ascii: "\r\n")
         }
         text.append(ascii: "\r\n")
-        let head = try HTTPHead.parseRequest(text)
+        let head = try HTTPHead.parseRequest(text, fields: &fields)
         _ = try head.checkRequest()
         return head
     }

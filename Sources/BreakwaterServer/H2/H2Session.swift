@@ -16,28 +16,29 @@ enum H2Session {
         defer { nghttp2_session_callbacks_del(callbacks) }
         nghttp2_session_callbacks_set_on_begin_headers_callback(callbacks) { _, frame, user in
             guard let frame, let user else { return 0 }
-            return H2Connection.from(user).beginHeaders(frame)
+            return H2Connection.borrowed(user) { $0.beginHeaders(frame) }
         }
         nghttp2_session_callbacks_set_on_header_callback(callbacks) { _, frame, name, nameLength, value, valueLength, _, user in
             guard let frame, let user, let name, let value else { return 0 }
-            return H2Connection.from(user).header(frame, UnsafeBufferPointer(start: name, count: nameLength),
-                                                  UnsafeBufferPointer(start: value, count: valueLength))
+            let fieldName = UnsafeBufferPointer(start: name, count: nameLength)
+            let fieldValue = UnsafeBufferPointer(start: value, count: valueLength)
+            return H2Connection.borrowed(user) { $0.header(frame, fieldName, fieldValue) }
         }
         nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks) { _, frame, user in
             guard let frame, let user else { return 0 }
-            return H2Connection.from(user).frameReceived(frame)
+            return H2Connection.borrowed(user) { $0.frameReceived(frame) }
         }
         nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks) { _, _, streamID, data, length, user in
             guard let user, let data else { return 0 }
-            return H2Connection.from(user).dataReceived(streamID, UnsafeBufferPointer(start: data, count: length))
+            return H2Connection.borrowed(user) { $0.dataReceived(streamID, UnsafeBufferPointer(start: data, count: length)) }
         }
         nghttp2_session_callbacks_set_on_frame_send_callback(callbacks) { _, frame, user in
             guard let frame, let user else { return 0 }
-            return H2Connection.from(user).frameSent(frame)
+            return H2Connection.borrowed(user) { $0.frameSent(frame) }
         }
         nghttp2_session_callbacks_set_on_stream_close_callback(callbacks) { _, streamID, _, user in
             guard let user else { return 0 }
-            H2Connection.from(user).streamClosed(streamID)
+            H2Connection.borrowed(user) { $0.streamClosed(streamID) }
             return 0
         }
 
@@ -82,7 +83,7 @@ enum H2Session {
         var provider = nghttp2_data_provider()
         provider.read_callback = { _, streamID, buffer, length, flags, _, user in
             guard let user, let buffer, let flags else { return Int(NGHTTP2_ERR_CALLBACK_FAILURE.rawValue) }
-            return H2Connection.from(user).readBody(streamID, buffer, length, flags)
+            return H2Connection.borrowed(user) { $0.readBody(streamID, buffer, length, flags) }
         }
         return provider
     }
@@ -91,8 +92,11 @@ enum H2Session {
 // MARK: the callbacks' side of the connection
 
 extension H2Connection {
-    static func from(_ user: UnsafeMutableRawPointer) -> H2Connection {
-        Unmanaged<H2Connection>.fromOpaque(user).takeUnretainedValue()
+    /// Calls `body` with the connection nghttp2's user data points to, borrowed rather than
+    /// retained and released around each of the several callbacks a request makes.
+    @inline(__always)
+    static func borrowed<R>(_ user: UnsafeMutableRawPointer, _ body: (H2Connection) -> R) -> R {
+        Unmanaged<H2Connection>.fromOpaque(user)._withUnsafeGuaranteedRef(body)
     }
 
     private static func isRequestHeaders(_ frame: UnsafePointer<nghttp2_frame>) -> Bool {
@@ -107,7 +111,7 @@ extension H2Connection {
 
     fileprivate func header(_ frame: UnsafePointer<nghttp2_frame>, _ name: UnsafeBufferPointer<UInt8>,
                             _ value: UnsafeBufferPointer<UInt8>) -> Int32 {
-        guard let stream = streams[frame.pointee.hd.stream_id] else { return 0 }
+        guard let stream = stream(frame.pointee.hd.stream_id) else { return 0 }
         if Self.isRequestHeaders(frame) {
             stream.header(name, value, limit: listener.limits.maxHeaderBytes)
         }
@@ -119,7 +123,7 @@ extension H2Connection {
         let endStream = frame.pointee.hd.flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0
         let type = frame.pointee.hd.type
         guard type == UInt8(NGHTTP2_HEADERS.rawValue) || type == UInt8(NGHTTP2_DATA.rawValue),
-              let stream = streams[frame.pointee.hd.stream_id] else { return 0 }
+              let stream = stream(frame.pointee.hd.stream_id) else { return 0 }
         if Self.isRequestHeaders(frame) { events.append(.headers(stream)) }
         if endStream {
             stream.requestEnded = true
@@ -129,7 +133,7 @@ extension H2Connection {
     }
 
     fileprivate func dataReceived(_ id: Int32, _ data: UnsafeBufferPointer<UInt8>) -> Int32 {
-        guard let stream = streams[id] else { return 0 }
+        guard let stream = stream(id) else { return 0 }
         if stream.lingeredPastItsBound(adding: data.count) {
             reset(stream, code: NGHTTP2_NO_ERROR)
             return 0
@@ -147,7 +151,7 @@ extension H2Connection {
         let endStream = frame.pointee.hd.flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0
         let type = frame.pointee.hd.type
         guard endStream, type == UInt8(NGHTTP2_HEADERS.rawValue) || type == UInt8(NGHTTP2_DATA.rawValue),
-              let stream = streams[frame.pointee.hd.stream_id] else { return 0 }
+              let stream = stream(frame.pointee.hd.stream_id) else { return 0 }
         // The response is out while the client still sends a body nobody will read: it is told
         // to stop (RFC 9113 8.1), after the response, which has left already; the body of a
         // refused request is first read and dropped for a moment (H2Stream.linger).
@@ -157,7 +161,7 @@ extension H2Connection {
 
     fileprivate func readBody(_ id: Int32, _ buffer: UnsafeMutablePointer<UInt8>, _ length: Int,
                               _ flags: UnsafeMutablePointer<UInt32>) -> Int {
-        guard let stream = streams[id] else { return Int(NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue) }
+        guard let stream = stream(id) else { return Int(NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue) }
         switch stream.readBody(into: buffer, length) {
         case .bytes(let n, let last):
             if last {

@@ -91,7 +91,7 @@ final class H2Stream: ClientResponder {
         guard let fields = head.take() else { return }
         let parsed: HTTPHead
         do throws(HTTPError) {
-            parsed = try fields.finish()
+            parsed = try fields.finish(reusing: &connection.headFields)
         } catch {
             return refuse(error)
         }
@@ -241,8 +241,9 @@ final class H2Stream: ClientResponder {
         let hasBody = body != .none && body != .length(0) && !answeringHEAD
         var length: Int?
         if case .length(let n) = body, !answeringHEAD { length = n }
-        submit(H2Headers.fields(relaying: head, length: length, keepLength: body == .none, date: connection.worker.dateHeaderLine),
-               hasBody: hasBody)
+        H2Headers.write(relaying: head, length: length, keepLength: body == .none, date: connection.worker.dateHeaderLine,
+                        into: &connection.responseFields)
+        submit(connection.responseFields, hasBody: hasBody)
         if !hasBody { ended = true }
         connection.scheduleFlush()
     }
