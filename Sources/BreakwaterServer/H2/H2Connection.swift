@@ -32,6 +32,9 @@ final class H2Connection: SocketDelegate, WorkerConnection {
     /// parsed, and the fields of a response being submitted (nghttp2 copies them).
     var headFields: [HeaderField] = []
     var responseFields = H2Headers.Fields()
+    /// Emptied response body queues of closed streams, for the next streams to take.
+    private var spareQueues: [OpaquePointer] = []
+    private static let maxSpareQueues = 16
     /// What the callbacks of one `mem_recv` found, carried out once it has returned: nghttp2
     /// must not be re-entered, and a handler may answer (or close) synchronously.
     var events: [H2Event] = []
@@ -279,6 +282,17 @@ final class H2Connection: SocketDelegate, WorkerConnection {
         return stream
     }
 
+    /// An empty evbuffer for a stream's response body: a spare one when there is.
+    func takeQueue() -> OpaquePointer {
+        spareQueues.popLast() ?? evbuffer_new()!
+    }
+
+    /// A closed stream's body queue, emptied, kept for the next stream (or freed).
+    func recycle(_ queue: OpaquePointer) {
+        evbuffer_drain(queue, evbuffer_get_length(queue))
+        if closed || spareQueues.count >= Self.maxSpareQueues { evbuffer_free(queue) } else { spareQueues.append(queue) }
+    }
+
     /// A stream opened: the idle timer stops.
     func streamOpened(_ stream: H2Stream) {
         streams[stream.id] = stream
@@ -335,6 +349,8 @@ final class H2Connection: SocketDelegate, WorkerConnection {
         socket.close()
         timer.free()
         flushEvent.close()
+        for queue in spareQueues { evbuffer_free(queue) }
+        spareQueues.removeAll()
         listener.handler.h2Connections(-1)
         let worker = self.worker
         worker.connections[ObjectIdentifier(self)] = nil

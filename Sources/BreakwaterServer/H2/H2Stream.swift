@@ -336,7 +336,7 @@ final class H2Stream: ClientResponder {
 
     private func makeQueue() -> OpaquePointer {
         if let queued { return queued }
-        let queue = evbuffer_new()!
+        let queue = connection.takeQueue()
         queued = queue
         return queue
     }
@@ -388,6 +388,10 @@ final class H2Stream: ClientResponder {
     func closed() {
         let complete = finished && ended
         finished = true
+        if let queued {
+            self.queued = nil
+            connection.recycle(queued)
+        }
         if !complete, let exchange {
             self.exchange = nil
             exchange.clientClosed()

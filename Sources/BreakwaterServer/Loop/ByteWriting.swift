@@ -70,6 +70,79 @@ extension Array: ByteSink where Element == UInt8 {
     }
 }
 
+/// Bytes assembled in an array's own storage, kept filled to its capacity while the first `count`
+/// bytes are in use: an append is a bounds check and a copy, where `Array.append(contentsOf:)`
+/// takes its generic path each time. `take` hands over exactly the bytes written.
+struct ByteBuilder: ByteSink {
+    private var storage: [UInt8] = []
+    /// How many bytes were written.
+    private(set) var count = 0
+
+    /// A builder with room for `capacity` bytes before it grows.
+    init(capacity: Int = 0) {
+        if capacity > 0 { storage = [UInt8](repeating: 0, count: capacity) }
+    }
+
+    var isEmpty: Bool { count == 0 }
+
+    @inline(__always)
+    mutating func append(raw bytes: UnsafeRawBufferPointer) {
+        guard let source = bytes.baseAddress, !bytes.isEmpty else { return }
+        if count + bytes.count > storage.count { grow(to: count + bytes.count) }
+        let at = count
+        storage.withUnsafeMutableBytes { $0.baseAddress!.advanced(by: at).copyMemory(from: source, byteCount: bytes.count) }
+        count += bytes.count
+    }
+
+    @inline(__always)
+    mutating func append(_ byte: UInt8) {
+        if count == storage.count { grow(to: count + 1) }
+        storage[count] = byte
+        count += 1
+    }
+
+    /// Appends a copy of bytes written before, those in `range`.
+    mutating func append(copyOf range: Range<Int>) {
+        guard !range.isEmpty else { return }
+        if count + range.count > storage.count { grow(to: count + range.count) }
+        let at = count
+        storage.withUnsafeMutableBytes { bytes in
+            (bytes.baseAddress! + at).copyMemory(from: bytes.baseAddress! + range.lowerBound, byteCount: range.count)
+        }
+        count += range.count
+    }
+
+    /// Calls `body` with the bytes written in `range`.
+    func withBytes<R>(_ range: Range<Int>, _ body: (UnsafeRawBufferPointer) -> R) -> R {
+        storage.withUnsafeBytes { body(UnsafeRawBufferPointer(rebasing: $0[range])) }
+    }
+
+    /// The bytes written from `start` on, as an array of exactly that many: the storage itself,
+    /// those bytes moved to its front, not a copy. The builder is empty afterwards.
+    mutating func take(from start: Int = 0) -> [UInt8] {
+        var bytes = storage
+        storage = []
+        let kept = count - start
+        if start > 0 {
+            bytes.withUnsafeMutableBytes { $0.baseAddress!.copyMemory(from: $0.baseAddress! + start, byteCount: kept) }
+        }
+        bytes.removeSubrange(kept...)
+        count = 0
+        return bytes
+    }
+
+    private mutating func grow(to needed: Int) {
+        var grown = [UInt8](repeating: 0, count: Swift.max(needed, storage.count * 2, 64))
+        if count > 0 {
+            let used = count
+            grown.withUnsafeMutableBytes { out in
+                storage.withUnsafeBytes { out.baseAddress!.copyMemory(from: $0.baseAddress!, byteCount: used) }
+            }
+        }
+        storage = grown
+    }
+}
+
 /// Writes into space reserved at the end of an evbuffer, so a head is assembled where it will be
 /// sent from: no intermediate array, no copy. More space is reserved if the first reservation
 /// runs out. Nothing else may touch the evbuffer until `write(into:reserving:_:)` returns.
