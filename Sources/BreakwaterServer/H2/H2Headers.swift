@@ -8,23 +8,28 @@ internal import CNGHTTP2
 enum H2Headers {
     /// Header fields, their bytes in one array.
     struct Fields {
-        var storage: [UInt8] = []
+        var storage = ByteBuilder()
         var ranges: [(name: Range<Int>, value: Range<Int>)] = []
 
         init() {}
 
         /// Room for `count` fields of `bytes` bytes in all: each array is allocated once.
         init(bytes: Int, count: Int) {
-            storage.reserveCapacity(bytes)
-            ranges.reserveCapacity(count)
+            reserve(bytes: bytes, count: count)
         }
 
         /// How many fields there are.
         var count: Int { ranges.count }
 
+        /// Room for `count` fields of `bytes` bytes in all.
+        mutating func reserve(bytes: Int, count: Int) {
+            storage.reserveCapacity(bytes)
+            ranges.reserveCapacity(count)
+        }
+
         /// Empties the fields, keeping the arrays' storage for the next head.
         mutating func removeAll() {
-            storage.removeAll(keepingCapacity: true)
+            storage.removeAll()
             ranges.removeAll(keepingCapacity: true)
         }
 
@@ -32,12 +37,8 @@ enum H2Headers {
             let nameStart = storage.count
             storage.append(contentsOf: name)
             let valueStart = storage.count
-            if lowercasing {
-                // In place: a lazily mapped sequence would be appended a byte at a time.
-                storage.withUnsafeMutableBufferPointer { bytes in
-                    for i in nameStart..<valueStart where bytes[i] &- 0x41 < 26 { bytes[i] |= 0x20 }
-                }
-            }
+            // In place: a lazily mapped sequence would be appended a byte at a time.
+            if lowercasing { storage.lowercaseASCII(nameStart..<valueStart) }
             storage.append(contentsOf: value)
             ranges.append((nameStart..<valueStart, valueStart..<storage.count))
         }
@@ -54,15 +55,16 @@ enum H2Headers {
 
         /// The fields as (name, value) byte arrays, in order.
         var pairs: [(name: [UInt8], value: [UInt8])] {
-            ranges.map { (Array(storage[$0.name]), Array(storage[$0.value])) }
+            ranges.map { range in (storage.withBytes(range.name) { Array($0) }, storage.withBytes(range.value) { Array($0) }) }
         }
 
         /// Calls `body` with the fields as nghttp2 name-value pairs. nghttp2 copies names and
         /// values (no NO_COPY flag is set), so they point into `storage` itself, and the pairs
         /// live on the stack.
         func withNameValues<R>(_ body: (UnsafeBufferPointer<nghttp2_nv>) -> R) -> R {
-            storage.withUnsafeBufferPointer { buffer in
-                let base = UnsafeMutablePointer(mutating: buffer.baseAddress ?? UnsafePointer(bitPattern: 1)!)
+            storage.withBytes(0..<storage.count) { bytes in
+                let start = bytes.baseAddress.map { $0.assumingMemoryBound(to: UInt8.self) } ?? UnsafePointer(bitPattern: 1)!
+                let base = UnsafeMutablePointer(mutating: start)
                 return withUnsafeTemporaryAllocation(of: nghttp2_nv.self, capacity: ranges.count) { pairs in
                     for (i, r) in ranges.enumerated() {
                         pairs.initializeElement(at: i, to: nghttp2_nv(
@@ -113,8 +115,7 @@ enum H2Headers {
     static func write(relaying head: HTTPHead, length: Int?, keepLength: Bool, date: UnsafeRawBufferPointer,
                       into fields: inout Fields) {
         fields.removeAll()
-        fields.storage.reserveCapacity(head.bytes.count + 64)
-        fields.ranges.reserveCapacity(head.fields.count + 3)
+        fields.reserve(bytes: head.bytes.count + 64, count: head.fields.count + 3)
         fields.add(":status", decimal: head.status)
         let hasConnection = head.connectionListsOtherFields
         var dated = false

@@ -84,9 +84,7 @@ extension H2Headers {
         mutating func value(utf8: String) { fields.storage.append(utf8: utf8) }
 
         mutating func endField() {
-            fields.storage.withUnsafeMutableBufferPointer { bytes in
-                for i in fieldStart..<valueStart where bytes[i] &- 0x41 < 26 { bytes[i] |= 0x20 }
-            }
+            fields.storage.lowercaseASCII(fieldStart..<valueStart)
             fields.ranges.append((fieldStart..<valueStart, valueStart..<fields.storage.count))
         }
 

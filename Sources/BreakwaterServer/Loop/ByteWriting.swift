@@ -101,6 +101,29 @@ struct ByteBuilder: ByteSink {
         count += 1
     }
 
+    /// Appends the bytes of a collection: at once where they are contiguous, else one by one.
+    @inline(__always)
+    mutating func append(contentsOf bytes: some Collection<UInt8>) {
+        if bytes.withContiguousStorageIfAvailable({ append(raw: UnsafeRawBufferPointer($0)) }) == nil {
+            for byte in bytes { append(byte) }
+        }
+    }
+
+    /// Room for `capacity` bytes in all before the storage grows.
+    mutating func reserveCapacity(_ capacity: Int) {
+        if capacity > storage.count { grow(to: capacity) }
+    }
+
+    /// Forgets the bytes written, keeping the storage.
+    mutating func removeAll() { count = 0 }
+
+    /// Lower-cases the ASCII letters among the bytes written in `range`, in place.
+    mutating func lowercaseASCII(_ range: Range<Int>) {
+        storage.withUnsafeMutableBufferPointer { bytes in
+            for i in range where bytes[i] &- 0x41 < 26 { bytes[i] |= 0x20 }
+        }
+    }
+
     /// Appends a copy of bytes written before, those in `range`.
     mutating func append(copyOf range: Range<Int>) {
         guard !range.isEmpty else { return }
@@ -132,7 +155,7 @@ struct ByteBuilder: ByteSink {
     }
 
     private mutating func grow(to needed: Int) {
-        var grown = [UInt8](repeating: 0, count: Swift.max(needed, storage.count * 2, 64))
+        var grown = [UInt8](repeating: 0, count: Swift.max(needed, count * 2, 64))
         if count > 0 {
             let used = count
             grown.withUnsafeMutableBytes { out in
