@@ -59,14 +59,17 @@ final class H2Connection: SocketDelegate, WorkerConnection {
     /// (and a response's head, body and end) leave in one write, not one each.
     private var flushEvent: LoopEvent!
     private var flushPending = false
-    private let idleTimeout: Duration
+    /// `idle_timeout` in nanoseconds, converted once: the timer is set twice per stream.
+    private let idleTimeout: Int64
+    /// The one-second step of `checkDeadlines`.
+    private static let second: Int64 = 1_000_000_000
 
     private init(socket: Socket, peer: IPAddress, listener: Listener, settings: H2Settings) {
         self.socket = socket
         self.peer = peer
         self.listener = listener
         self.settings = settings
-        idleTimeout = listener.limits.idleTimeout
+        idleTimeout = listener.limits.idleTimeout.clampedNanoseconds
     }
 
     /// Takes over an accepted socket whose first bytes (already in its input, maybe) are HTTP/2:
@@ -89,7 +92,7 @@ final class H2Connection: SocketDelegate, WorkerConnection {
         }
         listener.worker.connections[ObjectIdentifier(connection)] = connection
         listener.handler.h2Connections(+1)
-        connection.timer.set(after: connection.idleTimeout)
+        connection.timer.set(afterNanoseconds: connection.idleTimeout)
         connection.receive()
     }
 
@@ -299,7 +302,7 @@ final class H2Connection: SocketDelegate, WorkerConnection {
         lastStream = stream
         hadStream = true
         // The first stream ends the idle wait; from then on deadlines are checked every second.
-        if streams.count == 1 { timer.set(after: .seconds(1)) }
+        if streams.count == 1 { timer.set(afterNanoseconds: Self.second) }
         listener.handler.h2Streams(+1)
     }
 
@@ -310,7 +313,7 @@ final class H2Connection: SocketDelegate, WorkerConnection {
         listener.handler.h2Streams(-1)
         stream.closed()
         if streams.isEmpty {
-            if goingAway { timer.set(after: .milliseconds(1)) } else { timer.set(after: idleTimeout) }
+            if goingAway { timer.set(after: .milliseconds(1)) } else { timer.set(afterNanoseconds: idleTimeout) }
         }
     }
 
