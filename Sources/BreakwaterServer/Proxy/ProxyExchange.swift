@@ -22,17 +22,20 @@ final class ProxyExchange: ClientExchange, UpstreamWaiter, UpstreamExchange {
         case finished
     }
 
-    /// Strong: the handler holds no exchange, so there is no cycle.
-    private let handler: ProxyHandler
-    private let request: HTTPRequest
     /// An HTTP/1.1 connection or an HTTP/2 stream. An existential, not a generic parameter: a
     /// generic class would look its metadata and conformances up at run time for every request.
     private let client: any ClientResponder
-    private let route: ResolvedRoute
-    /// The tracker key, nil for bypass routes.
-    private let key: ClientKey?
-    /// Tells the circuit and the tracker what the upstream answered.
+    /// Tells the circuit and the tracker what the upstream answered. It holds the handler, the
+    /// request, the route, the key and the route's metrics, which the exchange reads from it
+    /// rather than keep (and retain and release) a second time.
     private let report: ShieldReport
+    /// Strong: the handler holds no exchange, so there is no cycle.
+    private var handler: ProxyHandler { report.handler }
+    private var request: HTTPRequest { report.request }
+    private var route: ResolvedRoute { report.route }
+    /// The tracker key, nil for bypass routes.
+    private var key: ClientKey? { report.key }
+    private var metrics: RouteMetrics { report.metrics }
     private var server: UpstreamServer
     private var phase = Phase.waiting
     private var freshRetries = 0
@@ -44,7 +47,6 @@ final class ProxyExchange: ClientExchange, UpstreamWaiter, UpstreamExchange {
     /// When the exchange began (LoopClock nanoseconds).
     private let started = LoopClock().nanoseconds()
     private let pool: UpstreamPool
-    private let metrics: RouteMetrics
     private var status = 0
     private var upstreamTime: Duration?
     private var bytesSent = 0
@@ -55,17 +57,12 @@ final class ProxyExchange: ClientExchange, UpstreamWaiter, UpstreamExchange {
 
     init(handler: ProxyHandler, request: HTTPRequest, client: any ClientResponder,
          route: ResolvedRoute, key: ClientKey?, isProbe: Bool, circuitProbe: Bool = false) {
-        self.handler = handler
-        self.request = request
         self.client = client
-        self.route = route
-        self.key = key
         report = ShieldReport(handler: handler, request: request, route: route, key: key, isProbe: isProbe,
                               circuitProbe: circuitProbe, circuits: handler.context.circuits,
                               metrics: handler.context.routeMetrics[route.index])
         // Kept for the whole exchange: a reload may give the handler a new pool meanwhile.
         pool = handler.pool
-        metrics = handler.context.routeMetrics[route.index]
         server = pool.pickServer()
     }
 

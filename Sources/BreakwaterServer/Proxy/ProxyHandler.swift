@@ -203,10 +203,14 @@ final class ProxyHandler: HTTPHandler {
     private func serve<Client: ClientResponder>(_ request: HTTPRequest, on connection: Client) {
         let context = self.context
         if let origin = context.corsOrigin(of: request) { connection.corsOrigin = origin }
-        let admission = admit(request, context)
-        guard case .route(let route, let key) = admission else {
-            if case .refuse(let error, let detail) = admission { refuse(error, detail: detail, request, on: connection) }
-            return
+        // Switched on as it comes back, so that its payload is taken rather than copied.
+        let route: ResolvedRoute
+        let key: ClientKey?
+        switch admit(request, context) {
+        case .refuse(let error, let detail):
+            return refuse(error, detail: detail, request, on: connection)
+        case .route(let admitted, let admittedKey):
+            (route, key) = (admitted, admittedKey)
         }
         guard let key else {
             context.routeMetrics[route.index].count(.bypassed, over: connection.wireProtocol, totals: context.metrics.totals)

@@ -50,13 +50,24 @@ enum ProxyHeaders {
         var forwardedFor: String?
         var via: String?
         let authority = head.authority
+        // Noted on the way rather than counted after: whether a Host came, and whether the
+        // client framed a body (Content-Length or Transfer-Encoding, both hop-by-hop).
+        var hasHost = false
+        var framed = false
         for f in head.fields {
-            if !authority.isEmpty, head.nameIs(f, "host") { continue }
+            if head.nameIs(f, "host") {
+                hasHost = true
+                if !authority.isEmpty { continue }
+            }
             if upgrade, head.nameIs(f, "upgrade") {
                 out.field(head, f)
                 continue
             }
-            if isHopByHop(head, f) || head.nameIs(f, "expect") { continue }
+            if isHopByHop(head, f) {
+                if !framed, head.nameIs(f, "content-length") || head.nameIs(f, "transfer-encoding") { framed = true }
+                continue
+            }
+            if head.nameIs(f, "expect") { continue }
             if hasConnection, head.isListedInConnection(f), !isEndToEnd(head, f) { continue }
             if head.nameIs(f, "x-forwarded-for") {
                 forwardedFor = forwardedFor.map { $0 + ", " + head.value(f) } ?? head.value(f)
@@ -73,7 +84,7 @@ enum ProxyHeaders {
         }
         if !authority.isEmpty {
             out.host(head.bytes[authority])
-        } else if head.count("host") == 0 {
+        } else if !hasHost {
             out.host(Array(defaultHost.utf8)[...])
         }
         out.forwarding(forwardedFor: forwardedFor, client: clientAddress[...], secure: request.isSecure, via: via)
@@ -83,7 +94,7 @@ enum ProxyHeaders {
             out.endField()
         }
         let length = request.bodyLength
-        if length > 0 || head.count("content-length") > 0 || head.count("transfer-encoding") > 0 {
+        if length > 0 || framed {
             out.contentLength(length)
         }
         out.endHead()

@@ -57,7 +57,11 @@ final class UpstreamServer {
 /// Upstream settings a pool needs, copied out of the config.
 struct UpstreamSettings {
     var connectTimeout: Duration
-    var timeout: Duration
+    var timeout: Duration {
+        didSet { timeoutNanoseconds = timeout.clampedNanoseconds }
+    }
+    /// `timeout` in nanoseconds, converted once: every request sets it on its connection.
+    private(set) var timeoutNanoseconds: Int64
     var maxConnections: Int
     /// A parked connection unused this long is closed, before the server's own keep-alive timer races us.
     var idleTimeout: Duration = .seconds(4)
@@ -68,6 +72,7 @@ struct UpstreamSettings {
     init(_ config: UpstreamConfig, tls: TLSClientContext?) {
         connectTimeout = config.connectTimeout
         timeout = config.timeout
+        timeoutNanoseconds = config.timeout.clampedNanoseconds
         maxConnections = config.maxConnections
         self.tls = tls
         tlsServerName = config.tlsServerName
