@@ -14,10 +14,10 @@ final class ProxyExchange: ClientExchange, UpstreamWaiter, UpstreamExchange {
     private enum Phase {
         /// Waiting for an upstream connection, or for a retry's wait to pass.
         case waiting
-        /// The request went out on the connection; no usable response yet.
-        case sent(UpstreamConnection)
-        /// The response head was relayed; the body streams from the connection.
-        case relaying(UpstreamConnection)
+        /// The request went out on `connection`; no usable response yet.
+        case sent
+        /// The response head was relayed; the body streams from `connection`.
+        case relaying
         /// Answered, failed or abandoned: nothing more happens.
         case finished
     }
@@ -38,6 +38,9 @@ final class ProxyExchange: ClientExchange, UpstreamWaiter, UpstreamExchange {
     private var metrics: RouteMetrics { report.metrics }
     private var server: UpstreamServer
     private var phase = Phase.waiting
+    /// The connection the request went out on: set while `sent` and `relaying`, nil otherwise.
+    /// Kept beside the phase rather than in it, so that a change of phase moves no reference.
+    private var connection: UpstreamConnection?
     private var freshRetries = 0
     /// Retries taken so far (not counting a resend after a stale keep-alive connection).
     private var retries = 0
@@ -79,7 +82,8 @@ final class ProxyExchange: ClientExchange, UpstreamWaiter, UpstreamExchange {
             connection.cancel()
             return
         }
-        phase = .sent(connection)
+        phase = .sent
+        self.connection = connection
         connection.send(body: request.body, expectNoBody: request.isHEAD, upgrading: upgrading, to: self,
                         reserving: request.head.bytes.count + 256) {
             ProxyHeaders.upstreamRequest(request, clientAddress: client.peerText, defaultHost: server.hostHeader,
@@ -94,11 +98,12 @@ final class ProxyExchange: ClientExchange, UpstreamWaiter, UpstreamExchange {
     // MARK: UpstreamExchange
 
     func upstreamHead(_ head: HTTPHead, framing: BodyFraming) {
-        guard case .sent(let connection) = phase else { return }
+        guard case .sent = phase else { return }
         metrics.count(UpstreamClass(status: head.status))
         server.health.succeeded()
         if handler.retryPolicy.isRetryable(status: head.status),
-           RetryPolicy.retriesAnswer(hasRetryAfter: head.count("retry-after") > 0), retry(.status, detail: "\(head.status)") {
+           RetryPolicy.retriesAnswer(hasRetryAfter: head.count("retry-after") > 0), let connection,
+           retry(.status, detail: "\(head.status)") {
             // This answer is discarded: the connection cannot be reused mid-body, so it goes.
             connection.cancel()
             return
@@ -107,7 +112,7 @@ final class ProxyExchange: ClientExchange, UpstreamWaiter, UpstreamExchange {
         metrics.upstreamDuration.record(elapsed)
         upstreamTime = elapsed
         status = head.status
-        phase = .relaying(connection)
+        phase = .relaying
         // A trailers-only gRPC answer carries its grpc-status in the head; looked for only on a
         // route that counts gRPC statuses.
         let grpcStatus = route.policy.on.grpcStatuses.isEmpty ? nil : head.combined("grpc-status").flatMap { GRPCStatus.parse($0) }
@@ -124,6 +129,7 @@ final class ProxyExchange: ClientExchange, UpstreamWaiter, UpstreamExchange {
         metrics.upstreamDuration.record(elapsed)
         status = 101
         phase = .finished
+        connection = nil
         report.record(status: 101, retryAfter: nil)   // the handshake succeeded: a success for the tracker
         metrics.tunnels.increment()
         let context = handler.context
@@ -138,11 +144,12 @@ final class ProxyExchange: ClientExchange, UpstreamWaiter, UpstreamExchange {
 
     func upstreamBody(_ buffer: OpaquePointer) {
         bytesSent += evbuffer_get_length(buffer)
-        if client.sendBody(buffer), case .relaying(let connection) = phase { connection.pause() }
+        if client.sendBody(buffer), case .relaying = phase { connection?.pause() }
     }
 
     func upstreamEnd() {
         phase = .finished
+        connection = nil
         client.endResponse()
         logAccess()
     }
@@ -167,18 +174,20 @@ final class ProxyExchange: ClientExchange, UpstreamWaiter, UpstreamExchange {
             return
         case .relaying:
             phase = .finished
+            connection = nil
             handler.logger.warning("upstream broke mid-response; client connection cut", metadata: [
                 "server": "\(server.endpoint)", "failure": "\(failure)", "route": "\(route.name)",
             ])
             client.abortResponse()
             logAccess()
             return
-        case .sent(let connection):
-            reused = connection.reused
+        case .sent:
+            reused = connection?.reused ?? false
         case .waiting:
             reused = false
         }
         phase = .waiting
+        connection = nil
         // A parked connection the server had already closed: the request never reached it.
         if failure == .closedBeforeResponse, reused, freshRetries < 1, idempotent {
             freshRetries += 1
@@ -231,6 +240,7 @@ final class ProxyExchange: ClientExchange, UpstreamWaiter, UpstreamExchange {
         ])
         let failed = server
         phase = .waiting
+        connection = nil
         handler.worker.schedule(after: wait) { [self] in
             guard case .waiting = phase else { return }
             server = pool.pickServer(excluding: failed)
@@ -243,14 +253,16 @@ final class ProxyExchange: ClientExchange, UpstreamWaiter, UpstreamExchange {
 
     func clientClosed() {
         let before = phase
+        let connection = self.connection
         phase = .finished
+        self.connection = nil
         switch before {
         case .finished:
             return
-        case .relaying(let connection):
-            connection.cancel()
-        case .sent(let connection):
-            connection.cancel()
+        case .relaying:
+            connection?.cancel()
+        case .sent:
+            connection?.cancel()
             report.abandonProbes()
         case .waiting:
             pool.cancel(self)
@@ -261,6 +273,6 @@ final class ProxyExchange: ClientExchange, UpstreamWaiter, UpstreamExchange {
     }
 
     func clientDrained() {
-        if case .relaying(let connection) = phase { connection.resume() }
+        if case .relaying = phase { connection?.resume() }
     }
 }

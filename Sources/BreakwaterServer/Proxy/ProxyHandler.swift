@@ -224,7 +224,7 @@ final class ProxyHandler: HTTPHandler {
         }
         // The shield check: the one place every tracked request passes before anything is forwarded.
         // The local tracker answers at once; a shared store may first ask Redis (within redis.timeout).
-        if let verdict = store.checkNow(key, policy: route.policy) {
+        if let verdict = checkNow(key, route: route) {
             return shield(verdict, request, on: connection, route: route, key: key, context: context)
         }
         let wait = ShieldWait()
@@ -237,6 +237,13 @@ final class ProxyHandler: HTTPHandler {
             }
             shield(verdict, request, on: connection, route: route, key: key, context: context)
         }
+    }
+
+    /// `store.checkNow` with the route's policy read where it lies: called from the generic request
+    /// path, the policy (a struct holding sets) would be copied for the call and destroyed after.
+    @inline(never)
+    private func checkNow(_ key: ClientKey, route: ResolvedRoute) -> Verdict? {
+        store.checkNow(key, policy: route.policy)
     }
 
     /// Acts on the shield's verdict: 429 while blocked, then the rate limit, then forwarding.
