@@ -42,4 +42,11 @@ import Testing
         #expect(try Self.upstream("DELETE /a HTTP/1.1\r\nHost: h\r\nConnection: keep-alive\r\nKeep-Alive: 5\r\n\r\n")
             == "DELETE /a HTTP/1.1\r\nHost: h\r\n" + Self.forwarding + "\r\n")
     }
+
+    @Test func proxyFieldsAndNamesWithAnUnderscoreStayBehind() throws {
+        let request = "GET /a HTTP/1.1\r\nHost: h\r\nProxy-Authorization: Basic eA==\r\nPROXY-X: 1\r\nProxyish: 2\r\n"
+            + "P: 3\r\nX_Forwarded_For: 10.0.0.1\r\nx-forwarded_proto: https\r\n_: 4\r\nX-Y: 5\r\n\r\n"
+        #expect(try Self.upstream(request)
+            == "GET /a HTTP/1.1\r\nHost: h\r\nProxyish: 2\r\nP: 3\r\nX-Y: 5\r\n" + Self.forwarding + "\r\n")
+    }
 }

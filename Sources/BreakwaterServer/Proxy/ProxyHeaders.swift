@@ -10,7 +10,28 @@ enum ProxyHeaders {
     private static func isHopByHop(_ head: HTTPHead, _ f: HeaderField) -> Bool {
         head.nameIs(f, "connection") || head.nameIs(f, "keep-alive") || head.nameIs(f, "te")
             || head.nameIs(f, "trailer") || head.nameIs(f, "transfer-encoding") || head.nameIs(f, "upgrade")
-            || head.nameHasPrefix(f, "proxy-") || head.nameIs(f, "content-length")
+            || isProxyField(head, f) || head.nameIs(f, "content-length")
+    }
+
+    /// A `Proxy-*` field. Its length and first letter are looked at here, inline, before the
+    /// byte-by-byte comparison: few names are that long and start with a p.
+    @inline(__always)
+    private static func isProxyField(_ head: HTTPHead, _ f: HeaderField) -> Bool {
+        f.nameEnd &- f.nameStart >= 6 && head.bytes[Int(f.nameStart)] | 0x20 == UInt8(ascii: "p")
+            && head.nameHasPrefix(f, "proxy-")
+    }
+
+    /// Whether the field's name has an underscore, read in place without a slice of the head.
+    private static func nameHasUnderscore(_ head: HTTPHead, _ f: HeaderField) -> Bool {
+        head.bytes.withUnsafeBufferPointer { bytes in
+            var i = Int(f.nameStart)
+            let end = Int(f.nameEnd)
+            while i < end {
+                if bytes[i] == UInt8(ascii: "_") { return true }
+                i &+= 1
+            }
+            return false
+        }
     }
 
     /// Fields that are end-to-end by their nature: a client's `Connection: Host` (or
@@ -77,7 +98,7 @@ enum ProxyHeaders {
                 via = via.map { $0 + ", " + head.value(f) } ?? head.value(f)
                 continue
             }
-            if head.nameIs(f, "x-forwarded-proto") || head.bytes[Int(f.nameStart)..<Int(f.nameEnd)].contains(UInt8(ascii: "_")) {
+            if head.nameIs(f, "x-forwarded-proto") || nameHasUnderscore(head, f) {
                 continue
             }
             out.field(head, f)
