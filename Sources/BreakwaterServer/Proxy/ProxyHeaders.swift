@@ -42,8 +42,7 @@ enum ProxyHeaders {
     }
 
     private static func appendLine(_ out: inout some ByteSink, _ head: HTTPHead, _ f: HeaderField) {
-        out.append(bytes: head.bytes[Int(f.nameStart)..<Int(f.valueEnd)])
-        out.append(ascii: "\r\n")
+        out.append(line: head, f)
     }
 
     /// The head sent upstream for `request`, with a Content-Length for the buffered body.
