@@ -1,5 +1,5 @@
-import Atomics
 import BreakwaterCore
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -10,8 +10,10 @@ import Glibc
 /// and is back on its first success.
 final class UpstreamHealth: Sendable {
     let endpoint: HostPort
-    private let failures = ManagedAtomic<Int>(0)
-    private let downUntil = ManagedAtomic<Int64>(0)
+    /// Atomics stored in the object itself: every response reads `failures`, and a separate
+    /// atomic object would be retained and reached through calls for it.
+    private let failures = Atomic<Int>(0)
+    private let downUntil = Atomic<Int64>(0)
     private static let policy = BackoffPolicy(base: .seconds(1), max: .seconds(30), jitter: 0.2)
 
     init(endpoint: HostPort) { self.endpoint = endpoint }
@@ -29,7 +31,7 @@ final class UpstreamHealth: Sendable {
 
     /// A refused connection or a timeout: out of rotation for the next window.
     func failed() {
-        let level = failures.wrappingIncrementThenLoad(ordering: .relaxed)
+        let level = failures.wrappingAdd(1, ordering: .relaxed).newValue
         let window = Self.policy.window(level: level, u: Double.random(in: 0..<1))
         downUntil.store(LoopClock().nanoseconds().addingClamped(window.clampedNanoseconds), ordering: .relaxed)
     }
