@@ -27,6 +27,10 @@ final class RouteMetrics: Sendable {
     let name: String
     private let requests: [Counter]
     private let upstream: [Counter]
+    /// `requests` and `upstream` again, held without reference counting (the arrays above keep
+    /// the counters alive): a request counted retains and releases no counter.
+    private let requestHandles: [CounterHandle]
+    private let upstreamHandles: [CounterHandle]
     private let dryRun: Counter
     private let retries: [Counter]
     /// Tunnels opened on this route (`breakwater_tunnels_total{route}`).
@@ -52,6 +56,8 @@ final class RouteMetrics: Sendable {
             registry.makeCounter(descriptor: .breakwater("upstream_responses", "total", "Upstream outcomes by route: status class, connect_error or timeout."),
                                  labels: [("route", name), ("class", $0.rawValue)])
         }
+        requestHandles = requests.map { CounterHandle(counter: $0) }
+        upstreamHandles = upstream.map { CounterHandle(counter: $0) }
         retries = RetryPolicy.Reason.allCases.map {
             registry.makeCounter(descriptor: .breakwater("upstream_retries", "total", "Requests sent to the upstream again after a transient failure."),
                                  labels: [("route", name), ("reason", $0.rawValue)])
@@ -75,12 +81,12 @@ final class RouteMetrics: Sendable {
     }
 
     func count(_ outcome: RequestOutcome, over wire: WireProtocol, totals: Totals) {
-        requests[(wire == .http1 ? 0 : RequestOutcome.allCases.count) + outcome.index].increment()
+        requestHandles[(wire == .http1 ? 0 : RequestOutcome.allCases.count) + outcome.index].increment()
         totals.add(outcome)
     }
 
     func count(_ upstreamClass: UpstreamClass) {
-        upstream[upstreamClass.index].increment()
+        upstreamHandles[upstreamClass.index].increment()
         totals.add(upstreamClass)
     }
 
@@ -91,12 +97,31 @@ final class RouteMetrics: Sendable {
     }
 }
 
+/// A counter held without reference counting, by an owner that also keeps it strongly.
+struct CounterHandle: @unchecked Sendable {
+    private let counter: Unmanaged<Counter>
+
+    init(counter: Counter) { self.counter = .passUnretained(counter) }
+
+    /// `Counter.increment`, the counter borrowed rather than retained for the call.
+    @inline(__always)
+    func increment() { counter._withUnsafeGuaranteedRef { $0.increment() } }
+}
+
 /// Totals since start for `/stats` and the series (Prometheus counters cannot be read back):
 /// requests per outcome, upstream responses per class, backoff windows imposed.
 final class Totals: Sendable {
-    private let counts = RequestOutcome.allCases.map { _ in ManagedAtomic<Int>(0) }
-    private let classes = UpstreamClass.allCases.map { _ in ManagedAtomic<Int>(0) }
+    /// Atomics in storage of their own, freed by `deinit`: an element is a pointer, so a request
+    /// counted retains and releases nothing (an element of an array of `ManagedAtomic`s is an
+    /// object, retained around each increment).
+    private let counts = RequestOutcome.allCases.map { _ in UnsafeAtomic<Int>.create(0) }
+    private let classes = UpstreamClass.allCases.map { _ in UnsafeAtomic<Int>.create(0) }
     private let windows = ManagedAtomic<Int>(0)
+
+    deinit {
+        for count in counts { _ = count.destroy() }
+        for count in classes { _ = count.destroy() }
+    }
 
     /// One request had `outcome`.
     func add(_ outcome: RequestOutcome) { counts[outcome.index].wrappingIncrement(ordering: .relaxed) }

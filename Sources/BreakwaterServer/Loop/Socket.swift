@@ -165,7 +165,12 @@ final class Socket {
 
     /// An inactivity limit: the delegate hears `.timeout` when no byte moves for `duration`; nil: none.
     func setTimeout(_ duration: Duration?) {
-        timeout = duration?.clampedNanoseconds
+        setTimeout(nanoseconds: duration?.clampedNanoseconds)
+    }
+
+    /// `setTimeout` for a limit kept in nanoseconds, converted once by the caller.
+    func setTimeout(nanoseconds: Int64?) {
+        timeout = nanoseconds
         guard !closed else { return }
         if let timeout {
             if timer == nil {

@@ -15,14 +15,16 @@ final class H2ProxyExchange: ClientExchange, UpstreamH2Exchange, RequestBodyRead
         case finished
     }
 
-    private let handler: ProxyHandler
-    private let request: HTTPRequest
     private let client: any ClientResponder
-    private let route: ResolvedRoute
-    private let key: ClientKey?
+    /// Holds the handler, the request, the route, the key and the route's metrics, which the
+    /// exchange reads from it rather than keep (and retain and release) a second time.
     private let report: ShieldReport
+    private var handler: ProxyHandler { report.handler }
+    private var request: HTTPRequest { report.request }
+    private var route: ResolvedRoute { report.route }
+    private var key: ClientKey? { report.key }
+    private var metrics: RouteMetrics { report.metrics }
     private let pool: UpstreamPool
-    private let metrics: RouteMetrics
     private let server: UpstreamServer
     private let pipe: RequestBodyPipe?
     private let isGRPC: Bool
@@ -38,16 +40,11 @@ final class H2ProxyExchange: ClientExchange, UpstreamH2Exchange, RequestBodyRead
 
     init(handler: ProxyHandler, request: HTTPRequest, client: any ClientResponder,
          route: ResolvedRoute, key: ClientKey?, isProbe: Bool, circuitProbe: Bool) {
-        self.handler = handler
-        self.request = request
         self.client = client
-        self.route = route
-        self.key = key
         report = ShieldReport(handler: handler, request: request, route: route, key: key, isProbe: isProbe,
                               circuitProbe: circuitProbe, circuits: handler.context.circuits,
                               metrics: handler.context.routeMetrics[route.index])
         pool = handler.pool
-        metrics = handler.context.routeMetrics[route.index]
         server = pool.pickServer()
         pipe = client.bodyPipe
         isGRPC = request.isGRPC

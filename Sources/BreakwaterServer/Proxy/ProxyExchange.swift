@@ -14,27 +14,33 @@ final class ProxyExchange: ClientExchange, UpstreamWaiter, UpstreamExchange {
     private enum Phase {
         /// Waiting for an upstream connection, or for a retry's wait to pass.
         case waiting
-        /// The request went out on the connection; no usable response yet.
-        case sent(UpstreamConnection)
-        /// The response head was relayed; the body streams from the connection.
-        case relaying(UpstreamConnection)
+        /// The request went out on `connection`; no usable response yet.
+        case sent
+        /// The response head was relayed; the body streams from `connection`.
+        case relaying
         /// Answered, failed or abandoned: nothing more happens.
         case finished
     }
 
-    /// Strong: the handler holds no exchange, so there is no cycle.
-    private let handler: ProxyHandler
-    private let request: HTTPRequest
     /// An HTTP/1.1 connection or an HTTP/2 stream. An existential, not a generic parameter: a
     /// generic class would look its metadata and conformances up at run time for every request.
     private let client: any ClientResponder
-    private let route: ResolvedRoute
-    /// The tracker key, nil for bypass routes.
-    private let key: ClientKey?
-    /// Tells the circuit and the tracker what the upstream answered.
+    /// Tells the circuit and the tracker what the upstream answered. It holds the handler, the
+    /// request, the route, the key and the route's metrics, which the exchange reads from it
+    /// rather than keep (and retain and release) a second time.
     private let report: ShieldReport
+    /// Strong: the handler holds no exchange, so there is no cycle.
+    private var handler: ProxyHandler { report.handler }
+    private var request: HTTPRequest { report.request }
+    private var route: ResolvedRoute { report.route }
+    /// The tracker key, nil for bypass routes.
+    private var key: ClientKey? { report.key }
+    private var metrics: RouteMetrics { report.metrics }
     private var server: UpstreamServer
     private var phase = Phase.waiting
+    /// The connection the request went out on: set while `sent` and `relaying`, nil otherwise.
+    /// Kept beside the phase rather than in it, so that a change of phase moves no reference.
+    private var connection: UpstreamConnection?
     private var freshRetries = 0
     /// Retries taken so far (not counting a resend after a stale keep-alive connection).
     private var retries = 0
@@ -44,7 +50,6 @@ final class ProxyExchange: ClientExchange, UpstreamWaiter, UpstreamExchange {
     /// When the exchange began (LoopClock nanoseconds).
     private let started = LoopClock().nanoseconds()
     private let pool: UpstreamPool
-    private let metrics: RouteMetrics
     private var status = 0
     private var upstreamTime: Duration?
     private var bytesSent = 0
@@ -55,17 +60,12 @@ final class ProxyExchange: ClientExchange, UpstreamWaiter, UpstreamExchange {
 
     init(handler: ProxyHandler, request: HTTPRequest, client: any ClientResponder,
          route: ResolvedRoute, key: ClientKey?, isProbe: Bool, circuitProbe: Bool = false) {
-        self.handler = handler
-        self.request = request
         self.client = client
-        self.route = route
-        self.key = key
         report = ShieldReport(handler: handler, request: request, route: route, key: key, isProbe: isProbe,
                               circuitProbe: circuitProbe, circuits: handler.context.circuits,
                               metrics: handler.context.routeMetrics[route.index])
         // Kept for the whole exchange: a reload may give the handler a new pool meanwhile.
         pool = handler.pool
-        metrics = handler.context.routeMetrics[route.index]
         server = pool.pickServer()
     }
 
@@ -82,7 +82,8 @@ final class ProxyExchange: ClientExchange, UpstreamWaiter, UpstreamExchange {
             connection.cancel()
             return
         }
-        phase = .sent(connection)
+        phase = .sent
+        self.connection = connection
         connection.send(body: request.body, expectNoBody: request.isHEAD, upgrading: upgrading, to: self,
                         reserving: request.head.bytes.count + 256) {
             ProxyHeaders.upstreamRequest(request, clientAddress: client.peerText, defaultHost: server.hostHeader,
@@ -97,11 +98,12 @@ final class ProxyExchange: ClientExchange, UpstreamWaiter, UpstreamExchange {
     // MARK: UpstreamExchange
 
     func upstreamHead(_ head: HTTPHead, framing: BodyFraming) {
-        guard case .sent(let connection) = phase else { return }
+        guard case .sent = phase else { return }
         metrics.count(UpstreamClass(status: head.status))
         server.health.succeeded()
         if handler.retryPolicy.isRetryable(status: head.status),
-           RetryPolicy.retriesAnswer(hasRetryAfter: head.count("retry-after") > 0), retry(.status, detail: "\(head.status)") {
+           RetryPolicy.retriesAnswer(hasRetryAfter: head.count("retry-after") > 0), let connection,
+           retry(.status, detail: "\(head.status)") {
             // This answer is discarded: the connection cannot be reused mid-body, so it goes.
             connection.cancel()
             return
@@ -110,7 +112,7 @@ final class ProxyExchange: ClientExchange, UpstreamWaiter, UpstreamExchange {
         metrics.upstreamDuration.record(elapsed)
         upstreamTime = elapsed
         status = head.status
-        phase = .relaying(connection)
+        phase = .relaying
         // A trailers-only gRPC answer carries its grpc-status in the head; looked for only on a
         // route that counts gRPC statuses.
         let grpcStatus = route.policy.on.grpcStatuses.isEmpty ? nil : head.combined("grpc-status").flatMap { GRPCStatus.parse($0) }
@@ -127,6 +129,7 @@ final class ProxyExchange: ClientExchange, UpstreamWaiter, UpstreamExchange {
         metrics.upstreamDuration.record(elapsed)
         status = 101
         phase = .finished
+        connection = nil
         report.record(status: 101, retryAfter: nil)   // the handshake succeeded: a success for the tracker
         metrics.tunnels.increment()
         let context = handler.context
@@ -141,11 +144,12 @@ final class ProxyExchange: ClientExchange, UpstreamWaiter, UpstreamExchange {
 
     func upstreamBody(_ buffer: OpaquePointer) {
         bytesSent += evbuffer_get_length(buffer)
-        if client.sendBody(buffer), case .relaying(let connection) = phase { connection.pause() }
+        if client.sendBody(buffer), case .relaying = phase { connection?.pause() }
     }
 
     func upstreamEnd() {
         phase = .finished
+        connection = nil
         client.endResponse()
         logAccess()
     }
@@ -170,18 +174,20 @@ final class ProxyExchange: ClientExchange, UpstreamWaiter, UpstreamExchange {
             return
         case .relaying:
             phase = .finished
+            connection = nil
             handler.logger.warning("upstream broke mid-response; client connection cut", metadata: [
                 "server": "\(server.endpoint)", "failure": "\(failure)", "route": "\(route.name)",
             ])
             client.abortResponse()
             logAccess()
             return
-        case .sent(let connection):
-            reused = connection.reused
+        case .sent:
+            reused = connection?.reused ?? false
         case .waiting:
             reused = false
         }
         phase = .waiting
+        connection = nil
         // A parked connection the server had already closed: the request never reached it.
         if failure == .closedBeforeResponse, reused, freshRetries < 1, idempotent {
             freshRetries += 1
@@ -234,6 +240,7 @@ final class ProxyExchange: ClientExchange, UpstreamWaiter, UpstreamExchange {
         ])
         let failed = server
         phase = .waiting
+        connection = nil
         handler.worker.schedule(after: wait) { [self] in
             guard case .waiting = phase else { return }
             server = pool.pickServer(excluding: failed)
@@ -246,14 +253,16 @@ final class ProxyExchange: ClientExchange, UpstreamWaiter, UpstreamExchange {
 
     func clientClosed() {
         let before = phase
+        let connection = self.connection
         phase = .finished
+        self.connection = nil
         switch before {
         case .finished:
             return
-        case .relaying(let connection):
-            connection.cancel()
-        case .sent(let connection):
-            connection.cancel()
+        case .relaying:
+            connection?.cancel()
+        case .sent:
+            connection?.cancel()
             report.abandonProbes()
         case .waiting:
             pool.cancel(self)
@@ -264,6 +273,6 @@ final class ProxyExchange: ClientExchange, UpstreamWaiter, UpstreamExchange {
     }
 
     func clientDrained() {
-        if case .relaying(let connection) = phase { connection.resume() }
+        if case .relaying = phase { connection?.resume() }
     }
 }

@@ -83,22 +83,24 @@ final class ProxyHandler: HTTPHandler {
         pool = try UpstreamPool(worker: worker, config: context.config.upstream, health: health, tls: context.upstreamTLS)
     }
 
-    /// What the request path makes of a request before the shield: its route and key, or the
-    /// error to refuse it with.
-    private enum Admission {
-        case refuse(HTTPError, detail: String)
-        case route(ResolvedRoute, key: ClientKey?)
+    /// Why the request path refuses a request before the shield: the error, and what the answer
+    /// adds to its text.
+    private struct Refusal: Error {
+        let error: HTTPError
+        let detail: String
     }
 
     /// Normalises the path (what routes match and what goes upstream), picks the route, decides
-    /// whether an upgrade goes through, and computes the client's key (nil on a bypass route).
-    private func admit(_ request: HTTPRequest, _ context: ProxyContext) -> Admission {
+    /// whether an upgrade goes through, and computes the client's key into `key` (nil on a bypass
+    /// route). The route comes back as the result and a refusal as a typed error, so that neither
+    /// is wrapped in a value the caller must copy out of and destroy.
+    private func admit(_ request: HTTPRequest, _ context: ProxyContext, key: inout ClientKey?) throws(Refusal) -> ResolvedRoute {
         let path = request.head.pathBytes
         let normalized: NormalizedPath?
         do throws(HTTPError) {
             normalized = try NormalizedPath.of(path)
         } catch {
-            return .refuse(error, detail: "")
+            throw Refusal(error: error, detail: "")
         }
         request.normalizedPath = normalized?.path
         let route = normalized.map { n in n.matchPath.withUnsafeBytes { context.routes.match(pathBytes: $0) } }
@@ -108,17 +110,20 @@ final class ProxyHandler: HTTPHandler {
         let protocols = request.head.upgradeProtocols
         if !protocols.isEmpty, protocols.contains(where: { $0 != "h2c" }) {
             guard protocols.contains(where: { route.upgrades.contains($0) }) else {
-                return .refuse(.badRequest("upgrade not allowed"), detail: ": upgrade not allowed here")
+                throw Refusal(error: .badRequest("upgrade not allowed"), detail: ": upgrade not allowed here")
             }
             request.upgrading = true
         }
-        if route.bypass { return .route(route, key: nil) }
-        let key = context.identity.key(parts: route.keyParts, routeName: route.name, peer: request.peer,
+        if route.bypass {
+            key = nil
+            return route
+        }
+        key = context.identity.key(parts: route.keyParts, routeName: route.name, peer: request.peer,
                                        tlsFingerprint: request.isSecure && route.keyParts.contains(.tlsFingerprint)
                                            ? request.clientCertificateFingerprint : nil) {
             request.head.combined(dynamic: $0)
         }
-        return .route(route, key: key)
+        return route
     }
 
     private func refuse<Client: ClientResponder>(_ error: HTTPError, detail: String, _ request: HTTPRequest, on connection: Client) {
@@ -186,27 +191,31 @@ final class ProxyHandler: HTTPHandler {
     private func judgeAhead<Client: ClientResponder>(_ request: HTTPRequest, on connection: Client) -> ((Client) -> Void)? {
         let context = self.context
         if let origin = context.corsOrigin(of: request) { connection.corsOrigin = origin }
-        switch admit(request, context) {
-        case .refuse(let error, let detail):
-            return { [self] in refuse(error, detail: detail, request, on: $0) }
-        case .route(let route, let key):
-            guard let key, let verdict = store.checkNow(key, policy: route.policy) else { return nil }
-            if case .reject = verdict, route.policy.mode == .enforce {
-                return { [self] in shield(verdict, request, on: $0, route: route, key: key, context: context) }
-            }
-            connection.exchange = HeldVerdict(verdict: verdict, key: key, store: store)
-            return nil
+        var key: ClientKey?
+        let route: ResolvedRoute
+        do throws(Refusal) {
+            route = try admit(request, context, key: &key)
+        } catch {
+            return { [self] in refuse(error.error, detail: error.detail, request, on: $0) }
         }
+        guard let key, let verdict = store.checkNow(key, policy: route.policy) else { return nil }
+        if case .reject = verdict, route.policy.mode == .enforce {
+            return { [self] in shield(verdict, request, on: $0, route: route, key: key, context: context) }
+        }
+        connection.exchange = HeldVerdict(verdict: verdict, key: key, store: store)
+        return nil
     }
 
     /// The request path for either protocol.
     private func serve<Client: ClientResponder>(_ request: HTTPRequest, on connection: Client) {
         let context = self.context
         if let origin = context.corsOrigin(of: request) { connection.corsOrigin = origin }
-        let admission = admit(request, context)
-        guard case .route(let route, let key) = admission else {
-            if case .refuse(let error, let detail) = admission { refuse(error, detail: detail, request, on: connection) }
-            return
+        var key: ClientKey?
+        let route: ResolvedRoute
+        do throws(Refusal) {
+            route = try admit(request, context, key: &key)
+        } catch {
+            return refuse(error.error, detail: error.detail, request, on: connection)
         }
         guard let key else {
             context.routeMetrics[route.index].count(.bypassed, over: connection.wireProtocol, totals: context.metrics.totals)
@@ -220,7 +229,7 @@ final class ProxyHandler: HTTPHandler {
         }
         // The shield check: the one place every tracked request passes before anything is forwarded.
         // The local tracker answers at once; a shared store may first ask Redis (within redis.timeout).
-        if let verdict = store.checkNow(key, policy: route.policy) {
+        if let verdict = checkNow(key, route: route) {
             return shield(verdict, request, on: connection, route: route, key: key, context: context)
         }
         let wait = ShieldWait()
@@ -233,6 +242,13 @@ final class ProxyHandler: HTTPHandler {
             }
             shield(verdict, request, on: connection, route: route, key: key, context: context)
         }
+    }
+
+    /// `store.checkNow` with the route's policy read where it lies: called from the generic request
+    /// path, the policy (a struct holding sets) would be copied for the call and destroyed after.
+    @inline(never)
+    private func checkNow(_ key: ClientKey, route: ResolvedRoute) -> Verdict? {
+        store.checkNow(key, policy: route.policy)
     }
 
     /// Acts on the shield's verdict: 429 while blocked, then the rate limit, then forwarding.

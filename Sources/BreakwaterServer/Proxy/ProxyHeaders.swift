@@ -10,7 +10,28 @@ enum ProxyHeaders {
     private static func isHopByHop(_ head: HTTPHead, _ f: HeaderField) -> Bool {
         head.nameIs(f, "connection") || head.nameIs(f, "keep-alive") || head.nameIs(f, "te")
             || head.nameIs(f, "trailer") || head.nameIs(f, "transfer-encoding") || head.nameIs(f, "upgrade")
-            || head.nameHasPrefix(f, "proxy-") || head.nameIs(f, "content-length")
+            || isProxyField(head, f) || head.nameIs(f, "content-length")
+    }
+
+    /// A `Proxy-*` field. Its length and first letter are looked at here, inline, before the
+    /// byte-by-byte comparison: few names are that long and start with a p.
+    @inline(__always)
+    private static func isProxyField(_ head: HTTPHead, _ f: HeaderField) -> Bool {
+        f.nameEnd &- f.nameStart >= 6 && head.bytes[Int(f.nameStart)] | 0x20 == UInt8(ascii: "p")
+            && head.nameHasPrefix(f, "proxy-")
+    }
+
+    /// Whether the field's name has an underscore, read in place without a slice of the head.
+    private static func nameHasUnderscore(_ head: HTTPHead, _ f: HeaderField) -> Bool {
+        head.bytes.withUnsafeBufferPointer { bytes in
+            var i = Int(f.nameStart)
+            let end = Int(f.nameEnd)
+            while i < end {
+                if bytes[i] == UInt8(ascii: "_") { return true }
+                i &+= 1
+            }
+            return false
+        }
     }
 
     /// Fields that are end-to-end by their nature: a client's `Connection: Host` (or
@@ -21,8 +42,7 @@ enum ProxyHeaders {
     }
 
     private static func appendLine(_ out: inout some ByteSink, _ head: HTTPHead, _ f: HeaderField) {
-        out.append(bytes: head.bytes[Int(f.nameStart)..<Int(f.valueEnd)])
-        out.append(ascii: "\r\n")
+        out.append(line: head, f)
     }
 
     /// The head sent upstream for `request`, with a Content-Length for the buffered body.
@@ -50,13 +70,24 @@ enum ProxyHeaders {
         var forwardedFor: String?
         var via: String?
         let authority = head.authority
+        // Noted on the way rather than counted after: whether a Host came, and whether the
+        // client framed a body (Content-Length or Transfer-Encoding, both hop-by-hop).
+        var hasHost = false
+        var framed = false
         for f in head.fields {
-            if !authority.isEmpty, head.nameIs(f, "host") { continue }
+            if head.nameIs(f, "host") {
+                hasHost = true
+                if !authority.isEmpty { continue }
+            }
             if upgrade, head.nameIs(f, "upgrade") {
                 out.field(head, f)
                 continue
             }
-            if isHopByHop(head, f) || head.nameIs(f, "expect") { continue }
+            if isHopByHop(head, f) {
+                if !framed, head.nameIs(f, "content-length") || head.nameIs(f, "transfer-encoding") { framed = true }
+                continue
+            }
+            if head.nameIs(f, "expect") { continue }
             if hasConnection, head.isListedInConnection(f), !isEndToEnd(head, f) { continue }
             if head.nameIs(f, "x-forwarded-for") {
                 forwardedFor = forwardedFor.map { $0 + ", " + head.value(f) } ?? head.value(f)
@@ -66,14 +97,14 @@ enum ProxyHeaders {
                 via = via.map { $0 + ", " + head.value(f) } ?? head.value(f)
                 continue
             }
-            if head.nameIs(f, "x-forwarded-proto") || head.bytes[Int(f.nameStart)..<Int(f.nameEnd)].contains(UInt8(ascii: "_")) {
+            if head.nameIs(f, "x-forwarded-proto") || nameHasUnderscore(head, f) {
                 continue
             }
             out.field(head, f)
         }
         if !authority.isEmpty {
             out.host(head.bytes[authority])
-        } else if head.count("host") == 0 {
+        } else if !hasHost {
             out.host(Array(defaultHost.utf8)[...])
         }
         out.forwarding(forwardedFor: forwardedFor, client: clientAddress[...], secure: request.isSecure, via: via)
@@ -83,7 +114,7 @@ enum ProxyHeaders {
             out.endField()
         }
         let length = request.bodyLength
-        if length > 0 || head.count("content-length") > 0 || head.count("transfer-encoding") > 0 {
+        if length > 0 || framed {
             out.contentLength(length)
         }
         out.endHead()

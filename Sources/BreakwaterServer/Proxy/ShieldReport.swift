@@ -25,9 +25,13 @@ struct ShieldReport {
     }
 
     /// Tells the route's circuit and then, unless the circuit took the blame, the client's tracker.
-    func record(status: Int, grpcStatus: Int? = nil, retryAfter: String?, challenge: String? = nil) {
+    /// `retryAfter` and `challenge` (the answer's Retry-After and WWW-Authenticate) are read only
+    /// for an answer that counts as an error: most answers are not, and need no header scan.
+    func record(status: Int, grpcStatus: Int? = nil, retryAfter: @autoclosure () -> String?,
+                challenge: @autoclosure () -> String? = nil) {
         guard let key else { return }
         let outcome = route.classify(status: status, grpcStatus: grpcStatus)
+        let challenge = outcome == .error ? challenge() : nil
         // A 401 that opens or continues a Digest, NTLM or Negotiate handshake is no failure: the
         // upstream works, and the client's next request carries the answer.
         if outcome == .error, challenge != nil,
@@ -36,7 +40,7 @@ struct ShieldReport {
             if isProbe { handler.store.abandonProbe(key) }
             return
         }
-        let floor = outcome == .error ? retryAfter.flatMap { RetryAfter.parse($0, now: LoopClock.wallSeconds()) } : nil
+        let floor = outcome == .error ? retryAfter().flatMap { RetryAfter.parse($0, now: LoopClock.wallSeconds()) } : nil
         if outcome == .error && status >= 500 {
             let (blame, transition) = circuits.recordFailure(route: route.index, .status, isProbe: circuitProbe, floor: floor)
             circuitChanged(transition)

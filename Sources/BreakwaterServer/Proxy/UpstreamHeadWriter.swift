@@ -51,8 +51,7 @@ extension UpstreamHeadWriter where Self: ByteSink {
     }
 
     mutating func field(_ head: HTTPHead, _ f: HeaderField) {
-        append(bytes: head.bytes[Int(f.nameStart)..<Int(f.valueEnd)])
-        append(ascii: "\r\n")
+        append(line: head, f)
     }
 
     mutating func host(_ value: ArraySlice<UInt8>) {
@@ -82,3 +81,13 @@ extension UpstreamHeadWriter where Self: ByteSink {
 
 extension Array: UpstreamHeadWriter where Element == UInt8 {}
 extension EvbufferWriter: UpstreamHeadWriter {}
+
+extension ByteSink {
+    /// Appends field `f` of `head` as it came (name, colon, value) and CRLF, its bytes read in
+    /// place: no slice of the head's array is made (and retained) for each field.
+    @inline(__always)
+    mutating func append(line head: HTTPHead, _ f: HeaderField) {
+        head.bytes.withUnsafeBytes { append(raw: UnsafeRawBufferPointer(rebasing: $0[Int(f.nameStart)..<Int(f.valueEnd)])) }
+        append(ascii: "\r\n")
+    }
+}

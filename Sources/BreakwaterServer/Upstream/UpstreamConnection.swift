@@ -77,7 +77,7 @@ final class UpstreamConnection: SocketDelegate {
         reader.requestSent(answeringHEAD: expectNoBody, upgrading: upgrading)
         if state == .idle {
             state = .busy
-            socket.setTimeout(pool.settings.timeout)
+            socket.setTimeout(nanoseconds: pool.settings.timeoutNanoseconds)
         }
         EvbufferWriter.write(into: socket.output, reserving: size, writeHead)
         if let requestBody { evbuffer_add_buffer_reference(socket.output, requestBody) }
@@ -110,7 +110,7 @@ final class UpstreamConnection: SocketDelegate {
     func socketEvent(_ socket: Socket, _ event: SocketEvent) {
         if event == .connected {
             state = .busy
-            socket.setTimeout(pool.settings.timeout)
+            socket.setTimeout(nanoseconds: pool.settings.timeoutNanoseconds)
             pool.connected(self)
             return
         }

@@ -1,5 +1,5 @@
-import Atomics
 import BreakwaterCore
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -10,8 +10,10 @@ import Glibc
 /// and is back on its first success.
 final class UpstreamHealth: Sendable {
     let endpoint: HostPort
-    private let failures = ManagedAtomic<Int>(0)
-    private let downUntil = ManagedAtomic<Int64>(0)
+    /// Atomics stored in the object itself: every response reads `failures`, and a separate
+    /// atomic object would be retained and reached through calls for it.
+    private let failures = Atomic<Int>(0)
+    private let downUntil = Atomic<Int64>(0)
     private static let policy = BackoffPolicy(base: .seconds(1), max: .seconds(30), jitter: 0.2)
 
     init(endpoint: HostPort) { self.endpoint = endpoint }
@@ -29,7 +31,7 @@ final class UpstreamHealth: Sendable {
 
     /// A refused connection or a timeout: out of rotation for the next window.
     func failed() {
-        let level = failures.wrappingIncrementThenLoad(ordering: .relaxed)
+        let level = failures.wrappingAdd(1, ordering: .relaxed).newValue
         let window = Self.policy.window(level: level, u: Double.random(in: 0..<1))
         downUntil.store(LoopClock().nanoseconds().addingClamped(window.clampedNanoseconds), ordering: .relaxed)
     }
@@ -57,7 +59,11 @@ final class UpstreamServer {
 /// Upstream settings a pool needs, copied out of the config.
 struct UpstreamSettings {
     var connectTimeout: Duration
-    var timeout: Duration
+    var timeout: Duration {
+        didSet { timeoutNanoseconds = timeout.clampedNanoseconds }
+    }
+    /// `timeout` in nanoseconds, converted once: every request sets it on its connection.
+    private(set) var timeoutNanoseconds: Int64
     var maxConnections: Int
     /// A parked connection unused this long is closed, before the server's own keep-alive timer races us.
     var idleTimeout: Duration = .seconds(4)
@@ -68,6 +74,7 @@ struct UpstreamSettings {
     init(_ config: UpstreamConfig, tls: TLSClientContext?) {
         connectTimeout = config.connectTimeout
         timeout = config.timeout
+        timeoutNanoseconds = config.timeout.clampedNanoseconds
         maxConnections = config.maxConnections
         self.tls = tls
         tlsServerName = config.tlsServerName
