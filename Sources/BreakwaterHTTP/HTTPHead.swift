@@ -24,6 +24,10 @@ public struct HTTPHead {
     public private(set) var minorVersion = 1
     /// Response status code; 0 for requests.
     public private(set) var status = 0
+    /// Which header names the head may carry: the bit `nameBit` gives a name is set for every
+    /// field. A clear bit means no field has that name, so asking for an absent header (most
+    /// heads have no Transfer-Encoding, Upgrade, Expect...) costs no pass over the fields.
+    @usableFromInline private(set) var names: UInt64 = 0
 
     public static let maxFields = 256
 
@@ -78,7 +82,7 @@ public struct HTTPHead {
         head.second = targetStart..<i
         try head.checkTarget(sawPercent: sawPercent)
         head.minorVersion = try parseVersion(bytes, from: i + 1, to: lineEnd)
-        try parseFields(bytes, from: lineEnd + 2, into: &fields)
+        head.names = try parseFields(bytes, from: lineEnd + 2, into: &fields)
         head.fields = fields
         return head
     }
@@ -110,7 +114,7 @@ public struct HTTPHead {
         } else {
             head.second = 12..<12
         }
-        try parseFields(bytes, from: lineEnd + 2, into: &fields)
+        head.names = try parseFields(bytes, from: lineEnd + 2, into: &fields)
         head.fields = fields
         return head
     }
@@ -262,34 +266,50 @@ public struct HTTPHead {
         throw .badRequest("unterminated line")
     }
 
-    /// The header lines from `start` up to the blank line, appended to `fields` (emptied first).
+    /// The header lines from `start` up to the blank line, appended to `fields` (emptied first);
+    /// returns the `names` mask of their names.
     ///
-    /// One pass over every byte of every head: each line's name is matched against the token
-    /// bitmap, and its value is scanned eight bytes at a time for the first byte that needs a
-    /// look (a control character or DEL; the CR ending the line is one), as picohttpparser does
-    /// with SSE. Reads through a buffer pointer, whose indices the loop conditions keep in range.
-    private static func parseFields(_ bytes: [UInt8], from start: Int, into fields: inout [HeaderField]) throws(HTTPError) {
-        fields.removeAll(keepingCapacity: true)
+    /// One pass over every byte of every head: each line's name is scanned eight bytes at a time
+    /// while they are letters and `-` (`lettersAndDashes`), then matched against the token bitmap,
+    /// and its value is scanned eight bytes at a time for the first byte that needs a look (a
+    /// control character or DEL; the CR ending the line is one), as picohttpparser does with SSE.
+    /// Reads through a buffer pointer, whose indices the loop conditions keep in range.
+    private static func parseFields(_ bytes: [UInt8], from start: Int, into fields: inout [HeaderField]) throws(HTTPError) -> UInt64 {
+        if !fields.isEmpty { fields.removeAll(keepingCapacity: true) }
         fields.reserveCapacity(16)
-        try bytes.withUnsafeBufferPointer { (b) throws(HTTPError) in
+        return try bytes.withUnsafeBufferPointer { (b) throws(HTTPError) -> UInt64 in
             let n = b.count
             var i = start
+            var names: UInt64 = 0
             while true {
                 guard i < n else { throw .badRequest("unterminated line") }
                 let c = b[i]
                 if c == 0x0d {
                     guard i + 1 < n, b[i + 1] == 0x0a else { throw .badRequest("bare CR") }
-                    return
+                    return names
                 }
                 guard fields.count < maxFields else { throw HTTPError(431, "more header lines than HTTPHead.maxFields") }
                 if c == 0x20 || c == 0x09 { throw .badRequest("obsolete line folding") }
                 var j = i
+                if let base = b.baseAddress {
+                    let raw = UnsafeRawPointer(base)
+                    while n - j >= 8 {
+                        let w = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: j, as: UInt64.self))
+                        let others = ~lettersAndDashes(w) & 0x8080_8080_8080_8080
+                        if others != 0 {
+                            j += others.trailingZeroBitCount / 8
+                            break
+                        }
+                        j += 8
+                    }
+                }
                 while j < n, isTokenChar(b[j]) { j += 1 }
                 guard j > i, j < n, b[j] == UInt8(ascii: ":") else {
                     if j < n, b[j] == 0x0a { throw .badRequest("bare LF") }
                     throw .badRequest("bad header name")
                 }
                 let nameEnd = j
+                names |= nameBit(count: nameEnd - i, first: b[i], last: b[nameEnd - 1])
                 j += 1
                 while j < n, b[j] == 0x20 || b[j] == 0x09 { j += 1 }
                 let valueStart = j
@@ -315,6 +335,36 @@ public struct HTTPHead {
                 i = j + 2
             }
         }
+    }
+
+    /// The high bit of each byte lane of `w` set where the byte is an ASCII letter or `-`, the
+    /// bytes nearly every header name is made of (SWAR: no lane carries into the next, as every
+    /// sum stays below 0x100).
+    @inline(__always)
+    private static func lettersAndDashes(_ w: UInt64) -> UInt64 {
+        let high = w & 0x8080_8080_8080_8080
+        let low7 = w & 0x7F7F_7F7F_7F7F_7F7F
+        let folded = low7 | 0x2020_2020_2020_2020   // a letter's lane is now 0x61...0x7a
+        let atLeastA = folded &+ 0x1F1F_1F1F_1F1F_1F1F   // high bit: folded >= 0x61
+        let pastZ = folded &+ 0x0505_0505_0505_0505      // high bit: folded >= 0x7b
+        let letters = atLeastA & ~pastZ
+        let x = low7 ^ 0x2D2D_2D2D_2D2D_2D2D
+        let dashes = ~((x &+ 0x7F7F_7F7F_7F7F_7F7F) | x)   // high bit: the lane is `-`
+        return (letters | dashes) & ~high & 0x8080_8080_8080_8080
+    }
+
+    /// The bit of `names` for a header name of `count` bytes starting with `first` and ending
+    /// with `last`, in either case: a multiplicative hash of the three onto 64 bits. The
+    /// multiplier was picked so that the names most heads carry (Host, User-Agent, Accept,
+    /// Accept-Encoding, Accept-Language, Content-Type, Content-Length, Date, Server, Connection,
+    /// Cookie, Authorization, Cache-Control, ETag, Last-Modified, Vary...) share no bit with the
+    /// names the rules and the proxy ask about (Transfer-Encoding, Upgrade, Expect, TE, Trailer,
+    /// Keep-Alive, Via, X-Forwarded-For, Retry-After...); any other pair may share one, which
+    /// only costs the pass over the fields.
+    @inlinable @inline(__always)
+    static func nameBit(count: Int, first: UInt8, last: UInt8) -> UInt64 {
+        let key = UInt32(truncatingIfNeeded: count) &<< 16 | UInt32(first | 0x20) &<< 8 | UInt32(last | 0x20)
+        return 1 &<< UInt64(truncatingIfNeeded: (key &* 0xF844_9561) &>> 26)
     }
 
     /// The index of the first byte at or after `from` that is below 0x20 or is DEL; `b.count`
@@ -379,37 +429,69 @@ extension HTTPHead {
 
     @usableFromInline
     func nameEquals(_ f: HeaderField, _ key: UnsafeRawBufferPointer) -> Bool {
-        let start = Int(f.nameStart)
-        guard Int(f.nameEnd) - start == key.count else { return false }
-        for i in 0..<key.count {
-            let c = bytes[start + i]
-            let k = key[i]
-            if c != k && c | 0x20 != k { return false }
+        guard Int(f.nameEnd &- f.nameStart) == key.count else { return false }
+        return bytes.withUnsafeBufferPointer { Self.startsLike($0, at: Int(f.nameStart), key) }
+    }
+
+    /// Whether `b[start...]` starts with `key`, ignoring ASCII case where `key` has a lower-case
+    /// letter: byte `c` matches key byte `k` when `c == k` or `c | 0x20 == k`, which is
+    /// `c | (k & 0x20) == k`, so eight bytes are compared at a time. `key.count` bytes from
+    /// `start` must lie in `b`.
+    @inline(__always)
+    static func startsLike(_ b: UnsafeBufferPointer<UInt8>, at start: Int, _ key: UnsafeRawBufferPointer) -> Bool {
+        let count = key.count
+        guard count > 0, let base = b.baseAddress, let k = key.baseAddress else { return true }
+        let name = UnsafeRawPointer(base + start)
+        var i = 0
+        while count - i >= 8 {
+            let c = name.loadUnaligned(fromByteOffset: i, as: UInt64.self)
+            let want = k.loadUnaligned(fromByteOffset: i, as: UInt64.self)
+            guard c | (want & 0x2020_2020_2020_2020) == want else { return false }
+            i += 8
+        }
+        while i < count {
+            let c = name.load(fromByteOffset: i, as: UInt8.self)
+            let want = k.load(fromByteOffset: i, as: UInt8.self)
+            guard c | (want & 0x20) == want else { return false }
+            i += 1
         }
         return true
     }
 
     /// Whether the field's name starts with the lower-case `prefix`, ignoring ASCII case.
     public func nameHasPrefix(_ f: HeaderField, _ prefix: StaticString) -> Bool {
-        let start = Int(f.nameStart)
         let count = prefix.utf8CodeUnitCount
-        guard Int(f.nameEnd) - start >= count else { return false }
-        let key = prefix.utf8Start
-        for i in 0..<count {
-            let c = bytes[start + i]
-            if c != key[i] && c | 0x20 != key[i] { return false }
-        }
-        return true
+        guard Int(f.nameEnd &- f.nameStart) >= count else { return false }
+        let key = UnsafeRawBufferPointer(start: prefix.utf8Start, count: count)
+        return bytes.withUnsafeBufferPointer { Self.startsLike($0, at: Int(f.nameStart), key) }
+    }
+
+    /// Whether a field may be named `key` (lower-case): false means none is (see `names`).
+    @inlinable @inline(__always)
+    func mayHave(_ key: StaticString) -> Bool {
+        let count = key.utf8CodeUnitCount
+        guard count > 0 else { return true }
+        let k = key.utf8Start
+        return names & Self.nameBit(count: count, first: k[0], last: k[count - 1]) != 0
+    }
+
+    /// `mayHave` for a name known only at run time.
+    func mayHave(dynamic key: String) -> Bool {
+        let utf8 = key.utf8
+        guard let first = utf8.first, let last = utf8.last else { return true }
+        return names & Self.nameBit(count: utf8.count, first: first, last: last) != 0
     }
 
     /// All values of a header joined by ", " (RFC 9110 5.3), nil when absent.
     public func combined(_ key: StaticString) -> String? {
-        combined { nameIs($0, key) }
+        guard mayHave(key) else { return nil }
+        return combined { nameIs($0, key) }
     }
 
     /// `combined` for a name known only at run time.
     public func combined(dynamic key: String) -> String? {
-        combined { nameIs($0, dynamic: key) }
+        guard mayHave(dynamic: key) else { return nil }
+        return combined { nameIs($0, dynamic: key) }
     }
 
     private func combined(where matches: (HeaderField) -> Bool) -> String? {
@@ -422,6 +504,7 @@ extension HTTPHead {
 
     /// How many lines carry this header.
     public func count(_ key: StaticString) -> Int {
+        guard mayHave(key) else { return 0 }
         var n = 0
         for f in fields where nameIs(f, key) { n += 1 }
         return n
@@ -430,20 +513,24 @@ extension HTTPHead {
     /// Whether a comma-separated header such as Connection lists `token` (lower-case), ignoring
     /// case and surrounding whitespace; scanned in place.
     public func listContains(_ key: StaticString, token: StaticString) -> Bool {
-        anyListElement(of: key) { a, b in elementIs(a, b, token) }
+        anyListElement(of: key) { s, a, b in Self.elementIs(s, a, b, token) }
     }
 
     /// Whether a Connection header lists anything besides `close` and `keep-alive` (whose field,
     /// Keep-Alive, is dropped as hop-by-hop anyway): only then can it make other fields hop-by-hop.
     public var connectionListsOtherFields: Bool {
-        anyListElement(of: "connection") { a, b in !elementIs(a, b, "close") && !elementIs(a, b, "keep-alive") }
+        anyListElement(of: "connection") { s, a, b in
+            !Self.elementIs(s, a, b, "close") && !Self.elementIs(s, a, b, "keep-alive")
+        }
     }
 
-    /// Whether `bytes[a..<b]` equals the lower-case `token`, ignoring ASCII case.
-    private func elementIs(_ a: Int, _ b: Int, _ token: StaticString) -> Bool {
-        let want = UnsafeRawBufferPointer(start: token.utf8Start, count: token.utf8CodeUnitCount)
-        guard b - a == want.count else { return false }
-        for k in 0..<want.count where asciiLowercased(bytes[a + k]) != want[k] { return false }
+    /// Whether `s[a..<b]` equals the lower-case `token`, ignoring ASCII case.
+    @inline(__always)
+    private static func elementIs(_ s: UnsafeBufferPointer<UInt8>, _ a: Int, _ b: Int, _ token: StaticString) -> Bool {
+        let count = token.utf8CodeUnitCount
+        guard b - a == count else { return false }
+        let want = token.utf8Start
+        for k in 0..<count where asciiLowercased(s[a + k]) != want[k] { return false }
         return true
     }
 
@@ -451,35 +538,41 @@ extension HTTPHead {
     public func isListedInConnection(_ f: HeaderField) -> Bool {
         let name = Int(f.nameStart)
         let length = Int(f.nameEnd) - name
-        return anyListElement(of: "connection") { a, b in
+        return anyListElement(of: "connection") { s, a, b in
             guard b - a == length else { return false }
-            for k in 0..<length where asciiLowercased(bytes[a + k]) != asciiLowercased(bytes[name + k]) { return false }
+            for k in 0..<length where Self.asciiLowercased(s[a + k]) != Self.asciiLowercased(s[name + k]) { return false }
             return true
         }
     }
 
     @inline(__always)
-    private func asciiLowercased(_ c: UInt8) -> UInt8 {
+    private static func asciiLowercased(_ c: UInt8) -> UInt8 {
         c >= UInt8(ascii: "A") && c <= UInt8(ascii: "Z") ? c | 0x20 : c
     }
 
     /// Whether `matches` holds for an element of the comma-separated `key` header lines, given as
-    /// a byte range trimmed of spaces and tabs.
-    private func anyListElement(of key: StaticString, _ matches: (Int, Int) -> Bool) -> Bool {
-        for f in fields where nameIs(f, key) {
-            var i = Int(f.valueStart)
-            let end = Int(f.valueEnd)
-            while i <= end {
-                var j = i
-                while j < end && bytes[j] != UInt8(ascii: ",") { j += 1 }
-                var a = i, b = j
-                while a < b && (bytes[a] == 0x20 || bytes[a] == 0x09) { a += 1 }
-                while b > a && (bytes[b - 1] == 0x20 || bytes[b - 1] == 0x09) { b -= 1 }
-                if b > a, matches(a, b) { return true }
-                i = j + 1
+    /// a byte range of the head's bytes (passed as a buffer) trimmed of spaces and tabs. Nothing
+    /// to scan when `names` says no field has the name.
+    @inline(__always)
+    private func anyListElement(of key: StaticString, _ matches: (UnsafeBufferPointer<UInt8>, Int, Int) -> Bool) -> Bool {
+        guard mayHave(key) else { return false }
+        let want = UnsafeRawBufferPointer(start: key.utf8Start, count: key.utf8CodeUnitCount)
+        return bytes.withUnsafeBufferPointer { s in
+            for f in fields where Int(f.nameEnd &- f.nameStart) == want.count && Self.startsLike(s, at: Int(f.nameStart), want) {
+                var i = Int(f.valueStart)
+                let end = Int(f.valueEnd)
+                while i <= end {
+                    var j = i
+                    while j < end && s[j] != UInt8(ascii: ",") { j += 1 }
+                    var a = i, b = j
+                    while a < b && (s[a] == 0x20 || s[a] == 0x09) { a += 1 }
+                    while b > a && (s[b - 1] == 0x20 || s[b - 1] == 0x09) { b -= 1 }
+                    if b > a, matches(s, a, b) { return true }
+                    i = j + 1
+                }
             }
+            return false
         }
-        return false
     }
 
     /// The name of a field as written.

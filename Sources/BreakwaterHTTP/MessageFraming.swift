@@ -15,31 +15,35 @@ public enum BodyLength: Equatable, Sendable {
 extension HTTPHead {
     /// The Content-Length: nil when absent. Several lines, or a list in one line, must all agree
     /// (RFC 9110 8.6); anything but digits, or more than 18 of them, is malformed.
+    /// Read through a buffer pointer, within each value's range.
     public func contentLength() throws(HTTPError) -> Int? {
-        var length: Int?
-        for f in fields where nameIs(f, "content-length") {
-            var i = Int(f.valueStart)
-            let end = Int(f.valueEnd)
-            while i <= end {
-                while i < end && (bytes[i] == 0x20 || bytes[i] == 0x09) { i += 1 }
-                var n = 0
-                var digits = 0
-                while i < end, bytes[i] &- 0x30 < 10 {
-                    digits += 1
-                    if digits > 18 { throw .badRequest("Content-Length too long") }
-                    n = n * 10 + Int(bytes[i] &- 0x30)
+        guard mayHave("content-length") else { return nil }
+        return try bytes.withUnsafeBufferPointer { (b) throws(HTTPError) -> Int? in
+            var length: Int?
+            for f in fields where nameIs(f, "content-length") {
+                var i = Int(f.valueStart)
+                let end = Int(f.valueEnd)
+                while i <= end {
+                    while i < end && (b[i] == 0x20 || b[i] == 0x09) { i += 1 }
+                    var n = 0
+                    var digits = 0
+                    while i < end, b[i] &- 0x30 < 10 {
+                        digits += 1
+                        if digits > 18 { throw .badRequest("Content-Length too long") }
+                        n = n * 10 + Int(b[i] &- 0x30)
+                        i += 1
+                    }
+                    while i < end && (b[i] == 0x20 || b[i] == 0x09) { i += 1 }
+                    guard digits > 0, i == end || b[i] == UInt8(ascii: ",") else {
+                        throw .badRequest("malformed Content-Length")
+                    }
+                    guard length == nil || length == n else { throw .badRequest("Content-Length values disagree") }
+                    length = n
                     i += 1
                 }
-                while i < end && (bytes[i] == 0x20 || bytes[i] == 0x09) { i += 1 }
-                guard digits > 0, i == end || bytes[i] == UInt8(ascii: ",") else {
-                    throw .badRequest("malformed Content-Length")
-                }
-                guard length == nil || length == n else { throw .badRequest("Content-Length values disagree") }
-                length = n
-                i += 1
             }
+            return length
         }
-        return length
     }
 
     /// Whether the connection stays open after this message (RFC 9112 9.3): HTTP/1.1 unless it
@@ -84,7 +88,7 @@ extension HTTPHead {
     /// empty otherwise (an Upgrade that Connection does not name is a stray hop-by-hop field).
     public var upgradeProtocols: [String] {
         // The Upgrade field first: most requests have none, and looking for it is one pass over names.
-        guard minorVersion == 1, fields.contains(where: { nameIs($0, "upgrade") }),
+        guard minorVersion == 1, mayHave("upgrade"), fields.contains(where: { nameIs($0, "upgrade") }),
               listContains("connection", token: "upgrade"), let value = combined("upgrade") else { return [] }
         return value.split(separator: ",").compactMap { element in
             let name = element.trimmingASCIISpaces().prefix { $0 != "/" }
