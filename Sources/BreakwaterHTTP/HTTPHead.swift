@@ -235,12 +235,15 @@ public struct HTTPHead {
         }
     }
 
+    /// `HTTP/d.d` in `b[start..<end]`, read as one eight-byte word (`end` lies in `b`: it is a
+    /// line's CR, or the status line is longer).
     private static func parseVersion(_ b: [UInt8], from start: Int, to end: Int) throws(HTTPError) -> Int {
-        guard end - start == 8, b[start] == 0x48, b[start + 1] == 0x54, b[start + 2] == 0x54,
-              b[start + 3] == 0x50, b[start + 4] == 0x2f, b[start + 6] == 0x2e
-        else { throw .badRequest("bad HTTP version") }
-        let major = b[start + 5] &- 0x30
-        let minor = b[start + 7] &- 0x30
+        guard end - start == 8, start >= 0, end <= b.count else { throw .badRequest("bad HTTP version") }
+        let w = b.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(fromByteOffset: start, as: UInt64.self)) }
+        // "HTTP/" and "." in place, the two digits masked out (the first byte is the lowest).
+        guard w & 0x00FF_00FF_FFFF_FFFF == 0x002E_002F_5054_5448 else { throw .badRequest("bad HTTP version") }
+        let major = UInt8(truncatingIfNeeded: w >> 40) &- 0x30
+        let minor = UInt8(truncatingIfNeeded: w >> 56) &- 0x30
         guard major < 10, minor < 10 else { throw .badRequest("bad HTTP version") }
         guard major == 1 else { throw HTTPError(505, "an HTTP major version other than 1") }
         return minor == 0 ? 0 : 1
@@ -251,10 +254,14 @@ public struct HTTPHead {
         try bytes.withUnsafeBufferPointer { (b) throws(HTTPError) -> Int in try lineEnd(b, from: start) }
     }
 
+    /// Only control characters and DEL can end a line or break it, so the others are skipped
+    /// eight at a time (`firstSpecialByte`).
     private static func lineEnd(_ b: UnsafeBufferPointer<UInt8>, from start: Int) throws(HTTPError) -> Int {
         var i = start
         let n = b.count
-        while i < n {
+        while true {
+            i = firstSpecialByte(b, from: i)
+            guard i < n else { throw .badRequest("unterminated line") }
             let c = b[i]
             if c == 0x0d {
                 guard i + 1 < n, b[i + 1] == 0x0a else { throw .badRequest("bare CR") }
@@ -263,7 +270,6 @@ public struct HTTPHead {
             if c == 0x0a { throw .badRequest("bare LF") }
             i += 1
         }
-        throw .badRequest("unterminated line")
     }
 
     /// The header lines from `start` up to the blank line, appended to `fields` (emptied first);
@@ -273,67 +279,105 @@ public struct HTTPHead {
     /// while they are letters and `-` (`lettersAndDashes`), then matched against the token bitmap,
     /// and its value is scanned eight bytes at a time for the first byte that needs a look (a
     /// control character or DEL; the CR ending the line is one), as picohttpparser does with SSE.
-    /// Reads through a buffer pointer, whose indices the loop conditions keep in range.
+    /// Reads through a buffer pointer, whose indices the loop conditions keep in range. The fields
+    /// are collected in a chunk on the stack and stored into `fields` a chunk at a time
+    /// (`store`), not appended one by one, each append asking whether the array is shared.
     private static func parseFields(_ bytes: [UInt8], from start: Int, into fields: inout [HeaderField]) throws(HTTPError) -> UInt64 {
-        if !fields.isEmpty { fields.removeAll(keepingCapacity: true) }
-        fields.reserveCapacity(16)
+        // Offsets are kept as Int32: checked once here rather than at every field.
+        precondition(bytes.count <= Int(Int32.max), "a head of 2 GiB or more")
         return try bytes.withUnsafeBufferPointer { (b) throws(HTTPError) -> UInt64 in
-            let n = b.count
-            var i = start
-            var names: UInt64 = 0
-            while true {
-                guard i < n else { throw .badRequest("unterminated line") }
-                let c = b[i]
-                if c == 0x0d {
-                    guard i + 1 < n, b[i + 1] == 0x0a else { throw .badRequest("bare CR") }
-                    return names
-                }
-                guard fields.count < maxFields else { throw HTTPError(431, "more header lines than HTTPHead.maxFields") }
-                if c == 0x20 || c == 0x09 { throw .badRequest("obsolete line folding") }
-                var j = i
-                if let base = b.baseAddress {
-                    let raw = UnsafeRawPointer(base)
-                    while n - j >= 8 {
-                        let w = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: j, as: UInt64.self))
-                        let others = ~lettersAndDashes(w) & 0x8080_8080_8080_8080
-                        if others != 0 {
-                            j += others.trailingZeroBitCount / 8
-                            break
-                        }
-                        j += 8
-                    }
-                }
-                while j < n, isTokenChar(b[j]) { j += 1 }
-                guard j > i, j < n, b[j] == UInt8(ascii: ":") else {
-                    if j < n, b[j] == 0x0a { throw .badRequest("bare LF") }
-                    throw .badRequest("bad header name")
-                }
-                let nameEnd = j
-                names |= nameBit(count: nameEnd - i, first: b[i], last: b[nameEnd - 1])
-                j += 1
-                while j < n, b[j] == 0x20 || b[j] == 0x09 { j += 1 }
-                let valueStart = j
-                // Find the CR: skip runs of ordinary bytes a word at a time, look at the others.
-                while true {
-                    j = firstSpecialByte(b, from: j)
-                    guard j < n else { throw .badRequest("unterminated line") }
-                    let v = b[j]
-                    if v == 0x09 {
-                        j += 1
-                        continue
-                    }
-                    if v == 0x0d {
-                        guard j + 1 < n, b[j + 1] == 0x0a else { throw .badRequest("bare CR") }
+            // 32 fields (512 bytes, a literal so that the chunk is on the stack) hold most heads.
+            try withUnsafeTemporaryAllocation(of: HeaderField.self, capacity: 32) { (chunk) throws(HTTPError) -> UInt64 in
+                try parseFields(b, from: start, chunk: chunk, into: &fields)
+            }
+        }
+    }
+
+    private static func parseFields(_ b: UnsafeBufferPointer<UInt8>, from start: Int, chunk: UnsafeMutableBufferPointer<HeaderField>,
+                                    into fields: inout [HeaderField]) throws(HTTPError) -> UInt64 {
+        let n = b.count
+        var i = start
+        var names: UInt64 = 0
+        var stored = 0   // fields already stored into `fields`
+        var pending = 0  // fields in `chunk` after them
+        while true {
+            guard i < n else { throw .badRequest("unterminated line") }
+            let c = b[i]
+            if c == 0x0d {
+                guard i + 1 < n, b[i + 1] == 0x0a else { throw .badRequest("bare CR") }
+                store(chunk, pending, at: stored, into: &fields)
+                stored += pending
+                if fields.count > stored { fields.removeLast(fields.count - stored) }
+                return names
+            }
+            guard stored + pending < maxFields else { throw HTTPError(431, "more header lines than HTTPHead.maxFields") }
+            if c == 0x20 || c == 0x09 { throw .badRequest("obsolete line folding") }
+            var j = i
+            if let base = b.baseAddress {
+                let raw = UnsafeRawPointer(base)
+                while n - j >= 8 {
+                    let w = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: j, as: UInt64.self))
+                    let others = ~lettersAndDashes(w) & 0x8080_8080_8080_8080
+                    if others != 0 {
+                        j += others.trailingZeroBitCount / 8
                         break
                     }
-                    throw .badRequest(v == 0x0a ? "bare LF" : "control character in header value")
+                    j += 8
                 }
-                var valueEnd = j
-                while valueEnd > valueStart, b[valueEnd - 1] == 0x20 || b[valueEnd - 1] == 0x09 { valueEnd -= 1 }
-                fields.append(HeaderField(nameStart: Int32(i), nameEnd: Int32(nameEnd),
-                                          valueStart: Int32(valueStart), valueEnd: Int32(valueEnd)))
-                i = j + 2
             }
+            while j < n, isTokenChar(b[j]) { j += 1 }
+            guard j > i, j < n, b[j] == UInt8(ascii: ":") else {
+                if j < n, b[j] == 0x0a { throw .badRequest("bare LF") }
+                throw .badRequest("bad header name")
+            }
+            let nameEnd = j
+            names |= nameBit(count: nameEnd - i, first: b[i], last: b[nameEnd - 1])
+            j += 1
+            while j < n, b[j] == 0x20 || b[j] == 0x09 { j += 1 }
+            let valueStart = j
+            // Find the CR: skip runs of ordinary bytes a word at a time, look at the others.
+            while true {
+                j = firstSpecialByte(b, from: j)
+                guard j < n else { throw .badRequest("unterminated line") }
+                let v = b[j]
+                if v == 0x09 {
+                    j += 1
+                    continue
+                }
+                if v == 0x0d {
+                    guard j + 1 < n, b[j + 1] == 0x0a else { throw .badRequest("bare CR") }
+                    break
+                }
+                throw .badRequest(v == 0x0a ? "bare LF" : "control character in header value")
+            }
+            var valueEnd = j
+            while valueEnd > valueStart, b[valueEnd - 1] == 0x20 || b[valueEnd - 1] == 0x09 { valueEnd -= 1 }
+            if pending == chunk.count {
+                store(chunk, pending, at: stored, into: &fields)
+                stored += pending
+                pending = 0
+            }
+            chunk.initializeElement(at: pending, to: HeaderField(
+                nameStart: Int32(truncatingIfNeeded: i), nameEnd: Int32(truncatingIfNeeded: nameEnd),
+                valueStart: Int32(truncatingIfNeeded: valueStart), valueEnd: Int32(truncatingIfNeeded: valueEnd)))
+            pending += 1
+            i = j + 2
+        }
+    }
+
+    /// Stores the first `count` fields of `chunk` as `fields[offset..<offset + count]`,
+    /// overwriting the fields of an earlier head where there are some (`fields.count >= offset`).
+    @inline(__always)
+    private static func store(_ chunk: UnsafeMutableBufferPointer<HeaderField>, _ count: Int, at offset: Int,
+                              into fields: inout [HeaderField]) {
+        let overwritten = min(count, fields.count - offset)
+        if overwritten > 0 {
+            fields.withUnsafeMutableBufferPointer { out in
+                for k in 0..<overwritten { out[offset + k] = chunk[k] }
+            }
+        }
+        if overwritten < count {
+            fields.append(contentsOf: UnsafeBufferPointer(rebasing: chunk[overwritten..<count]))
         }
     }
 
@@ -415,10 +459,14 @@ extension HTTPHead {
     /// The lengths are compared here, inlined, where the literal's length is a constant: most
     /// names differ in length from most keys, and the chains of tests over every field of every
     /// head (hop-by-hop, forbidden in HTTP/2) cost a compare each.
+    /// The bytes are compared inline too (`startsLike`), where the literal's words are constants.
     @inlinable @inline(__always)
     public func nameIs(_ f: HeaderField, _ key: StaticString) -> Bool {
-        guard Int(f.nameEnd &- f.nameStart) == key.utf8CodeUnitCount else { return false }
-        return nameEquals(f, UnsafeRawBufferPointer(start: key.utf8Start, count: key.utf8CodeUnitCount))
+        let count = key.utf8CodeUnitCount
+        guard Int(f.nameEnd &- f.nameStart) == count else { return false }
+        return bytes.withUnsafeBufferPointer {
+            Self.startsLike($0, at: Int(f.nameStart), UnsafeRawBufferPointer(start: key.utf8Start, count: count))
+        }
     }
 
     /// `nameIs` for a name known only at run time (the tokens of a Connection header, a key part).
@@ -437,7 +485,7 @@ extension HTTPHead {
     /// letter: byte `c` matches key byte `k` when `c == k` or `c | 0x20 == k`, which is
     /// `c | (k & 0x20) == k`, so eight bytes are compared at a time. `key.count` bytes from
     /// `start` must lie in `b`.
-    @inline(__always)
+    @inlinable @inline(__always)
     static func startsLike(_ b: UnsafeBufferPointer<UInt8>, at start: Int, _ key: UnsafeRawBufferPointer) -> Bool {
         let count = key.count
         guard count > 0, let base = b.baseAddress, let k = key.baseAddress else { return true }
@@ -459,6 +507,7 @@ extension HTTPHead {
     }
 
     /// Whether the field's name starts with the lower-case `prefix`, ignoring ASCII case.
+    @inlinable @inline(__always)
     public func nameHasPrefix(_ f: HeaderField, _ prefix: StaticString) -> Bool {
         let count = prefix.utf8CodeUnitCount
         guard Int(f.nameEnd &- f.nameStart) >= count else { return false }

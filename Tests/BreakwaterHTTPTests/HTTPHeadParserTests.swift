@@ -136,6 +136,34 @@ import Testing
         let disagree = try parse("Content-Length: 5\r\ncontent-length: 6\r\n")
         #expect(throws: HTTPError.self) { try disagree.contentLength() }
     }
+
+    /// One field array reused from head to head (as a connection does): each head gets exactly
+    /// its own fields whether it has more or fewer than the last one, more than the chunk the
+    /// parser collects them in, or as many as allowed; a head still alive keeps its fields.
+    @Test func aReusedFieldArrayHoldsEachHeadsOwnFields() throws {
+        func request(_ count: Int) -> [UInt8] {
+            Array(("GET / HTTP/1.1\r\nHost: x\r\n" + (0..<count).map { "X-F\($0): v\($0)\r\n" }.joined() + "\r\n").utf8)
+        }
+        var fields: [HeaderField] = []
+        var kept: [(HTTPHead, Int)] = []
+        for count in [40, 3, 70, 0, HTTPHead.maxFields - 1, 5, 33, 31, 32, 1] {
+            let head = try HTTPHead.parseRequest(request(count), fields: &fields)
+            let fresh = try HTTPHead.parseRequest(request(count))
+            #expect(head.fields.count == count + 1)
+            #expect(head.fields.map { head.name($0) + "=" + head.value($0) } == fresh.fields.map { fresh.name($0) + "=" + fresh.value($0) })
+            kept.append((head, count))
+        }
+        for (head, count) in kept {
+            #expect(head.fields.count == count + 1)
+            #expect(head.combined(dynamic: "x-f\(max(0, count - 1))") == (count > 0 ? "v\(count - 1)" : nil))
+        }
+        #expect(throws: HTTPError(431, "more header lines than HTTPHead.maxFields")) {
+            try HTTPHead.parseRequest(request(HTTPHead.maxFields), fields: &fields)
+        }
+        let response = Array("HTTP/1.1 200 OK\r\nA: 1\r\nB: 2\r\n\r\n".utf8)
+        let after = try HTTPHead.parseResponse(response, fields: &fields)
+        #expect(after.fields.map { after.name($0) } == ["A", "B"])
+    }
 }
 
 /// A small deterministic generator (SplitMix64), so that every run asks the same questions.
