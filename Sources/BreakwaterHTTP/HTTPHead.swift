@@ -28,6 +28,19 @@ public struct HTTPHead {
     /// field. A clear bit means no field has that name, so asking for an absent header (most
     /// heads have no Transfer-Encoding, Upgrade, Expect...) costs no pass over the fields.
     @usableFromInline private(set) var names: UInt64 = 0
+    /// What the Connection fields list, read once while parsing: every head is asked whether it
+    /// keeps the connection alive and whether it makes other fields hop-by-hop.
+    private(set) var connection: ConnectionOptions = []
+
+    /// The options of the Connection fields that decide something about the message.
+    struct ConnectionOptions: OptionSet {
+        let rawValue: UInt8
+        static let close = ConnectionOptions(rawValue: 1)
+        static let keepAlive = ConnectionOptions(rawValue: 2)
+        /// Anything but `close` and `keep-alive` (`upgrade` too).
+        static let other = ConnectionOptions(rawValue: 4)
+        static let upgrade = ConnectionOptions(rawValue: 8)
+    }
 
     public static let maxFields = 256
 
@@ -84,6 +97,7 @@ public struct HTTPHead {
         head.minorVersion = try parseVersion(bytes, from: i + 1, to: lineEnd)
         head.names = try parseFields(bytes, from: lineEnd + 2, into: &fields)
         head.fields = fields
+        head.connection = head.readConnectionOptions()
         return head
     }
 
@@ -116,6 +130,7 @@ public struct HTTPHead {
         }
         head.names = try parseFields(bytes, from: lineEnd + 2, into: &fields)
         head.fields = fields
+        head.connection = head.readConnectionOptions()
         return head
     }
 
@@ -531,10 +546,17 @@ extension HTTPHead {
         return names & Self.nameBit(count: utf8.count, first: first, last: last) != 0
     }
 
-    /// All values of a header joined by ", " (RFC 9110 5.3), nil when absent.
+    /// All values of a header joined by ", " (RFC 9110 5.3), nil when absent. The test of
+    /// `names` is inlined, where the literal's bit is a constant.
+    @inlinable @inline(__always)
     public func combined(_ key: StaticString) -> String? {
         guard mayHave(key) else { return nil }
-        return combined { nameIs($0, key) }
+        return combinedPresent(key)
+    }
+
+    @usableFromInline
+    func combinedPresent(_ key: StaticString) -> String? {
+        combined { nameIs($0, key) }
     }
 
     /// `combined` for a name known only at run time.
@@ -552,8 +574,14 @@ extension HTTPHead {
     }
 
     /// How many lines carry this header.
+    @inlinable @inline(__always)
     public func count(_ key: StaticString) -> Int {
         guard mayHave(key) else { return 0 }
+        return countPresent(key)
+    }
+
+    @usableFromInline
+    func countPresent(_ key: StaticString) -> Int {
         var n = 0
         for f in fields where nameIs(f, key) { n += 1 }
         return n
@@ -567,10 +595,23 @@ extension HTTPHead {
 
     /// Whether a Connection header lists anything besides `close` and `keep-alive` (whose field,
     /// Keep-Alive, is dropped as hop-by-hop anyway): only then can it make other fields hop-by-hop.
-    public var connectionListsOtherFields: Bool {
-        anyListElement(of: "connection") { s, a, b in
-            !Self.elementIs(s, a, b, "close") && !Self.elementIs(s, a, b, "keep-alive")
+    public var connectionListsOtherFields: Bool { connection.contains(.other) }
+
+    /// The options the Connection fields list (`connection`), in one pass over them.
+    private func readConnectionOptions() -> ConnectionOptions {
+        var options: ConnectionOptions = []
+        _ = anyListElement(of: "connection") { s, a, b in
+            if Self.elementIsWord(s, a, b, "close") {
+                options.insert(.close)
+            } else if Self.elementIsWord(s, a, b, "keep-alive") {
+                options.insert(.keepAlive)
+            } else {
+                options.insert(.other)
+                if Self.elementIsWord(s, a, b, "upgrade") { options.insert(.upgrade) }
+            }
+            return false
         }
+        return options
     }
 
     /// Whether `s[a..<b]` equals the lower-case `token`, ignoring ASCII case.
@@ -581,6 +622,16 @@ extension HTTPHead {
         let want = token.utf8Start
         for k in 0..<count where asciiLowercased(s[a + k]) != want[k] { return false }
         return true
+    }
+
+    /// `elementIs` for a `token` of lower-case letters and `-` only, compared as `startsLike`
+    /// compares names, a word at a time. For such a token that is the same test: the one byte
+    /// it takes besides, CR for `-`, is never inside a field value.
+    @inline(__always)
+    private static func elementIsWord(_ s: UnsafeBufferPointer<UInt8>, _ a: Int, _ b: Int, _ token: StaticString) -> Bool {
+        let count = token.utf8CodeUnitCount
+        guard b - a == count else { return false }
+        return startsLike(s, at: a, UnsafeRawBufferPointer(start: token.utf8Start, count: count))
     }
 
     /// Whether a Connection header names field `f` (which makes it hop-by-hop, RFC 9110 7.6.1).

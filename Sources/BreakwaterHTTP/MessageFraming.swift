@@ -49,9 +49,7 @@ extension HTTPHead {
     /// Whether the connection stays open after this message (RFC 9112 9.3): HTTP/1.1 unless it
     /// says `Connection: close`, HTTP/1.0 only when it says `Connection: keep-alive`.
     public var keepsAlive: Bool {
-        minorVersion == 1
-            ? !listContains("connection", token: "close")
-            : listContains("connection", token: "keep-alive")
+        minorVersion == 1 ? !connection.contains(.close) : connection.contains(.keepAlive)
     }
 
     /// A request's body framing. Transfer-Encoding must be exactly `chunked`, on HTTP/1.1, with no
@@ -89,7 +87,7 @@ extension HTTPHead {
     public var upgradeProtocols: [String] {
         // The Upgrade field first: most requests have none, and looking for it is one pass over names.
         guard minorVersion == 1, mayHave("upgrade"), fields.contains(where: { nameIs($0, "upgrade") }),
-              listContains("connection", token: "upgrade"), let value = combined("upgrade") else { return [] }
+              connection.contains(.upgrade), let value = combined("upgrade") else { return [] }
         return value.split(separator: ",").compactMap { element in
             let name = element.trimmingASCIISpaces().prefix { $0 != "/" }
             return name.isEmpty ? nil : name.lowercased()

@@ -137,6 +137,34 @@ import Testing
         #expect(throws: HTTPError.self) { try disagree.contentLength() }
     }
 
+    /// What the Connection fields list is read once while parsing: keep-alive, the fields it
+    /// makes hop-by-hop and an upgrade must answer as the list scanned on demand answers.
+    @Test func connectionOptionsAnswerAsTheListDoes() throws {
+        let elements = ["close", "Close", "keep-alive", "KEEP-ALIVE", "upgrade", "Upgrade", "x-a", "", " ", "te"]
+        var generator = SplitMix(seed: 11)
+        for round in 0..<400 {
+            var lines = ""
+            for _ in 0..<(round % 4) {
+                let list = (0..<(1 + Int(generator.next() % 3))).map { _ in elements[Int(generator.next() % UInt64(elements.count))] }
+                lines += "Connection: \(list.joined(separator: " ,"))\r\n"
+            }
+            for minor in [0, 1] {
+                let text = "GET / HTTP/1.\(minor)\r\nHost: x\r\nUpgrade: websocket/13\r\n\(lines)\r\n"
+                let head = try HTTPHead.parseRequest(Array(text.utf8))
+                let close = head.listContains("connection", token: "close")
+                let keepAlive = head.listContains("connection", token: "keep-alive")
+                #expect(head.keepsAlive == (minor == 1 ? !close : keepAlive), "\(text)")
+                let other = elements.filter { !$0.trimmingASCIISpaces().isEmpty }.contains {
+                    let token = $0.lowercased()
+                    return token != "close" && token != "keep-alive" && lines.lowercased().contains(token)
+                }
+                #expect(head.connectionListsOtherFields == other, "\(text)")
+                let upgrade = minor == 1 && head.listContains("connection", token: "upgrade")
+                #expect(head.upgradeProtocols == (upgrade ? ["websocket"] : []), "\(text)")
+            }
+        }
+    }
+
     /// One field array reused from head to head (as a connection does): each head gets exactly
     /// its own fields whether it has more or fewer than the last one, more than the chunk the
     /// parser collects them in, or as many as allowed; a head still alive keeps its fields.
