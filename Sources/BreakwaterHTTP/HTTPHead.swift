@@ -330,14 +330,14 @@ public struct HTTPHead {
             var j = i
             if let base = b.baseAddress {
                 let raw = UnsafeRawPointer(base)
-                while n - j >= 8 {
+                while n &- j >= 8 {
                     let w = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: j, as: UInt64.self))
                     let others = ~lettersAndDashes(w) & 0x8080_8080_8080_8080
                     if others != 0 {
-                        j += others.trailingZeroBitCount / 8
+                        j &+= others.trailingZeroBitCount &>> 3
                         break
                     }
-                    j += 8
+                    j &+= 8
                 }
             }
             while j < n, isTokenChar(b[j]) { j += 1 }
@@ -435,14 +435,14 @@ public struct HTTPHead {
         let n = b.count
         if let base = b.baseAddress {
             let raw = UnsafeRawPointer(base)
-            while n - j >= 8 {
+            while n &- j >= 8 {
                 let w = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: j, as: UInt64.self))
                 let below20 = (w &- 0x2020_2020_2020_2020) & ~w & 0x8080_8080_8080_8080
                 let x = w ^ 0x7F7F_7F7F_7F7F_7F7F
                 let isDEL = (x &- 0x0101_0101_0101_0101) & ~x & 0x8080_8080_8080_8080
                 let flags = below20 | isDEL
-                if flags != 0 { return j + flags.trailingZeroBitCount / 8 }
-                j += 8
+                if flags != 0 { return j &+ flags.trailingZeroBitCount &>> 3 }
+                j &+= 8
             }
         }
         while j < n {
