@@ -77,22 +77,23 @@ public struct HTTPHead {
     public static func parseRequest(_ bytes: [UInt8], fields: inout [HeaderField]) throws(HTTPError) -> HTTPHead {
         var head = HTTPHead(bytes: bytes)
         let lineEnd = try Self.lineEnd(bytes, from: 0)
-        var i = 0
-        while i < lineEnd, isMethodChar(bytes[i]) { i += 1 }
-        guard i > 0, i < lineEnd, bytes[i] == 0x20 else { throw .badRequest("bad method") }
-        head.first = 0..<i
-        i += 1
-        let targetStart = i
-        // Noting a `%` on the way costs less than a second pass over every target.
-        var sawPercent = false
-        while i < lineEnd {
-            let c = bytes[i]
-            guard c &- 0x21 < 0x5e else { break }   // VCHAR, 0x21 to 0x7e
-            if c == UInt8(ascii: "%") { sawPercent = true }
+        let (method, target, sawPercent) = try bytes.withUnsafeBufferPointer {
+            (b) throws(HTTPError) -> (Range<Int>, Range<Int>, Bool) in
+            var i = 0
+            while i < lineEnd, isMethodChar(b[i]) { i += 1 }
+            guard i > 0, i < lineEnd, b[i] == 0x20 else { throw .badRequest("bad method") }
+            let method = 0..<i
             i += 1
+            let targetStart = i
+            // Noting a `%` on the way costs less than a second pass over every target.
+            var sawPercent = false
+            i = targetEnd(b, from: i, to: lineEnd, sawPercent: &sawPercent)
+            guard i > targetStart, i < lineEnd, b[i] == 0x20 else { throw .badRequest("bad request target") }
+            return (method, targetStart..<i, sawPercent)
         }
-        guard i > targetStart, i < lineEnd, bytes[i] == 0x20 else { throw .badRequest("bad request target") }
-        head.second = targetStart..<i
+        head.first = method
+        head.second = target
+        let i = target.upperBound
         try head.checkTarget(sawPercent: sawPercent)
         head.minorVersion = try parseVersion(bytes, from: i + 1, to: lineEnd)
         head.names = try parseFields(bytes, from: lineEnd + 2, into: &fields)
@@ -176,6 +177,40 @@ public struct HTTPHead {
         }
         last = previous
         return true
+    }
+
+    /// The end of the run of VCHARs (0x21 to 0x7e) from `start`, at most `end`; `sawPercent` is
+    /// set when a `%` is among them. Eight bytes at a time while eight remain before `end`: a
+    /// lane is flagged when it is below 0x21, DEL, 0x80 or above, or `%` (SWAR, each test exact
+    /// in its lowest flagged lane, so their lowest flag together is exact), and the flagged byte
+    /// is looked at alone.
+    @inline(__always)
+    private static func targetEnd(_ b: UnsafeBufferPointer<UInt8>, from start: Int, to end: Int, sawPercent: inout Bool) -> Int {
+        var i = start
+        while true {
+            if let base = b.baseAddress {
+                let raw = UnsafeRawPointer(base)
+                while end &- i >= 8 {
+                    let w = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: i, as: UInt64.self))
+                    let below21 = (w &- 0x2121_2121_2121_2121) & ~w & 0x8080_8080_8080_8080
+                    let x = w ^ 0x7F7F_7F7F_7F7F_7F7F
+                    let isDEL = (x &- 0x0101_0101_0101_0101) & ~x & 0x8080_8080_8080_8080
+                    let p = w ^ 0x2525_2525_2525_2525
+                    let isPercent = (p &- 0x0101_0101_0101_0101) & ~p & 0x8080_8080_8080_8080
+                    let flags = below21 | isDEL | (w & 0x8080_8080_8080_8080) | isPercent
+                    if flags != 0 {
+                        i &+= flags.trailingZeroBitCount &>> 3
+                        break
+                    }
+                    i &+= 8
+                }
+            }
+            guard i < end else { return i }
+            let c = b[i]
+            guard c &- 0x21 < 0x5e else { return i }   // VCHAR, 0x21 to 0x7e
+            if c == UInt8(ascii: "%") { sawPercent = true }
+            i += 1
+        }
     }
 
     /// The request-target rules of `parseRequest`; sets `authority` for an absolute-form target.
@@ -330,14 +365,14 @@ public struct HTTPHead {
             var j = i
             if let base = b.baseAddress {
                 let raw = UnsafeRawPointer(base)
-                while n &- j >= 8 {
+                while n - j >= 8 {
                     let w = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: j, as: UInt64.self))
                     let others = ~lettersAndDashes(w) & 0x8080_8080_8080_8080
                     if others != 0 {
-                        j &+= others.trailingZeroBitCount &>> 3
+                        j += others.trailingZeroBitCount / 8
                         break
                     }
-                    j &+= 8
+                    j += 8
                 }
             }
             while j < n, isTokenChar(b[j]) { j += 1 }
@@ -435,14 +470,14 @@ public struct HTTPHead {
         let n = b.count
         if let base = b.baseAddress {
             let raw = UnsafeRawPointer(base)
-            while n &- j >= 8 {
+            while n - j >= 8 {
                 let w = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: j, as: UInt64.self))
                 let below20 = (w &- 0x2020_2020_2020_2020) & ~w & 0x8080_8080_8080_8080
                 let x = w ^ 0x7F7F_7F7F_7F7F_7F7F
                 let isDEL = (x &- 0x0101_0101_0101_0101) & ~x & 0x8080_8080_8080_8080
                 let flags = below20 | isDEL
-                if flags != 0 { return j &+ flags.trailingZeroBitCount &>> 3 }
-                j &+= 8
+                if flags != 0 { return j + flags.trailingZeroBitCount / 8 }
+                j += 8
             }
         }
         while j < n {

@@ -66,6 +66,33 @@ import Testing
         }
     }
 
+    /// The request target is scanned eight bytes at a time for the first byte that is not a
+    /// VCHAR or is `%`: every byte value must be judged at every position of those steps, and a
+    /// `%` anywhere must be found (an encoded NUL is refused wherever it is).
+    @Test func everyTargetByteIsJudgedAtEveryOffset() throws {
+        for length in [1, 6, 7, 8, 9, 15, 16, 17, 31] {
+            for offset in 0..<length {
+                for byte in UInt8.min...UInt8.max {
+                    // `g` is no hex digit: a `%` before it is a bad percent-encoding.
+                    var target = [UInt8(ascii: "/")] + [UInt8](repeating: UInt8(ascii: "g"), count: length)
+                    target[1 + offset] = byte
+                    let parsed = try? HTTPHead.parseRequest(Array("GET ".utf8) + target + Array(" HTTP/1.1\r\nHost: x\r\n\r\n".utf8))
+                    let allowed = byte >= 0x21 && byte <= 0x7e && byte != UInt8(ascii: "%")
+                    #expect((parsed != nil) == allowed, "byte \(byte) at \(offset) of \(length)")
+                    if let parsed { #expect(Array(parsed.bytes[parsed.second]) == target) }
+                }
+                var target = Array("/".utf8) + [UInt8](repeating: UInt8(ascii: "a"), count: length + 2)
+                target.replaceSubrange((1 + offset)..<(4 + offset), with: Array("%00".utf8))
+                #expect(throws: HTTPError.badRequest("encoded NUL in the path")) {
+                    try HTTPHead.parseRequest(Array("GET ".utf8) + target + Array(" HTTP/1.1\r\nHost: x\r\n\r\n".utf8))
+                }
+                target.replaceSubrange((1 + offset)..<(4 + offset), with: Array("%41".utf8))
+                #expect(try HTTPHead.parseRequest(Array("GET ".utf8) + target + Array(" HTTP/1.1\r\nHost: x\r\n\r\n".utf8)).target
+                        == String(decoding: target, as: UTF8.self))
+            }
+        }
+    }
+
     /// Asking for a header by name consults the mask of names filled while parsing: the answers
     /// must be those of a scan of every field, for names present and absent, in either case, and
     /// for pairs of names that share a bit of the mask.
