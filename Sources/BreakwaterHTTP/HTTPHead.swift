@@ -24,6 +24,23 @@ public struct HTTPHead {
     public private(set) var minorVersion = 1
     /// Response status code; 0 for requests.
     public private(set) var status = 0
+    /// Which header names the head may carry: the bit `nameBit` gives a name is set for every
+    /// field. A clear bit means no field has that name, so asking for an absent header (most
+    /// heads have no Transfer-Encoding, Upgrade, Expect...) costs no pass over the fields.
+    @usableFromInline private(set) var names: UInt64 = 0
+    /// What the Connection fields list, read once while parsing: every head is asked whether it
+    /// keeps the connection alive and whether it makes other fields hop-by-hop.
+    private(set) var connection: ConnectionOptions = []
+
+    /// The options of the Connection fields that decide something about the message.
+    struct ConnectionOptions: OptionSet {
+        let rawValue: UInt8
+        static let close = ConnectionOptions(rawValue: 1)
+        static let keepAlive = ConnectionOptions(rawValue: 2)
+        /// Anything but `close` and `keep-alive` (`upgrade` too).
+        static let other = ConnectionOptions(rawValue: 4)
+        static let upgrade = ConnectionOptions(rawValue: 8)
+    }
 
     public static let maxFields = 256
 
@@ -60,26 +77,28 @@ public struct HTTPHead {
     public static func parseRequest(_ bytes: [UInt8], fields: inout [HeaderField]) throws(HTTPError) -> HTTPHead {
         var head = HTTPHead(bytes: bytes)
         let lineEnd = try Self.lineEnd(bytes, from: 0)
-        var i = 0
-        while i < lineEnd, isMethodChar(bytes[i]) { i += 1 }
-        guard i > 0, i < lineEnd, bytes[i] == 0x20 else { throw .badRequest("bad method") }
-        head.first = 0..<i
-        i += 1
-        let targetStart = i
-        // Noting a `%` on the way costs less than a second pass over every target.
-        var sawPercent = false
-        while i < lineEnd {
-            let c = bytes[i]
-            guard c &- 0x21 < 0x5e else { break }   // VCHAR, 0x21 to 0x7e
-            if c == UInt8(ascii: "%") { sawPercent = true }
+        let (method, target, sawPercent) = try bytes.withUnsafeBufferPointer {
+            (b) throws(HTTPError) -> (Range<Int>, Range<Int>, Bool) in
+            var i = 0
+            while i < lineEnd, isMethodChar(b[i]) { i += 1 }
+            guard i > 0, i < lineEnd, b[i] == 0x20 else { throw .badRequest("bad method") }
+            let method = 0..<i
             i += 1
+            let targetStart = i
+            // Noting a `%` on the way costs less than a second pass over every target.
+            var sawPercent = false
+            i = targetEnd(b, from: i, to: lineEnd, sawPercent: &sawPercent)
+            guard i > targetStart, i < lineEnd, b[i] == 0x20 else { throw .badRequest("bad request target") }
+            return (method, targetStart..<i, sawPercent)
         }
-        guard i > targetStart, i < lineEnd, bytes[i] == 0x20 else { throw .badRequest("bad request target") }
-        head.second = targetStart..<i
+        head.first = method
+        head.second = target
+        let i = target.upperBound
         try head.checkTarget(sawPercent: sawPercent)
         head.minorVersion = try parseVersion(bytes, from: i + 1, to: lineEnd)
-        try parseFields(bytes, from: lineEnd + 2, into: &fields)
+        head.names = try parseFields(bytes, from: lineEnd + 2, into: &fields)
         head.fields = fields
+        head.connection = head.readConnectionOptions()
         return head
     }
 
@@ -110,8 +129,9 @@ public struct HTTPHead {
         } else {
             head.second = 12..<12
         }
-        try parseFields(bytes, from: lineEnd + 2, into: &fields)
+        head.names = try parseFields(bytes, from: lineEnd + 2, into: &fields)
         head.fields = fields
+        head.connection = head.readConnectionOptions()
         return head
     }
 
@@ -231,12 +251,15 @@ public struct HTTPHead {
         }
     }
 
+    /// `HTTP/d.d` in `b[start..<end]`, read as one eight-byte word (`end` lies in `b`: it is a
+    /// line's CR, or the status line is longer).
     private static func parseVersion(_ b: [UInt8], from start: Int, to end: Int) throws(HTTPError) -> Int {
-        guard end - start == 8, b[start] == 0x48, b[start + 1] == 0x54, b[start + 2] == 0x54,
-              b[start + 3] == 0x50, b[start + 4] == 0x2f, b[start + 6] == 0x2e
-        else { throw .badRequest("bad HTTP version") }
-        let major = b[start + 5] &- 0x30
-        let minor = b[start + 7] &- 0x30
+        guard end - start == 8, start >= 0, end <= b.count else { throw .badRequest("bad HTTP version") }
+        let w = b.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(fromByteOffset: start, as: UInt64.self)) }
+        // "HTTP/" and "." in place, the two digits masked out (the first byte is the lowest).
+        guard w & 0x00FF_00FF_FFFF_FFFF == 0x002E_002F_5054_5448 else { throw .badRequest("bad HTTP version") }
+        let major = UInt8(truncatingIfNeeded: w >> 40) &- 0x30
+        let minor = UInt8(truncatingIfNeeded: w >> 56) &- 0x30
         guard major < 10, minor < 10 else { throw .badRequest("bad HTTP version") }
         guard major == 1 else { throw HTTPError(505, "an HTTP major version other than 1") }
         return minor == 0 ? 0 : 1
@@ -247,10 +270,14 @@ public struct HTTPHead {
         try bytes.withUnsafeBufferPointer { (b) throws(HTTPError) -> Int in try lineEnd(b, from: start) }
     }
 
+    /// Only control characters and DEL can end a line or break it, so the others are skipped
+    /// eight at a time (`firstSpecialByte`).
     private static func lineEnd(_ b: UnsafeBufferPointer<UInt8>, from start: Int) throws(HTTPError) -> Int {
         var i = start
         let n = b.count
-        while i < n {
+        while true {
+            i = firstSpecialByte(b, from: i)
+            guard i < n else { throw .badRequest("unterminated line") }
             let c = b[i]
             if c == 0x0d {
                 guard i + 1 < n, b[i + 1] == 0x0a else { throw .badRequest("bare CR") }
@@ -259,283 +286,114 @@ public struct HTTPHead {
             if c == 0x0a { throw .badRequest("bare LF") }
             i += 1
         }
-        throw .badRequest("unterminated line")
     }
 
-    /// The header lines from `start` up to the blank line, appended to `fields` (emptied first).
+    /// The header lines from `start` up to the blank line, appended to `fields` (emptied first);
+    /// returns the `names` mask of their names.
     ///
-    /// One pass over every byte of every head: each line's name is matched against the token
-    /// bitmap, and its value is scanned eight bytes at a time for the first byte that needs a
-    /// look (a control character or DEL; the CR ending the line is one), as picohttpparser does
-    /// with SSE. Reads through a buffer pointer, whose indices the loop conditions keep in range.
-    private static func parseFields(_ bytes: [UInt8], from start: Int, into fields: inout [HeaderField]) throws(HTTPError) {
-        fields.removeAll(keepingCapacity: true)
-        fields.reserveCapacity(16)
-        try bytes.withUnsafeBufferPointer { (b) throws(HTTPError) in
-            let n = b.count
-            var i = start
-            while true {
-                guard i < n else { throw .badRequest("unterminated line") }
-                let c = b[i]
-                if c == 0x0d {
-                    guard i + 1 < n, b[i + 1] == 0x0a else { throw .badRequest("bare CR") }
-                    return
-                }
-                guard fields.count < maxFields else { throw HTTPError(431, "more header lines than HTTPHead.maxFields") }
-                if c == 0x20 || c == 0x09 { throw .badRequest("obsolete line folding") }
-                var j = i
-                while j < n, isTokenChar(b[j]) { j += 1 }
-                guard j > i, j < n, b[j] == UInt8(ascii: ":") else {
-                    if j < n, b[j] == 0x0a { throw .badRequest("bare LF") }
-                    throw .badRequest("bad header name")
-                }
-                let nameEnd = j
-                j += 1
-                while j < n, b[j] == 0x20 || b[j] == 0x09 { j += 1 }
-                let valueStart = j
-                // Find the CR: skip runs of ordinary bytes a word at a time, look at the others.
-                while true {
-                    j = firstSpecialByte(b, from: j)
-                    guard j < n else { throw .badRequest("unterminated line") }
-                    let v = b[j]
-                    if v == 0x09 {
-                        j += 1
-                        continue
-                    }
-                    if v == 0x0d {
-                        guard j + 1 < n, b[j + 1] == 0x0a else { throw .badRequest("bare CR") }
+    /// One pass over every byte of every head: each line's name is scanned eight bytes at a time
+    /// while they are letters and `-` (`lettersAndDashes`), then matched against the token bitmap,
+    /// and its value is scanned eight bytes at a time for the first byte that needs a look (a
+    /// control character or DEL; the CR ending the line is one), as picohttpparser does with SSE.
+    /// Reads through a buffer pointer, whose indices the loop conditions keep in range. The fields
+    /// are collected in a chunk on the stack and stored into `fields` a chunk at a time
+    /// (`store`), not appended one by one, each append asking whether the array is shared.
+    private static func parseFields(_ bytes: [UInt8], from start: Int, into fields: inout [HeaderField]) throws(HTTPError) -> UInt64 {
+        // Offsets are kept as Int32: checked once here rather than at every field.
+        precondition(bytes.count <= Int(Int32.max), "a head of 2 GiB or more")
+        return try bytes.withUnsafeBufferPointer { (b) throws(HTTPError) -> UInt64 in
+            // 32 fields (512 bytes, a literal so that the chunk is on the stack) hold most heads.
+            try withUnsafeTemporaryAllocation(of: HeaderField.self, capacity: 32) { (chunk) throws(HTTPError) -> UInt64 in
+                try parseFields(b, from: start, chunk: chunk, into: &fields)
+            }
+        }
+    }
+
+    private static func parseFields(_ b: UnsafeBufferPointer<UInt8>, from start: Int, chunk: UnsafeMutableBufferPointer<HeaderField>,
+                                    into fields: inout [HeaderField]) throws(HTTPError) -> UInt64 {
+        let n = b.count
+        var i = start
+        var names: UInt64 = 0
+        var stored = 0   // fields already stored into `fields`
+        var pending = 0  // fields in `chunk` after them
+        while true {
+            guard i < n else { throw .badRequest("unterminated line") }
+            let c = b[i]
+            if c == 0x0d {
+                guard i + 1 < n, b[i + 1] == 0x0a else { throw .badRequest("bare CR") }
+                store(chunk, pending, at: stored, into: &fields)
+                stored += pending
+                if fields.count > stored { fields.removeLast(fields.count - stored) }
+                return names
+            }
+            guard stored + pending < maxFields else { throw HTTPError(431, "more header lines than HTTPHead.maxFields") }
+            if c == 0x20 || c == 0x09 { throw .badRequest("obsolete line folding") }
+            var j = i
+            if let base = b.baseAddress {
+                let raw = UnsafeRawPointer(base)
+                while n - j >= 8 {
+                    let w = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: j, as: UInt64.self))
+                    let others = ~lettersAndDashes(w) & 0x8080_8080_8080_8080
+                    if others != 0 {
+                        j += others.trailingZeroBitCount / 8
                         break
                     }
-                    throw .badRequest(v == 0x0a ? "bare LF" : "control character in header value")
+                    j += 8
                 }
-                var valueEnd = j
-                while valueEnd > valueStart, b[valueEnd - 1] == 0x20 || b[valueEnd - 1] == 0x09 { valueEnd -= 1 }
-                fields.append(HeaderField(nameStart: Int32(i), nameEnd: Int32(nameEnd),
-                                          valueStart: Int32(valueStart), valueEnd: Int32(valueEnd)))
-                i = j + 2
             }
-        }
-    }
-
-    /// The index of the first byte at or after `from` that is below 0x20 or is DEL; `b.count`
-    /// when there is none. Eight bytes at a time while eight remain (SWAR: a byte is flagged by
-    /// the high bit of its lane; the lowest flag is exact, later ones may be borrow artefacts).
-    @inline(__always)
-    private static func firstSpecialByte(_ b: UnsafeBufferPointer<UInt8>, from: Int) -> Int {
-        var j = from
-        let n = b.count
-        if let base = b.baseAddress {
-            let raw = UnsafeRawPointer(base)
-            while n - j >= 8 {
-                let w = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: j, as: UInt64.self))
-                let below20 = (w &- 0x2020_2020_2020_2020) & ~w & 0x8080_8080_8080_8080
-                let x = w ^ 0x7F7F_7F7F_7F7F_7F7F
-                let isDEL = (x &- 0x0101_0101_0101_0101) & ~x & 0x8080_8080_8080_8080
-                let flags = below20 | isDEL
-                if flags != 0 { return j + flags.trailingZeroBitCount / 8 }
-                j += 8
+            while j < n, isTokenChar(b[j]) { j += 1 }
+            guard j > i, j < n, b[j] == UInt8(ascii: ":") else {
+                if j < n, b[j] == 0x0a { throw .badRequest("bare LF") }
+                throw .badRequest("bad header name")
             }
-        }
-        while j < n {
-            let c = b[j]
-            if c < 0x20 || c == 0x7f { return j }
+            let nameEnd = j
+            names |= nameBit(count: nameEnd - i, first: b[i], last: b[nameEnd - 1])
             j += 1
+            while j < n, b[j] == 0x20 || b[j] == 0x09 { j += 1 }
+            let valueStart = j
+            // Find the CR: skip runs of ordinary bytes a word at a time, look at the others.
+            while true {
+                j = firstSpecialByte(b, from: j)
+                guard j < n else { throw .badRequest("unterminated line") }
+                let v = b[j]
+                if v == 0x09 {
+                    j += 1
+                    continue
+                }
+                if v == 0x0d {
+                    guard j + 1 < n, b[j + 1] == 0x0a else { throw .badRequest("bare CR") }
+                    break
+                }
+                throw .badRequest(v == 0x0a ? "bare LF" : "control character in header value")
+            }
+            var valueEnd = j
+            while valueEnd > valueStart, b[valueEnd - 1] == 0x20 || b[valueEnd - 1] == 0x09 { valueEnd -= 1 }
+            if pending == chunk.count {
+                store(chunk, pending, at: stored, into: &fields)
+                stored += pending
+                pending = 0
+            }
+            chunk.initializeElement(at: pending, to: HeaderField(
+                nameStart: Int32(truncatingIfNeeded: i), nameEnd: Int32(truncatingIfNeeded: nameEnd),
+                valueStart: Int32(truncatingIfNeeded: valueStart), valueEnd: Int32(truncatingIfNeeded: valueEnd)))
+            pending += 1
+            i = j + 2
         }
-        return n
     }
 
-    /// RFC 9110 tchar: ALPHA, DIGIT and !#$%&'*+-.^_`|~, as a 128-bit map (no table in memory).
+    /// Stores the first `count` fields of `chunk` as `fields[offset..<offset + count]`,
+    /// overwriting the fields of an earlier head where there are some (`fields.count >= offset`).
     @inline(__always)
-    public static func isTokenChar(_ c: UInt8) -> Bool {
-        let word: UInt64 = c < 64 ? 0x03FF_6CFA_0000_0000 : c < 128 ? 0x57FF_FFFF_C7FF_FFFE : 0
-        return word >> UInt64(c & 63) & 1 != 0
-    }
-
-    /// A byte of a method as nginx accepts it: `A`-`Z`, `_` and `-` (see `parseRequest`).
-    @inline(__always)
-    public static func isMethodChar(_ c: UInt8) -> Bool {
-        c &- UInt8(ascii: "A") < 26 || c == UInt8(ascii: "_") || c == UInt8(ascii: "-")
-    }
-}
-
-extension HTTPHead {
-    /// Whether field `f`'s name equals the lower-case `key`, ignoring ASCII case. Names are
-    /// compared as bytes against the literal, with no String built: this runs for every header
-    /// of every request.
-    /// The lengths are compared here, inlined, where the literal's length is a constant: most
-    /// names differ in length from most keys, and the chains of tests over every field of every
-    /// head (hop-by-hop, forbidden in HTTP/2) cost a compare each.
-    @inlinable @inline(__always)
-    public func nameIs(_ f: HeaderField, _ key: StaticString) -> Bool {
-        guard Int(f.nameEnd &- f.nameStart) == key.utf8CodeUnitCount else { return false }
-        return nameEquals(f, UnsafeRawBufferPointer(start: key.utf8Start, count: key.utf8CodeUnitCount))
-    }
-
-    /// `nameIs` for a name known only at run time (the tokens of a Connection header, a key part).
-    public func nameIs(_ f: HeaderField, dynamic key: String) -> Bool {
-        var key = key
-        return key.withUTF8 { nameEquals(f, UnsafeRawBufferPointer($0)) }
-    }
-
-    @usableFromInline
-    func nameEquals(_ f: HeaderField, _ key: UnsafeRawBufferPointer) -> Bool {
-        let start = Int(f.nameStart)
-        guard Int(f.nameEnd) - start == key.count else { return false }
-        for i in 0..<key.count {
-            let c = bytes[start + i]
-            let k = key[i]
-            if c != k && c | 0x20 != k { return false }
-        }
-        return true
-    }
-
-    /// Whether the field's name starts with the lower-case `prefix`, ignoring ASCII case.
-    public func nameHasPrefix(_ f: HeaderField, _ prefix: StaticString) -> Bool {
-        let start = Int(f.nameStart)
-        let count = prefix.utf8CodeUnitCount
-        guard Int(f.nameEnd) - start >= count else { return false }
-        let key = prefix.utf8Start
-        for i in 0..<count {
-            let c = bytes[start + i]
-            if c != key[i] && c | 0x20 != key[i] { return false }
-        }
-        return true
-    }
-
-    /// All values of a header joined by ", " (RFC 9110 5.3), nil when absent.
-    public func combined(_ key: StaticString) -> String? {
-        combined { nameIs($0, key) }
-    }
-
-    /// `combined` for a name known only at run time.
-    public func combined(dynamic key: String) -> String? {
-        combined { nameIs($0, dynamic: key) }
-    }
-
-    private func combined(where matches: (HeaderField) -> Bool) -> String? {
-        var result: String?
-        for f in fields where matches(f) {
-            if result == nil { result = value(f) } else { result! += ", " + value(f) }
-        }
-        return result
-    }
-
-    /// How many lines carry this header.
-    public func count(_ key: StaticString) -> Int {
-        var n = 0
-        for f in fields where nameIs(f, key) { n += 1 }
-        return n
-    }
-
-    /// Whether a comma-separated header such as Connection lists `token` (lower-case), ignoring
-    /// case and surrounding whitespace; scanned in place.
-    public func listContains(_ key: StaticString, token: StaticString) -> Bool {
-        anyListElement(of: key) { a, b in elementIs(a, b, token) }
-    }
-
-    /// Whether a Connection header lists anything besides `close` and `keep-alive` (whose field,
-    /// Keep-Alive, is dropped as hop-by-hop anyway): only then can it make other fields hop-by-hop.
-    public var connectionListsOtherFields: Bool {
-        anyListElement(of: "connection") { a, b in !elementIs(a, b, "close") && !elementIs(a, b, "keep-alive") }
-    }
-
-    /// Whether `bytes[a..<b]` equals the lower-case `token`, ignoring ASCII case.
-    private func elementIs(_ a: Int, _ b: Int, _ token: StaticString) -> Bool {
-        let want = UnsafeRawBufferPointer(start: token.utf8Start, count: token.utf8CodeUnitCount)
-        guard b - a == want.count else { return false }
-        for k in 0..<want.count where asciiLowercased(bytes[a + k]) != want[k] { return false }
-        return true
-    }
-
-    /// Whether a Connection header names field `f` (which makes it hop-by-hop, RFC 9110 7.6.1).
-    public func isListedInConnection(_ f: HeaderField) -> Bool {
-        let name = Int(f.nameStart)
-        let length = Int(f.nameEnd) - name
-        return anyListElement(of: "connection") { a, b in
-            guard b - a == length else { return false }
-            for k in 0..<length where asciiLowercased(bytes[a + k]) != asciiLowercased(bytes[name + k]) { return false }
-            return true
-        }
-    }
-
-    @inline(__always)
-    private func asciiLowercased(_ c: UInt8) -> UInt8 {
-        c >= UInt8(ascii: "A") && c <= UInt8(ascii: "Z") ? c | 0x20 : c
-    }
-
-    /// Whether `matches` holds for an element of the comma-separated `key` header lines, given as
-    /// a byte range trimmed of spaces and tabs.
-    private func anyListElement(of key: StaticString, _ matches: (Int, Int) -> Bool) -> Bool {
-        for f in fields where nameIs(f, key) {
-            var i = Int(f.valueStart)
-            let end = Int(f.valueEnd)
-            while i <= end {
-                var j = i
-                while j < end && bytes[j] != UInt8(ascii: ",") { j += 1 }
-                var a = i, b = j
-                while a < b && (bytes[a] == 0x20 || bytes[a] == 0x09) { a += 1 }
-                while b > a && (bytes[b - 1] == 0x20 || bytes[b - 1] == 0x09) { b -= 1 }
-                if b > a, matches(a, b) { return true }
-                i = j + 1
+    private static func store(_ chunk: UnsafeMutableBufferPointer<HeaderField>, _ count: Int, at offset: Int,
+                              into fields: inout [HeaderField]) {
+        let overwritten = min(count, fields.count - offset)
+        if overwritten > 0 {
+            fields.withUnsafeMutableBufferPointer { out in
+                for k in 0..<overwritten { out[offset + k] = chunk[k] }
             }
         }
-        return false
-    }
-
-    /// The name of a field as written.
-    public func name(_ f: HeaderField) -> String {
-        String(decoding: bytes[Int(f.nameStart)..<Int(f.nameEnd)], as: UTF8.self)
-    }
-
-    /// The value of a field, trimmed of surrounding whitespace.
-    public func value(_ f: HeaderField) -> String {
-        String(decoding: bytes[Int(f.valueStart)..<Int(f.valueEnd)], as: UTF8.self)
-    }
-
-    /// The request method as written.
-    public var method: String { String(decoding: bytes[first], as: UTF8.self) }
-
-    /// Whether the request method is exactly `name`, compared byte for byte: methods are
-    /// case-sensitive (RFC 9110 9.1), and no String is built for a test made on every request.
-    @inline(__always)
-    public func methodIs(_ name: StaticString) -> Bool {
-        let count = name.utf8CodeUnitCount
-        guard first.count == count else { return false }
-        let want = name.utf8Start
-        for k in 0..<count where bytes[first.lowerBound + k] != want[k] { return false }
-        return true
-    }
-
-    /// The request target as written.
-    public var target: String { String(decoding: bytes[second], as: UTF8.self) }
-
-    /// The origin-form path and query of the target (absolute-form reduced to its path).
-    public var originTarget: ArraySlice<UInt8> {
-        guard !authority.isEmpty else { return bytes[second] }
-        let rest = bytes[authority.upperBound..<second.upperBound]
-        if rest.first == UInt8(ascii: "/") { return rest }
-        // `http://h` or `http://h?q`: an empty path, which is "/" (RFC 9112 3.2.1). Rare enough
-        // that building the slice does not matter.
-        return ArraySlice([UInt8(ascii: "/")] + rest)
-    }
-
-    /// The path part of the target, without the query, as bytes.
-    public var pathBytes: ArraySlice<UInt8> {
-        let t = originTarget
-        let end = t.firstIndex(of: UInt8(ascii: "?")) ?? t.endIndex
-        return t[t.startIndex..<end]
-    }
-
-    /// The path part of the target, without the query.
-    public var path: Substring { Substring(decoding: pathBytes, as: UTF8.self) }
-}
-
-extension StringProtocol {
-    /// The text without leading and trailing spaces and tabs.
-    public func trimmingASCIISpaces() -> Substring {
-        var s = Substring(self)
-        while let c = s.first, c == " " || c == "\t" { s.removeFirst() }
-        while let c = s.last, c == " " || c == "\t" { s.removeLast() }
-        return s
+        if overwritten < count {
+            fields.append(contentsOf: UnsafeBufferPointer(rebasing: chunk[overwritten..<count]))
+        }
     }
 }

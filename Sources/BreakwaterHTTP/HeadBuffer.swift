@@ -50,8 +50,17 @@ public struct HeadBuffer {
         var taken = bytes
         bytes = []   // `taken` is now the only reference, unless a head still uses the storage
         if taken.capacity > Self.keptCapacity && head.count <= Self.keptCapacity { taken = [] }
-        taken.removeAll(keepingCapacity: true)
-        taken.append(contentsOf: head.assumingMemoryBound(to: UInt8.self))
+        // The last head's bytes are overwritten where there are some (heads on one connection
+        // are often of one length), the rest appended, the excess dropped: no emptying first.
+        let overwritten = min(taken.count, head.count)
+        if overwritten > 0 {
+            taken.withUnsafeMutableBytes { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: head[..<overwritten])) }
+        }
+        if taken.count > head.count {
+            taken.removeLast(taken.count - head.count)
+        } else if overwritten < head.count {
+            taken.append(contentsOf: UnsafeRawBufferPointer(rebasing: head[overwritten...]).assumingMemoryBound(to: UInt8.self))
+        }
         bytes = taken
         return taken
     }

@@ -15,39 +15,41 @@ public enum BodyLength: Equatable, Sendable {
 extension HTTPHead {
     /// The Content-Length: nil when absent. Several lines, or a list in one line, must all agree
     /// (RFC 9110 8.6); anything but digits, or more than 18 of them, is malformed.
+    /// Read through a buffer pointer, within each value's range.
     public func contentLength() throws(HTTPError) -> Int? {
-        var length: Int?
-        for f in fields where nameIs(f, "content-length") {
-            var i = Int(f.valueStart)
-            let end = Int(f.valueEnd)
-            while i <= end {
-                while i < end && (bytes[i] == 0x20 || bytes[i] == 0x09) { i += 1 }
-                var n = 0
-                var digits = 0
-                while i < end, bytes[i] &- 0x30 < 10 {
-                    digits += 1
-                    if digits > 18 { throw .badRequest("Content-Length too long") }
-                    n = n * 10 + Int(bytes[i] &- 0x30)
+        guard mayHave("content-length") else { return nil }
+        return try bytes.withUnsafeBufferPointer { (b) throws(HTTPError) -> Int? in
+            var length: Int?
+            for f in fields where nameIs(f, "content-length") {
+                var i = Int(f.valueStart)
+                let end = Int(f.valueEnd)
+                while i <= end {
+                    while i < end && (b[i] == 0x20 || b[i] == 0x09) { i += 1 }
+                    var n = 0
+                    var digits = 0
+                    while i < end, b[i] &- 0x30 < 10 {
+                        digits += 1
+                        if digits > 18 { throw .badRequest("Content-Length too long") }
+                        n = n * 10 + Int(b[i] &- 0x30)
+                        i += 1
+                    }
+                    while i < end && (b[i] == 0x20 || b[i] == 0x09) { i += 1 }
+                    guard digits > 0, i == end || b[i] == UInt8(ascii: ",") else {
+                        throw .badRequest("malformed Content-Length")
+                    }
+                    guard length == nil || length == n else { throw .badRequest("Content-Length values disagree") }
+                    length = n
                     i += 1
                 }
-                while i < end && (bytes[i] == 0x20 || bytes[i] == 0x09) { i += 1 }
-                guard digits > 0, i == end || bytes[i] == UInt8(ascii: ",") else {
-                    throw .badRequest("malformed Content-Length")
-                }
-                guard length == nil || length == n else { throw .badRequest("Content-Length values disagree") }
-                length = n
-                i += 1
             }
+            return length
         }
-        return length
     }
 
     /// Whether the connection stays open after this message (RFC 9112 9.3): HTTP/1.1 unless it
     /// says `Connection: close`, HTTP/1.0 only when it says `Connection: keep-alive`.
     public var keepsAlive: Bool {
-        minorVersion == 1
-            ? !listContains("connection", token: "close")
-            : listContains("connection", token: "keep-alive")
+        minorVersion == 1 ? !connection.contains(.close) : connection.contains(.keepAlive)
     }
 
     /// A request's body framing. Transfer-Encoding must be exactly `chunked`, on HTTP/1.1, with no
@@ -84,8 +86,8 @@ extension HTTPHead {
     /// empty otherwise (an Upgrade that Connection does not name is a stray hop-by-hop field).
     public var upgradeProtocols: [String] {
         // The Upgrade field first: most requests have none, and looking for it is one pass over names.
-        guard minorVersion == 1, fields.contains(where: { nameIs($0, "upgrade") }),
-              listContains("connection", token: "upgrade"), let value = combined("upgrade") else { return [] }
+        guard minorVersion == 1, mayHave("upgrade"), fields.contains(where: { nameIs($0, "upgrade") }),
+              connection.contains(.upgrade), let value = combined("upgrade") else { return [] }
         return value.split(separator: ",").compactMap { element in
             let name = element.trimmingASCIISpaces().prefix { $0 != "/" }
             return name.isEmpty ? nil : name.lowercased()
