@@ -38,6 +38,40 @@ import Testing
     }
 
     /// Numbers are written in place by the writer: every digit count, and the edges.
+    /// ByteBuilder keeps its array at capacity and counts what it used: whatever it started
+    /// with, it must hand over exactly what an array that was appended to holds.
+    @Test(arguments: [0, 1, 64, 1 << 16])
+    func theBuilderProducesWhatAnArrayGets(capacity: Int) {
+        var expected: [UInt8] = []
+        Self.write(&expected, seed: capacity)
+        var builder = ByteBuilder(capacity: capacity)
+        Self.write(&builder, seed: capacity)
+        #expect(builder.count == expected.count)
+        #expect(builder.withBytes(0..<builder.count) { Array($0) } == expected)
+        let taken = builder.take()
+        #expect(taken == expected)
+        #expect(builder.isEmpty)
+    }
+
+    /// The moves an HTTP/2 request head makes: values written first, copied after themselves,
+    /// the head then taken from where it starts; collections appended whether contiguous or not.
+    @Test func theBuilderCopiesWithinAndTakesFromAnOffset() {
+        var builder = ByteBuilder(capacity: 4)
+        builder.append(contentsOf: "GET".utf8)
+        builder.append(contentsOf: Array("/path".utf8))
+        let start = builder.count
+        builder.append(copyOf: 0..<3)
+        builder.append(0x20)
+        builder.append(copyOf: 3..<8)
+        builder.append(contentsOf: " HTTP/1.1".utf8.lazy.map { $0 })
+        builder.lowercaseASCII(start + 10..<start + 14)
+        #expect(builder.take(from: start) == Array("GET /path http/1.1".utf8))
+        builder.append(ascii: "x")
+        builder.removeAll()
+        builder.append(ascii: "yz")
+        #expect(builder.take() == Array("yz".utf8))
+    }
+
     @Test func decimalsComeOutAsAnArrayWritesThem() throws {
         var values = [0, 9, 10, 99, 100, 999, 1000, 65_535, 1 << 31, Int.max]
         var power = 1

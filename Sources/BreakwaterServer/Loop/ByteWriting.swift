@@ -126,6 +126,7 @@ struct ByteBuilder: ByteSink {
 
     /// Appends a copy of bytes written before, those in `range`.
     mutating func append(copyOf range: Range<Int>) {
+        assert(range.lowerBound >= 0 && range.upperBound <= count, "a range of bytes not written")
         guard !range.isEmpty else { return }
         if count + range.count > storage.count { grow(to: count + range.count) }
         let at = count
