@@ -104,14 +104,8 @@ enum H2Headers {
     /// The fields of an upstream response relayed to the client: `ProxyHeaders.relays`'s fields
     /// (which leave out every field HTTP/2 forbids), with `length` as Content-Length when given,
     /// and the value of `date` (a whole `Date` line) when the upstream sent none (RFC 9110 6.6.1).
-    static func fields(relaying head: HTTPHead, length: Int?, keepLength: Bool, date: UnsafeRawBufferPointer) -> Fields {
-        var fields = Fields()
-        write(relaying: head, length: length, keepLength: keepLength, date: date, into: &fields)
-        return fields
-    }
-
-    /// `fields(relaying:...)` written into `fields`, emptied first: a connection passes the same
-    /// `Fields` for every response, whose storage nghttp2 has copied by the next.
+    /// They are written into `fields`, emptied first: a connection passes the same `Fields` for
+    /// every response, whose storage nghttp2 has copied by the next.
     static func write(relaying head: HTTPHead, length: Int?, keepLength: Bool, date: UnsafeRawBufferPointer,
                       into fields: inout Fields) {
         fields.removeAll()

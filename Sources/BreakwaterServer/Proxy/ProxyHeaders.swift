@@ -10,15 +10,7 @@ enum ProxyHeaders {
     private static func isHopByHop(_ head: HTTPHead, _ f: HeaderField) -> Bool {
         head.nameIs(f, "connection") || head.nameIs(f, "keep-alive") || head.nameIs(f, "te")
             || head.nameIs(f, "trailer") || head.nameIs(f, "transfer-encoding") || head.nameIs(f, "upgrade")
-            || isProxyField(head, f) || head.nameIs(f, "content-length")
-    }
-
-    /// A `Proxy-*` field. Its length and first letter are looked at here, inline, before the
-    /// byte-by-byte comparison: few names are that long and start with a p.
-    @inline(__always)
-    private static func isProxyField(_ head: HTTPHead, _ f: HeaderField) -> Bool {
-        f.nameEnd &- f.nameStart >= 6 && head.bytes[Int(f.nameStart)] | 0x20 == UInt8(ascii: "p")
-            && head.nameHasPrefix(f, "proxy-")
+            || head.nameHasPrefix(f, "proxy-") || head.nameIs(f, "content-length")
     }
 
     /// Whether the field's name has an underscore, read in place without a slice of the head.
@@ -39,10 +31,6 @@ enum ProxyHeaders {
     private static func isEndToEnd(_ head: HTTPHead, _ f: HeaderField) -> Bool {
         head.nameIs(f, "host") || head.nameIs(f, "authorization") || head.nameIs(f, "cookie")
             || head.nameIs(f, "content-type")
-    }
-
-    private static func appendLine(_ out: inout some ByteSink, _ head: HTTPHead, _ f: HeaderField) {
-        out.append(line: head, f)
     }
 
     /// The head sent upstream for `request`, with a Content-Length for the buffered body.
@@ -135,7 +123,7 @@ enum ProxyHeaders {
     /// hop-by-hop ones, the Upgrade field, `Connection: upgrade`, and the blank line.
     static func switchingResponse(_ head: HTTPHead, into out: inout some ByteSink) {
         clientResponse(head, keepLength: false, into: &out)
-        for f in head.fields where head.nameIs(f, "upgrade") { appendLine(&out, head, f) }
+        for f in head.fields where head.nameIs(f, "upgrade") { out.append(line: head, f) }
         out.append(ascii: "Connection: upgrade\r\n\r\n")
     }
 
@@ -154,7 +142,7 @@ enum ProxyHeaders {
         var dated = date == nil
         for f in head.fields where relays(head, f, keepLength: keepLength, hasConnection: hasConnection) {
             if !dated && head.nameIs(f, "date") { dated = true }
-            appendLine(&out, head, f)
+            out.append(line: head, f)
         }
         if !dated, let date { out.append(raw: date) }
     }
