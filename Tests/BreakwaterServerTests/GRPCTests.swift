@@ -107,6 +107,27 @@ import Glibc
         #expect(upstream.served("POST") == 2)
     }
 
+    /// The upstream reads nothing while the whole body waits in the proxy, then opens its windows
+    /// once by far more than the proxy puts on the socket in one go (256 KiB), and never again:
+    /// the proxy must go on making frames after a write the kernel took whole, with nothing more
+    /// to read from either side to wake it.
+    @Test func aBodyWaitingForTheUpstreamsWindowGoesWholeWhenItOpensOnce() throws {
+        let upstream = try GRPCServer(plain: true)
+        let proxy = try Self.proxy(upstream, rest: """
+            [[route]]
+            name = "h2"
+            path = "/h2/"
+            upstream_protocol = "h2"
+
+            """)
+        let file = try Binary.tempDirectory().appendingPathComponent("body-3mb")
+        try Data(repeating: UInt8(ascii: "b"), count: 3_000_000).write(to: file)
+        let result = try Tool.run("curl", ["-sS", "--max-time", "10", "--http2-prior-knowledge", "--data-binary", "@\(file.path)",
+                                           "http://127.0.0.1:\(proxy.port)/h2/hold"])
+        #expect(result.stdout == "POST /h2/hold 3000000", "\(result)")
+        #expect(upstream.served("POST") == 1)
+    }
+
     @Test func anH2UpstreamThatNeverAnswersTimesOutWith504() throws {
         let upstream = try GRPCServer(plain: true)
         let proxy = try Self.proxy(upstream, upstreamKeys: "timeout = \"1s\"", rest: """

@@ -239,6 +239,12 @@ final class H2Connection: SocketDelegate, WorkerConnection {
                 for stream in drained { stream.exchange?.clientDrained() }
                 busy = true
             }
+            if !flushAgain, !closed, evbuffer_get_length(output) >= settings.outputHighWater {
+                socket.flush()
+                // Frames stopped at the mark and the kernel took them all: no drain will be
+                // announced (the socket never waited), so the rest is made now.
+                flushAgain = evbuffer_get_length(output) < settings.outputHighWater
+            }
         } while flushAgain && !closed
         busy = false
         guard !closed else { return }

@@ -361,23 +361,33 @@ final class UpstreamH2Connection: SocketDelegate {
         flushEvent.activate(0)
     }
 
+    /// Bytes queued for the socket beyond which no more frames are made until it drains.
+    private static let outputHighWater = 256 * 1024
+
     private func flush() {
         guard let session, state == .ready, !busy else { return }
-        busy = true
         let output = socket.output
-        while evbuffer_get_length(output) < 256 * 1024 {
-            var data: UnsafePointer<UInt8>?
-            let n = nghttp2_session_mem_send(session, &data)
-            if n < 0 {
-                busy = false
-                return fail(.brokenResponse)
+        var full: Bool
+        repeat {
+            busy = true
+            while evbuffer_get_length(output) < Self.outputHighWater {
+                var data: UnsafePointer<UInt8>?
+                let n = nghttp2_session_mem_send(session, &data)
+                if n < 0 {
+                    busy = false
+                    return fail(.brokenResponse)
+                }
+                guard n > 0, let data else { break }
+                evbuffer_add(output, data, n)
             }
-            guard n > 0, let data else { break }
-            evbuffer_add(output, data, n)
-        }
-        busy = false
-        runEvents()
-        socket.flush()
+            full = evbuffer_get_length(output) >= Self.outputHighWater
+            busy = false
+            runEvents()
+            guard state == .ready else { return }
+            socket.flush()
+            // Frames stopped at the mark and the kernel took them all: no drain will be announced
+            // (the socket never waited), so the rest is made now.
+        } while full && evbuffer_get_length(output) < Self.outputHighWater
     }
 
     // MARK: closing

@@ -192,15 +192,24 @@ enum GRPCPeer {
                     for event in conn.receive_data(data):
                         if isinstance(event, h2.events.RequestReceived):
                             requests[event.stream_id] = [dict(event.headers), b""]
+                            if b"hold" in requests[event.stream_id][0][b":path"]:
+                                # Reads nothing for a second, then opens both windows by 16 MiB at once
+                                # and never again: the proxy must send the whole body on that one opening.
+                                time.sleep(1)
+                                conn.increment_flow_control_window(16 << 20)
+                                conn.increment_flow_control_window(16 << 20, event.stream_id)
                         elif isinstance(event, h2.events.DataReceived):
                             requests[event.stream_id][1] += event.data
-                            conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+                            if b"hold" not in requests[event.stream_id][0][b":path"]:
+                                conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
                         elif isinstance(event, h2.events.StreamEnded):
                             headers, body = requests.pop(event.stream_id)
                             say("SERVED", headers[b":method"].decode(), headers[b":path"].decode())
                             if b"stall" in headers[b":path"]:
                                 continue   # never answered
-                            reply = b" ".join([headers[b":method"], headers[b":path"], body])
+                            # A held body is answered with its length: the whole of it would not fit the window.
+                            held = b"hold" in headers[b":path"]
+                            reply = b" ".join([headers[b":method"], headers[b":path"], b"%d" % len(body) if held else body])
                             conn.send_headers(event.stream_id, [(":status", "200"), ("content-type", "text/plain")])
                             conn.send_data(event.stream_id, reply)
                             conn.send_headers(event.stream_id, [("x-checksum", str(len(reply)))], end_stream=True)
