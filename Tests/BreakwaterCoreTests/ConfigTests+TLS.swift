@@ -18,6 +18,7 @@ extension ConfigTests {
             handshake_timeout = "2500ms"
             session_tickets = false
             session_ticket_rotation = "12h"
+            session_tickets_per_handshake = 2
 
             [upstream]
             servers = ["api.internal:443"]
@@ -38,6 +39,7 @@ extension ConfigTests {
         tls.handshakeTimeout = .milliseconds(2500)
         tls.sessionTickets = false
         tls.sessionTicketRotation = .seconds(12 * 3600)
+        tls.sessionTicketsPerHandshake = 2
         #expect(config.tls == tls)
         #expect(config.upstream.servers == [HostPort(host: "api.internal", port: 443)])
         #expect(config.upstream.tls)
@@ -61,7 +63,7 @@ extension ConfigTests {
         #expect(tls.clientCA == "")
         #expect(tls.clientAuth == .off)
         #expect(tls.handshakeTimeout == .seconds(10))
-        #expect(tls.sessionTickets && tls.sessionTicketRotation == .seconds(3600))
+        #expect(tls.sessionTickets && tls.sessionTicketRotation == .seconds(3600) && tls.sessionTicketsPerHandshake == 1)
         #expect(tls == TLSConfig(certificates: [.init(cert: "/a.pem", key: "/a.key")]))
         #expect(config.upstream == UpstreamConfig())
     }
@@ -156,7 +158,7 @@ extension ConfigTests {
 
         let text = minimal.render()
         for key in ["certificates", "min_version", "alpn", "client_ca", "client_auth", "handshake_timeout", "session_tickets",
-                    "session_ticket_rotation"] {
+                    "session_ticket_rotation", "session_tickets_per_handshake"] {
             #expect(text.contains("\n\(key) = "), "\(key)")
         }
         #expect(text.contains("\n[tls]\nlisten = \"0.0.0.0:8443\"\n"))
@@ -188,6 +190,13 @@ extension ConfigTests {
         }
         #expect(rotation?.description
             == "conf/x.conf: tls.session_ticket_rotation: got \"500ms\"; allowed: a duration of at least 1s, such as \"1h\"")
+        for count in ["0", "9"] {
+            let tickets = #expect(throws: ConfigError.self) {
+                try Config.parse(BadConf.tls("session_tickets_per_handshake = \(count)"), file: "conf/x.conf")
+            }
+            #expect(tickets?.description
+                == "conf/x.conf: tls.session_tickets_per_handshake: got \(count); allowed: an integer from 1 to 8")
+        }
         #expect(unknown?.description
             == "conf/x.conf: tls.certificates[0].crt: unknown key \"crt\" (did you mean \"cert\"?); allowed: the keys of a tls.certificates entry: cert, key")
     }

@@ -77,6 +77,25 @@ import Glibc
         #expect(!proxy.logText.lowercased().contains("ticket key"), "no key is logged: \(proxy.logText)")
     }
 
+    /// A full TLS 1.3 handshake issues one ticket unless `session_tickets_per_handshake` asks for
+    /// more; a resumption issues one either way.
+    @Test(arguments: [(nil, 1), (3, 3)] as [(Int?, Int)])
+    func aFullHandshakeIssuesTheTicketsAskedFor(configured: Int?, expected: Int) throws {
+        let certs = try TestCertificates.shared()
+        let upstream = try TestUpstream()
+        defer { upstream.stop() }
+        let (proxy, port) = try start(upstream: upstream.port, configured.map { "session_tickets_per_handshake = \($0)" } ?? "")
+        defer { proxy.stop() }
+        let dir = try Binary.tempDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let full = try SClient.request(port: port, caFile: certs.ca, sessionIn: nil, sessionOut: dir.appendingPathComponent("s"),
+                                       extra: ["-tls1_3", "-msg"])
+        #expect(full.succeeded && !full.reused && full.ticketsReceived == expected, "\(full.output)")
+        let resumed = try SClient.request(port: port, caFile: certs.ca, sessionIn: dir.appendingPathComponent("s"),
+                                          sessionOut: dir.appendingPathComponent("s2"), extra: ["-tls1_3", "-msg"])
+        #expect(resumed.reused && resumed.ticketsReceived == 1, "\(resumed.output)")
+    }
+
     @Test func theTicketLifetimeFollowsTheRotationAndTicketsCanBeTurnedOff() throws {
         let certs = try TestCertificates.shared()
         let upstream = try TestUpstream()

@@ -109,7 +109,8 @@ extension Config {
             config.redis = redis
         }
         if let r = try section("tls", ["listen", "certificates", "min_version", "alpn", "client_ca", "client_auth",
-                                       "handshake_timeout", "session_tickets", "session_ticket_rotation"]) {
+                                       "handshake_timeout", "session_tickets", "session_ticket_rotation",
+                                       "session_tickets_per_handshake"]) {
             config.tls = try readTLS(r)
         }
         if let r = try section("state", ["file", "save_interval"]) {
@@ -195,6 +196,7 @@ extension Config {
         assign(&t.handshakeTimeout, try r.duration("handshake_timeout"))
         assign(&t.sessionTickets, try r.bool("session_tickets", Allowed.bool))
         assign(&t.sessionTicketRotation, try r.duration("session_ticket_rotation", Allowed.ticketRotation))
+        assign(&t.sessionTicketsPerHandshake, try r.int("session_tickets_per_handshake", Allowed.ticketsPerHandshake))
         return t
     }
 

@@ -48,6 +48,7 @@ extension Config {
             set("handshake_timeout", duration(tls.handshakeTimeout))
             set("session_tickets", "\(tls.sessionTickets)")
             set("session_ticket_rotation", duration(tls.sessionTicketRotation))
+            set("session_tickets_per_handshake", "\(tls.sessionTicketsPerHandshake)")
         } else {
             out.append("# [tls]: not set, no TLS listener")
         }

@@ -53,6 +53,7 @@ enum Allowed {
     static let clientCA = "a PEM file path (relative paths are read from the conf file's directory), or \"\" for none; "
         + "required when client_auth is \"optional\" or \"required\""
     static let ticketRotation = "a duration of at least 1s, such as \"1h\""
+    static let ticketsPerHandshake = "an integer from 1 to 8"
     static let clientAuth = "\"off\", \"optional\" or \"required\" (the last two need client_ca)"
     static let upgrades = "an array of distinct Upgrade protocol names, each an HTTP token (RFC 9110), such as "
         + "[\"websocket\"]; [] allows none"
@@ -332,6 +333,8 @@ struct Checker {
         try positive(t.handshakeTimeout, "tls.handshake_timeout")
         try check(t.sessionTicketRotation >= .seconds(1), "tls.session_ticket_rotation", quote(t.sessionTicketRotation.confText),
                   Allowed.ticketRotation)
+        try check((1...8).contains(t.sessionTicketsPerHandshake), "tls.session_tickets_per_handshake",
+                  "\(t.sessionTicketsPerHandshake)", Allowed.ticketsPerHandshake)
     }
 
     /// The admin token: none only on a loopback listener, else at least 32 visible ASCII characters.

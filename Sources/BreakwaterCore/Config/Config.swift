@@ -188,6 +188,9 @@ public struct TLSConfig: Sendable, Equatable {
     /// `session_ticket_rotation`: how long a ticket key encrypts new tickets; it then still
     /// decrypts for as long again, so a ticket resumes for at least this long.
     public var sessionTicketRotation: Duration = .seconds(3600)
+    /// `session_tickets_per_handshake`: how many tickets a full TLS 1.3 handshake issues (a
+    /// resumption issues one). OpenSSL's default, which nginx and HAProxy keep, is two.
+    public var sessionTicketsPerHandshake = 1
 
     /// A listener with the given certificates and the defaults the README documents for the rest
     /// (section "Configuration"); a conf file must list at least one certificate.

@@ -334,7 +334,7 @@ public final class ProxyServer: @unchecked Sendable {
             pairs: tls.certificates.map { ($0.cert, $0.key) }, minimumVersion13: tls.minVersion == .v1_3, alpn: tls.alpn,
             clientCA: tls.clientCA,
             clientCertificateRequired: tls.clientAuth == .off ? nil : tls.clientAuth == .required,
-            sessionTickets: tls.sessionTickets)
+            sessionTickets: tls.sessionTickets, ticketsPerHandshake: tls.sessionTicketsPerHandshake)
     }
 
     /// HTTP/2 on a proxy listener. The TLS listener always has them: whether a client gets HTTP/2

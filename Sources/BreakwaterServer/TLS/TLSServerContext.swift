@@ -33,11 +33,13 @@ final class TLSServerContext: @unchecked Sendable {
         var clientCertificateRequired: Bool?
         /// Session tickets issued and accepted; false: sessions resume only from the context's cache.
         var sessionTickets = true
+        /// NewSessionTicket messages after a full TLS 1.3 handshake.
+        var ticketsPerHandshake = 1
 
         static func == (a: Settings, b: Settings) -> Bool {
             a.pairs.map { [$0.cert, $0.key] } == b.pairs.map { [$0.cert, $0.key] } && a.minimumVersion13 == b.minimumVersion13
                 && a.alpn == b.alpn && a.clientCA == b.clientCA && a.clientCertificateRequired == b.clientCertificateRequired
-                && a.sessionTickets == b.sessionTickets
+                && a.sessionTickets == b.sessionTickets && a.ticketsPerHandshake == b.ticketsPerHandshake
         }
     }
 
@@ -163,6 +165,9 @@ final class TLSServerContext: @unchecked Sendable {
             // the Finished message and a request sent behind it come in one. Socket.readTLS then
             // drains what OpenSSL holds, since the socket will not announce it again.
             bw_SSL_CTX_set_read_ahead(context, 1)
+            // One ticket by default: each one costs a key derivation, an encryption and a record
+            // of its own, about 7 % of a full handshake's CPU (a resumption brings a new one).
+            _ = SSL_CTX_set_num_tickets(context, settings.ticketsPerHandshake)
             let sessionID = Array("breakwater".utf8)
             _ = SSL_CTX_set_session_id_context(context, sessionID, UInt32(sessionID.count))
             guard SSL_CTX_use_certificate_chain_file(context, pair.cert) == 1 else {

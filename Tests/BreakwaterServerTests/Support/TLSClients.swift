@@ -70,6 +70,11 @@ struct Handshake: CustomStringConvertible {
     /// The session was resumed (s_client prints "Reused, ..." instead of "New, ...").
     var reused: Bool { output.contains("\nReused, ") }
 
+    /// NewSessionTicket messages received; s_client prints them with `-msg`.
+    var ticketsReceived: Int {
+        output.split(separator: "\n").filter { $0.hasPrefix("<<< ") && $0.hasSuffix("NewSessionTicket") }.count
+    }
+
     /// The lifetime hint of the last ticket received, in seconds.
     var ticketLifetimeHint: Int? {
         value(after: "TLS session ticket lifetime hint: ")?.split(separator: " ").first.flatMap { Int($0) }
