@@ -12,6 +12,15 @@ import Glibc
         try TLSHarness(upstreamPorts: [upstream.port], tls: nil, server: "h2c = true", upstream: upstreamKeys, rest: rest)
     }
 
+    /// A route under /h2/ that goes to the upstream over HTTP/2 whatever the request.
+    private static let h2Route = """
+        [[route]]
+        name = "h2"
+        path = "/h2/"
+        upstream_protocol = "h2"
+
+        """
+
     @Test func aUnaryCallGoesThroughWithItsTrailers() throws {
         let upstream = try GRPCServer()
         let proxy = try Self.proxy(upstream)
@@ -88,13 +97,7 @@ import Glibc
 
     @Test func anH2RouteTakesPlainRequestsOverHTTP2WithTheirTrailers() throws {
         let upstream = try GRPCServer(plain: true)
-        let proxy = try Self.proxy(upstream, rest: """
-            [[route]]
-            name = "h2"
-            path = "/h2/"
-            upstream_protocol = "h2"
-
-            """)
+        let proxy = try Self.proxy(upstream, rest: Self.h2Route)
         let url = "http://127.0.0.1:\(proxy.port)/h2/echo"
         let h1 = try Curl.run(url, ["--http1.1", "-d", "from h1"])
         #expect(h1.status == 200 && h1.body == "POST /h2/echo from h1", "\(h1) \(h1.body)")
@@ -113,13 +116,7 @@ import Glibc
     /// to read from either side to wake it.
     @Test func aBodyWaitingForTheUpstreamsWindowGoesWholeWhenItOpensOnce() throws {
         let upstream = try GRPCServer(plain: true)
-        let proxy = try Self.proxy(upstream, rest: """
-            [[route]]
-            name = "h2"
-            path = "/h2/"
-            upstream_protocol = "h2"
-
-            """)
+        let proxy = try Self.proxy(upstream, rest: Self.h2Route)
         let file = try Binary.tempDirectory().appendingPathComponent("body-3mb")
         try Data(repeating: UInt8(ascii: "b"), count: 3_000_000).write(to: file)
         let result = try Tool.run("curl", ["-sS", "--max-time", "10", "--http2-prior-knowledge", "--data-binary", "@\(file.path)",
@@ -130,13 +127,7 @@ import Glibc
 
     @Test func anH2UpstreamThatNeverAnswersTimesOutWith504() throws {
         let upstream = try GRPCServer(plain: true)
-        let proxy = try Self.proxy(upstream, upstreamKeys: "timeout = \"1s\"", rest: """
-            [[route]]
-            name = "h2"
-            path = "/h2/"
-            upstream_protocol = "h2"
-
-            """)
+        let proxy = try Self.proxy(upstream, upstreamKeys: "timeout = \"1s\"", rest: Self.h2Route)
         let started = Date()
         let stalled = try Curl.run("http://127.0.0.1:\(proxy.port)/h2/stall", ["--http2-prior-knowledge"])
         let elapsed = Date().timeIntervalSince(started)
