@@ -277,6 +277,13 @@ final class H2Connection: SocketDelegate, WorkerConnection {
         _ = nghttp2_session_resume_data(session, stream.id)
     }
 
+    /// `count` bytes of stream `id`'s request body were taken (or dropped): its flow-control
+    /// window opens by them, WINDOW_UPDATE going out once half of it is open again.
+    func consumed(_ count: Int, of id: Int32) {
+        guard let session, count > 0 else { return }
+        _ = nghttp2_session_consume_stream(session, id, count)
+    }
+
     /// Sends RST_STREAM for `stream` with `code`.
     func reset(_ stream: H2Stream, code: nghttp2_error_code) {
         guard let session else { return }

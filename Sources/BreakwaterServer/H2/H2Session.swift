@@ -49,6 +49,9 @@ enum H2Session {
         nghttp2_option_set_max_outbound_ack(option, settings.maxOutboundAcks)
         nghttp2_option_set_stream_reset_rate_limit(option, UInt64(settings.resetBurst), UInt64(settings.resetRate))
         nghttp2_option_set_max_continuations(option, settings.maxContinuations)
+        // Request DATA is acknowledged by hand (`H2Connection.dataReceived`): a body streaming to
+        // an HTTP/2 upstream opens its stream's window only as the upstream takes it.
+        nghttp2_option_set_no_auto_window_update(option, 1)
 
         var session: OpaquePointer?
         let user = Unmanaged.passUnretained(connection).toOpaque()
@@ -132,9 +135,18 @@ extension H2Connection {
         return 0
     }
 
+    /// Request DATA: the connection's window opens again at once, so that a stream waiting for
+    /// its upstream holds no other stream back; the stream's own window opens at once too, unless
+    /// its body streams to an HTTP/2 upstream (then as the upstream takes the bytes, see
+    /// `H2Stream.bodyBytes`).
     fileprivate func dataReceived(_ id: Int32, _ data: UnsafeBufferPointer<UInt8>) -> Int32 {
-        guard let stream = stream(id) else { return 0 }
+        if let session { _ = nghttp2_session_consume_connection(session, data.count) }
+        guard let stream = stream(id) else {
+            consumed(data.count, of: id)
+            return 0
+        }
         if stream.lingeredPastItsBound(adding: data.count) {
+            consumed(data.count, of: id)
             reset(stream, code: NGHTTP2_NO_ERROR)
             return 0
         }

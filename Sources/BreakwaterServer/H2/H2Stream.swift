@@ -12,7 +12,7 @@ internal import CNGHTTP2
 /// HTTP/1.1. The response goes out as HEADERS and DATA frames; its body is queued here and nghttp2
 /// takes it as the client's flow-control window allows. The connection owns the stream while it is
 /// open; an exchange may hold it a little longer.
-final class H2Stream: ClientResponder {
+final class H2Stream: ClientResponder, RequestBodySource {
     let id: Int32
     let connection: H2Connection
     var exchange: ClientExchange?
@@ -108,30 +108,45 @@ final class H2Stream: ClientResponder {
     }
 
     /// From now on the request body goes into a pipe as it arrives (the request is forwarded
-    /// over HTTP/2 before its body is complete).
+    /// over HTTP/2 before its body is complete), and the stream's flow-control window opens only
+    /// as the upstream takes the bytes: a client sending faster than the upstream reads is slowed
+    /// down, holding at most one window (`H2Settings.streamWindow`) in Breakwater.
     func startStreaming() {
         guard bodyPipe == nil else { return }
-        let pipe = RequestBodyPipe()
-        // DATA read in the same batch as the HEADERS came before the head was judged.
+        // DATA read in the same batch as the HEADERS came before the head was judged; their
+        // window opened when they arrived.
+        let pipe = RequestBodyPipe(windowOpened: body.map { evbuffer_get_length($0) } ?? 0)
         if let body {
             evbuffer_add_buffer(pipe.buffer, body)
             evbuffer_free(body)
             self.body = nil
         }
+        pipe.source = self
         bodyPipe = pipe
     }
 
     /// Body bytes arrived; an error when they pass `limit` (the answer is then 413). A streamed
-    /// body has no limit of its own, but no more than `limit` bytes may wait for the upstream.
+    /// body has no limit of its own, and no more than its window waits for the upstream (`limit`
+    /// still bounds that, against a client that ignores flow control). The stream's window opens
+    /// again at once for bytes buffered or dropped; for bytes in the pipe, when they leave it.
     func bodyBytes(_ data: UnsafeBufferPointer<UInt8>, limit: Int) -> HTTPError? {
-        guard !discarding, !finished, !data.isEmpty else { return nil }
-        if let bodyPipe {
-            if ended { return nil }   // answered already: the body is of no use
-            lastByteAt = LoopClock.coarseNow.nanoseconds
-            guard bodyPipe.buffered + data.count <= limit else { return overflow() }
-            bodyPipe.append(data)
-            return nil
+        guard let bodyPipe, !discarding, !finished, !ended, !data.isEmpty else {
+            connection.consumed(data.count, of: id)
+            return bufferBody(data, limit: limit)
         }
+        lastByteAt = LoopClock.coarseNow.nanoseconds
+        guard bodyPipe.buffered + data.count <= limit else {
+            connection.consumed(data.count, of: id)
+            return overflow()
+        }
+        bodyPipe.append(data)
+        return nil
+    }
+
+    /// The bytes of a body that does not stream: buffered whole (up to `limit`), or dropped.
+    private func bufferBody(_ data: UnsafeBufferPointer<UInt8>, limit: Int) -> HTTPError? {
+        // Answered already (`ended` for a streamed body): the body is of no use.
+        guard !discarding, !finished, !data.isEmpty, bodyPipe == nil else { return nil }
         bodyLength += data.count
         if bodyLength > limit {
             discarding = true
@@ -196,6 +211,13 @@ final class H2Stream: ClientResponder {
         guard request != nil else { return now - opened > grace ? .headersLate : .waiting }
         let allowance = grace + Int64(bodyLength) * 1_000_000_000 / Int64(max(limits.minBodyRate, 1))
         return now - headAt > allowance || now - lastByteAt > grace ? .bodyLate : .waiting
+    }
+
+    /// RequestBodySource: the upstream took `count` bytes of the streamed body; as many more
+    /// may come.
+    func bodyTaken(_ count: Int) {
+        connection.consumed(count, of: id)
+        connection.scheduleFlush()
     }
 
     /// The client ended the stream: the request goes to the handler with its body.

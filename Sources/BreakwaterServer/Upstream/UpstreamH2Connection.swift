@@ -341,10 +341,14 @@ final class UpstreamH2Connection: SocketDelegate {
     func readRequestBody(_ id: Int32, _ buffer: UnsafeMutablePointer<UInt8>, _ length: Int,
                          _ flags: UnsafeMutablePointer<UInt32>) -> Int {
         guard let stream = streams[id] else { return Int(NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue) }
-        let source = stream.pipe?.buffer ?? stream.body
-        let n = source.map { Int(evbuffer_remove($0, buffer, length)) } ?? 0
+        let n: Int
+        if let pipe = stream.pipe {
+            n = pipe.take(into: buffer, count: length)
+        } else {
+            n = stream.body.map { Int(evbuffer_remove($0, buffer, length)) } ?? 0
+        }
         let ended = stream.pipe?.ended ?? true
-        let left = source.map { evbuffer_get_length($0) } ?? 0
+        let left = (stream.pipe?.buffer ?? stream.body).map { evbuffer_get_length($0) } ?? 0
         if ended && left == 0 {
             flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue
             return max(n, 0)
