@@ -28,9 +28,15 @@ static inline long breakwater_send(int fd, const void *buffer, size_t length, in
     return syscall(SYS_sendto, fd, buffer, length, flags, (void *)0, 0);
 }
 
+#include <sys/eventfd.h>
+
+/* A non-blocking, close-on-exec eventfd: how other threads wake a worker's loop. */
+static inline int breakwater_eventfd(void) {
+    return eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+}
+
 #include <event2/event.h>
 #include <event2/buffer.h>
-#include <event2/thread.h>
 #include <event2/util.h>
 
 #endif

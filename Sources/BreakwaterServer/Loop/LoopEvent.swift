@@ -12,6 +12,8 @@ import Glibc
 /// the request path free of reference counting here.
 final class LoopEvent {
     private var event: OpaquePointer?
+    /// The base the event belongs to (for the debug builds' thread check).
+    private let base: OpaquePointer
     private let handler: () -> Void
 
     /// Whether the event is pending (added and not yet fired or deleted). A persistent event stays
@@ -24,6 +26,7 @@ final class LoopEvent {
     /// An event on `base` for `fd` (-1: a pure timer) and `what` (EV_READ, EV_WRITE, EV_PERSIST).
     init(base: OpaquePointer, fd: Int32 = -1, what: Int16 = 0, _ handler: @escaping () -> Void) throws(SystemCallError) {
         self.handler = handler
+        self.base = base
         persistent = what & Int16(EV_PERSIST) != 0
         event = try libevent("event_new", event_new(base, fd, what, { _, fired, context in
             // Borrowed, not retained: the owner keeps the event alive while it is registered, and
@@ -53,6 +56,7 @@ final class LoopEvent {
     /// can go on: that is a crash with the call's name, as Swift's own allocation failures are.
     func add(after nanoseconds: Int64? = nil) {
         guard let event else { return }
+        assert(Worker.mayTouch(base), "an event added from outside its loop's thread")
         let rc: Int32
         if let nanoseconds {
             let ns = max(0, nanoseconds)
@@ -68,6 +72,7 @@ final class LoopEvent {
     /// Makes the event not pending.
     func delete() {
         guard let event, isPending else { return }
+        assert(Worker.mayTouch(base), "an event deleted from outside its loop's thread")
         precondition(event_del(event) == 0, "event_del failed")
         isPending = false
     }
@@ -75,20 +80,24 @@ final class LoopEvent {
     /// Fires the event on the next turn of the loop, as if `what` had happened.
     func activate(_ what: Int16) {
         guard let event else { return }
+        assert(Worker.mayTouch(base), "an event activated from outside its loop's thread")
         event_active(event, Int32(what), 0)
     }
 
     /// Frees the event; no callback follows. Idempotent.
     func close() {
         guard let event else { return }
+        assert(!isPending || Worker.mayTouch(base), "a pending event freed from outside its loop's thread")
         event_free(event)
         self.event = nil
         isPending = false
     }
 
-    /// Runs `block` once on `base`'s thread after `nanoseconds`; callable from any thread.
+    /// Runs `block` once on `base`'s thread after `nanoseconds`; from that thread only (other
+    /// threads post through `Worker.schedule`).
     /// The block is kept alive by the event until it runs (libevent frees the event itself).
     static func once(base: OpaquePointer, after nanoseconds: Int64, _ block: @escaping () -> Void) {
+        assert(Worker.mayTouch(base), "a timer set from outside its loop's thread")
         let box = Unmanaged.passRetained(Once(block)).toOpaque()
         let ns = max(0, nanoseconds)
         var tv = timeval(tv_sec: Int(ns / 1_000_000_000), tv_usec: Int(ns % 1_000_000_000 / 1000))

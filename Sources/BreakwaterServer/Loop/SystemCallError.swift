@@ -56,14 +56,5 @@ func libevent<T>(_ call: StaticString, _ value: T?) throws(SystemCallError) -> T
     return value
 }
 
-/// libevent must be told once, before any event_base exists, that bases are shared between threads.
-enum LibeventThreads {
-    static let enabled: Bool = evthread_use_pthreads() == 0
-
-    static func enable() {
-        precondition(enabled, "libevent was built without pthreads support")
-    }
-}
-
 /// The version of the libevent Breakwater runs on.
 public func libeventVersion() -> String { String(cString: event_get_version()) }
