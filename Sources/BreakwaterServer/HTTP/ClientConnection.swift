@@ -339,8 +339,15 @@ final class ClientConnection: SocketDelegate, ClientResponder, WorkerConnection 
 
     /// The tunnel closed both connections.
     func tunnelClosed() {
+        if let tunnel { releaseLater(tunnel) }
         tunnel = nil
         close()
+    }
+
+    /// Drops `tunnel` on the loop's next turn, not now: its sockets call it without retaining it
+    /// (`Socket.readItself(by:)`), and it may be closing inside such a call.
+    private func releaseLater(_ tunnel: Tunnel) {
+        worker.schedule(after: .zero) { withExtendedLifetime(tunnel) {} }
     }
 
     // MARK: closing
@@ -361,6 +368,7 @@ final class ClientConnection: SocketDelegate, ClientResponder, WorkerConnection 
         _ = reader.peerClosed()
         if let tunnel {
             self.tunnel = nil
+            releaseLater(tunnel)
             tunnel.close()
         }
         if let exchange {

@@ -51,7 +51,7 @@ final class Socket {
     /// would move every retain and release of the delegate onto the slow side-table path.
     var delegate: SocketDelegate?
     private var readEvent: LoopEvent!
-    /// The level-triggered read event replaced by `readItself`.
+    /// The level-triggered read event replaced by `readItself(by:)`.
     private var levelReadEvent: LoopEvent?
     private var writeEvent: LoopEvent!
     /// The inactivity deadline, created by the first `setTimeout`.
@@ -74,7 +74,7 @@ final class Socket {
     /// Whether the first byte of an accepted TLS connection was looked at (plain HTTP or TLS).
     private var tlsFirstByteSeen = false
     private(set) var closed = false
-    /// Set by `readItself()`: a readable socket is reported to the delegate unread.
+    /// Set by `readItself(by:)`: a readable socket is reported to its reader unread.
     private(set) var readsItself = false
     /// With `readsItself`: the kernel reported that the peer ended its stream (EPOLLRDHUP), so
     /// a short read does not mean the socket is drained: its end is still to be read.
@@ -228,19 +228,8 @@ final class Socket {
     // MARK: events
 
     private func readReady() {
-        if failed != 0 {
-            let error = failed
-            failed = 0
-            setReading(false)
-            delegate?.socketEvent(self, .error(error))
-            return
-        }
+        if failed != 0 { return reportFailure() }
         if let tls { return readTLS(tls) }
-        if readsItself {
-            if readEvent.firedWith & Int16(EV_CLOSED) != 0 { peerEnding = true }
-            delegate?.socketReadable(self)
-            return
-        }
         var vec = iovec()
         guard evbuffer_reserve_space(input, Self.readSize, &vec, 1) == 1 else {
             fail(ENOMEM)
@@ -262,6 +251,14 @@ final class Socket {
         }
     }
 
+    /// A failed write (or read) recorded by `fail`, told to the delegate from the read side.
+    private func reportFailure() {
+        let error = failed
+        failed = 0
+        setReading(false)
+        delegate?.socketEvent(self, .error(error))
+    }
+
     /// Whether bytes from the peer wait to be read, here or in the kernel (an end of stream
     /// counts as none).
     func hasPendingInput() -> Bool {
@@ -273,25 +270,44 @@ final class Socket {
 
     // MARK: reading and writing without the buffers (plain sockets, tunnels)
 
-    /// From now on a readable socket is reported to the delegate unread, and the delegate reads
-    /// with `receive(into:count:)` into a buffer of its own (a tunnel relaying); plain sockets
-    /// only. Readiness becomes edge-triggered, as nginx has it: the kernel reports new bytes
-    /// once, not again at every wait while some remain, so the delegate reads until a read comes
-    /// back short (and, once `peerEnding`, until the end of the stream), or calls
+    /// From now on a readable socket is reported to `reader` unread (`socketReadable`), and it
+    /// reads with `receive(into:count:)` into a buffer of its own (a tunnel relaying); plain
+    /// sockets only. Readiness becomes edge-triggered, as nginx has it: the kernel reports new
+    /// bytes once, not again at every wait while some remain, so the reader reads until a read
+    /// comes back short (and, once `peerEnding`, until the end of the stream), or calls
     /// `readAgainSoon()`. The level-triggered event is kept (deleted) until the socket closes:
     /// this may run inside its callback.
-    func readItself() {
+    ///
+    /// Neither the socket nor the reader is retained around the call (two atomic operations for
+    /// each, twice per relayed message otherwise): whoever owns the reader keeps it, and the
+    /// socket, alive until the loop's next turn after letting go of them, since that may happen
+    /// inside the call (see `ClientConnection.tunnelClosed`). Failures still go to the delegate.
+    func readItself<Reader: SocketDelegate>(by reader: Reader) {
         guard tls == nil, !closed, !readsItself else { return }
         readsItself = true
-        // Borrowed, not retained around each call: a plain socket's readReady touches nothing of
-        // itself after telling its delegate, which readReady holds for the call.
         let me = Unmanaged.passUnretained(self)
-        guard let edge = try? LoopEvent(base: base, fd: fd, what: Int16(EV_READ | EV_CLOSED | EV_PERSIST | EV_ET),
-                                        { me._withUnsafeGuaranteedRef { $0.readReady() } }) else { return }
+        let borrowed = Unmanaged.passUnretained(reader)
+        guard let edge = try? LoopEvent(base: base, fd: fd, what: Int16(EV_READ | EV_CLOSED | EV_PERSIST | EV_ET), {
+            me._withUnsafeGuaranteedRef { socket in
+                guard socket.edgeFired() else { return }
+                borrowed._withUnsafeGuaranteedRef { $0.socketReadable(socket) }
+            }
+        }) else { return }
         readEvent.delete()
         levelReadEvent = readEvent
         readEvent = edge
         if reading { readEvent.add() }
+    }
+
+    /// The edge-triggered read event fired: true when the reader is to read, false when a
+    /// failure went to the delegate instead.
+    private func edgeFired() -> Bool {
+        if failed != 0 {
+            reportFailure()
+            return false
+        }
+        if readEvent.firedWith & Int16(EV_CLOSED) != 0 { peerEnding = true }
+        return true
     }
 
     /// Reports the socket readable again on the next turn of the loop (a reader that stopped

@@ -62,8 +62,8 @@ final class Tunnel: SocketDelegate {
         upstream.setReading(true)
         relayBuffered(from: upstream, to: client)
         relayBuffered(from: client, to: upstream)
-        client.readItself()
-        upstream.readItself()
+        client.readItself(by: self)
+        upstream.readItself(by: self)
         // What reached the kernel before the tunnel read edge-triggered is read now.
         if upstream.readsItself { relay(from: upstream, to: client) }
         if client.readsItself { relay(from: client, to: upstream) }
@@ -101,7 +101,7 @@ final class Tunnel: SocketDelegate {
 
     /// Reads what `source` holds into the relay buffer and sends it to `sink` at once: one recv
     /// and one send per message when the sink keeps up, no buffer allocated or freed. Readiness
-    /// is edge-triggered (`Socket.readItself`), so reading goes on until a read comes back short
+    /// is edge-triggered (`Socket.readItself(by:)`), so reading goes on until a read comes back short
     /// (the socket is drained; once the peer's end is announced, until the end is read), and a
     /// read that fills the buffer is followed by another, four at
     /// most a turn so that one busy tunnel cannot hold the loop: then the socket is reported
