@@ -47,11 +47,12 @@ test: deps-test
 # tests start, which is built with the same sanitizer and stops at its first report.
 SANITIZED_TLS_TESTS = TLSTests|TLSChainTests|TLSReadAheadTests|TLSReloadTests|TLSUpstreamTests|TLSSessionTests|TLSLoadTests|TicketKeyRingTests
 
-# The shared tracker (many threads, shared keys) and the TLS path under ThreadSanitizer.
+# The shared tracker (many threads, shared keys), a worker's inbox (blocks posted from other threads)
+# and the TLS path under ThreadSanitizer.
 tsan: deps-test
 	$(SWIFT) build --build-tests --scratch-path .build-tsan --sanitize=thread
 	TSAN_OPTIONS=halt_on_error=1 $(SWIFT) test --skip-build --scratch-path .build-tsan --sanitize=thread \
-		--filter 'BreakwaterCoreTests|$(SANITIZED_TLS_TESTS)'
+		--filter 'BreakwaterCoreTests|WorkerInboxTests|$(SANITIZED_TLS_TESTS)'
 
 # The TLS path, hot upgrades (descriptors handed over) and tunnels under AddressSanitizer
 # (out-of-bounds, use after free, double free).

@@ -262,6 +262,11 @@ final class Worker: @unchecked Sendable {
     /// Blocks until the loop thread has ended.
     func join() { finished.wait() }
 
+    /// Waits at most `seconds` for the loop thread to end; whether it did.
+    func join(within seconds: Double) -> Bool {
+        finished.wait(timeout: .now() + seconds) == .success
+    }
+
     /// Runs `block` on this worker's thread, soon; callable from any thread.
     func execute(_ block: @escaping () -> Void) {
         schedule(after: .zero, block)
