@@ -341,14 +341,16 @@ final class UpstreamH2Connection: SocketDelegate {
     func readRequestBody(_ id: Int32, _ buffer: UnsafeMutablePointer<UInt8>, _ length: Int,
                          _ flags: UnsafeMutablePointer<UInt32>) -> Int {
         guard let stream = streams[id] else { return Int(NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue) }
-        let n: Int
+        let n: Int, ended: Bool, left: Int
         if let pipe = stream.pipe {
             n = pipe.take(into: buffer, count: length)
+            ended = pipe.ended
+            left = pipe.buffered
         } else {
             n = stream.body.map { Int(evbuffer_remove($0, buffer, length)) } ?? 0
+            ended = true
+            left = stream.body.map { evbuffer_get_length($0) } ?? 0
         }
-        let ended = stream.pipe?.ended ?? true
-        let left = (stream.pipe?.buffer ?? stream.body).map { evbuffer_get_length($0) } ?? 0
         if ended && left == 0 {
             flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue
             return max(n, 0)
