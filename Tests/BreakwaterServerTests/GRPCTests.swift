@@ -119,12 +119,18 @@ import Glibc
     @Test func aBodyWaitingForTheUpstreamsWindowGoesWholeWhenItOpensOnce() throws {
         let upstream = try GRPCServer(plain: true)
         let proxy = try Self.proxy(upstream, rest: Self.h2Route)
-        let file = try Binary.tempDirectory().appendingPathComponent("body-3mb")
-        try Data(repeating: UInt8(ascii: "b"), count: 3_000_000).write(to: file)
-        let result = try Tool.run("curl", ["-sS", "--max-time", "10", "--http2-prior-knowledge", "--data-binary", "@\(file.path)",
-                                           "http://127.0.0.1:\(proxy.port)/h2/hold"])
-        #expect(result.stdout == "POST /h2/hold 3000000", "\(result)")
+        let result = try Self.uploadHeld(through: proxy, file: "body-3mb")
+        #expect(result.stdout == "POST /h2/hold 3000000 200", "\(result)")
         #expect(upstream.served("POST") == 1)
+    }
+
+    /// curl posts 3 MB to the upstream's /h2/hold (read only after a second) through `proxy`,
+    /// over h2c; its output is the answer's body, a space and the status.
+    private static func uploadHeld(through proxy: TLSHarness, file name: String) throws -> Binary.Result {
+        let file = try Binary.tempDirectory().appendingPathComponent(name)
+        try Data(repeating: UInt8(ascii: "b"), count: 3_000_000).write(to: file)
+        return try Tool.run("curl", ["-sS", "--max-time", "10", "--http2-prior-knowledge", "--data-binary", "@\(file.path)",
+                                     "-w", " %{http_code}", "http://127.0.0.1:\(proxy.port)/h2/hold"])
     }
 
     /// The same held body, through a proxy that may keep only 1 MB of it waiting for the
@@ -134,10 +140,7 @@ import Glibc
     @Test func aBodyStreamingFasterThanTheUpstreamReadsIsSlowedNotBuffered() throws {
         let upstream = try GRPCServer(plain: true)
         let proxy = try Self.proxy(upstream, serverKeys: "max_body_bytes = \"1MB\"", rest: Self.h2Route)
-        let file = try Binary.tempDirectory().appendingPathComponent("body-3mb-slowed")
-        try Data(repeating: UInt8(ascii: "s"), count: 3_000_000).write(to: file)
-        let result = try Tool.run("curl", ["-sS", "--max-time", "10", "--http2-prior-knowledge", "--data-binary", "@\(file.path)",
-                                           "-w", " %{http_code}", "http://127.0.0.1:\(proxy.port)/h2/hold"])
+        let result = try Self.uploadHeld(through: proxy, file: "body-3mb-slowed")
         #expect(result.stdout == "POST /h2/hold 3000000 200", "\(result)")
         #expect(upstream.served("POST") == 1)
     }
